@@ -1,0 +1,121 @@
+//! Client-side handshake toward a backend: mysql_native_password and caching_sha2_password
+//! (fast path, and full authentication with the server's RSA public key when not on TLS).
+
+use super::{BackendConn, BackendError, ConnectOpts};
+use crate::error::SqlError;
+use mysql_common::crypto;
+use mysql_common::io::ParseBuf;
+use mysql_common::packets::{AuthPlugin, AuthSwitchRequest, HandshakePacket, HandshakeResponse};
+use mysql_common::proto::{MyDeserialize, MySerialize};
+use mysql_common::auth::plugins::caching_sha2_password::scramble_sha256;
+use mysql_common::auth::plugins::mysql_native_password::scramble_native;
+use mysql_common::constants::CapabilityFlags;
+
+const NATIVE: &[u8] = b"mysql_native_password";
+const SHA2: &[u8] = b"caching_sha2_password";
+
+fn proto(msg: &str) -> BackendError {
+    BackendError::Protocol(msg.into())
+}
+
+/// The auth response bytes for `plugin` with `nonce`.
+fn scramble(plugin: &[u8], nonce: &[u8], password: &str) -> Result<Vec<u8>, BackendError> {
+    if password.is_empty() {
+        return Ok(Vec::new());
+    }
+    match plugin {
+        NATIVE => Ok(scramble_native(nonce, password.as_bytes()).map(|s| s.to_vec()).unwrap_or_default()),
+        SHA2 => {
+            let nonce: &[u8; 20] = nonce.get(..20).and_then(|n| n.try_into().ok()).ok_or_else(|| proto("short nonce"))?;
+            Ok(scramble_sha256(nonce, password.as_bytes()).map(|s| s.to_vec()).unwrap_or_default())
+        }
+        other => Err(proto(&format!(
+            "backend asks for unsupported auth plugin {}",
+            String::from_utf8_lossy(other)
+        ))),
+    }
+}
+
+async fn read(conn: &mut BackendConn) -> Result<u8, BackendError> {
+    Ok(conn.r.read_logical(&mut conn.buf, 1 << 20).await?)
+}
+
+async fn write(conn: &mut BackendConn, seq: &mut u8, payload: &[u8]) -> Result<(), BackendError> {
+    conn.w.write_packet(seq, payload).await?;
+    conn.w.flush().await?;
+    Ok(())
+}
+
+pub(super) async fn handshake(conn: &mut BackendConn, opts: &ConnectOpts) -> Result<(), BackendError> {
+    read(conn).await?;
+    if conn.buf.first() == Some(&0xFF) {
+        return Err(BackendError::Server(SqlError::from_packet(&conn.buf)));
+    }
+    let hs = HandshakePacket::deserialize((), &mut ParseBuf(&conn.buf))
+        .map_err(|e| proto(&format!("bad handshake: {e}")))?;
+    let server_caps = hs.capabilities();
+    if !server_caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
+        return Err(proto("backend does not speak protocol 4.1"));
+    }
+    let mut nonce = hs.nonce();
+    nonce.truncate(20);
+    conn.thread_id = hs.connection_id();
+    conn.server_version = String::from_utf8_lossy(hs.server_version_ref()).into_owned();
+    let mut plugin = hs.auth_plugin_name_ref().unwrap_or(NATIVE).to_vec();
+    if plugin != NATIVE && plugin != SHA2 {
+        plugin = NATIVE.to_vec();
+    }
+    let caps = BackendConn::wanted_capabilities(opts.found_rows) & server_caps;
+    conn.deprecate_eof = caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
+    let data = scramble(&plugin, &nonce, &opts.password)?;
+    let version = hs.server_version_parsed().unwrap_or((5, 7, 0));
+    let resp = HandshakeResponse::new(
+        Some(&data[..]),
+        version,
+        Some(opts.user.as_bytes()),
+        opts.database.as_deref().map(str::as_bytes),
+        Some(AuthPlugin::from_bytes(&plugin)),
+        caps,
+        None,
+        1 << 30,
+    );
+    let mut out = Vec::new();
+    resp.serialize(&mut out);
+    let mut seq = 1;
+    write(conn, &mut seq, &out).await?;
+    let mut nonce = nonce;
+    loop {
+        seq = read(conn).await?.wrapping_add(1);
+        match conn.buf.first().copied() {
+            Some(0x00) => return Ok(()),
+            Some(0xFF) => return Err(BackendError::Server(SqlError::from_packet(&conn.buf))),
+            Some(0xFE) => {
+                let sw = AuthSwitchRequest::deserialize((), &mut ParseBuf(&conn.buf))
+                    .map_err(|e| proto(&format!("bad auth switch: {e}")))?;
+                plugin = sw.auth_plugin().as_bytes().to_vec();
+                nonce = sw.plugin_data().to_vec();
+                let data = scramble(&plugin, &nonce, &opts.password)?;
+                write(conn, &mut seq, &data).await?;
+            }
+            Some(0x01) if plugin == SHA2 => match conn.buf.get(1) {
+                Some(0x03) => continue, // fast auth succeeded; OK follows
+                Some(0x04) => {
+                    // full authentication: request the public key, answer RSA-encrypted
+                    write(conn, &mut seq, &[0x02]).await?;
+                    seq = read(conn).await?.wrapping_add(1);
+                    let key = conn.buf.get(1..).ok_or_else(|| proto("empty public key"))?.to_vec();
+                    let mut pass = opts.password.as_bytes().to_vec();
+                    pass.push(0);
+                    for (i, b) in pass.iter_mut().enumerate() {
+                        *b ^= nonce[i % nonce.len()];
+                    }
+                    let enc = crypto::encrypt(&pass, &key)
+                        .map_err(|e| proto(&format!("RSA encryption failed: {e}")))?;
+                    write(conn, &mut seq, &enc).await?;
+                }
+                _ => return Err(proto("unexpected caching_sha2_password message")),
+            },
+            _ => return Err(proto("unexpected packet during authentication")),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Outgoing MySQL connections: connect, authenticate, send commands, read simple replies.
+
+mod auth;
+mod query;
+
+pub use query::QueryResult;
+
+use crate::error::SqlError;
+use crate::protocol::packet::{PacketReader, PacketWriter, ReadError};
+use crate::protocol::reply::{self, OkInfo};
+use crate::protocol::{cmd, CapabilityFlags};
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Server(SqlError),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+impl BackendError {
+    /// Whether the connection must be discarded.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, BackendError::Server(_))
+    }
+    /// The ERR a client should see for this failure on backend `name`.
+    pub fn to_sql_error(&self, name: &str) -> SqlError {
+        match self {
+            BackendError::Server(e) => e.clone(),
+            other => SqlError::backend_unavailable(name, &other.to_string()),
+        }
+    }
+}
+
+impl From<ReadError> for BackendError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Io(e) => BackendError::Io(e),
+            other => BackendError::Protocol(other.to_string()),
+        }
+    }
+}
+
+/// How to open a connection.
+#[derive(Debug, Clone)]
+pub struct ConnectOpts {
+    pub address: String,
+    pub user: String,
+    pub password: String,
+    pub database: Option<String>,
+    /// CLIENT_FOUND_ROWS (affected rows = matched rows), fixed for a connection's life.
+    pub found_rows: bool,
+    pub timeout: Duration,
+}
+
+/// Session-dependent state a connection currently carries (see `session::align`).
+#[derive(Debug, Default, Clone)]
+pub struct ConnState {
+    pub database: Option<String>,
+    /// Session variable statements applied since the last reset, in order.
+    pub vars: Vec<Arc<str>>,
+    pub multi_statements: bool,
+    pub last_insert_id: u64,
+    /// (database, SQL) -> (backend statement id, params) of statements prepared here.
+    pub prepared: ahash::AHashMap<(Option<String>, Arc<str>), (u32, u16)>,
+}
+
+pub struct BackendConn {
+    pub r: PacketReader<OwnedReadHalf>,
+    pub w: PacketWriter<OwnedWriteHalf>,
+    pub thread_id: u32,
+    pub server_version: String,
+    pub deprecate_eof: bool,
+    pub state: ConnState,
+    /// Set while a command is in flight; a connection dropped in that state is discarded.
+    pub busy: bool,
+    pub buf: Vec<u8>,
+}
+
+impl BackendConn {
+    pub async fn connect(opts: &ConnectOpts) -> Result<BackendConn, BackendError> {
+        match tokio::time::timeout(opts.timeout, Self::connect_inner(opts)).await {
+            Ok(r) => r,
+            Err(_) => Err(BackendError::Timeout(opts.timeout)),
+        }
+    }
+
+    async fn connect_inner(opts: &ConnectOpts) -> Result<BackendConn, BackendError> {
+        let stream = TcpStream::connect(&opts.address).await?;
+        stream.set_nodelay(true)?;
+        let (r, w) = stream.into_split();
+        let mut conn = BackendConn {
+            r: PacketReader::new(r),
+            w: PacketWriter::new(w),
+            thread_id: 0,
+            server_version: String::new(),
+            deprecate_eof: false,
+            state: ConnState { database: opts.database.clone(), multi_statements: true, ..Default::default() },
+            busy: false,
+            buf: Vec::with_capacity(256),
+        };
+        auth::handshake(&mut conn, opts).await?;
+        Ok(conn)
+    }
+
+    /// Capabilities Sluice asks a backend for.
+    pub fn wanted_capabilities(found_rows: bool) -> CapabilityFlags {
+        let mut c = CapabilityFlags::CLIENT_LONG_PASSWORD
+            | CapabilityFlags::CLIENT_LONG_FLAG
+            | CapabilityFlags::CLIENT_LOCAL_FILES
+            | CapabilityFlags::CLIENT_PROTOCOL_41
+            | CapabilityFlags::CLIENT_TRANSACTIONS
+            | CapabilityFlags::CLIENT_SECURE_CONNECTION
+            | CapabilityFlags::CLIENT_MULTI_STATEMENTS
+            | CapabilityFlags::CLIENT_MULTI_RESULTS
+            | CapabilityFlags::CLIENT_PS_MULTI_RESULTS
+            | CapabilityFlags::CLIENT_PLUGIN_AUTH
+            | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+            | CapabilityFlags::CLIENT_DEPRECATE_EOF;
+        if found_rows {
+            c |= CapabilityFlags::CLIENT_FOUND_ROWS;
+        }
+        c
+    }
+
+    /// Sends a command packet (sequence 0) and flushes.
+    pub async fn send(&mut self, payload: &[u8]) -> Result<(), BackendError> {
+        self.busy = true;
+        let mut seq = 0;
+        self.w.write_packet(&mut seq, payload).await?;
+        self.w.flush().await?;
+        Ok(())
+    }
+
+    /// Sends a command answered by exactly one OK or ERR packet.
+    pub async fn simple(&mut self, payload: &[u8]) -> Result<OkInfo, BackendError> {
+        self.send(payload).await?;
+        self.r.read_logical(&mut self.buf, usize::MAX).await?;
+        self.busy = false;
+        match self.buf.first() {
+            Some(0xFE) if self.buf.len() == 5 => {
+                let (warnings, status) = reply::parse_eof(&self.buf).unwrap_or_default();
+                Ok(OkInfo { status, warnings, ..Default::default() })
+            }
+            Some(0x00) | Some(0xFE) => reply::parse_ok(&self.buf)
+                .ok_or_else(|| BackendError::Protocol("short OK packet".into())),
+            Some(0xFF) => Err(BackendError::Server(SqlError::from_packet(&self.buf))),
+            _ => Err(BackendError::Protocol("expected OK or ERR".into())),
+        }
+    }
+
+    pub async fn init_db(&mut self, db: &str) -> Result<(), BackendError> {
+        let mut p = vec![cmd::INIT_DB];
+        p.extend_from_slice(db.as_bytes());
+        self.simple(&p).await?;
+        self.state.database = Some(db.to_string());
+        Ok(())
+    }
+
+    /// COM_RESET_CONNECTION: clears session variables, user variables, temporary tables,
+    /// prepared statements; keeps the current database.
+    pub async fn reset(&mut self) -> Result<(), BackendError> {
+        self.simple(&[cmd::RESET_CONNECTION]).await?;
+        let db = self.state.database.take();
+        self.state = ConnState { database: db, multi_statements: true, ..Default::default() };
+        Ok(())
+    }
+
+    /// COM_SET_OPTION (multi-statements on/off); the server answers with EOF.
+    pub async fn set_multi_statements(&mut self, on: bool) -> Result<(), BackendError> {
+        let opt: u16 = if on { 0 } else { 1 };
+        let mut p = vec![cmd::SET_OPTION];
+        p.extend_from_slice(&opt.to_le_bytes());
+        self.simple(&p).await?;
+        self.state.multi_statements = on;
+        Ok(())
+    }
+}

@@ -1,0 +1,231 @@
+//! Configuration: serde types (unknown keys rejected), loading, and validation.
+
+mod duration;
+mod validate;
+
+pub use duration::Dur;
+pub use validate::{validate, Problem};
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: Listen,
+    pub admin: Admin,
+    pub users: Vec<User>,
+    pub backends: Vec<Backend>,
+    #[serde(default)]
+    pub pool: Pool,
+    #[serde(default)]
+    pub routing: Routing,
+    #[serde(default)]
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    pub address: String,
+    /// Client connections beyond this are refused with ERR 1040.
+    #[serde(default = "defaults::max_client_connections")]
+    pub max_client_connections: usize,
+    /// Largest statement (logical packet) accepted from a client, in bytes.
+    #[serde(default = "defaults::max_packet_size")]
+    pub max_packet_size: usize,
+    /// How long running statements may take to finish on SIGTERM/SIGINT.
+    #[serde(default = "defaults::shutdown_timeout")]
+    pub shutdown_timeout: Dur,
+    /// Server version announced to clients; default: the primary's, with a "-sluice" suffix.
+    #[serde(default)]
+    pub server_version: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Primary,
+    Replica,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    pub name: String,
+    pub address: String,
+    pub role: Role,
+    #[serde(default = "defaults::weight")]
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections_per_backend: usize,
+    #[serde(default = "defaults::connect_timeout")]
+    pub connect_timeout: Dur,
+    #[serde(default = "defaults::checkout_timeout")]
+    pub checkout_timeout: Dur,
+    /// Idle backend connections kept per (backend, user).
+    #[serde(default = "defaults::max_idle")]
+    pub max_idle_per_backend: usize,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Self {
+            max_connections_per_backend: defaults::max_connections(),
+            connect_timeout: defaults::connect_timeout(),
+            checkout_timeout: defaults::checkout_timeout(),
+            max_idle_per_backend: defaults::max_idle(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Routing {
+    /// After a replica fails to connect, skip it for reads this long.
+    #[serde(default = "defaults::replica_retry_after")]
+    pub replica_retry_after: Dur,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Self { replica_retry_after: defaults::replica_retry_after() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// tracing filter, e.g. "info" or "sluice=debug".
+    #[serde(default = "defaults::log_level")]
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self { level: defaults::log_level() }
+    }
+}
+
+mod defaults {
+    use super::Dur;
+    use std::time::Duration;
+    pub fn max_client_connections() -> usize {
+        20_000
+    }
+    pub fn max_packet_size() -> usize {
+        64 << 20
+    }
+    pub fn shutdown_timeout() -> Dur {
+        Dur(Duration::from_secs(10))
+    }
+    pub fn weight() -> u32 {
+        1
+    }
+    pub fn max_connections() -> usize {
+        100
+    }
+    pub fn max_idle() -> usize {
+        100
+    }
+    pub fn connect_timeout() -> Dur {
+        Dur(Duration::from_secs(2))
+    }
+    pub fn checkout_timeout() -> Dur {
+        Dur(Duration::from_secs(3))
+    }
+    pub fn replica_retry_after() -> Dur {
+        Dur(Duration::from_secs(2))
+    }
+    pub fn log_level() -> String {
+        "info".into()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: invalid configuration:\n{}", list(.problems))]
+    Invalid { path: String, problems: Vec<Problem> },
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+}
+
+impl Config {
+    pub fn parse(text: &str, path: &str) -> Result<Config, LoadError> {
+        let cfg: Config = toml::from_str(text)
+            .map_err(|e| LoadError::Parse { path: path.into(), message: e.to_string() })?;
+        let problems = validate(&cfg);
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(LoadError::Invalid { path: path.into(), problems })
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Config, LoadError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: p.clone(), source })?;
+        Self::parse(&text, &p)
+    }
+
+    pub fn primary(&self) -> Option<&Backend> {
+        self.backends.iter().find(|b| b.role == Role::Primary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_file(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config").join(name)
+    }
+
+    #[test]
+    fn shipped_configs_parse() {
+        for f in ["sluice.toml", "minimal.toml"] {
+            Config::load(&repo_file(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let text = std::fs::read_to_string(repo_file("minimal.toml")).unwrap();
+        let bad = text.replace("[pool]", "[pool]\nmax_conections_per_backend = 3");
+        let err = Config::parse(&bad, "x.toml").unwrap_err().to_string();
+        assert!(err.contains("max_conections_per_backend"), "{err}");
+    }
+
+    #[test]
+    fn durations_are_human() {
+        let text = std::fs::read_to_string(repo_file("minimal.toml")).unwrap();
+        let cfg = Config::parse(&text.replace("\"3s\"", "\"250ms\""), "x").unwrap();
+        assert_eq!(cfg.pool.checkout_timeout.0, std::time::Duration::from_millis(250));
+        let bad = text.replace("\"3s\"", "\"soon\"");
+        assert!(Config::parse(&bad, "x").unwrap_err().to_string().contains("soon"));
+    }
+}

@@ -1,0 +1,129 @@
+//! Semantic validation: every problem is collected, each with the key it concerns.
+
+use super::{Config, Role};
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// `host:port` with a non-empty host and a numeric port (hostnames resolve at connect time).
+fn is_host_port(s: &str) -> bool {
+    if s.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && !host.contains(' ') && port.parse::<u16>().is_ok(),
+        None => false,
+    }
+}
+
+pub fn validate(cfg: &Config) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut bad = |key: String, message: &str| out.push(Problem { key, message: message.into() });
+
+    if cfg.listen.address.parse::<SocketAddr>().is_err() {
+        bad("listen.address".into(), "must be an IP:port such as \"127.0.0.1:6033\"");
+    }
+    if cfg.admin.address.parse::<SocketAddr>().is_err() {
+        bad("admin.address".into(), "must be an IP:port such as \"127.0.0.1:9033\"");
+    }
+    if cfg.listen.max_client_connections == 0 {
+        bad("listen.max_client_connections".into(), "must be at least 1");
+    }
+    if cfg.listen.max_packet_size < 1024 {
+        bad("listen.max_packet_size".into(), "must be at least 1024 bytes");
+    }
+    if cfg.users.is_empty() {
+        bad("users".into(), "at least one [[users]] entry is required");
+    }
+    let mut names = HashSet::new();
+    for (i, u) in cfg.users.iter().enumerate() {
+        if u.name.is_empty() {
+            bad(format!("users[{i}].name"), "must not be empty");
+        } else if !names.insert(&u.name) {
+            bad(format!("users[{i}].name"), "duplicate user name");
+        }
+    }
+    if cfg.backends.is_empty() {
+        bad("backends".into(), "at least one [[backends]] entry is required");
+    }
+    let mut names = HashSet::new();
+    for (i, b) in cfg.backends.iter().enumerate() {
+        if b.name.is_empty() {
+            bad(format!("backends[{i}].name"), "must not be empty");
+        } else if !names.insert(&b.name) {
+            bad(format!("backends[{i}].name"), "duplicate backend name");
+        }
+        if !is_host_port(&b.address) {
+            bad(format!("backends[{i}].address"), "must be host:port such as \"127.0.0.1:3306\"");
+        }
+    }
+    let primaries = cfg.backends.iter().filter(|b| b.role == Role::Primary).count();
+    if !cfg.backends.is_empty() && primaries != 1 {
+        bad("backends".into(), &format!("exactly one backend must have role = \"primary\" (found {primaries})"));
+    }
+    if cfg.pool.max_connections_per_backend == 0 {
+        bad("pool.max_connections_per_backend".into(), "must be at least 1");
+    }
+    if cfg.pool.connect_timeout.0.is_zero() {
+        bad("pool.connect_timeout".into(), "must be greater than zero");
+    }
+    if cfg.pool.checkout_timeout.0.is_zero() {
+        bad("pool.checkout_timeout".into(), "must be greater than zero");
+    }
+    if cfg.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
+        bad("log.level".into(), "is not a valid tracing filter (e.g. \"info\", \"sluice=debug\")");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collects_every_problem() {
+        let text = r#"
+            [listen]
+            address = "nowhere"
+            [admin]
+            address = "127.0.0.1:9033"
+            [[users]]
+            name = "app"
+            password = "x"
+            [[users]]
+            name = "app"
+            password = "y"
+            [[backends]]
+            name = "a"
+            address = "127.0.0.1"
+            role = "replica"
+            [pool]
+            max_connections_per_backend = 0
+        "#;
+        let cfg: Config = toml::from_str(text).unwrap();
+        let keys: Vec<String> = validate(&cfg).into_iter().map(|p| p.key).collect();
+        for k in ["listen.address", "users[1].name", "backends[0].address", "backends", "pool.max_connections_per_backend"] {
+            assert!(keys.iter().any(|x| x == k), "missing {k} in {keys:?}");
+        }
+    }
+
+    #[test]
+    fn host_port_forms() {
+        assert!(is_host_port("db.internal:3306"));
+        assert!(is_host_port("[::1]:3306"));
+        assert!(!is_host_port("db.internal"));
+        assert!(!is_host_port(":3306"));
+    }
+}

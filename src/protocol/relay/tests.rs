@@ -1,0 +1,102 @@
+use super::*;
+use crate::protocol::packet::{PacketReader, PacketWriter};
+
+/// Feeds `backend` packets through a relay and returns what the client received.
+async fn run(backend: Vec<Vec<u8>>, backend_eof: bool, client_eof: bool, expect: Expect) -> Vec<Vec<u8>> {
+    let (mut b_srv, b_cli) = tokio::io::duplex(1 << 20);
+    let (c_srv, c_cli) = tokio::io::duplex(1 << 20);
+    {
+        let mut w = PacketWriter::new(&mut b_srv);
+        let mut seq = 1;
+        for p in &backend {
+            w.write_packet(&mut seq, p).await.unwrap();
+        }
+        w.flush().await.unwrap();
+    }
+    let (br, bw) = tokio::io::split(b_cli);
+    let mut br = PacketReader::new(br);
+    let mut bw = PacketWriter::new(bw);
+    let mut cw = PacketWriter::new(c_srv);
+    let mut buf = Vec::new();
+    let mut relay: Relay<'_, _, _, tokio::io::DuplexStream, _> =
+        Relay::new(&mut br, &mut bw, backend_eof, &mut buf);
+    relay.client_w = Some(&mut cw);
+    relay.client_deprecate_eof = client_eof;
+    relay.run(expect).await.unwrap();
+    cw.flush().await.unwrap();
+    drop(cw);
+    let mut r = PacketReader::new(c_cli);
+    let mut out = Vec::new();
+    let mut expected_seq = 1u8;
+    loop {
+        let mut p = Vec::new();
+        match r.read_physical(&mut p).await {
+            Ok(seq) => {
+                assert_eq!(seq, expected_seq, "sequence ids are renumbered contiguously");
+                expected_seq += 1;
+                out.push(p);
+            }
+            Err(_) => return out,
+        }
+    }
+}
+
+fn col(name: &str) -> Vec<u8> {
+    let mut p = vec![3, b'd', b'e', b'f'];
+    p.extend_from_slice(&[0, 0, 0]);
+    p.push(name.len() as u8);
+    p.extend_from_slice(name.as_bytes());
+    p.extend_from_slice(&[0, 0x0c, 0x21, 0, 0, 0, 0, 0xfd, 0, 0, 0, 0, 0]);
+    p
+}
+
+#[tokio::test]
+async fn modern_backend_to_classic_client_inserts_eofs() {
+    let backend = vec![vec![1], col("a"), vec![1, b'x'], reply::ok_terminator(0x0002, 0)];
+    let got = run(backend, true, false, Expect::ResultSets).await;
+    assert_eq!(got.len(), 5);
+    assert_eq!(got[2][0], 0xFE);
+    assert_eq!(got[2].len(), 5);
+    assert_eq!(got[4], reply::eof(0x0002, 0));
+}
+
+#[tokio::test]
+async fn classic_backend_to_modern_client_drops_eofs() {
+    let backend = vec![vec![1], col("a"), reply::eof(2, 0), vec![1, b'x'], reply::eof(2, 0)];
+    let got = run(backend, false, true, Expect::ResultSets).await;
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[3], reply::ok_terminator(2, 0));
+}
+
+#[tokio::test]
+async fn multi_results_then_ok() {
+    let more = status::MORE_RESULTS | status::AUTOCOMMIT;
+    let backend = vec![
+        vec![1],
+        col("a"),
+        vec![1, b'x'],
+        reply::ok_terminator(more, 0),
+        reply::ok(0, 0, 2, 0),
+    ];
+    let got = run(backend, true, true, Expect::ResultSets).await;
+    assert_eq!(got.len(), 5);
+}
+
+#[tokio::test]
+async fn error_mid_rows_ends_response() {
+    let backend = vec![vec![1], col("a"), vec![1, b'x'], reply::err(1317, "70100", "interrupted")];
+    let got = run(backend, true, true, Expect::ResultSets).await;
+    assert_eq!(got.last().unwrap()[0], 0xFF);
+}
+
+#[tokio::test]
+async fn prepare_response_translated() {
+    let mut ok = vec![0, 9, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0];
+    ok[1] = 9;
+    let backend = vec![ok, col("?"), col("a")];
+    let got = run(backend, true, false, Expect::Prepare).await;
+    // ok, param def, EOF, column def, EOF
+    assert_eq!(got.len(), 5);
+    assert_eq!(got[2][0], 0xFE);
+    assert_eq!(got[4][0], 0xFE);
+}
