@@ -4,3 +4,6 @@ pub mod backend;
 pub mod config;
 pub mod error;
 pub mod protocol;
+pub mod router;
+pub mod pool;
+pub mod topology;

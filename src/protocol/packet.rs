@@ -88,6 +88,10 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
         }
     }
 
+    pub fn get_ref(&self) -> &R {
+        self.inner.get_ref()
+    }
+
     /// Bytes already buffered but not consumed (used to detect pipelined input).
     pub fn buffered(&self) -> usize {
         self.inner.buffer().len()

@@ -1,0 +1,176 @@
+//! Backend connection pools: one per (backend, user, client flavour), sharing a per-backend
+//! connection limit. Checkout waits up to `checkout_timeout`; leases return themselves to the
+//! pool on drop unless they were left mid-command (then they are discarded).
+
+use crate::backend::{BackendConn, BackendError, ConnectOpts};
+use crate::error::SqlError;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Connections idle longer than this are checked for a closed socket before reuse.
+const STALE_CHECK_AFTER: Duration = Duration::from_secs(1);
+
+struct Idle {
+    conn: BackendConn,
+    since: Instant,
+}
+
+pub struct BackendPool {
+    pub name: String,
+    pub address: String,
+    limit: Arc<Semaphore>,
+    max_idle: usize,
+    /// Idle connections per slot (user index * 2 + found_rows).
+    idle: Vec<Mutex<Vec<Idle>>>,
+    pub opened: AtomicU64,
+    pub busy: AtomicUsize,
+    /// Milliseconds since `epoch` until which new connections are not attempted.
+    down_until_ms: AtomicU64,
+    epoch: Instant,
+}
+
+/// A checked-out backend connection.
+pub struct Lease {
+    conn: Option<BackendConn>,
+    pool: Arc<BackendPool>,
+    slot: usize,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for Lease {
+    type Target = BackendConn;
+    fn deref(&self) -> &BackendConn {
+        self.conn.as_ref().expect("lease holds a connection until drop")
+    }
+}
+impl std::ops::DerefMut for Lease {
+    fn deref_mut(&mut self) -> &mut BackendConn {
+        self.conn.as_mut().expect("lease holds a connection until drop")
+    }
+}
+
+impl Lease {
+    pub fn pool(&self) -> &Arc<BackendPool> {
+        &self.pool
+    }
+    /// Drops the connection instead of returning it (broken or unknown state).
+    pub fn discard(mut self) {
+        self.conn = None;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.pool.busy.fetch_sub(1, Ordering::Relaxed);
+        if let Some(conn) = self.conn.take() {
+            if conn.busy {
+                return; // mid-command: its state is unknown
+            }
+            let mut idle = self.pool.idle[self.slot].lock();
+            if idle.len() < self.pool.max_idle {
+                idle.push(Idle { conn, since: Instant::now() });
+            }
+        }
+    }
+}
+
+/// Whether an idle connection's socket was closed (or has unexpected bytes) by the server.
+fn looks_closed(conn: &mut BackendConn) -> bool {
+    if conn.r.buffered() > 0 {
+        return true;
+    }
+    let mut b = [0u8; 1];
+    !matches!(conn.r.get_ref().try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+impl BackendPool {
+    pub fn new(name: &str, address: &str, max_conns: usize, max_idle: usize, users: usize) -> Self {
+        Self {
+            name: name.into(),
+            address: address.into(),
+            limit: Arc::new(Semaphore::new(max_conns)),
+            max_idle,
+            idle: (0..users * 2).map(|_| Mutex::new(Vec::new())).collect(),
+            opened: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
+            down_until_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    pub fn slot(user: usize, found_rows: bool) -> usize {
+        user * 2 + found_rows as usize
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Whether connection attempts are currently suspended after a failure.
+    pub fn is_down(&self) -> bool {
+        self.down_until_ms.load(Ordering::Relaxed) > self.now_ms()
+    }
+
+    pub fn mark_down(&self, for_how_long: Duration) {
+        let until = self.now_ms() + for_how_long.as_millis() as u64;
+        self.down_until_ms.store(until, Ordering::Relaxed);
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.iter().map(|m| m.lock().len()).sum()
+    }
+
+    /// Checks out a connection for `opts.user` (slot from `slot`), opening one if none idle.
+    pub async fn checkout(
+        self: &Arc<Self>,
+        slot: usize,
+        opts: &ConnectOpts,
+        wait: Duration,
+    ) -> Result<Lease, SqlError> {
+        let permit = match self.limit.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => match tokio::time::timeout(wait, self.limit.clone().acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                _ => return Err(SqlError::pool_timeout(&self.name, wait)),
+            },
+        };
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        let mut lease = Lease { conn: None, pool: self.clone(), slot, _permit: permit };
+        loop {
+            let idle = self.idle[slot].lock().pop();
+            match idle {
+                Some(mut i) => {
+                    if i.since.elapsed() > STALE_CHECK_AFTER && looks_closed(&mut i.conn) {
+                        continue;
+                    }
+                    lease.conn = Some(i.conn);
+                    return Ok(lease);
+                }
+                None => break,
+            }
+        }
+        match BackendConn::connect(opts).await {
+            Ok(conn) => {
+                self.opened.fetch_add(1, Ordering::Relaxed);
+                lease.conn = Some(conn);
+                Ok(lease)
+            }
+            Err(e) => {
+                if e.is_fatal() {
+                    tracing::warn!(backend = %self.name, error = %e, "cannot connect to backend");
+                }
+                Err(connect_error(&self.name, e))
+            }
+        }
+    }
+}
+
+fn connect_error(name: &str, e: BackendError) -> SqlError {
+    match e {
+        BackendError::Server(s) => s,
+        other => SqlError::backend_unavailable(name, &other.to_string()),
+    }
+}

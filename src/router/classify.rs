@@ -1,0 +1,383 @@
+//! Statement classification: a pure function from SQL text to an `Intent`.
+//!
+//! One lexer pass yields the statement kind (from the first keywords), the flags that pin a
+//! statement to the primary, hints, and a digest hash with literals stripped. Shapes the
+//! keyword path cannot decide (`WITH ...`, `(SELECT ...)`, unknown keywords) are left as
+//! `Kind::Undecided` for the parser path in `router::Classifier`.
+
+use super::lexer::{Lexer, Tok};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// SELECT / SHOW / DESCRIBE / EXPLAIN / HELP, subject to flags.
+    Read,
+    /// DML, DDL, administrative statements, anything that must run on the primary.
+    Write,
+    /// BEGIN / START TRANSACTION.
+    Begin,
+    /// COMMIT / ROLLBACK / SAVEPOINT / RELEASE SAVEPOINT.
+    EndTx,
+    /// SET of session system variables only: executed, then replayed on other connections.
+    SetSession,
+    /// Any other SET (user variables, GLOBAL, TRANSACTION, autocommit, SET STATEMENT ... FOR).
+    SetOther,
+    /// USE db.
+    Use,
+    /// KILL [CONNECTION | QUERY] id.
+    Kill,
+    /// Empty statement (only comments / whitespace).
+    Empty,
+    /// The keyword path cannot tell; see `Classifier`.
+    Undecided,
+}
+
+pub mod flag {
+    pub const LOCKING: u32 = 1 << 0;
+    pub const INTO: u32 = 1 << 1;
+    pub const SESSION_FN: u32 = 1 << 2;
+    pub const USER_VAR: u32 = 1 << 3;
+    pub const ASSIGNS_USER_VAR: u32 = 1 << 4;
+    pub const TEMP_TABLE: u32 = 1 << 5;
+    pub const LOCK_TABLES: u32 = 1 << 6;
+    pub const GET_LOCK: u32 = 1 << 7;
+    pub const CALC_FOUND_ROWS: u32 = 1 << 8;
+    pub const SQL_PREPARE: u32 = 1 << 9;
+    pub const XA: u32 = 1 << 10;
+    pub const MULTI: u32 = 1 << 11;
+    pub const HINT_PRIMARY: u32 = 1 << 12;
+    pub const HINT_REPLICA: u32 = 1 << 13;
+    pub const AUTOCOMMIT: u32 = 1 << 14;
+    pub const LAST_INSERT_ID: u32 = 1 << 15;
+    pub const SHOW_WARNINGS: u32 = 1 << 16;
+    /// SET TRANSACTION (next transaction's characteristics) or a multi-statement with
+    /// session effects: pin the session to one primary connection.
+    pub const PIN: u32 = 1 << 17;
+    /// Flags that bind a session to one primary connection for its lifetime.
+    pub const HARD_PIN: u32 = TEMP_TABLE | LOCK_TABLES | GET_LOCK | SQL_PREPARE | XA | CALC_FOUND_ROWS | PIN;
+    /// Flags that need session context of the primary connection (user vars).
+    pub const NEEDS_SESSION: u32 = SESSION_FN | USER_VAR | ASSIGNS_USER_VAR | INTO;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intent {
+    pub kind: Kind,
+    pub flags: u32,
+    /// Hash of the statement with literals stripped and keywords case-folded.
+    pub digest: u64,
+}
+
+impl Intent {
+    pub fn has(&self, f: u32) -> bool {
+        self.flags & f != 0
+    }
+}
+
+const SESSION_FNS: &[&[u8]] = &[
+    b"LAST_INSERT_ID",
+    b"FOUND_ROWS",
+    b"ROW_COUNT",
+    b"RELEASE_LOCK",
+    b"RELEASE_ALL_LOCKS",
+    b"IS_FREE_LOCK",
+    b"IS_USED_LOCK",
+    b"NEXTVAL",
+    b"LASTVAL",
+    b"SETVAL",
+    b"CONNECTION_ID",
+];
+
+fn eq(a: &[u8], b: &[u8]) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// FNV-1a, folding ASCII case.
+struct Digest(u64);
+impl Digest {
+    fn add(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= b.to_ascii_lowercase() as u64;
+            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+        }
+        self.0 ^= 0xff;
+        self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+    }
+}
+
+fn kind_of_first(w: &[u8]) -> Kind {
+    const READS: &[&[u8]] = &[b"SELECT", b"SHOW", b"DESCRIBE", b"DESC", b"EXPLAIN", b"HELP"];
+    if READS.iter().any(|k| eq(w, k)) {
+        return Kind::Read;
+    }
+    if eq(w, b"BEGIN") {
+        Kind::Begin
+    } else if eq(w, b"COMMIT") || eq(w, b"ROLLBACK") || eq(w, b"SAVEPOINT") || eq(w, b"RELEASE") {
+        Kind::EndTx
+    } else if eq(w, b"SET") {
+        Kind::SetSession // refined by later tokens
+    } else if eq(w, b"USE") {
+        Kind::Use
+    } else if eq(w, b"KILL") {
+        Kind::Kill
+    } else if eq(w, b"WITH") || eq(w, b"VALUES") || eq(w, b"TABLE") {
+        Kind::Undecided
+    } else {
+        Kind::Write
+    }
+}
+
+/// Per-statement scan state.
+struct Stmt<'a> {
+    kind: Kind,
+    flags: u32,
+    ntok: usize,
+    prev: [&'a [u8]; 3],
+    depth: i32,
+    set_target: bool,
+}
+
+impl<'a> Stmt<'a> {
+    fn new() -> Self {
+        Stmt { kind: Kind::Empty, flags: 0, ntok: 0, prev: [b""; 3], depth: 0, set_target: false }
+    }
+
+    fn word(&mut self, w: &'a [u8], next_is_paren: bool) {
+        if self.ntok == 0 {
+            self.kind = kind_of_first(w);
+            self.set_target = self.kind == Kind::SetSession;
+        } else {
+            self.phrase(w, next_is_paren);
+        }
+        self.prev = [self.prev[1], self.prev[2], w];
+    }
+
+    fn phrase(&mut self, w: &[u8], next_is_paren: bool) {
+        let [_, p2, p1] = self.prev;
+        let first = self.kind;
+        if next_is_paren {
+            if SESSION_FNS.iter().any(|f| eq(w, f)) {
+                self.flags |= flag::SESSION_FN;
+                if eq(w, b"LAST_INSERT_ID") {
+                    self.flags |= flag::LAST_INSERT_ID;
+                }
+            } else if eq(w, b"GET_LOCK") {
+                self.flags |= flag::GET_LOCK | flag::SESSION_FN;
+            }
+        }
+        if eq(p1, b"FOR") && (eq(w, b"UPDATE") || eq(w, b"SHARE")) {
+            self.flags |= flag::LOCKING;
+        } else if eq(p2, b"IN") && eq(p1, b"SHARE") && eq(w, b"MODE") {
+            self.flags |= flag::LOCKING;
+        } else if eq(p1, b"VALUE") && eq(w, b"FOR") {
+            self.flags |= flag::SESSION_FN; // NEXT / PREVIOUS VALUE FOR seq
+        } else if eq(w, b"INTO") && matches!(first, Kind::Read | Kind::Undecided) {
+            self.flags |= flag::INTO;
+        } else if eq(w, b"SQL_CALC_FOUND_ROWS") {
+            self.flags |= flag::CALC_FOUND_ROWS;
+        }
+        if self.ntok == 1 {
+            self.second_word(w);
+        } else if first == Kind::SetSession || first == Kind::SetOther {
+            self.set_word(w);
+        }
+    }
+
+    fn second_word(&mut self, w: &[u8]) {
+        let p1 = self.prev[2];
+        if eq(p1, b"START") && eq(w, b"TRANSACTION") {
+            self.kind = Kind::Begin;
+        } else if eq(p1, b"CREATE") && eq(w, b"TEMPORARY") {
+            self.flags |= flag::TEMP_TABLE;
+        } else if eq(p1, b"LOCK") && (eq(w, b"TABLES") || eq(w, b"TABLE")) {
+            self.flags |= flag::LOCK_TABLES;
+        } else if eq(p1, b"SHOW") && (eq(w, b"WARNINGS") || eq(w, b"ERRORS") || eq(w, b"COUNT")) {
+            self.flags |= flag::SHOW_WARNINGS;
+        } else if self.kind == Kind::SetSession {
+            self.set_word(w);
+        } else if eq(p1, b"XA") {
+            self.flags |= flag::XA;
+        }
+        if eq(p1, b"PREPARE") || eq(p1, b"EXECUTE") || eq(p1, b"DEALLOCATE") {
+            self.flags |= flag::SQL_PREPARE;
+        }
+    }
+
+    /// A word in a SET statement, at the start of an assignment target.
+    fn set_word(&mut self, w: &[u8]) {
+        if !self.set_target || self.depth != 0 {
+            return;
+        }
+        if eq(w, b"SESSION") || eq(w, b"LOCAL") {
+            return; // the variable name follows
+        }
+        self.set_target = false;
+        if eq(w, b"GLOBAL") || eq(w, b"PERSIST") || eq(w, b"PERSIST_ONLY") || eq(w, b"PASSWORD") || eq(w, b"STATEMENT") {
+            self.kind = Kind::SetOther;
+        } else if eq(w, b"TRANSACTION") && !(eq(self.prev[2], b"SESSION") || eq(self.prev[2], b"LOCAL")) {
+            self.kind = Kind::SetOther;
+            self.flags |= flag::PIN;
+        } else if eq(w, b"AUTOCOMMIT") {
+            self.kind = Kind::SetOther;
+            self.flags |= flag::AUTOCOMMIT;
+        }
+    }
+
+    fn sysvar(&mut self, name: &[u8]) {
+        if matches!(self.kind, Kind::SetSession | Kind::SetOther) && self.set_target && self.depth == 0 {
+            self.set_target = false;
+            let lower = name.to_ascii_lowercase();
+            if lower.starts_with(b"global.") || lower.starts_with(b"persist") {
+                self.kind = Kind::SetOther;
+            } else if lower.ends_with(b"autocommit") {
+                self.kind = Kind::SetOther;
+                self.flags |= flag::AUTOCOMMIT;
+            } else if lower.ends_with(b"transaction_isolation") || lower.ends_with(b"tx_isolation") {
+                // session-wide: replayable
+            }
+        }
+    }
+
+    fn user_var(&mut self) {
+        self.flags |= flag::USER_VAR;
+        if matches!(self.kind, Kind::SetSession | Kind::SetOther) && self.set_target && self.depth == 0 {
+            self.kind = Kind::SetOther;
+            self.flags |= flag::ASSIGNS_USER_VAR;
+            self.set_target = false;
+        }
+        if self.prev[2].eq_ignore_ascii_case(b"INTO") {
+            self.flags |= flag::ASSIGNS_USER_VAR;
+        }
+    }
+
+    fn finish(mut self) -> (Kind, u32) {
+        if matches!(self.kind, Kind::SetSession) && self.flags & flag::USER_VAR != 0 {
+            // a session variable computed from user variables cannot be replayed elsewhere
+            self.kind = Kind::SetOther;
+            self.flags |= flag::PIN;
+        }
+        (self.kind, self.flags)
+    }
+}
+
+fn read_hints(comment: &[u8], flags: &mut u32) {
+    let c = comment.trim_ascii();
+    if let Some(h) = c.strip_prefix(b"sluice:") {
+        for part in h.split(|&b| b == b' ' || b == b',') {
+            if eq(part, b"primary") || eq(part, b"master") {
+                *flags |= flag::HINT_PRIMARY;
+            } else if eq(part, b"replica") || eq(part, b"slave") {
+                *flags |= flag::HINT_REPLICA;
+            }
+        }
+    }
+}
+
+/// Classifies `sql` (one COM_QUERY payload, possibly several statements).
+pub fn classify(sql: &[u8]) -> Intent {
+    let mut lx = Lexer::new(sql);
+    let mut hints = 0u32;
+    lx.skip_space(|c| read_hints(c, &mut hints));
+    let mut digest = Digest(0xcbf2_9ce4_8422_2325);
+    let mut stmts: Vec<(Kind, u32)> = Vec::new();
+    let mut st = Stmt::new();
+    let mut pending: Option<Tok<'_>> = lx.next_tok();
+    while let Some(tok) = pending {
+        pending = lx.next_tok();
+        match tok {
+            Tok::Word(w) => {
+                digest.add(w);
+                st.word(w, pending == Some(Tok::Punct(b'(')));
+            }
+            Tok::Literal => digest.add(b"?"),
+            Tok::UserVar => {
+                digest.add(b"@");
+                st.user_var();
+            }
+            Tok::SysVar(n) => {
+                digest.add(b"@@");
+                digest.add(n);
+                st.sysvar(n);
+            }
+            Tok::Assign => {
+                digest.add(b":=");
+                if st.flags & flag::USER_VAR != 0 {
+                    st.flags |= flag::ASSIGNS_USER_VAR;
+                }
+            }
+            Tok::Punct(b';') => {
+                digest.add(b";");
+                if st.ntok > 0 {
+                    stmts.push(std::mem::replace(&mut st, Stmt::new()).finish());
+                }
+                continue;
+            }
+            Tok::Punct(p) => {
+                digest.add(&[p]);
+                match p {
+                    b'(' => st.depth += 1,
+                    b')' => st.depth -= 1,
+                    b',' if st.depth == 0 => st.set_target = true,
+                    _ => {}
+                }
+            }
+        }
+        st.ntok += 1;
+    }
+    if st.ntok > 0 || stmts.is_empty() {
+        stmts.push(st.finish());
+    }
+    let (kind, flags) = combine(&stmts);
+    Intent { kind, flags: flags | hints, digest: digest.0 }
+}
+
+/// One statement is itself; several are a read only if all are plain reads, and anything with
+/// session effects pins the session.
+fn combine(stmts: &[(Kind, u32)]) -> (Kind, u32) {
+    if let [one] = stmts {
+        return *one;
+    }
+    let flags = stmts.iter().fold(flag::MULTI, |f, s| f | s.1);
+    if stmts.iter().all(|s| s.0 == Kind::Read) {
+        (Kind::Read, flags)
+    } else if stmts.iter().any(|s| matches!(s.0, Kind::SetSession | Kind::SetOther | Kind::Use | Kind::Begin)) {
+        (Kind::Write, flags | flag::PIN)
+    } else {
+        (Kind::Write, flags)
+    }
+}
+
+/// The database of `USE db`.
+pub fn use_target(sql: &[u8]) -> Option<String> {
+    let mut lx = Lexer::new(sql);
+    match (lx.next_tok(), lx.next_tok()) {
+        (Some(Tok::Word(u)), Some(Tok::Word(db))) if eq(u, b"USE") => {
+            Some(String::from_utf8_lossy(db).replace("``", "`"))
+        }
+        _ => None,
+    }
+}
+
+/// `KILL [CONNECTION | QUERY] id` -> (query only, id).
+pub fn kill_target(sql: &[u8]) -> Option<(bool, u64)> {
+    let mut lx = Lexer::new(sql);
+    let mut query_only = false;
+    let mut saw_kill = false;
+    let mut start = 0;
+    while let Some(t) = lx.next_tok() {
+        match t {
+            Tok::Word(w) if !saw_kill && eq(w, b"KILL") => saw_kill = true,
+            Tok::Word(w) if eq(w, b"QUERY") => query_only = true,
+            Tok::Word(w) if eq(w, b"CONNECTION") || eq(w, b"HARD") || eq(w, b"SOFT") => {}
+            Tok::Literal => {
+                let text = std::str::from_utf8(&sql[start..]).ok()?;
+                let digits: String = text.trim_start().chars().take_while(|c| c.is_ascii_digit()).collect();
+                return digits.parse().ok().map(|id| (query_only, id));
+            }
+            _ => return None,
+        }
+        start = lx.offset();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,140 @@
+use super::*;
+
+fn c(sql: &str) -> Intent {
+    classify(sql.as_bytes())
+}
+
+#[test]
+fn kinds() {
+    let cases: &[(&str, Kind)] = &[
+        ("SELECT 1", Kind::Read),
+        ("  select * from t where id = 5", Kind::Read),
+        ("SHOW DATABASES", Kind::Read),
+        ("DESC t", Kind::Read),
+        ("EXPLAIN SELECT 1", Kind::Read),
+        ("HELP 'select'", Kind::Read),
+        ("INSERT INTO t VALUES (1)", Kind::Write),
+        ("update t set a = 1", Kind::Write),
+        ("REPLACE INTO t VALUES (1)", Kind::Write),
+        ("CREATE TABLE t (a int)", Kind::Write),
+        ("LOAD DATA LOCAL INFILE 'x' INTO TABLE t", Kind::Write),
+        ("CALL p()", Kind::Write),
+        ("DO SLEEP(1)", Kind::Write),
+        ("HANDLER t OPEN", Kind::Write),
+        ("BEGIN", Kind::Begin),
+        ("START TRANSACTION READ ONLY", Kind::Begin),
+        ("START SLAVE", Kind::Write),
+        ("COMMIT", Kind::EndTx),
+        ("ROLLBACK TO SAVEPOINT a", Kind::EndTx),
+        ("SET NAMES utf8mb4", Kind::SetSession),
+        ("SET CHARACTER SET utf8", Kind::SetSession),
+        ("SET sql_mode = 'ANSI'", Kind::SetSession),
+        ("SET SESSION time_zone = '+00:00', @@session.sql_mode = ''", Kind::SetSession),
+        ("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", Kind::SetSession),
+        ("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", Kind::SetOther),
+        ("SET GLOBAL max_connections = 10", Kind::SetOther),
+        ("SET @@global.max_connections = 10", Kind::SetOther),
+        ("SET @x := 1", Kind::SetOther),
+        ("SET autocommit = 0", Kind::SetOther),
+        ("SET STATEMENT max_statement_time=1 FOR SELECT 1", Kind::SetOther),
+        ("USE `db`", Kind::Use),
+        ("KILL QUERY 7", Kind::Kill),
+        ("", Kind::Empty),
+        ("/* nothing */", Kind::Empty),
+        ("WITH a AS (SELECT 1) SELECT * FROM a", Kind::Undecided),
+        ("/*!40101 SET NAMES utf8 */", Kind::SetSession),
+    ];
+    for (sql, want) in cases {
+        assert_eq!(c(sql).kind, *want, "{sql}");
+    }
+}
+
+#[test]
+fn flags() {
+    let cases: &[(&str, u32)] = &[
+        ("SELECT * FROM t FOR UPDATE", flag::LOCKING),
+        ("SELECT * FROM t FOR SHARE", flag::LOCKING),
+        ("SELECT * FROM t LOCK IN SHARE MODE", flag::LOCKING),
+        ("SELECT a INTO @x FROM t", flag::INTO | flag::ASSIGNS_USER_VAR),
+        ("SELECT * FROM t INTO OUTFILE '/tmp/x'", flag::INTO),
+        ("SELECT LAST_INSERT_ID()", flag::SESSION_FN | flag::LAST_INSERT_ID),
+        ("select found_rows()", flag::SESSION_FN),
+        ("SELECT ROW_COUNT()", flag::SESSION_FN),
+        ("SELECT GET_LOCK('a', 1)", flag::GET_LOCK),
+        ("SELECT RELEASE_LOCK('a')", flag::SESSION_FN),
+        ("SELECT IS_FREE_LOCK('a'), IS_USED_LOCK('a')", flag::SESSION_FN),
+        ("SELECT NEXTVAL(s)", flag::SESSION_FN),
+        ("SELECT NEXT VALUE FOR s", flag::SESSION_FN),
+        ("SELECT @a", flag::USER_VAR),
+        ("SELECT @a := 5", flag::ASSIGNS_USER_VAR),
+        ("SET @a = 1", flag::ASSIGNS_USER_VAR),
+        ("CREATE TEMPORARY TABLE t (a int)", flag::TEMP_TABLE),
+        ("LOCK TABLES t READ", flag::LOCK_TABLES),
+        ("SELECT SQL_CALC_FOUND_ROWS * FROM t", flag::CALC_FOUND_ROWS),
+        ("PREPARE s FROM 'SELECT 1'", flag::SQL_PREPARE),
+        ("XA START 'x'", flag::XA),
+        ("SELECT 1; SELECT 2", flag::MULTI),
+        ("/* sluice:primary */ SELECT 1", flag::HINT_PRIMARY),
+        ("/* sluice:replica */ SELECT 1", flag::HINT_REPLICA),
+        ("SET autocommit=1", flag::AUTOCOMMIT),
+        ("SET @@autocommit=1", flag::AUTOCOMMIT),
+        ("SHOW WARNINGS", flag::SHOW_WARNINGS),
+        ("SET TRANSACTION READ ONLY", flag::PIN),
+    ];
+    for (sql, want) in cases {
+        let got = c(sql).flags;
+        assert_eq!(got & want, *want, "{sql}: flags {got:#x}");
+    }
+}
+
+#[test]
+fn no_false_flags() {
+    for sql in [
+        "SELECT 'FOR UPDATE', `last_insert_id` FROM t",
+        "SELECT * FROM t WHERE note = '@a'",
+        "SELECT * FROM t -- FOR UPDATE",
+        "SELECT email FROM users WHERE email LIKE '%@%'",
+        "SELECT @@version",
+    ] {
+        let i = c(sql);
+        assert_eq!(i.kind, Kind::Read, "{sql}");
+        assert_eq!(i.flags & (flag::LOCKING | flag::NEEDS_SESSION), 0, "{sql}: {:#x}", i.flags);
+    }
+}
+
+#[test]
+fn multi_statements() {
+    assert_eq!(c("SELECT 1; SELECT 2").kind, Kind::Read);
+    assert_eq!(c("SELECT 1; DELETE FROM t").kind, Kind::Write);
+    let i = c("SET NAMES latin1; SELECT 1");
+    assert_eq!(i.kind, Kind::Write);
+    assert!(i.has(flag::PIN));
+    assert_eq!(c("SELECT 1;").kind, Kind::Read);
+}
+
+#[test]
+fn digest_strips_literals() {
+    assert_eq!(c("SELECT c FROM t WHERE id = 5").digest, c("select c from t where id=12345").digest);
+    assert_eq!(c("SELECT 'a'").digest, c("SELECT \"bbb\"").digest);
+    assert_ne!(c("SELECT c FROM t WHERE id = 5").digest, c("SELECT d FROM t WHERE id = 5").digest);
+}
+
+#[test]
+fn parser_path_decides_and_caches() {
+    let cl = crate::router::Classifier::new();
+    assert_eq!(cl.classify(b"WITH a AS (SELECT 1) SELECT * FROM a").kind, Kind::Read);
+    assert_eq!(cl.classify(b"WITH a AS (SELECT 2) SELECT * FROM a").kind, Kind::Read);
+    assert_eq!(cl.cached_shapes(), 1);
+    assert_eq!(cl.classify(b"WITH a AS (SELECT 1) UPDATE t SET x = 1").kind, Kind::Write);
+    assert_eq!(cl.classify(b"VALUES garbage (").kind, Kind::Write);
+}
+
+#[test]
+fn use_and_kill_arguments() {
+    assert_eq!(use_target(b"USE `my db`"), Some("my db".into()));
+    assert_eq!(use_target(b"use shop"), Some("shop".into()));
+    assert_eq!(kill_target(b"KILL 12"), Some((false, 12)));
+    assert_eq!(kill_target(b"KILL QUERY 7"), Some((true, 7)));
+    assert_eq!(kill_target(b"kill connection 9"), Some((false, 9)));
+    assert_eq!(kill_target(b"KILL USER bob"), None);
+}

@@ -1,0 +1,233 @@
+//! A small MySQL lexer: skips whitespace, comments and literals, yields keywords/identifiers,
+//! user variables and punctuation. It never allocates; identifiers are byte slices.
+//!
+//! Executable comments (`/*! ... */`, `/*M! ... */`) are lexed as code, like MySQL does.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tok<'a> {
+    /// Keyword or identifier (unquoted or back-quoted), as written.
+    Word(&'a [u8]),
+    /// String, number, hex or bit literal, or `?` placeholder.
+    Literal,
+    /// `@name` / `@'name'` user variable.
+    UserVar,
+    /// `@@name` system variable (optionally `@@session.` / `@@global.`), as written after `@@`.
+    SysVar(&'a [u8]),
+    /// `:=`
+    Assign,
+    /// Any other single punctuation byte: `(`, `)`, `,`, `;`, `=`, `.`, ...
+    Punct(u8),
+}
+
+pub struct Lexer<'a> {
+    s: &'a [u8],
+    pos: usize,
+    /// Inside an executable comment: its closing `*/` is skipped.
+    in_exec_comment: bool,
+}
+
+fn is_ident(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+impl<'a> Lexer<'a> {
+    pub fn new(s: &'a [u8]) -> Self {
+        Self { s, pos: 0, in_exec_comment: false }
+    }
+
+    /// Leading comments (before the first token) are returned through `on_comment` so hints
+    /// like `/* sluice:primary */` can be read.
+    pub fn skip_space(&mut self, mut on_comment: impl FnMut(&'a [u8])) {
+        let s = self.s;
+        loop {
+            while self.pos < s.len() && s[self.pos].is_ascii_whitespace() {
+                self.pos += 1;
+            }
+            let rest = &s[self.pos..];
+            if rest.starts_with(b"/*") {
+                let is_exec = rest.get(2) == Some(&b'!') || rest.starts_with(b"/*M!");
+                if is_exec {
+                    self.pos += if rest[2] == b'!' { 3 } else { 4 };
+                    while self.pos < s.len() && s[self.pos].is_ascii_digit() {
+                        self.pos += 1;
+                    }
+                    self.in_exec_comment = true;
+                    continue;
+                }
+                let end = find(rest, b"*/").map(|i| i + 2).unwrap_or(rest.len());
+                on_comment(&rest[2..end.saturating_sub(2).max(2)]);
+                self.pos += end;
+            } else if self.in_exec_comment && rest.starts_with(b"*/") {
+                self.in_exec_comment = false;
+                self.pos += 2;
+            } else if rest.starts_with(b"#")
+                || (rest.starts_with(b"--") && rest.get(2).is_none_or(|c| c.is_ascii_whitespace() || c.is_ascii_control()))
+            {
+                let end = rest.iter().position(|&c| c == b'\n').map(|i| i + 1).unwrap_or(rest.len());
+                self.pos += end;
+            } else {
+                return;
+            }
+        }
+    }
+
+    fn quoted(&mut self, q: u8) {
+        let s = self.s;
+        self.pos += 1;
+        while self.pos < s.len() {
+            let c = s[self.pos];
+            if c == b'\\' && q != b'`' {
+                self.pos += 2;
+                continue;
+            }
+            self.pos += 1;
+            if c == q {
+                if s.get(self.pos) == Some(&q) {
+                    self.pos += 1; // doubled quote
+                    continue;
+                }
+                return;
+            }
+        }
+        self.pos = s.len();
+    }
+
+    pub fn next_tok(&mut self) -> Option<Tok<'a>> {
+        self.skip_space(|_| {});
+        let s = self.s;
+        let c = *s.get(self.pos)?;
+        let start = self.pos;
+        Some(match c {
+            b'\'' | b'"' => {
+                self.quoted(c);
+                Tok::Literal
+            }
+            b'`' => {
+                self.quoted(c);
+                Tok::Word(&s[start + 1..self.pos.saturating_sub(1).max(start + 1)])
+            }
+            b'0'..=b'9' => {
+                while self.pos < s.len() && (is_ident(s[self.pos]) || s[self.pos] == b'.') {
+                    self.pos += 1;
+                }
+                // 1e+5 style exponents
+                if matches!(s.get(self.pos), Some(b'+' | b'-')) && matches!(s[self.pos - 1], b'e' | b'E') {
+                    self.pos += 1;
+                    while self.pos < s.len() && s[self.pos].is_ascii_digit() {
+                        self.pos += 1;
+                    }
+                }
+                Tok::Literal
+            }
+            b'?' => {
+                self.pos += 1;
+                Tok::Literal
+            }
+            b'@' => {
+                if s.get(self.pos + 1) == Some(&b'@') {
+                    self.pos += 2;
+                    let from = self.pos;
+                    while self.pos < s.len() && (is_ident(s[self.pos]) || s[self.pos] == b'.') {
+                        self.pos += 1;
+                    }
+                    Tok::SysVar(&s[from..self.pos])
+                } else {
+                    self.pos += 1;
+                    match s.get(self.pos) {
+                        Some(&q @ (b'\'' | b'"' | b'`')) => self.quoted(q),
+                        _ => {
+                            while self.pos < s.len() && (is_ident(s[self.pos]) || s[self.pos] == b'.') {
+                                self.pos += 1;
+                            }
+                        }
+                    }
+                    Tok::UserVar
+                }
+            }
+            b':' if s.get(self.pos + 1) == Some(&b'=') => {
+                self.pos += 2;
+                Tok::Assign
+            }
+            c if is_ident(c) => {
+                // x'..', b'..', N'..', _utf8'..' literals
+                while self.pos < s.len() && is_ident(s[self.pos]) {
+                    self.pos += 1;
+                }
+                let w = &s[start..self.pos];
+                if s.get(self.pos) == Some(&b'\'')
+                    && (w.eq_ignore_ascii_case(b"x") || w.eq_ignore_ascii_case(b"b") || w.eq_ignore_ascii_case(b"n") || w[0] == b'_')
+                {
+                    self.quoted(b'\'');
+                    return Some(Tok::Literal);
+                }
+                Tok::Word(w)
+            }
+            _ => {
+                self.pos += 1;
+                Tok::Punct(c)
+            }
+        })
+    }
+
+}
+
+impl Lexer<'_> {
+    /// Byte offset just past the last token.
+    pub fn offset(&self) -> usize {
+        self.pos.min(self.s.len())
+    }
+}
+
+fn find(h: &[u8], n: &[u8]) -> Option<usize> {
+    h.windows(n.len()).position(|w| w == n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toks(s: &str) -> Vec<Tok<'_>> {
+        let mut l = Lexer::new(s.as_bytes());
+        std::iter::from_fn(|| l.next_tok()).collect()
+    }
+
+    #[test]
+    fn skips_comments_and_literals() {
+        let t = toks("SELECT /* x */ 'a''b', \"c\\\"d\", 1.5e+3, x'ff' -- tail\n FROM `t``x` # more");
+        assert_eq!(
+            t,
+            vec![
+                Tok::Word(b"SELECT"),
+                Tok::Literal,
+                Tok::Punct(b','),
+                Tok::Literal,
+                Tok::Punct(b','),
+                Tok::Literal,
+                Tok::Punct(b','),
+                Tok::Literal,
+                Tok::Word(b"FROM"),
+                Tok::Word(b"t``x"),
+            ]
+        );
+    }
+
+    #[test]
+    fn variables() {
+        assert_eq!(
+            toks("SET @a := @@session.sql_mode"),
+            vec![Tok::Word(b"SET"), Tok::UserVar, Tok::Assign, Tok::SysVar(b"session.sql_mode")]
+        );
+    }
+
+    #[test]
+    fn executable_comment_is_code() {
+        assert_eq!(toks("/*!40101 SET NAMES utf8 */"), vec![Tok::Word(b"SET"), Tok::Word(b"NAMES"), Tok::Word(b"utf8")]);
+    }
+
+    #[test]
+    fn unterminated_input_does_not_panic() {
+        for s in ["'abc", "`abc", "/* abc", "@'x", "x'1", "--", "@@", "1e+"] {
+            let _ = toks(s);
+        }
+    }
+}
