@@ -1,9 +1,18 @@
 //! Sluice: a read/write-splitting MySQL/MariaDB proxy.
+//!
+//! Query flow: `frontend` -> `session` -> `router` -> `pool` -> `backend`, with `protocol`
+//! doing the wire work. See DESIGN notes in the README.
 
+pub mod admin;
+pub mod app;
 pub mod backend;
 pub mod config;
 pub mod error;
+pub mod frontend;
+pub mod pool;
 pub mod protocol;
 pub mod router;
-pub mod pool;
+pub mod sandbox;
+pub mod session;
+pub mod shared;
 pub mod topology;

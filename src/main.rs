@@ -1,1 +1,83 @@
-fn main() {}
+//! Command line: `sluice run`, `sluice check`, `sluice sandbox`.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sluice::config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "A read/write-splitting MySQL/MariaDB proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the proxy.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file and print every problem found.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Start a local primary + replicas (MariaDB or MySQL) with Sluice in front.
+    Sandbox(sluice::sandbox::cli::Args),
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sluice: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check { config } => match Config::load(&config) {
+            Ok(cfg) => {
+                println!(
+                    "{}: OK ({} backends, {} users, listening on {})",
+                    config.display(),
+                    cfg.backends.len(),
+                    cfg.users.len(),
+                    cfg.listen.address
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Run { config } => {
+            let cfg = Config::load(&config)?;
+            init_logging(&cfg.log.level);
+            runtime()?.block_on(sluice::app::run(cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sandbox(args) => {
+            init_logging("warn");
+            runtime()?.block_on(sluice::sandbox::cli::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -72,6 +72,8 @@ pub struct ConnState {
     pub last_insert_id: u64,
     /// (database, SQL) -> (backend statement id, params) of statements prepared here.
     pub prepared: ahash::AHashMap<(Option<String>, Arc<str>), (u32, u16)>,
+    /// Backend statement ids to close with the next command.
+    pub pending_close: Vec<u32>,
 }
 
 pub struct BackendConn {
@@ -135,6 +137,11 @@ impl BackendConn {
     /// Sends a command packet (sequence 0) and flushes.
     pub async fn send(&mut self, payload: &[u8]) -> Result<(), BackendError> {
         self.busy = true;
+        for id in std::mem::take(&mut self.state.pending_close) {
+            let mut close = vec![cmd::STMT_CLOSE];
+            close.extend_from_slice(&id.to_le_bytes());
+            self.w.write_packet(&mut 0, &close).await?;
+        }
         let mut seq = 0;
         self.w.write_packet(&mut seq, payload).await?;
         self.w.flush().await?;

@@ -56,6 +56,14 @@ impl Lease {
     pub fn pool(&self) -> &Arc<BackendPool> {
         &self.pool
     }
+    /// Replaces the connection with a freshly opened one.
+    pub async fn reconnect(&mut self, opts: &ConnectOpts) -> Result<(), BackendError> {
+        let conn = BackendConn::connect(opts).await?;
+        self.pool.opened.fetch_add(1, Ordering::Relaxed);
+        self.conn = Some(conn);
+        Ok(())
+    }
+
     /// Drops the connection instead of returning it (broken or unknown state).
     pub fn discard(mut self) {
         self.conn = None;

@@ -46,6 +46,8 @@ pub struct Outcome {
     pub err: Option<Vec<u8>>,
     /// COM_STMT_PREPARE: (backend statement id, columns, params).
     pub prepared: Option<(u32, u16, u16)>,
+    /// Warning count of the final OK or terminator.
+    pub warnings: u16,
     /// Number of packets written to the client.
     pub sent: u32,
 }
@@ -154,6 +156,7 @@ where
     /// Forwards the terminator in `buf`, translated to the client's framing; returns status.
     async fn forward_terminator(&mut self) -> Result<u16, RelayError> {
         let (st, warnings) = self.terminator_fields()?;
+        self.outcome.warnings = warnings;
         if self.client_deprecate_eof == self.backend_deprecate_eof {
             self.forward().await?;
         } else {
@@ -195,8 +198,9 @@ where
         Ok(())
     }
 
-    /// Runs the relay to the end of the response.
-    pub async fn run(mut self, expect: Expect) -> Result<Outcome, RelayError> {
+    /// Runs the relay to the end of the response. After an error, `out_seq` and
+    /// `outcome.sent` tell what the client already received.
+    pub async fn run(&mut self, expect: Expect) -> Result<(), RelayError> {
         self.outcome.status = self.status_hint;
         match expect {
             Expect::ResultSets => self.result_sets().await?,
@@ -221,7 +225,7 @@ where
                 }
             }
         }
-        Ok(self.outcome)
+        Ok(())
     }
 
     /// Rows until a terminator; `None` when the response ended with ERR.
@@ -248,6 +252,7 @@ where
                 Some(0x00) => {
                     let ok = reply::parse_ok(self.buf).ok_or(RelayError::Protocol("short OK"))?;
                     self.outcome.ok = Some(ok);
+                    self.outcome.warnings = ok.warnings;
                     self.forward().await?;
                     ok.status
                 }

@@ -1,0 +1,119 @@
+//! Wiring and lifecycle: bind listeners, start tasks, graceful shutdown.
+
+use crate::backend::{BackendConn, ConnectOpts};
+use crate::config::Config;
+use crate::shared::Shared;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {address} ({what}): {source}")]
+    Bind { what: &'static str, address: String, source: std::io::Error },
+}
+
+/// A running proxy instance.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// The version string announced to clients: configured, or the primary's plus "-sluice".
+async fn server_version(cfg: &Config) -> String {
+    if let Some(v) = &cfg.listen.server_version {
+        return v.clone();
+    }
+    let (Some(primary), Some(user)) = (cfg.primary(), cfg.users.first()) else {
+        return "8.0.36-sluice".into();
+    };
+    let opts = ConnectOpts {
+        address: primary.address.clone(),
+        user: user.name.clone(),
+        password: user.password.clone(),
+        database: None,
+        found_rows: false,
+        timeout: cfg.pool.connect_timeout.0,
+    };
+    match BackendConn::connect(&opts).await {
+        Ok(c) => format!("{}-sluice", c.server_version),
+        Err(e) => {
+            tracing::warn!(backend = %primary.name, error = %e, "cannot reach the primary at startup; announcing a generic version");
+            "8.0.36-sluice".into()
+        }
+    }
+}
+
+async fn bind(what: &'static str, address: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address).await.map_err(|source| StartError::Bind { what, address: address.into(), source })
+}
+
+impl Proxy {
+    pub async fn start(config: Config) -> Result<Proxy, StartError> {
+        let listener = bind("listen.address", &config.listen.address).await?;
+        let admin = bind("admin.address", &config.admin.address).await?;
+        let version = server_version(&config).await;
+        let shared = Arc::new(Shared::new(config, version));
+        let (stop, stop_rx) = watch::channel(false);
+        let addr = listener.local_addr().expect("bound listener has an address");
+        let admin_addr = admin.local_addr().expect("bound listener has an address");
+        let tasks = vec![
+            tokio::spawn(crate::frontend::accept_loop(shared.clone(), listener, stop_rx.clone())),
+            tokio::spawn(crate::admin::serve(shared.clone(), admin, stop_rx)),
+        ];
+        tracing::info!(%addr, %admin_addr, version = %shared.server_version, "sluice is serving");
+        Ok(Proxy { addr, admin_addr, shared, stop, tasks })
+    }
+
+    /// Stops accepting, waits (bounded by `listen.shutdown_timeout`) for running statements,
+    /// then closes every session.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let deadline = Instant::now() + self.shared.config.load().listen.shutdown_timeout.0;
+        loop {
+            let running = self.shared.sessions.lock().values().filter(|h| h.running().is_some()).count();
+            if running == 0 || Instant::now() >= deadline {
+                if running > 0 {
+                    tracing::warn!(running, "shutdown timeout reached; closing sessions with statements in flight");
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let handles: Vec<_> = self.shared.sessions.lock().values().cloned().collect();
+        for h in handles {
+            if let Some(a) = h.abort.lock().take() {
+                a.abort();
+            }
+        }
+        tracing::info!("sluice stopped");
+    }
+}
+
+/// `sluice run`: start, serve until SIGTERM/SIGINT, shut down gracefully.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let proxy = Proxy::start(config).await?;
+    wait_for_signal().await;
+    tracing::info!("shutdown requested");
+    proxy.shutdown().await;
+    Ok(())
+}
+
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

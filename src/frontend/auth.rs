@@ -1,0 +1,213 @@
+//! Server-side handshake toward clients: capability negotiation and password verification
+//! (mysql_native_password; caching_sha2_password answered on its fast path).
+
+use crate::config::User;
+use crate::error::SqlError;
+use crate::protocol::packet::{PacketReader, PacketWriter, ReadError};
+use crate::protocol::{CapabilityFlags, StatusFlags};
+use mysql_common::auth::plugins::caching_sha2_password::scramble_sha256;
+use mysql_common::auth::plugins::mysql_native_password::scramble_native;
+use mysql_common::io::ParseBuf;
+use mysql_common::packets::{AuthSwitchRequest, HandshakePacket, HandshakeResponse};
+use mysql_common::proto::{MyDeserialize, MySerialize};
+use rand::Rng;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+pub const NATIVE: &[u8] = b"mysql_native_password";
+pub const SHA2: &[u8] = b"caching_sha2_password";
+
+/// Capabilities Sluice offers clients.
+pub fn server_capabilities() -> CapabilityFlags {
+    CapabilityFlags::CLIENT_LONG_PASSWORD
+        | CapabilityFlags::CLIENT_FOUND_ROWS
+        | CapabilityFlags::CLIENT_LONG_FLAG
+        | CapabilityFlags::CLIENT_CONNECT_WITH_DB
+        | CapabilityFlags::CLIENT_LOCAL_FILES
+        | CapabilityFlags::CLIENT_PROTOCOL_41
+        | CapabilityFlags::CLIENT_INTERACTIVE
+        | CapabilityFlags::CLIENT_TRANSACTIONS
+        | CapabilityFlags::CLIENT_SECURE_CONNECTION
+        | CapabilityFlags::CLIENT_MULTI_STATEMENTS
+        | CapabilityFlags::CLIENT_MULTI_RESULTS
+        | CapabilityFlags::CLIENT_PS_MULTI_RESULTS
+        | CapabilityFlags::CLIENT_PLUGIN_AUTH
+        | CapabilityFlags::CLIENT_CONNECT_ATTRS
+        | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+        | CapabilityFlags::CLIENT_DEPRECATE_EOF
+}
+
+/// A 20-byte printable nonce without NUL bytes.
+pub fn nonce() -> [u8; 20] {
+    let mut rng = rand::rng();
+    std::array::from_fn(|_| rng.random_range(0x21u8..0x7F))
+}
+
+/// Whether `data` is the right answer to `nonce` for `password` under `plugin`.
+pub fn verify(plugin: &[u8], data: &[u8], nonce: &[u8; 20], password: &str) -> bool {
+    if password.is_empty() {
+        return data.is_empty() || data == [0];
+    }
+    match plugin {
+        NATIVE => scramble_native(nonce, password.as_bytes()).is_some_and(|s| s[..] == *data),
+        SHA2 => scramble_sha256(nonce, password.as_bytes()).is_some_and(|s| s[..] == *data),
+        _ => false,
+    }
+}
+
+/// The result of a successful login.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub user_index: usize,
+    pub user: String,
+    pub database: Option<String>,
+    pub capabilities: CapabilityFlags,
+    pub collation: u8,
+    pub nonce: [u8; 20],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Rejected(SqlError),
+}
+
+impl From<ReadError> for HandshakeError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Io(e) => HandshakeError::Io(e),
+            ReadError::TooLarge { .. } => {
+                HandshakeError::Rejected(SqlError::new(1153, "08S01", "handshake packet too large"))
+            }
+        }
+    }
+}
+
+pub struct Handshake<'a, R, W: AsyncWrite> {
+    pub r: &'a mut PacketReader<R>,
+    pub w: &'a mut PacketWriter<W>,
+    pub users: &'a [User],
+    pub server_version: &'a str,
+    pub connection_id: u32,
+    pub peer_host: String,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
+    async fn send(&mut self, seq: &mut u8, payload: &[u8]) -> Result<(), HandshakeError> {
+        self.w.write_packet(seq, payload).await?;
+        self.w.flush().await?;
+        Ok(())
+    }
+
+    async fn reject(&mut self, seq: &mut u8, e: SqlError) -> HandshakeError {
+        let _ = self.send(seq, &e.to_packet()).await;
+        HandshakeError::Rejected(e)
+    }
+
+    /// Runs the exchange up to a verified login; returns it with the sequence id the final
+    /// OK (or ERR) must carry. The caller sends that packet.
+    pub async fn run(mut self) -> Result<(Login, u8), HandshakeError> {
+        let nonce = nonce();
+        let mut scramble_2 = nonce[8..].to_vec();
+        scramble_2.push(0);
+        let hs = HandshakePacket::new(
+            10,
+            self.server_version.as_bytes(),
+            self.connection_id,
+            nonce[..8].try_into().expect("8 bytes"),
+            Some(scramble_2),
+            server_capabilities(),
+            45, // utf8mb4_general_ci
+            StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+            Some(NATIVE),
+        );
+        let mut out = Vec::new();
+        hs.serialize(&mut out);
+        let mut seq = 0;
+        self.send(&mut seq, &out).await?;
+
+        let mut buf = Vec::new();
+        seq = self.r.read_logical(&mut buf, 1 << 16).await?.wrapping_add(1);
+        if buf.len() == 32 {
+            let e = SqlError::new(1043, "08S01", "Sluice does not offer TLS yet; connect without SSL");
+            return Err(self.reject(&mut seq, e).await);
+        }
+        let resp = match HandshakeResponse::deserialize((), &mut ParseBuf(&buf)) {
+            Ok(r) => r,
+            Err(_) => return Err(self.reject(&mut seq, SqlError::new(1043, "08S01", "Bad handshake")).await),
+        };
+        let caps = resp.capabilities() & server_capabilities();
+        if !caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
+            let e = SqlError::new(1043, "08S01", "Sluice requires protocol 4.1 clients");
+            return Err(self.reject(&mut seq, e).await);
+        }
+        let user = String::from_utf8_lossy(resp.user()).into_owned();
+        let database = resp
+            .db_name()
+            .filter(|d| !d.is_empty() && caps.contains(CapabilityFlags::CLIENT_CONNECT_WITH_DB))
+            .map(|d| String::from_utf8_lossy(d).into_owned());
+        let plugin = resp.auth_plugin().map(|p| p.as_bytes().to_vec()).unwrap_or(NATIVE.to_vec());
+        let data = resp.scramble_buf().to_vec();
+        let login = Login { user_index: 0, user, database, capabilities: caps, collation: resp.collation(), nonce };
+        self.authenticate(login, &plugin, &data, seq).await
+    }
+
+    /// Verifies `data` (answer to the login nonce under `plugin`), switching the client to
+    /// mysql_native_password when it used another plugin. Sends ERR 1045 on failure; on
+    /// success returns the login and the sequence id for the caller's OK.
+    pub async fn authenticate(
+        &mut self,
+        mut login: Login,
+        plugin: &[u8],
+        data: &[u8],
+        mut seq: u8,
+    ) -> Result<(Login, u8), HandshakeError> {
+        let found = self.users.iter().position(|u| u.name == login.user);
+        let password = found.map(|i| self.users[i].password.clone()).unwrap_or_default();
+        let ok = match plugin {
+            NATIVE => found.is_some() && verify(NATIVE, data, &login.nonce, &password),
+            SHA2 if found.is_some() && verify(SHA2, data, &login.nonce, &password) => {
+                if !password.is_empty() {
+                    self.send(&mut seq, &[0x01, 0x03]).await?; // fast auth success
+                }
+                true
+            }
+            _ => {
+                let mut data = login.nonce.to_vec();
+                data.push(0);
+                let mut out = Vec::new();
+                AuthSwitchRequest::new(NATIVE, data).serialize(&mut out);
+                self.send(&mut seq, &out).await?;
+                let mut buf = Vec::new();
+                seq = self.r.read_logical(&mut buf, 1 << 16).await?.wrapping_add(1);
+                found.is_some() && verify(NATIVE, &buf, &login.nonce, &password)
+            }
+        };
+        if !ok {
+            let e = SqlError::access_denied(&login.user, &self.peer_host, !data.is_empty());
+            return Err(self.reject(&mut seq, e).await);
+        }
+        login.user_index = found.unwrap_or(0);
+        Ok((login, seq))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_native_and_sha2() {
+        let n = nonce();
+        let good = scramble_native(&n, b"pw").unwrap();
+        assert!(verify(NATIVE, &good, &n, "pw"));
+        assert!(!verify(NATIVE, &good, &n, "other"));
+        let good = scramble_sha256(&n, b"pw").unwrap();
+        assert!(verify(SHA2, &good, &n, "pw"));
+        assert!(!verify(NATIVE, &good, &n, "pw"));
+        assert!(verify(NATIVE, &[], &n, ""));
+        assert!(!verify(NATIVE, &[], &n, "pw"));
+        assert!(n.iter().all(|b| (0x21..0x7F).contains(b)));
+    }
+}

@@ -1,0 +1,222 @@
+//! Running one command on a backend: acquire a lease, align it, send, relay, keep or return.
+
+use super::{Fatal, Session};
+use crate::backend::{BackendError, ConnectOpts};
+use crate::error::SqlError;
+use crate::pool::{BackendPool, Lease};
+use crate::protocol::relay::{Expect, Outcome, Relay, RelayError};
+use crate::router::{flag, Intent, Kind, Target};
+use std::sync::Arc;
+
+/// Session bookkeeping to do when the command succeeds.
+pub(super) enum OnOk {
+    Nothing,
+    AddVar(Arc<str>),
+    SetDb(String),
+    /// A prepared statement: (client statement id, SQL).
+    Prepared(u32, Arc<str>),
+}
+
+/// How a command on a lease failed.
+pub(super) enum RunError {
+    /// The backend failed; `sent` packets had reached the client.
+    Backend { sent: u32, error: String },
+    Client,
+}
+
+impl Session {
+    pub(super) fn connect_opts(&self, backend: usize) -> ConnectOpts {
+        let cfg = self.shared.config.load();
+        let user = &cfg.users[self.login.user_index.min(cfg.users.len() - 1)];
+        ConnectOpts {
+            address: self.shared.topology.backends[backend].pool.address.clone(),
+            user: user.name.clone(),
+            password: user.password.clone(),
+            database: self.state.database.clone(),
+            found_rows: self.found_rows,
+            timeout: cfg.pool.connect_timeout.0,
+        }
+    }
+
+    pub(super) async fn checkout(&self, backend: usize) -> Result<Lease, SqlError> {
+        let pool = &self.shared.topology.backends[backend].pool;
+        let slot = BackendPool::slot(self.login.user_index, self.found_rows);
+        let wait = self.shared.config.load().pool.checkout_timeout.0;
+        let opts = self.connect_opts(backend);
+        pool.checkout(slot, &opts, wait).await
+    }
+
+    /// A lease on the primary (the session's own if it holds one) or on a replica, falling
+    /// back to the primary when no replica can be reached.
+    async fn acquire(&mut self, target: Target, skip: Option<usize>) -> Result<(usize, Lease), SqlError> {
+        let topo = &self.shared.topology;
+        if target == Target::Replica {
+            let mut skip = skip;
+            while let Some(r) = topo.pick_replica(skip) {
+                match self.checkout(r).await {
+                    Ok(l) => return Ok((r, l)),
+                    Err(e) if e.code == 1040 => return Err(e), // pool exhausted: do not pile onto the primary
+                    Err(e) => {
+                        let retry = self.shared.config.load().routing.replica_retry_after.0;
+                        tracing::warn!(backend = %topo.backends[r].pool.name, error = %e, "replica unavailable; reads skip it for {retry:?}");
+                        topo.backends[r].pool.mark_down(retry);
+                        skip = Some(r);
+                    }
+                }
+            }
+        }
+        if let Some(p) = self.primary.take() {
+            return Ok(p);
+        }
+        let p = topo.primary();
+        Ok((p, self.checkout(p).await?))
+    }
+
+    /// Runs `payload` on a backend chosen by `target`, streaming the reply to the client.
+    pub(super) async fn execute(
+        &mut self,
+        payload: &[u8],
+        expect: Expect,
+        target: Target,
+        intent: &Intent,
+        on_ok: OnOk,
+    ) -> Result<(), Fatal> {
+        let mut held = self.held.take();
+        let mut skip = None;
+        for attempt in 0..2 {
+            let use_held = intent.has(flag::SHOW_WARNINGS) && !self.state.holds_primary();
+            let acquired = match held.take() {
+                Some(h) if use_held => Ok(h),
+                _ => self.acquire(target, skip).await,
+            };
+            let (idx, mut lease) = match acquired {
+                Ok(x) => x,
+                Err(e) => return self.send_err(&e).await,
+            };
+            if let Err(e) = self.align(&mut lease, intent.flags).await {
+                let name = lease.pool().name.clone();
+                if e.is_fatal() {
+                    lease.discard();
+                    self.lost_primary_if(target);
+                    if attempt == 0 && !self.state.holds_primary() {
+                        continue; // a stale pooled connection: nothing was executed yet
+                    }
+                }
+                return self.send_err(&e.to_sql_error(&name)).await;
+            }
+            let sent_payload = match self.prepare_payload(&mut lease, payload).await {
+                Ok(p) => p,
+                Err(e) => return self.send_err(&e).await,
+            };
+            match self.run_on(&mut lease, idx, sent_payload.as_deref().unwrap_or(payload), expect, &on_ok).await {
+                Ok(outcome) => {
+                    self.after(idx, lease, target, intent, on_ok, outcome);
+                    return Ok(());
+                }
+                Err(RunError::Client) => {
+                    lease.discard();
+                    return Err(Fatal);
+                }
+                Err(RunError::Backend { sent, error }) => {
+                    let name = lease.pool().name.clone();
+                    lease.discard();
+                    self.lost_primary_if(target);
+                    if sent == 0 && attempt == 0 && target == Target::Replica && intent.kind == Kind::Read {
+                        tracing::warn!(backend = %name, %error, "read failed before any reply; retrying elsewhere");
+                        skip = Some(idx);
+                        continue;
+                    }
+                    let msg = format!("Lost connection to backend {name} during query: {error}");
+                    return self.send_err(&SqlError::new(2013, "HY000", msg)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The session's primary connection died: whatever lived on it (transaction, temporary
+    /// tables, locks, user variables) is gone.
+    fn lost_primary_if(&mut self, target: Target) {
+        if target == Target::Primary && self.state.holds_primary() {
+            tracing::warn!("primary connection lost; transaction and connection-bound state discarded");
+            self.state.pins = 0;
+            self.state.user_vars = false;
+            self.state.status = crate::protocol::status::AUTOCOMMIT;
+        }
+    }
+
+    async fn run_on(
+        &mut self,
+        lease: &mut Lease,
+        idx: usize,
+        payload: &[u8],
+        expect: Expect,
+        on_ok: &OnOk,
+    ) -> Result<Outcome, RunError> {
+        self.handle.set_running(idx, lease.thread_id);
+        let fail = |e: BackendError| RunError::Backend { sent: 0, error: e.to_string() };
+        lease.send(payload).await.map_err(fail)?;
+        let conn = &mut **lease;
+        let mut relay = Relay::new(&mut conn.r, &mut conn.w, conn.deprecate_eof, &mut conn.buf);
+        relay.client_w = Some(&mut self.client_w);
+        relay.client_r = Some(&mut self.client_r);
+        relay.client_deprecate_eof = self.deprecate_eof;
+        relay.status_hint = self.state.status;
+        relay.out_seq = self.seq;
+        if let OnOk::Prepared(id, _) = on_ok {
+            relay.stmt_id_for_client = Some(*id);
+        }
+        let res = relay.run(expect).await;
+        let (outcome, seq) = (std::mem::take(&mut relay.outcome), relay.out_seq);
+        drop(relay);
+        self.seq = seq;
+        self.handle.clear_running();
+        match res {
+            Ok(()) => {
+                conn.busy = false;
+                if let Err(e) = self.client_w.flush().await {
+                    tracing::debug!(error = %e, "client went away");
+                    return Err(RunError::Client);
+                }
+                Ok(outcome)
+            }
+            Err(RelayError::Client(_)) => Err(RunError::Client),
+            Err(e) => Err(RunError::Backend { sent: outcome.sent, error: e.to_string() }),
+        }
+    }
+
+    /// Bookkeeping after a relayed reply; decides whether the session keeps the lease.
+    fn after(&mut self, idx: usize, mut lease: Lease, target: Target, intent: &Intent, on_ok: OnOk, o: Outcome) {
+        self.state.status = o.status;
+        if let Some(ok) = o.ok {
+            if ok.last_insert_id != 0 {
+                self.state.last_insert_id = ok.last_insert_id;
+                lease.state.last_insert_id = ok.last_insert_id;
+            }
+        }
+        if o.err.is_none() {
+            match on_ok {
+                OnOk::Nothing => {}
+                OnOk::AddVar(v) => {
+                    self.state.vars.push(v.clone());
+                    lease.state.vars.push(v);
+                }
+                OnOk::SetDb(db) => {
+                    self.state.database = Some(db.clone());
+                    lease.state.database = Some(db);
+                }
+                OnOk::Prepared(id, sql) => self.prepared_ok(&mut lease, id, sql, o.prepared),
+            }
+            self.state.pins |= intent.flags & flag::HARD_PIN;
+            if target == Target::Primary && intent.has(flag::USER_VAR | flag::ASSIGNS_USER_VAR) {
+                self.state.user_vars = true;
+            }
+        }
+        let is_primary = idx == self.shared.topology.primary();
+        if is_primary && self.state.holds_primary() {
+            self.primary = Some((idx, lease));
+        } else if o.warnings > 0 {
+            self.held = Some((idx, lease));
+        }
+    }
+}

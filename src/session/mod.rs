@@ -1,0 +1,254 @@
+//! One client connection: handshake, then the command loop.
+//!
+//! Statement flow: classify (router) -> acquire a backend lease (pool) -> align the lease with
+//! this session's state -> send -> relay the response -> keep or return the lease.
+
+mod align;
+mod control;
+mod exec;
+mod prepared;
+pub mod state;
+
+use crate::error::SqlError;
+use crate::frontend::auth::{Handshake, HandshakeError, Login};
+use crate::pool::Lease;
+use crate::protocol::packet::{PacketReader, PacketWriter, ReadError};
+use crate::protocol::relay::Expect;
+use crate::protocol::{cmd, reply, CapabilityFlags};
+use crate::router::{Kind, Target};
+use crate::shared::{SessionHandle, Shared};
+use prepared::Prepared;
+use state::SessionState;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tracing::Instrument;
+
+/// The session cannot continue (client gone or protocol broken).
+#[derive(Debug)]
+pub struct Fatal;
+
+impl From<std::io::Error> for Fatal {
+    fn from(_: std::io::Error) -> Self {
+        Fatal
+    }
+}
+
+pub struct Session {
+    shared: Arc<Shared>,
+    handle: Arc<SessionHandle>,
+    login: Login,
+    client_r: PacketReader<OwnedReadHalf>,
+    client_w: PacketWriter<OwnedWriteHalf>,
+    deprecate_eof: bool,
+    found_rows: bool,
+    state: SessionState,
+    /// Primary connection kept between statements (transaction, pins, user variables).
+    primary: Option<(usize, Lease)>,
+    /// Connection of the previous statement, kept while it has warnings (SHOW WARNINGS).
+    held: Option<(usize, Lease)>,
+    stmts: HashMap<u32, Prepared>,
+    next_stmt_id: u32,
+    /// Sequence id for the next packet to the client.
+    seq: u8,
+    buf: Vec<u8>,
+}
+
+/// Accepts one client: handshake, login, then the command loop until the client leaves.
+pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHandle>) {
+    let peer = stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|_| "unknown".into());
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let mut client_r = PacketReader::new(r);
+    let mut client_w = PacketWriter::new(w);
+    let cfg = shared.config.load();
+    let hs = Handshake {
+        r: &mut client_r,
+        w: &mut client_w,
+        users: &cfg.users,
+        server_version: &shared.server_version,
+        connection_id: handle.id,
+        peer_host: peer.clone(),
+    };
+    let (login, seq) = match hs.run().await {
+        Ok(x) => x,
+        Err(HandshakeError::Rejected(e)) => {
+            tracing::info!(client = %peer, error = %e, "login rejected");
+            return;
+        }
+        Err(HandshakeError::Io(_)) => return,
+    };
+    drop(cfg);
+    handle.user_index.store(login.user_index, std::sync::atomic::Ordering::Relaxed);
+    let span = tracing::info_span!("session", id = handle.id, user = %login.user, client = %peer);
+    let caps = login.capabilities;
+    let mut s = Session {
+        state: SessionState::new(
+            login.database.clone(),
+            login.collation,
+            caps.contains(CapabilityFlags::CLIENT_MULTI_STATEMENTS),
+        ),
+        shared,
+        handle,
+        login,
+        client_r,
+        client_w,
+        deprecate_eof: caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF),
+        found_rows: caps.contains(CapabilityFlags::CLIENT_FOUND_ROWS),
+        primary: None,
+        held: None,
+        stmts: HashMap::new(),
+        next_stmt_id: 1,
+        seq,
+        buf: Vec::with_capacity(1024),
+    };
+    async move {
+        if s.finish_login().await.is_ok() {
+            tracing::debug!("client logged in");
+            let _ = s.run().await;
+        }
+        tracing::debug!("client session ended");
+    }
+    .instrument(span)
+    .await
+}
+
+impl Session {
+    /// Validates the login database (if any) on the primary, then sends the login OK.
+    async fn finish_login(&mut self) -> Result<(), Fatal> {
+        if self.state.database.is_some() {
+            let primary = self.shared.topology.primary();
+            match self.checkout(primary).await {
+                Ok(mut lease) => {
+                    if let Err(e) = self.align(&mut lease, 0).await {
+                        let e = e.to_sql_error(&lease.pool().name);
+                        self.send_err(&e).await?;
+                        return Err(Fatal);
+                    }
+                }
+                Err(e) => {
+                    self.send_err(&e).await?;
+                    return Err(Fatal);
+                }
+            }
+        }
+        self.send_ok().await
+    }
+
+    async fn run(&mut self) -> Result<(), Fatal> {
+        let limit = self.shared.config.load().listen.max_packet_size;
+        loop {
+            let mut buf = std::mem::take(&mut self.buf);
+            let res = self.client_r.read_logical(&mut buf, limit).await;
+            let r = match res {
+                Ok(seq) => {
+                    self.seq = seq.wrapping_add(1);
+                    self.dispatch(&buf).await
+                }
+                Err(ReadError::TooLarge { size, limit }) => {
+                    self.seq = 1;
+                    let msg = format!("Got a packet bigger than 'max_allowed_packet' bytes ({size} > {limit})");
+                    self.send_err(&SqlError::new(1153, "08S01", msg)).await
+                }
+                Err(ReadError::Io(_)) => Err(Fatal),
+            };
+            self.buf = buf;
+            if self.buf.capacity() > 1 << 20 {
+                self.buf = Vec::with_capacity(1024);
+            }
+            r?;
+        }
+    }
+
+    async fn dispatch(&mut self, packet: &[u8]) -> Result<(), Fatal> {
+        let Some(&command) = packet.first() else {
+            return self.send_err(&SqlError::new(1047, "08S01", "Empty command packet")).await;
+        };
+        match command {
+            cmd::QUERY => self.query(packet).await,
+            cmd::QUIT => Err(Fatal),
+            cmd::PING => self.send_ok().await,
+            cmd::INIT_DB => self.init_db(packet).await,
+            cmd::FIELD_LIST => self.simple_primary(packet, Expect::FieldList).await,
+            cmd::STATISTICS => self.simple_primary(packet, Expect::Single).await,
+            cmd::SET_OPTION => self.set_option(packet).await,
+            cmd::RESET_CONNECTION => self.reset_connection().await,
+            cmd::CHANGE_USER => self.change_user(packet).await,
+            cmd::PROCESS_KILL => {
+                let id = crate::protocol::lenenc::u32_at(packet, 1).unwrap_or(0) as u64;
+                self.kill(false, id).await
+            }
+            cmd::STMT_PREPARE => self.stmt_prepare(packet).await,
+            cmd::STMT_EXECUTE => self.stmt_execute(packet).await,
+            cmd::STMT_SEND_LONG_DATA => {
+                self.stmt_long_data(packet);
+                Ok(())
+            }
+            cmd::STMT_CLOSE => {
+                self.stmt_close(packet);
+                Ok(())
+            }
+            cmd::STMT_RESET => self.stmt_reset(packet).await,
+            cmd::STMT_FETCH => self.stmt_fetch(packet).await,
+            other => {
+                let e = SqlError::new(1047, "08S01", format!("Unknown or unsupported command 0x{other:02x}"));
+                self.send_err(&e).await
+            }
+        }
+    }
+
+    async fn query(&mut self, packet: &[u8]) -> Result<(), Fatal> {
+        let sql = &packet[1..];
+        let intent = self.shared.classifier.classify(sql);
+        if intent.kind == Kind::Kill {
+            if let Some((query_only, id)) = crate::router::classify::kill_target(sql) {
+                return self.kill(query_only, id).await;
+            }
+        }
+        let on_ok = match intent.kind {
+            Kind::SetSession => exec::OnOk::AddVar(Arc::from(String::from_utf8_lossy(sql).as_ref())),
+            Kind::Use => match crate::router::classify::use_target(sql) {
+                Some(db) => exec::OnOk::SetDb(db),
+                None => exec::OnOk::Nothing,
+            },
+            _ => exec::OnOk::Nothing,
+        };
+        let (target, _reason) = crate::router::route(&intent, &self.view());
+        self.execute(packet, Expect::ResultSets, target, &intent, on_ok).await
+    }
+
+    async fn init_db(&mut self, packet: &[u8]) -> Result<(), Fatal> {
+        let db = String::from_utf8_lossy(&packet[1..]).into_owned();
+        let intent = crate::router::classify(b"USE x");
+        self.execute(packet, Expect::Single, Target::Primary, &intent, exec::OnOk::SetDb(db)).await
+    }
+
+    async fn simple_primary(&mut self, packet: &[u8], expect: Expect) -> Result<(), Fatal> {
+        let intent = crate::router::classify(b"SHOW TABLES");
+        self.execute(packet, expect, Target::Primary, &intent, exec::OnOk::Nothing).await
+    }
+
+    fn view(&self) -> crate::router::SessionView {
+        crate::router::SessionView {
+            in_transaction: self.state.in_transaction(),
+            pinned: self.state.pins != 0,
+            has_user_vars: self.state.user_vars,
+        }
+    }
+
+    async fn send_packet(&mut self, payload: &[u8]) -> Result<(), Fatal> {
+        self.client_w.write_packet(&mut self.seq, payload).await?;
+        self.client_w.flush().await?;
+        Ok(())
+    }
+
+    async fn send_err(&mut self, e: &SqlError) -> Result<(), Fatal> {
+        self.send_packet(&e.to_packet()).await
+    }
+
+    async fn send_ok(&mut self) -> Result<(), Fatal> {
+        let ok = reply::ok(0, 0, self.state.status, 0);
+        self.send_packet(&ok).await
+    }
+}

@@ -1,0 +1,185 @@
+//! Prepared statements: Sluice owns the client-visible statement ids; each backend connection
+//! prepares a statement lazily the first time it has to execute it there.
+
+use super::exec::OnOk;
+use super::{Fatal, Session};
+use crate::error::SqlError;
+use crate::pool::Lease;
+use crate::protocol::relay::{Expect, Relay};
+use crate::protocol::{cmd, stmt};
+use crate::router::{flag, Intent, Target};
+use std::sync::Arc;
+
+/// Statements a backend connection keeps prepared before Sluice closes the oldest.
+const MAX_PER_CONNECTION: usize = 512;
+
+pub(super) struct Prepared {
+    sql: Arc<str>,
+    intent: Intent,
+    params: u16,
+    /// Parameter types from the client's last bind.
+    types: Option<Vec<u8>>,
+    /// COM_STMT_SEND_LONG_DATA payloads since the last execution.
+    long_data: Vec<Vec<u8>>,
+}
+
+fn unknown(id: u32) -> SqlError {
+    SqlError::new(1243, "HY000", format!("Unknown prepared statement handler ({id}) given to mysqld_stmt_execute"))
+}
+
+impl Session {
+    pub(super) async fn stmt_prepare(&mut self, packet: &[u8]) -> Result<(), Fatal> {
+        let sql: Arc<str> = Arc::from(String::from_utf8_lossy(&packet[1..]).as_ref());
+        let intent = self.shared.classifier.classify(sql.as_bytes());
+        let (target, _) = crate::router::route(&intent, &self.view());
+        let id = self.next_stmt_id;
+        self.next_stmt_id = self.next_stmt_id.wrapping_add(1).max(1);
+        let placeholder = Prepared { sql: sql.clone(), intent, params: 0, types: None, long_data: Vec::new() };
+        self.stmts.insert(id, placeholder);
+        self.execute(packet, Expect::Prepare, target, &intent, OnOk::Prepared(id, sql)).await?;
+        Ok(())
+    }
+
+    /// Called by `after` when a prepare succeeded on `lease`.
+    pub(super) fn prepared_ok(&mut self, lease: &mut Lease, id: u32, sql: Arc<str>, info: Option<(u32, u16, u16)>) {
+        let Some((backend_id, _cols, params)) = info else { return };
+        remember(lease, self.state.database.clone(), sql, backend_id, params);
+        if let Some(p) = self.stmts.get_mut(&id) {
+            p.params = params;
+        }
+    }
+
+    pub(super) async fn stmt_execute(&mut self, packet: &[u8]) -> Result<(), Fatal> {
+        let id = stmt::statement_id(packet).unwrap_or(0);
+        let Some(p) = self.stmts.get(&id) else {
+            return self.send_err(&unknown(id)).await;
+        };
+        let mut intent = p.intent;
+        let cursor = packet.get(5).copied().unwrap_or(0) != 0;
+        if cursor {
+            // an open cursor lives on one connection: pin the session to the primary
+            intent.flags |= flag::PIN;
+        }
+        let (mut target, _) = crate::router::route(&intent, &self.view());
+        if cursor {
+            target = Target::Primary;
+        }
+        self.execute(packet, Expect::ResultSets, target, &intent, OnOk::Nothing).await?;
+        if let Some(p) = self.stmts.get_mut(&id) {
+            p.long_data.clear();
+        }
+        Ok(())
+    }
+
+    pub(super) async fn stmt_fetch(&mut self, packet: &[u8]) -> Result<(), Fatal> {
+        let id = stmt::statement_id(packet).unwrap_or(0);
+        if !self.stmts.contains_key(&id) || self.primary.is_none() {
+            return self.send_err(&SqlError::new(1421, "HY000", "The statement has no open cursor")).await;
+        }
+        let intent = crate::router::classify(b"SELECT 1 FOR UPDATE");
+        self.execute(packet, Expect::Rows, Target::Primary, &intent, OnOk::Nothing).await
+    }
+
+    pub(super) fn stmt_long_data(&mut self, packet: &[u8]) {
+        let id = stmt::statement_id(packet).unwrap_or(0);
+        if let Some(p) = self.stmts.get_mut(&id) {
+            p.long_data.push(packet.to_vec());
+        }
+    }
+
+    pub(super) fn stmt_close(&mut self, packet: &[u8]) {
+        let id = stmt::statement_id(packet).unwrap_or(0);
+        self.stmts.remove(&id);
+    }
+
+    pub(super) async fn stmt_reset(&mut self, packet: &[u8]) -> Result<(), Fatal> {
+        let id = stmt::statement_id(packet).unwrap_or(0);
+        let Some(p) = self.stmts.get_mut(&id) else {
+            return self.send_err(&unknown(id)).await;
+        };
+        p.long_data.clear();
+        let sql = p.sql.clone();
+        if let Some((_, lease)) = self.primary.as_mut() {
+            // closes an open cursor, if any, on the pinned connection
+            let key = (self.state.database.clone(), sql);
+            if let Some(&(backend_id, _)) = lease.state.prepared.get(&key) {
+                let mut p = vec![cmd::STMT_RESET];
+                p.extend_from_slice(&backend_id.to_le_bytes());
+                if lease.simple(&p).await.is_err() {
+                    self.primary = None;
+                }
+            }
+        }
+        self.send_ok().await
+    }
+
+    /// For statement commands, the payload to send on `lease` (statement prepared there if
+    /// needed, id remapped, long data sent ahead). `None`: send the client's payload as is.
+    pub(super) async fn prepare_payload(&mut self, lease: &mut Lease, packet: &[u8]) -> Result<Option<Vec<u8>>, SqlError> {
+        let command = packet[0];
+        if command != cmd::STMT_EXECUTE && command != cmd::STMT_FETCH {
+            return Ok(None);
+        }
+        let id = stmt::statement_id(packet).unwrap_or(0);
+        let (sql, params) = match self.stmts.get(&id) {
+            Some(p) => (p.sql.clone(), p.params),
+            None => return Err(unknown(id)),
+        };
+        let backend_id = self.ensure_prepared(lease, sql).await?;
+        let mut out = Vec::with_capacity(packet.len() + 16);
+        if command == cmd::STMT_FETCH {
+            out.extend_from_slice(packet);
+            out[1..5].copy_from_slice(&backend_id.to_le_bytes());
+            return Ok(Some(out));
+        }
+        let p = self.stmts.get_mut(&id).ok_or_else(|| unknown(id))?;
+        for ld in &p.long_data {
+            let mut pkt = ld.clone();
+            pkt[1..5].copy_from_slice(&backend_id.to_le_bytes());
+            let mut seq = 0;
+            lease.w.write_packet(&mut seq, &pkt).await.map_err(|e| SqlError::backend_unavailable(&lease.pool().name, &e.to_string()))?;
+        }
+        match stmt::rewrite(packet, params, backend_id, p.types.as_deref(), &mut out) {
+            Some(Some(types)) => p.types = Some(types),
+            Some(None) => {}
+            None => return Err(SqlError::new(1210, "HY000", "Incorrect arguments to mysqld_stmt_execute (malformed packet)")),
+        }
+        Ok(Some(out))
+    }
+
+    /// The backend statement id of `sql` on `lease`, preparing it there silently if needed.
+    async fn ensure_prepared(&mut self, lease: &mut Lease, sql: Arc<str>) -> Result<u32, SqlError> {
+        let key = (self.state.database.clone(), sql.clone());
+        if let Some(&(id, _)) = lease.state.prepared.get(&key) {
+            return Ok(id);
+        }
+        let name = lease.pool().name.clone();
+        let lost = |e: &dyn std::fmt::Display| SqlError::backend_unavailable(&name, &e.to_string());
+        let mut p = Vec::with_capacity(sql.len() + 1);
+        p.push(cmd::STMT_PREPARE);
+        p.extend_from_slice(sql.as_bytes());
+        lease.send(&p).await.map_err(|e| lost(&e))?;
+        let conn = &mut **lease;
+        let mut relay: Relay<'_, _, _, tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf> =
+            Relay::new(&mut conn.r, &mut conn.w, conn.deprecate_eof, &mut conn.buf);
+        relay.run(Expect::Prepare).await.map_err(|e| lost(&e))?;
+        let outcome = std::mem::take(&mut relay.outcome);
+        drop(relay);
+        conn.busy = false;
+        if let Some(err) = outcome.err {
+            return Err(SqlError::from_packet(&err));
+        }
+        let (id, _, params) = outcome.prepared.ok_or_else(|| lost(&"no statement id"))?;
+        remember(lease, key.0, key.1, id, params);
+        Ok(id)
+    }
+}
+
+fn remember(lease: &mut Lease, db: Option<String>, sql: Arc<str>, backend_id: u32, params: u16) {
+    if lease.state.prepared.len() >= MAX_PER_CONNECTION {
+        // close them all on the backend (COM_STMT_CLOSE has no reply; sent with the next command)
+        let st = &mut lease.state;
+        st.pending_close.extend(st.prepared.drain().map(|(_, (id, _))| id));
+    }
+    lease.state.prepared.insert((db, sql), (backend_id, params));
+}

@@ -1,0 +1,70 @@
+//! Per-client session state that must follow the client across backend connections.
+
+use crate::protocol::status;
+use mysql_common::collations::{Collation, CollationId};
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct SessionState {
+    pub database: Option<String>,
+    /// Successful session-variable statements (SET NAMES, SET sql_mode=...), in order.
+    pub vars: Vec<Arc<str>>,
+    pub multi_statements: bool,
+    pub last_insert_id: u64,
+    /// Server status flags from the last reply.
+    pub status: u16,
+    /// Flags from `router::flag::HARD_PIN` seen so far: the session keeps one primary
+    /// connection while any is set.
+    pub pins: u32,
+    /// User variables live on the session's primary connection.
+    pub user_vars: bool,
+}
+
+impl SessionState {
+    pub fn new(database: Option<String>, collation: u8, multi_statements: bool) -> Self {
+        let mut vars = Vec::new();
+        if let Some(set_names) = set_names_for(collation) {
+            vars.push(Arc::from(set_names));
+        }
+        Self { database, vars, multi_statements, last_insert_id: 0, status: status::AUTOCOMMIT, pins: 0, user_vars: false }
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.status & status::IN_TRANS != 0 || self.status & status::AUTOCOMMIT == 0
+    }
+
+    /// Whether the session must keep its primary connection between statements.
+    pub fn holds_primary(&self) -> bool {
+        self.in_transaction() || self.pins != 0 || self.user_vars
+    }
+}
+
+/// Backend connections are opened with utf8mb4_general_ci (45); other client collations are
+/// applied with SET NAMES.
+pub fn set_names_for(collation: u8) -> Option<String> {
+    if collation == 45 || collation == 0 {
+        return None;
+    }
+    let c = Collation::from(CollationId::from(collation as u16));
+    if c.charset().is_empty() || c.collation().is_empty() {
+        return None;
+    }
+    if c.is_default() || collation == 255 {
+        Some(format!("SET NAMES {}", c.charset()))
+    } else {
+        Some(format!("SET NAMES {} COLLATE {}", c.charset(), c.collation()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_names() {
+        assert_eq!(set_names_for(45), None);
+        assert_eq!(set_names_for(8).as_deref(), Some("SET NAMES latin1"));
+        assert_eq!(set_names_for(255).as_deref(), Some("SET NAMES utf8mb4"));
+        assert_eq!(set_names_for(46).as_deref(), Some("SET NAMES utf8mb4 COLLATE utf8mb4_bin"));
+    }
+}

@@ -1,0 +1,67 @@
+//! State shared by every task of one proxy instance (no process globals: two proxies can run
+//! in one process).
+
+use crate::config::Config;
+use crate::router::Classifier;
+use crate::topology::Topology;
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::task::AbortHandle;
+
+/// What other tasks may need from a client session (KILL).
+pub struct SessionHandle {
+    pub id: u32,
+    pub user_index: AtomicUsize,
+    /// (backend index + 1) << 32 | backend thread id of the statement in flight, or 0.
+    pub running: AtomicU64,
+    pub abort: Mutex<Option<AbortHandle>>,
+}
+
+impl SessionHandle {
+    pub fn new(id: u32) -> Self {
+        Self { id, user_index: AtomicUsize::new(usize::MAX), running: AtomicU64::new(0), abort: Mutex::new(None) }
+    }
+    pub fn set_running(&self, backend: usize, thread_id: u32) {
+        self.running.store(((backend as u64 + 1) << 32) | thread_id as u64, Ordering::Relaxed);
+    }
+    pub fn clear_running(&self) {
+        self.running.store(0, Ordering::Relaxed);
+    }
+    pub fn running(&self) -> Option<(usize, u32)> {
+        let v = self.running.load(Ordering::Relaxed);
+        (v != 0).then(|| ((v >> 32) as usize - 1, v as u32))
+    }
+}
+
+pub struct Shared {
+    pub config: ArcSwap<Config>,
+    pub topology: Topology,
+    pub classifier: Classifier,
+    pub server_version: String,
+    pub sessions: Mutex<HashMap<u32, Arc<SessionHandle>>>,
+    next_id: AtomicU32,
+    pub clients: AtomicUsize,
+    pub clients_total: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(config: Config, server_version: String) -> Self {
+        Self {
+            topology: Topology::from_config(&config),
+            config: ArcSwap::from_pointee(config),
+            classifier: Classifier::new(),
+            server_version,
+            sessions: Mutex::new(HashMap::new()),
+            next_id: AtomicU32::new(1),
+            clients: AtomicUsize::new(0),
+            clients_total: AtomicU64::new(0),
+        }
+    }
+
+    pub fn next_connection_id(&self) -> u32 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
