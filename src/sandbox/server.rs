@@ -120,6 +120,7 @@ impl Server {
             .arg("--binlog-format=ROW")
             .arg("--skip-name-resolve")
             .arg("--max-connections=1000")
+            .arg("--max-allowed-packet=256M")
             .arg("--innodb-buffer-pool-size=64M")
             .arg("--innodb-flush-log-at-trx-commit=2")
             .arg("--performance-schema=OFF");

@@ -1,0 +1,68 @@
+//! Shared test harness: one real primary + 2 replicas per test binary (started on first use,
+//! killed with the process), and helpers to start Sluice in-process.
+#![allow(dead_code)]
+
+use mysql_async::prelude::*;
+use mysql_async::{Conn, OptsBuilder};
+use sluice::app::Proxy;
+use sluice::config::Config;
+use sluice::sandbox::{server::remove_stale, Options, Sandbox};
+use std::sync::OnceLock;
+
+static TOPOLOGY: OnceLock<Sandbox> = OnceLock::new();
+
+/// The shared topology (servers[0] = primary, server_id 1; replicas 2 and 3).
+pub fn topology() -> &'static Sandbox {
+    TOPOLOGY.get_or_init(|| {
+        std::thread::spawn(|| {
+            let tmp = std::env::temp_dir();
+            remove_stale(&tmp, "sluice-test-");
+            let dir = tmp.join(format!("sluice-test-{}", std::process::id()));
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let opts = Options { dir, replicas: 2, base_port: None, fresh: true, progress: false };
+            rt.block_on(Sandbox::start(opts)).unwrap_or_else(|e| panic!("cannot start the test topology: {e}"))
+        })
+        .join()
+        .expect("topology start thread")
+    })
+}
+
+pub fn config() -> Config {
+    topology().proxy_config("127.0.0.1:0", "127.0.0.1:0")
+}
+
+pub async fn proxy(cfg: Config) -> Proxy {
+    Proxy::start(cfg).await.expect("start sluice")
+}
+
+pub fn opts(proxy: &Proxy, db: Option<&str>) -> OptsBuilder {
+    OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(proxy.addr.port())
+        .user(Some(sluice::sandbox::APP_USER))
+        .pass(Some(sluice::sandbox::APP_PASSWORD))
+        .db_name(db)
+        .prefer_socket(false)
+}
+
+pub async fn client(proxy: &Proxy, db: Option<&str>) -> Conn {
+    Conn::new(opts(proxy, db)).await.expect("connect through sluice")
+}
+
+/// Creates a fresh database for one test through the admin user on the primary, and waits
+/// until the replicas have it.
+pub async fn database(name: &str) -> String {
+    let t = topology();
+    t.sql(0, &format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
+    t.sql(0, &format!("CREATE DATABASE {name}")).await.unwrap();
+    caught_up().await;
+    name.to_string()
+}
+
+pub async fn caught_up() {
+    topology().wait_caught_up(std::time::Duration::from_secs(20)).await.expect("replicas caught up");
+}
+
+pub async fn server_id(c: &mut Conn, sql: &str) -> u32 {
+    c.query_first::<u32, _>(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")).expect("a row")
+}
