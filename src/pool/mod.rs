@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Connections idle longer than this are checked for a closed socket before reuse.
-const STALE_CHECK_AFTER: Duration = Duration::from_secs(1);
+const STALE_CHECK_AFTER: Duration = Duration::from_millis(100);
 
 struct Idle {
     conn: BackendConn,
@@ -125,6 +125,14 @@ impl BackendPool {
     pub fn mark_down(&self, for_how_long: Duration) {
         let until = self.now_ms() + for_how_long.as_millis() as u64;
         self.down_until_ms.store(until, Ordering::Relaxed);
+    }
+
+    /// Drops idle connections whose socket was closed by the server (called after one of
+    /// them turned out dead, e.g. killed or timed out).
+    pub fn purge_dead_idle(&self) {
+        for slot in &self.idle {
+            slot.lock().retain_mut(|i| !looks_closed(&mut i.conn));
+        }
     }
 
     pub fn idle_count(&self) -> usize {

@@ -83,7 +83,7 @@ impl Session {
     ) -> Result<(), Fatal> {
         let mut held = self.held.take();
         let mut skip = None;
-        for attempt in 0..2 {
+        for attempt in 0..3 {
             let use_held = intent.has(flag::SHOW_WARNINGS) && !self.state.holds_primary();
             let acquired = match held.take() {
                 Some(h) if use_held => Ok(h),
@@ -96,6 +96,7 @@ impl Session {
             if let Err(e) = self.align(&mut lease, intent.flags).await {
                 let name = lease.pool().name.clone();
                 if e.is_fatal() {
+                    lease.pool().purge_dead_idle();
                     lease.discard();
                     self.lost_primary_if(target);
                     if attempt == 0 && !self.state.holds_primary() {
@@ -119,9 +120,10 @@ impl Session {
                 }
                 Err(RunError::Backend { sent, error }) => {
                     let name = lease.pool().name.clone();
+                    lease.pool().purge_dead_idle();
                     lease.discard();
                     self.lost_primary_if(target);
-                    if sent == 0 && attempt == 0 && target == Target::Replica && intent.kind == Kind::Read {
+                    if sent == 0 && attempt < 2 && target == Target::Replica && intent.kind == Kind::Read {
                         tracing::warn!(backend = %name, %error, "read failed before any reply; retrying elsewhere");
                         skip = Some(idx);
                         continue;

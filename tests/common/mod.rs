@@ -66,3 +66,18 @@ pub async fn caught_up() {
 pub async fn server_id(c: &mut Conn, sql: &str) -> u32 {
     c.query_first::<u32, _>(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")).expect("a row")
 }
+
+/// Creates (once) a user with the app privileges, for tests that must not disturb others.
+pub async fn user(name: &str, password: &str) {
+    let t = topology();
+    t.sql(0, &format!("CREATE USER IF NOT EXISTS '{name}'@'127.0.0.1' IDENTIFIED BY '{password}'")).await.unwrap();
+    t.sql(0, &format!("GRANT SELECT, INSERT, CREATE, PROCESS ON *.* TO '{name}'@'127.0.0.1'")).await.unwrap();
+    caught_up().await;
+}
+
+/// A config whose only user is `name`.
+pub fn config_for(name: &str, password: &str) -> Config {
+    let mut cfg = config();
+    cfg.users = vec![sluice::config::User { name: name.into(), password: password.into() }];
+    cfg
+}

@@ -1,0 +1,198 @@
+//! Protocol edge cases and failure handling through Sluice on a real topology.
+
+mod common;
+use common::*;
+use mysql_async::prelude::*;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_of_20_mib_round_trips() {
+    let db = database("rob_blob").await;
+    let p = proxy(config()).await;
+    let mut c = client(&p, Some(&db)).await;
+    c.query_drop("CREATE TABLE b (id INT PRIMARY KEY, data LONGBLOB)").await.unwrap();
+    let blob: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+    // binary protocol (prepared) and text protocol (escaped literal) inserts, both > 16 MiB
+    c.exec_drop("INSERT INTO b VALUES (1, ?)", (blob.clone(),)).await.unwrap();
+    let hex: String = blob.iter().map(|b| format!("{b:02x}")).collect();
+    c.query_drop(format!("INSERT INTO b VALUES (2, x'{hex}')")).await.unwrap();
+    caught_up().await;
+    for id in [1, 2] {
+        let back: Vec<u8> = c.query_first(format!("SELECT data FROM b WHERE id = {id}")).await.unwrap().unwrap();
+        assert_eq!(back.len(), blob.len());
+        assert!(back == blob, "blob {id} differs");
+        let back: Vec<u8> = c.exec_first("SELECT data FROM b WHERE id = ?", (id,)).await.unwrap().unwrap();
+        assert!(back == blob, "blob {id} differs (binary protocol)");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_gets_1045_and_reaches_no_backend() {
+    let p = proxy(config()).await;
+    let bad = opts(&p, None).pass(Some("not-the-password"));
+    let err = mysql_async::Conn::new(bad).await.unwrap_err();
+    match err {
+        mysql_async::Error::Server(e) => {
+            assert_eq!(e.code, 1045);
+            assert_eq!(e.state, "28000");
+        }
+        other => panic!("expected ERR 1045, got {other:?}"),
+    }
+    let unknown = opts(&p, None).user(Some("nobody"));
+    assert!(mysql_async::Conn::new(unknown).await.is_err());
+    let opened: u64 = p.shared.topology.backends.iter().map(|b| b.pool.opened.load(Ordering::Relaxed)).sum();
+    assert_eq!(opened, 0, "a rejected login must not open backend connections");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_database_at_login_is_an_error() {
+    let p = proxy(config()).await;
+    let err = mysql_async::Conn::new(opts(&p, Some("no_such_db"))).await.unwrap_err();
+    assert!(matches!(err, mysql_async::Error::Server(ref e) if e.code == 1049), "{err:?}");
+}
+
+/// Kills every backend connection of the `victim` user on server `i`.
+async fn kill_app_connections(i: usize) -> usize {
+    let t = topology();
+    let ids = t.sql(i, "SELECT id FROM information_schema.processlist WHERE user = 'victim'").await.unwrap();
+    for row in &ids.rows {
+        let _ = t.sql(i, &format!("KILL {}", row[0].as_deref().unwrap())).await;
+    }
+    ids.rows.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_backend_connections_do_not_kill_the_client_session() {
+    user("victim", "victimpw").await;
+    let p = proxy(config_for("victim", "victimpw")).await;
+    let victim_opts = || opts(&p, None).user(Some("victim")).pass(Some("victimpw"));
+    let mut c = mysql_async::Conn::new(victim_opts()).await.unwrap();
+    for _ in 0..20 {
+        server_id(&mut c, "SELECT @@server_id").await;
+    }
+    // idle pooled connections killed on both replicas and the primary
+    let killed = kill_app_connections(1).await + kill_app_connections(2).await + kill_app_connections(0).await;
+    assert!(killed > 0);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..20 {
+        assert_ne!(server_id(&mut c, "SELECT @@server_id").await, 0);
+    }
+    c.query_drop("DO 1").await.unwrap();
+
+    // a backend connection killed in the middle of a statement: an error, then business as usual
+    let p2 = p.shared.clone();
+    let mut victim = mysql_async::Conn::new(victim_opts()).await.unwrap();
+    let slow = tokio::spawn(async move {
+        let r: Result<Option<u32>, _> = victim.query_first("SELECT SLEEP(5) + @@server_id").await;
+        (r.map_err(|e| e.to_string()), victim)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 1..=2 {
+        let t = topology();
+        let rows = t.sql(i, "SELECT id FROM information_schema.processlist WHERE user = 'victim' AND info LIKE 'SELECT SLEEP%'").await.unwrap();
+        for r in rows.rows {
+            t.sql(i, &format!("KILL {}", r[0].as_deref().unwrap())).await.unwrap();
+        }
+    }
+    let started = Instant::now();
+    let (res, mut victim) = slow.await.unwrap();
+    // killed before any byte reached the client: either retried on the other replica
+    // (correct result) or reported as an error; never a hang or a wrong answer
+    match res {
+        Ok(v) => assert!(matches!(v, Some(2) | Some(3)), "{v:?}"),
+        Err(e) => assert!(e.contains("2013") || e.contains("Lost connection"), "{e}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(12), "no hang");
+    assert_ne!(server_id(&mut victim, "SELECT @@server_id").await, 0, "the session is still usable");
+    drop(p2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_pool_gives_a_clear_error_not_a_hang() {
+    let mut cfg = config();
+    cfg.pool.max_connections_per_backend = 1;
+    cfg.pool.checkout_timeout = sluice::config::Dur(Duration::from_millis(300));
+    let p = proxy(cfg).await;
+    let mut a = client(&p, None).await;
+    a.query_drop("BEGIN").await.unwrap(); // holds the only primary connection
+    let mut b = client(&p, None).await;
+    let t = Instant::now();
+    let err = b.query_drop("DO GET_LOCK('x', 0)").await.unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(matches!(err, mysql_async::Error::Server(ref e) if e.code == 1040 && e.message.contains("pool")), "{err:?}");
+    a.query_drop("COMMIT").await.unwrap();
+    b.query_drop("DO 1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_query_by_sluice_connection_id() {
+    let p = proxy(config()).await;
+    let mut victim = client(&p, None).await;
+    let id = victim.id();
+    let slow = tokio::spawn(async move {
+        let t = Instant::now();
+        let r: Result<Option<u32>, _> = victim.query_first("SELECT SLEEP(10)").await;
+        (r, t.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut killer = client(&p, None).await;
+    killer.query_drop(format!("KILL QUERY {id}")).await.unwrap();
+    let (r, took) = slow.await.unwrap();
+    // MySQL returns 1 from an interrupted SLEEP; MariaDB reports ERR 1317
+    match r {
+        Ok(v) => assert_eq!(v, Some(1)),
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1317),
+        Err(e) => panic!("{e}"),
+    }
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let err = killer.query_drop("KILL 999999").await.unwrap_err();
+    assert!(matches!(err, mysql_async::Error::Server(ref e) if e.code == 1094), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_statement_is_refused_and_the_session_survives() {
+    let mut cfg = config();
+    cfg.listen.max_packet_size = 64 * 1024;
+    let p = proxy(cfg).await;
+    let mut c = client(&p, None).await;
+    let big = format!("SELECT '{}'", "x".repeat(100 * 1024));
+    let err = c.query_drop(big).await.unwrap_err();
+    assert!(matches!(err, mysql_async::Error::Server(ref e) if e.code == 1153), "{err:?}");
+    c.query_drop("DO 1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_cli_works_through_sluice() {
+    let db = database("rob_cli").await;
+    let p = proxy(config()).await;
+    let port = p.addr.port().to_string();
+    let cli = |sql: &'static str| {
+        let (port, db) = (port.clone(), db.clone());
+        async move {
+            tokio::process::Command::new("mariadb")
+                .args(["-h", "127.0.0.1", "-P", &port, "-u", "app", "-papppass", "--batch", &db, "-e", sql])
+                .output()
+                .await
+                .expect("run the mariadb client")
+        }
+    };
+    let out = cli("CREATE TABLE c (a INT); INSERT INTO c VALUES (1),(2)").await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    caught_up().await;
+    let out = cli("BEGIN; SELECT @@server_id AS in_tx; COMMIT; SELECT COUNT(*) AS n FROM c; SHOW WARNINGS;").await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("in_tx\n1\n"), "{stdout}");
+    assert!(stdout.contains("n\n2\n"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_lets_running_statements_finish() {
+    let p = proxy(config()).await;
+    let mut c = client(&p, None).await;
+    let q = tokio::spawn(async move { c.query_first::<u32, _>("SELECT SLEEP(1) + 1").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    p.shutdown().await;
+    assert_eq!(q.await.unwrap().unwrap(), Some(1));
+}
