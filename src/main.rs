@@ -46,8 +46,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let workers = if workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { workers };
+    let mut b = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    b.enable_all().build().context("starting the async runtime")
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -71,12 +79,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run { config } => {
             let cfg = Config::load(&config)?;
             init_logging(&cfg.log.level);
-            runtime()?.block_on(sluice::app::run(cfg))?;
+            runtime(cfg.listen.worker_threads)?.block_on(sluice::app::run(cfg))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sandbox(args) => {
             init_logging("warn");
-            runtime()?.block_on(sluice::sandbox::cli::run(args))?;
+            let workers = std::env::var("SLUICE_WORKER_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+            runtime(workers)?.block_on(sluice::sandbox::cli::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -37,6 +37,10 @@ pub struct Listen {
     /// How long running statements may take to finish on SIGTERM/SIGINT.
     #[serde(default = "defaults::shutdown_timeout")]
     pub shutdown_timeout: Dur,
+    /// Threads running client sessions; 0 (default) = one per CPU. 1 runs everything on one
+    /// thread (no cross-thread wake-ups), a good choice when sharing a small machine.
+    #[serde(default = "defaults::worker_threads")]
+    pub worker_threads: usize,
     /// Server version announced to clients; default: the primary's, with a "-sluice" suffix.
     #[serde(default)]
     pub server_version: Option<String>,
@@ -136,6 +140,9 @@ mod defaults {
     }
     pub fn shutdown_timeout() -> Dur {
         Dur(Duration::from_secs(10))
+    }
+    pub fn worker_threads() -> usize {
+        0
     }
     pub fn weight() -> u32 {
         1
