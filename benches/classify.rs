@@ -18,12 +18,21 @@ const SLOW: &str = "WITH recent AS (SELECT id, total FROM orders WHERE created >
 fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("classify");
     for (name, sql) in FAST {
-        g.bench_function(format!("fast/{name}"), |b| b.iter(|| classify(black_box(sql.as_bytes()))));
+        g.bench_function(format!("fast/{name}"), |b| {
+            b.iter(|| classify(black_box(sql.as_bytes())))
+        });
     }
-    let big = format!("INSERT INTO t VALUES {}", vec!["(1, 'abcdefghij', 3.25)"; 200].join(", "));
-    g.bench_function("fast/insert_4kb", |b| b.iter(|| classify(black_box(big.as_bytes()))));
+    let big = format!(
+        "INSERT INTO t VALUES {}",
+        vec!["(1, 'abcdefghij', 3.25)"; 200].join(", ")
+    );
+    g.bench_function("fast/insert_4kb", |b| {
+        b.iter(|| classify(black_box(big.as_bytes())))
+    });
     let cl = Classifier::new();
-    g.bench_function("parser/cached", |b| b.iter(|| cl.classify(black_box(SLOW.as_bytes()))));
+    g.bench_function("parser/cached", |b| {
+        b.iter(|| cl.classify(black_box(SLOW.as_bytes())))
+    });
     g.bench_function("parser/uncached", |b| {
         b.iter(|| {
             cl.clear_cache();

@@ -43,7 +43,9 @@ fn relay_once(rt: &tokio::runtime::Runtime, wire: &[u8], client_eof: bool) -> us
 }
 
 fn benches(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let mut g = c.benchmark_group("codec");
     let payload = vec![7u8; 64];
     g.bench_function("write_packet_64b", |b| {
@@ -58,8 +60,12 @@ fn benches(c: &mut Criterion) {
     for rows in [1usize, 1000] {
         let wire = result_set(rows);
         g.throughput(Throughput::Elements(rows as u64));
-        g.bench_function(format!("relay_{rows}_rows_same_framing"), |b| b.iter(|| relay_once(&rt, black_box(&wire), true)));
-        g.bench_function(format!("relay_{rows}_rows_eof_translation"), |b| b.iter(|| relay_once(&rt, black_box(&wire), false)));
+        g.bench_function(format!("relay_{rows}_rows_same_framing"), |b| {
+            b.iter(|| relay_once(&rt, black_box(&wire), true))
+        });
+        g.bench_function(format!("relay_{rows}_rows_eof_translation"), |b| {
+            b.iter(|| relay_once(&rt, black_box(&wire), false))
+        });
     }
     g.finish();
 }

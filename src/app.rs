@@ -13,7 +13,11 @@ use tokio::task::JoinHandle;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen on {address} ({what}): {source}")]
-    Bind { what: &'static str, address: String, source: std::io::Error },
+    Bind {
+        what: &'static str,
+        address: String,
+        source: std::io::Error,
+    },
 }
 
 /// A running proxy instance.
@@ -51,7 +55,13 @@ async fn server_version(cfg: &Config) -> String {
 }
 
 async fn bind(what: &'static str, address: &str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(address).await.map_err(|source| StartError::Bind { what, address: address.into(), source })
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind {
+            what,
+            address: address.into(),
+            source,
+        })
 }
 
 impl Proxy {
@@ -61,14 +71,26 @@ impl Proxy {
         let version = server_version(&config).await;
         let shared = Arc::new(Shared::new(config, version));
         let (stop, stop_rx) = watch::channel(false);
-        let addr = listener.local_addr().expect("bound listener has an address");
+        let addr = listener
+            .local_addr()
+            .expect("bound listener has an address");
         let admin_addr = admin.local_addr().expect("bound listener has an address");
         let tasks = vec![
-            tokio::spawn(crate::frontend::accept_loop(shared.clone(), listener, stop_rx.clone())),
+            tokio::spawn(crate::frontend::accept_loop(
+                shared.clone(),
+                listener,
+                stop_rx.clone(),
+            )),
             tokio::spawn(crate::admin::serve(shared.clone(), admin, stop_rx)),
         ];
         tracing::info!(%addr, %admin_addr, version = %shared.server_version, "sluice is serving");
-        Ok(Proxy { addr, admin_addr, shared, stop, tasks })
+        Ok(Proxy {
+            addr,
+            admin_addr,
+            shared,
+            stop,
+            tasks,
+        })
     }
 
     /// Stops accepting, waits (bounded by `listen.shutdown_timeout`) for running statements,
@@ -80,10 +102,19 @@ impl Proxy {
         }
         let deadline = Instant::now() + self.shared.config.load().listen.shutdown_timeout.0;
         loop {
-            let running = self.shared.sessions.lock().values().filter(|h| h.running().is_some()).count();
+            let running = self
+                .shared
+                .sessions
+                .lock()
+                .values()
+                .filter(|h| h.running().is_some())
+                .count();
             if running == 0 || Instant::now() >= deadline {
                 if running > 0 {
-                    tracing::warn!(running, "shutdown timeout reached; closing sessions with statements in flight");
+                    tracing::warn!(
+                        running,
+                        "shutdown timeout reached; closing sessions with statements in flight"
+                    );
                 }
                 break;
             }

@@ -14,12 +14,20 @@ pub struct SqlError {
 
 impl SqlError {
     pub fn new(code: u16, state: &str, message: impl Into<String>) -> Self {
-        Self { code, state: state.into(), message: message.into() }
+        Self {
+            code,
+            state: state.into(),
+            message: message.into(),
+        }
     }
     /// Parses a server's ERR payload (kept verbatim for the client).
     pub fn from_packet(payload: &[u8]) -> Self {
         match reply::parse_err(payload) {
-            Some((code, state, message)) => Self { code, state, message },
+            Some((code, state, message)) => Self {
+                code,
+                state,
+                message,
+            },
             None => Self::new(2027, "HY000", "malformed error packet from backend"),
         }
     }
@@ -28,16 +36,26 @@ impl SqlError {
     }
     pub fn access_denied(user: &str, host: &str, with_password: bool) -> Self {
         let using = if with_password { "YES" } else { "NO" };
-        Self::new(1045, "28000", format!("Access denied for user '{user}'@'{host}' (using password: {using})"))
+        Self::new(
+            1045,
+            "28000",
+            format!("Access denied for user '{user}'@'{host}' (using password: {using})"),
+        )
     }
     pub fn backend_unavailable(name: &str, why: &str) -> Self {
-        Self::new(2013, "HY000", format!("Sluice: backend {name} unavailable: {why}"))
+        Self::new(
+            2013,
+            "HY000",
+            format!("Sluice: backend {name} unavailable: {why}"),
+        )
     }
     pub fn pool_timeout(name: &str, waited: std::time::Duration) -> Self {
         Self::new(
             1040,
             "08004",
-            format!("Sluice: no free connection to backend {name} after {waited:?} (pool exhausted)"),
+            format!(
+                "Sluice: no free connection to backend {name} after {waited:?} (pool exhausted)"
+            ),
         )
     }
     pub fn unsupported(what: &str) -> Self {

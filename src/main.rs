@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "A read/write-splitting MySQL/MariaDB proxy")]
+#[command(
+    name = "sluice",
+    version,
+    about = "A read/write-splitting MySQL/MariaDB proxy"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,7 +36,10 @@ enum Command {
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }
 
 fn main() -> ExitCode {
@@ -47,7 +54,13 @@ fn main() -> ExitCode {
 }
 
 fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
-    let workers = if workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { workers };
+    let workers = if workers == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        workers
+    };
     let mut b = if workers <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -84,7 +97,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sandbox(args) => {
             init_logging("warn");
-            let workers = std::env::var("SLUICE_WORKER_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+            let workers = std::env::var("SLUICE_WORKER_THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
             runtime(workers)?.block_on(sluice::sandbox::cli::run(args))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -22,10 +22,18 @@ pub struct SessionHandle {
 
 impl SessionHandle {
     pub fn new(id: u32) -> Self {
-        Self { id, user_index: AtomicUsize::new(usize::MAX), running: AtomicU64::new(0), abort: Mutex::new(None) }
+        Self {
+            id,
+            user_index: AtomicUsize::new(usize::MAX),
+            running: AtomicU64::new(0),
+            abort: Mutex::new(None),
+        }
     }
     pub fn set_running(&self, backend: usize, thread_id: u32) {
-        self.running.store(((backend as u64 + 1) << 32) | thread_id as u64, Ordering::Relaxed);
+        self.running.store(
+            ((backend as u64 + 1) << 32) | thread_id as u64,
+            Ordering::Relaxed,
+        );
     }
     pub fn clear_running(&self) {
         self.running.store(0, Ordering::Relaxed);

@@ -11,18 +11,34 @@ async fn blob_of_20_mib_round_trips() {
     let db = database("rob_blob").await;
     let p = proxy(config()).await;
     let mut c = client(&p, Some(&db)).await;
-    c.query_drop("CREATE TABLE b (id INT PRIMARY KEY, data LONGBLOB)").await.unwrap();
-    let blob: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+    c.query_drop("CREATE TABLE b (id INT PRIMARY KEY, data LONGBLOB)")
+        .await
+        .unwrap();
+    let blob: Vec<u8> = (0..20 * 1024 * 1024u32)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
     // binary protocol (prepared) and text protocol (escaped literal) inserts, both > 16 MiB
-    c.exec_drop("INSERT INTO b VALUES (1, ?)", (blob.clone(),)).await.unwrap();
+    c.exec_drop("INSERT INTO b VALUES (1, ?)", (blob.clone(),))
+        .await
+        .unwrap();
     let hex: String = blob.iter().map(|b| format!("{b:02x}")).collect();
-    c.query_drop(format!("INSERT INTO b VALUES (2, x'{hex}')")).await.unwrap();
+    c.query_drop(format!("INSERT INTO b VALUES (2, x'{hex}')"))
+        .await
+        .unwrap();
     caught_up().await;
     for id in [1, 2] {
-        let back: Vec<u8> = c.query_first(format!("SELECT data FROM b WHERE id = {id}")).await.unwrap().unwrap();
+        let back: Vec<u8> = c
+            .query_first(format!("SELECT data FROM b WHERE id = {id}"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(back.len(), blob.len());
         assert!(back == blob, "blob {id} differs");
-        let back: Vec<u8> = c.exec_first("SELECT data FROM b WHERE id = ?", (id,)).await.unwrap().unwrap();
+        let back: Vec<u8> = c
+            .exec_first("SELECT data FROM b WHERE id = ?", (id,))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(back == blob, "blob {id} differs (binary protocol)");
     }
 }
@@ -41,23 +57,45 @@ async fn wrong_password_gets_1045_and_reaches_no_backend() {
     }
     let unknown = opts(&p, None).user(Some("nobody"));
     assert!(mysql_async::Conn::new(unknown).await.is_err());
-    let opened: u64 = p.shared.topology.backends.iter().map(|b| b.pool.opened.load(Ordering::Relaxed)).sum();
-    assert_eq!(opened, 0, "a rejected login must not open backend connections");
+    let opened: u64 = p
+        .shared
+        .topology
+        .backends
+        .iter()
+        .map(|b| b.pool.opened.load(Ordering::Relaxed))
+        .sum();
+    assert_eq!(
+        opened, 0,
+        "a rejected login must not open backend connections"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_database_at_login_is_an_error() {
     let p = proxy(config()).await;
-    let err = mysql_async::Conn::new(opts(&p, Some("no_such_db"))).await.unwrap_err();
-    assert!(matches!(err, mysql_async::Error::Server(ref e) if e.code == 1049), "{err:?}");
+    let err = mysql_async::Conn::new(opts(&p, Some("no_such_db")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, mysql_async::Error::Server(ref e) if e.code == 1049),
+        "{err:?}"
+    );
 }
 
 /// Kills every backend connection of the `victim` user on server `i`.
 async fn kill_app_connections(i: usize) -> usize {
     let t = topology();
-    let ids = t.sql(i, "SELECT id FROM information_schema.processlist WHERE user = 'victim'").await.unwrap();
+    let ids = t
+        .sql(
+            i,
+            "SELECT id FROM information_schema.processlist WHERE user = 'victim'",
+        )
+        .await
+        .unwrap();
     for row in &ids.rows {
-        let _ = t.sql(i, &format!("KILL {}", row[0].as_deref().unwrap())).await;
+        let _ = t
+            .sql(i, &format!("KILL {}", row[0].as_deref().unwrap()))
+            .await;
     }
     ids.rows.len()
 }
@@ -72,7 +110,9 @@ async fn killed_backend_connections_do_not_kill_the_client_session() {
         server_id(&mut c, "SELECT @@server_id").await;
     }
     // idle pooled connections killed on both replicas and the primary
-    let killed = kill_app_connections(1).await + kill_app_connections(2).await + kill_app_connections(0).await;
+    let killed = kill_app_connections(1).await
+        + kill_app_connections(2).await
+        + kill_app_connections(0).await;
     assert!(killed > 0);
     tokio::time::sleep(Duration::from_millis(100)).await;
     for _ in 0..20 {
@@ -92,7 +132,9 @@ async fn killed_backend_connections_do_not_kill_the_client_session() {
         let t = topology();
         let rows = t.sql(i, "SELECT id FROM information_schema.processlist WHERE user = 'victim' AND info LIKE 'SELECT SLEEP%'").await.unwrap();
         for r in rows.rows {
-            t.sql(i, &format!("KILL {}", r[0].as_deref().unwrap())).await.unwrap();
+            t.sql(i, &format!("KILL {}", r[0].as_deref().unwrap()))
+                .await
+                .unwrap();
         }
     }
     let started = Instant::now();
@@ -104,7 +146,11 @@ async fn killed_backend_connections_do_not_kill_the_client_session() {
         Err(e) => assert!(e.contains("2013") || e.contains("Lost connection"), "{e}"),
     }
     assert!(started.elapsed() < Duration::from_secs(12), "no hang");
-    assert_ne!(server_id(&mut victim, "SELECT @@server_id").await, 0, "the session is still usable");
+    assert_ne!(
+        server_id(&mut victim, "SELECT @@server_id").await,
+        0,
+        "the session is still usable"
+    );
     drop(p2);
 }
 
@@ -120,7 +166,10 @@ async fn exhausted_pool_gives_a_clear_error_not_a_hang() {
     let t = Instant::now();
     let err = b.query_drop("DO GET_LOCK('x', 0)").await.unwrap_err();
     assert!(t.elapsed() < Duration::from_secs(2));
-    assert!(matches!(err, mysql_async::Error::Server(ref e) if e.code == 1040 && e.message.contains("pool")), "{err:?}");
+    assert!(
+        matches!(err, mysql_async::Error::Server(ref e) if e.code == 1040 && e.message.contains("pool")),
+        "{err:?}"
+    );
     a.query_drop("COMMIT").await.unwrap();
     b.query_drop("DO 1").await.unwrap();
 }
@@ -147,7 +196,10 @@ async fn kill_query_by_sluice_connection_id() {
     }
     assert!(took < Duration::from_secs(5), "{took:?}");
     let err = killer.query_drop("KILL 999999").await.unwrap_err();
-    assert!(matches!(err, mysql_async::Error::Server(ref e) if e.code == 1094), "{err:?}");
+    assert!(
+        matches!(err, mysql_async::Error::Server(ref e) if e.code == 1094),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,7 +210,10 @@ async fn oversized_statement_is_refused_and_the_session_survives() {
     let mut c = client(&p, None).await;
     let big = format!("SELECT '{}'", "x".repeat(100 * 1024));
     let err = c.query_drop(big).await.unwrap_err();
-    assert!(matches!(err, mysql_async::Error::Server(ref e) if e.code == 1153), "{err:?}");
+    assert!(
+        matches!(err, mysql_async::Error::Server(ref e) if e.code == 1153),
+        "{err:?}"
+    );
     c.query_drop("DO 1").await.unwrap();
 }
 
@@ -171,18 +226,41 @@ async fn mariadb_cli_works_through_sluice() {
         let (port, db) = (port.clone(), db.clone());
         async move {
             tokio::process::Command::new("mariadb")
-                .args(["-h", "127.0.0.1", "-P", &port, "-u", "app", "-papppass", "--batch", &db, "-e", sql])
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-P",
+                    &port,
+                    "-u",
+                    "app",
+                    "-papppass",
+                    "--batch",
+                    &db,
+                    "-e",
+                    sql,
+                ])
                 .output()
                 .await
                 .expect("run the mariadb client")
         }
     };
     let out = cli("CREATE TABLE c (a INT); INSERT INTO c VALUES (1),(2)").await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     caught_up().await;
-    let out = cli("BEGIN; SELECT @@server_id AS in_tx; COMMIT; SELECT COUNT(*) AS n FROM c; SHOW WARNINGS;").await;
+    let out = cli(
+        "BEGIN; SELECT @@server_id AS in_tx; COMMIT; SELECT COUNT(*) AS n FROM c; SHOW WARNINGS;",
+    )
+    .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("in_tx\n1\n"), "{stdout}");
     assert!(stdout.contains("n\n2\n"), "{stdout}");
 }

@@ -17,11 +17,24 @@ async fn reads_go_to_replicas_and_spread_by_weight() {
     for _ in 0..400 {
         counts[server_id(&mut c, "SELECT @@server_id").await as usize] += 1;
     }
-    assert_eq!(counts[PRIMARY as usize], 0, "no plain read may reach the primary: {counts:?}");
+    assert_eq!(
+        counts[PRIMARY as usize], 0,
+        "no plain read may reach the primary: {counts:?}"
+    );
     let ratio = counts[3] as f64 / counts[2] as f64;
-    assert!((2.0..4.5).contains(&ratio), "weights 1:3 should give ~3x reads to replica 3: {counts:?}");
-    for sql in ["SHOW VARIABLES LIKE 'server_id'", "DESCRIBE mysql.user", "EXPLAIN SELECT 1", "HELP 'select'"] {
-        c.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    assert!(
+        (2.0..4.5).contains(&ratio),
+        "weights 1:3 should give ~3x reads to replica 3: {counts:?}"
+    );
+    for sql in [
+        "SHOW VARIABLES LIKE 'server_id'",
+        "DESCRIBE mysql.user",
+        "EXPLAIN SELECT 1",
+        "HELP 'select'",
+    ] {
+        c.query_drop(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 }
 
@@ -30,8 +43,12 @@ async fn writes_transactions_locking_reads_and_session_functions_go_to_primary()
     let db = database("route_primary").await;
     let p = proxy(config()).await;
     let mut c = client(&p, Some(&db)).await;
-    c.query_drop("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, sid INT)").await.unwrap();
-    c.query_drop("INSERT INTO t (sid) VALUES (@@server_id)").await.unwrap();
+    c.query_drop("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY, sid INT)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO t (sid) VALUES (@@server_id)")
+        .await
+        .unwrap();
     caught_up().await;
     let sid: u32 = c.query_first("SELECT sid FROM t").await.unwrap().unwrap();
     assert_eq!(sid, PRIMARY, "the INSERT ran on the primary");
@@ -50,16 +67,37 @@ async fn writes_transactions_locking_reads_and_session_functions_go_to_primary()
     }
     c.query_drop("BEGIN").await.unwrap();
     for _ in 0..5 {
-        assert_eq!(server_id(&mut c, "SELECT @@server_id").await, PRIMARY, "inside BEGIN");
+        assert_eq!(
+            server_id(&mut c, "SELECT @@server_id").await,
+            PRIMARY,
+            "inside BEGIN"
+        );
     }
     c.query_drop("COMMIT").await.unwrap();
-    assert_ne!(server_id(&mut c, "SELECT @@server_id").await, PRIMARY, "after COMMIT reads go back to replicas");
+    assert_ne!(
+        server_id(&mut c, "SELECT @@server_id").await,
+        PRIMARY,
+        "after COMMIT reads go back to replicas"
+    );
 
     c.query_drop("SET autocommit = 0").await.unwrap();
-    c.query_drop("INSERT INTO t (sid) VALUES (@@server_id)").await.unwrap();
-    assert_eq!(server_id(&mut c, "SELECT @@server_id").await, PRIMARY, "autocommit=0 is a transaction");
-    let n: u32 = c.query_first("SELECT COUNT(*) FROM t").await.unwrap().unwrap();
-    assert_eq!(n, 2, "the uncommitted row is visible to its own transaction");
+    c.query_drop("INSERT INTO t (sid) VALUES (@@server_id)")
+        .await
+        .unwrap();
+    assert_eq!(
+        server_id(&mut c, "SELECT @@server_id").await,
+        PRIMARY,
+        "autocommit=0 is a transaction"
+    );
+    let n: u32 = c
+        .query_first("SELECT COUNT(*) FROM t")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        n, 2,
+        "the uncommitted row is visible to its own transaction"
+    );
     c.query_drop("COMMIT").await.unwrap();
     c.query_drop("SET autocommit = 1").await.unwrap();
     assert_ne!(server_id(&mut c, "SELECT @@server_id").await, PRIMARY);
@@ -69,16 +107,38 @@ async fn writes_transactions_locking_reads_and_session_functions_go_to_primary()
     c.query_drop("ROLLBACK").await.unwrap();
 
     // LAST_INSERT_ID is the session's own even though connections are pooled
-    c.query_drop("INSERT INTO t (sid) VALUES (0)").await.unwrap();
-    let id: u64 = c.query_first("SELECT LAST_INSERT_ID()").await.unwrap().unwrap();
+    c.query_drop("INSERT INTO t (sid) VALUES (0)")
+        .await
+        .unwrap();
+    let id: u64 = c
+        .query_first("SELECT LAST_INSERT_ID()")
+        .await
+        .unwrap()
+        .unwrap();
     let mut other = client(&p, Some(&db)).await;
-    other.query_drop("INSERT INTO t (sid) VALUES (0)").await.unwrap();
-    let again: u64 = c.query_first("SELECT LAST_INSERT_ID()").await.unwrap().unwrap();
-    assert_eq!(id, again, "another session's insert must not change this session's LAST_INSERT_ID");
+    other
+        .query_drop("INSERT INTO t (sid) VALUES (0)")
+        .await
+        .unwrap();
+    let again: u64 = c
+        .query_first("SELECT LAST_INSERT_ID()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        id, again,
+        "another session's insert must not change this session's LAST_INSERT_ID"
+    );
 
     // GET_LOCK pins: the lock stays held by this session
-    assert_eq!(server_id(&mut c, "SELECT @@server_id + 0 * GET_LOCK('sluice_t', 1)").await, PRIMARY);
-    let used: Option<u64> = other.query_first("SELECT IS_USED_LOCK('sluice_t') IS NOT NULL").await.unwrap();
+    assert_eq!(
+        server_id(&mut c, "SELECT @@server_id + 0 * GET_LOCK('sluice_t', 1)").await,
+        PRIMARY
+    );
+    let used: Option<u64> = other
+        .query_first("SELECT IS_USED_LOCK('sluice_t') IS NOT NULL")
+        .await
+        .unwrap();
     assert_eq!(used, Some(1));
     c.query_drop("DO RELEASE_LOCK('sluice_t')").await.unwrap();
 }
@@ -89,11 +149,17 @@ async fn session_state_follows_the_client_across_backends() {
     let p = proxy(config()).await;
     let mut c = client(&p, None).await;
     c.query_drop(format!("USE {db}")).await.unwrap();
-    c.query_drop("CREATE TABLE k (id INT PRIMARY KEY, v VARCHAR(20))").await.unwrap();
-    c.query_drop("INSERT INTO k VALUES (1, 'one'), (2, 'two')").await.unwrap();
+    c.query_drop("CREATE TABLE k (id INT PRIMARY KEY, v VARCHAR(20))")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO k VALUES (1, 'one'), (2, 'two')")
+        .await
+        .unwrap();
     caught_up().await;
     c.query_drop("SET NAMES latin1").await.unwrap();
-    c.query_drop("SET SESSION sql_mode = 'ANSI_QUOTES'").await.unwrap();
+    c.query_drop("SET SESSION sql_mode = 'ANSI_QUOTES'")
+        .await
+        .unwrap();
     c.query_drop("SET @greeting = 'hello'").await.unwrap();
     let mut seen = std::collections::HashSet::new();
     for _ in 0..30 {
@@ -108,23 +174,39 @@ async fn session_state_follows_the_client_across_backends() {
         assert_eq!(mode, "ANSI_QUOTES");
         let v: String = c.query_first("SELECT @greeting").await.unwrap().unwrap();
         assert_eq!(v, "hello");
-        let n: u32 = c.query_first("SELECT COUNT(*) FROM k").await.unwrap().unwrap();
+        let n: u32 = c
+            .query_first("SELECT COUNT(*) FROM k")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(n, 2);
     }
-    assert!(seen.len() >= 2 && !seen.contains(&PRIMARY), "reads spread over replicas: {seen:?}");
+    assert!(
+        seen.len() >= 2 && !seen.contains(&PRIMARY),
+        "reads spread over replicas: {seen:?}"
+    );
 
     // prepared statements work wherever they execute
-    let stmt = c.prep("SELECT v, @@server_id FROM k WHERE id = ?").await.unwrap();
+    let stmt = c
+        .prep("SELECT v, @@server_id FROM k WHERE id = ?")
+        .await
+        .unwrap();
     let mut where_ = std::collections::HashSet::new();
     for i in 0..20u32 {
         let (v, sid): (String, u32) = c.exec_first(&stmt, (1 + i % 2,)).await.unwrap().unwrap();
         assert_eq!(v, if i % 2 == 0 { "one" } else { "two" });
         where_.insert(sid);
     }
-    assert!(!where_.contains(&PRIMARY), "prepared reads go to replicas: {where_:?}");
+    assert!(
+        !where_.contains(&PRIMARY),
+        "prepared reads go to replicas: {where_:?}"
+    );
     c.query_drop("BEGIN").await.unwrap();
     let (_, sid): (String, u32) = c.exec_first(&stmt, (1,)).await.unwrap().unwrap();
-    assert_eq!(sid, PRIMARY, "the same prepared statement inside a transaction runs on the primary");
+    assert_eq!(
+        sid, PRIMARY,
+        "the same prepared statement inside a transaction runs on the primary"
+    );
     c.query_drop("COMMIT").await.unwrap();
     let ins = c.prep("INSERT INTO k VALUES (?, ?)").await.unwrap();
     c.exec_drop(&ins, (3, "three")).await.unwrap();
@@ -143,10 +225,18 @@ async fn temporary_tables_pin_the_session() {
     let db = database("route_temp").await;
     let p = proxy(config()).await;
     let mut c = client(&p, Some(&db)).await;
-    c.query_drop("CREATE TEMPORARY TABLE tmp (a INT)").await.unwrap();
-    c.query_drop("INSERT INTO tmp VALUES (1), (2)").await.unwrap();
+    c.query_drop("CREATE TEMPORARY TABLE tmp (a INT)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO tmp VALUES (1), (2)")
+        .await
+        .unwrap();
     for _ in 0..5 {
-        let n: u32 = c.query_first("SELECT COUNT(*) FROM tmp").await.unwrap().unwrap();
+        let n: u32 = c
+            .query_first("SELECT COUNT(*) FROM tmp")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(n, 2);
     }
 }
@@ -156,23 +246,38 @@ async fn stored_procedure_multi_results_and_multi_statements() {
     let db = database("route_proc").await;
     let p = proxy(config()).await;
     let mut c = client(&p, Some(&db)).await;
-    c.query_drop("CREATE PROCEDURE two() BEGIN SELECT 1 AS a; SELECT 2 AS b, 3 AS c; END").await.unwrap();
+    c.query_drop("CREATE PROCEDURE two() BEGIN SELECT 1 AS a; SELECT 2 AS b, 3 AS c; END")
+        .await
+        .unwrap();
     let mut r = c.query_iter("CALL two()").await.unwrap();
     let first: Vec<u32> = r.collect().await.unwrap();
     let second: Vec<(u32, u32)> = r.collect().await.unwrap();
     drop(r);
     assert_eq!(first, vec![1]);
     assert_eq!(second, vec![(2, 3)]);
-    let mut r = c.query_iter("SELECT @@server_id; SELECT @@server_id").await.unwrap();
+    let mut r = c
+        .query_iter("SELECT @@server_id; SELECT @@server_id")
+        .await
+        .unwrap();
     let a: Vec<u32> = r.collect().await.unwrap();
     let b: Vec<u32> = r.collect().await.unwrap();
     drop(r);
-    assert_ne!(a[0], PRIMARY, "a multi-statement of reads may go to a replica");
+    assert_ne!(
+        a[0], PRIMARY,
+        "a multi-statement of reads may go to a replica"
+    );
     assert_eq!(a, b);
     c.query_drop("CREATE TABLE m (a INT)").await.unwrap();
-    let mut r = c.query_iter("INSERT INTO m VALUES (@@server_id); SELECT @@server_id").await.unwrap();
+    let mut r = c
+        .query_iter("INSERT INTO m VALUES (@@server_id); SELECT @@server_id")
+        .await
+        .unwrap();
     let _: Vec<u32> = r.collect().await.unwrap();
     let s: Vec<u32> = r.collect().await.unwrap();
     drop(r);
-    assert_eq!(s, vec![PRIMARY], "a multi-statement with a write goes to the primary");
+    assert_eq!(
+        s,
+        vec![PRIMARY],
+        "a multi-statement with a write goes to the primary"
+    );
 }

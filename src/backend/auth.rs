@@ -3,13 +3,13 @@
 
 use super::{BackendConn, BackendError, ConnectOpts};
 use crate::error::SqlError;
+use mysql_common::auth::plugins::caching_sha2_password::scramble_sha256;
+use mysql_common::auth::plugins::mysql_native_password::scramble_native;
+use mysql_common::constants::CapabilityFlags;
 use mysql_common::crypto;
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{AuthPlugin, AuthSwitchRequest, HandshakePacket, HandshakeResponse};
 use mysql_common::proto::{MyDeserialize, MySerialize};
-use mysql_common::auth::plugins::caching_sha2_password::scramble_sha256;
-use mysql_common::auth::plugins::mysql_native_password::scramble_native;
-use mysql_common::constants::CapabilityFlags;
 
 const NATIVE: &[u8] = b"mysql_native_password";
 const SHA2: &[u8] = b"caching_sha2_password";
@@ -24,10 +24,17 @@ fn scramble(plugin: &[u8], nonce: &[u8], password: &str) -> Result<Vec<u8>, Back
         return Ok(Vec::new());
     }
     match plugin {
-        NATIVE => Ok(scramble_native(nonce, password.as_bytes()).map(|s| s.to_vec()).unwrap_or_default()),
+        NATIVE => Ok(scramble_native(nonce, password.as_bytes())
+            .map(|s| s.to_vec())
+            .unwrap_or_default()),
         SHA2 => {
-            let nonce: &[u8; 20] = nonce.get(..20).and_then(|n| n.try_into().ok()).ok_or_else(|| proto("short nonce"))?;
-            Ok(scramble_sha256(nonce, password.as_bytes()).map(|s| s.to_vec()).unwrap_or_default())
+            let nonce: &[u8; 20] = nonce
+                .get(..20)
+                .and_then(|n| n.try_into().ok())
+                .ok_or_else(|| proto("short nonce"))?;
+            Ok(scramble_sha256(nonce, password.as_bytes())
+                .map(|s| s.to_vec())
+                .unwrap_or_default())
         }
         other => Err(proto(&format!(
             "backend asks for unsupported auth plugin {}",
@@ -46,7 +53,10 @@ async fn write(conn: &mut BackendConn, seq: &mut u8, payload: &[u8]) -> Result<(
     Ok(())
 }
 
-pub(super) async fn handshake(conn: &mut BackendConn, opts: &ConnectOpts) -> Result<(), BackendError> {
+pub(super) async fn handshake(
+    conn: &mut BackendConn,
+    opts: &ConnectOpts,
+) -> Result<(), BackendError> {
     read(conn).await?;
     if conn.buf.first() == Some(&0xFF) {
         return Err(BackendError::Server(SqlError::from_packet(&conn.buf)));
@@ -103,7 +113,11 @@ pub(super) async fn handshake(conn: &mut BackendConn, opts: &ConnectOpts) -> Res
                     // full authentication: request the public key, answer RSA-encrypted
                     write(conn, &mut seq, &[0x02]).await?;
                     seq = read(conn).await?.wrapping_add(1);
-                    let key = conn.buf.get(1..).ok_or_else(|| proto("empty public key"))?.to_vec();
+                    let key = conn
+                        .buf
+                        .get(1..)
+                        .ok_or_else(|| proto("empty public key"))?
+                        .to_vec();
                     let mut pass = opts.password.as_bytes().to_vec();
                     pass.push(0);
                     for (i, b) in pass.iter_mut().enumerate() {

@@ -106,7 +106,11 @@ impl BackendConn {
             thread_id: 0,
             server_version: String::new(),
             deprecate_eof: false,
-            state: ConnState { database: opts.database.clone(), multi_statements: true, ..Default::default() },
+            state: ConnState {
+                database: opts.database.clone(),
+                multi_statements: true,
+                ..Default::default()
+            },
             busy: false,
             buf: Vec::with_capacity(256),
         };
@@ -156,7 +160,11 @@ impl BackendConn {
         match self.buf.first() {
             Some(0xFE) if self.buf.len() == 5 => {
                 let (warnings, status) = reply::parse_eof(&self.buf).unwrap_or_default();
-                Ok(OkInfo { status, warnings, ..Default::default() })
+                Ok(OkInfo {
+                    status,
+                    warnings,
+                    ..Default::default()
+                })
             }
             Some(0x00) | Some(0xFE) => reply::parse_ok(&self.buf)
                 .ok_or_else(|| BackendError::Protocol("short OK packet".into())),
@@ -178,7 +186,11 @@ impl BackendConn {
     pub async fn reset(&mut self) -> Result<(), BackendError> {
         self.simple(&[cmd::RESET_CONNECTION]).await?;
         let db = self.state.database.take();
-        self.state = ConnState { database: db, multi_statements: true, ..Default::default() };
+        self.state = ConnState {
+            database: db,
+            multi_statements: true,
+            ..Default::default()
+        };
         Ok(())
     }
 

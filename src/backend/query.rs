@@ -15,7 +15,10 @@ pub struct QueryResult {
 impl QueryResult {
     /// Value of `column` in the first row.
     pub fn get(&self, column: &str) -> Option<&str> {
-        let i = self.columns.iter().position(|c| c.eq_ignore_ascii_case(column))?;
+        let i = self
+            .columns
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(column))?;
         self.rows.first()?.get(i)?.as_deref()
     }
 }
@@ -54,7 +57,8 @@ impl BackendConn {
                 Some(0xFB) => return Err(bad("LOCAL INFILE is not allowed here")),
                 _ => {
                     let mut pos = 0;
-                    let n = lenenc::read_int(&self.buf, &mut pos).ok_or_else(|| bad("column count"))?;
+                    let n =
+                        lenenc::read_int(&self.buf, &mut pos).ok_or_else(|| bad("column count"))?;
                     result = QueryResult::default();
                     self.read_result_set(n as usize, &mut result).await?
                 }
@@ -70,7 +74,11 @@ impl BackendConn {
         }
     }
 
-    async fn read_result_set(&mut self, n: usize, out: &mut QueryResult) -> Result<u16, BackendError> {
+    async fn read_result_set(
+        &mut self,
+        n: usize,
+        out: &mut QueryResult,
+    ) -> Result<u16, BackendError> {
         for _ in 0..n {
             self.read_packet().await?;
             // catalog, schema, table, org_table, name
@@ -78,7 +86,9 @@ impl BackendConn {
             for _ in 0..4 {
                 lenenc::read_str(&self.buf, &mut pos).ok_or_else(|| bad("column definition"))?;
             }
-            let name = lenenc::read_str(&self.buf, &mut pos).flatten().ok_or_else(|| bad("column name"))?;
+            let name = lenenc::read_str(&self.buf, &mut pos)
+                .flatten()
+                .ok_or_else(|| bad("column name"))?;
             out.columns.push(String::from_utf8_lossy(name).into_owned());
         }
         if !self.deprecate_eof && n > 0 {
@@ -104,7 +114,8 @@ impl BackendConn {
                     let mut pos = 0;
                     let mut row = Vec::with_capacity(n);
                     for _ in 0..n {
-                        let v = lenenc::read_str(&self.buf, &mut pos).ok_or_else(|| bad("row value"))?;
+                        let v = lenenc::read_str(&self.buf, &mut pos)
+                            .ok_or_else(|| bad("row value"))?;
                         row.push(v.map(|b| String::from_utf8_lossy(b).into_owned()));
                     }
                     out.rows.push(row);

@@ -10,7 +10,9 @@ impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s).map(Dur).map_err(|e| {
-            serde::de::Error::custom(format!("invalid duration {s:?} ({e}); use e.g. \"500ms\" or \"2s\""))
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?} ({e}); use e.g. \"500ms\" or \"2s\""
+            ))
         })
     }
 }

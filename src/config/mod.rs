@@ -111,7 +111,9 @@ pub struct Routing {
 
 impl Default for Routing {
     fn default() -> Self {
-        Self { replica_retry_after: defaults::replica_retry_after() }
+        Self {
+            replica_retry_after: defaults::replica_retry_after(),
+        }
     }
 }
 
@@ -125,7 +127,9 @@ pub struct Log {
 
 impl Default for Log {
     fn default() -> Self {
-        Self { level: defaults::log_level() }
+        Self {
+            level: defaults::log_level(),
+        }
     }
 }
 
@@ -170,32 +174,50 @@ mod defaults {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
     #[error("{path}: invalid configuration:\n{}", list(.problems))]
-    Invalid { path: String, problems: Vec<Problem> },
+    Invalid {
+        path: String,
+        problems: Vec<Problem>,
+    },
 }
 
 fn list(problems: &[Problem]) -> String {
-    problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Config {
     pub fn parse(text: &str, path: &str) -> Result<Config, LoadError> {
-        let cfg: Config = toml::from_str(text)
-            .map_err(|e| LoadError::Parse { path: path.into(), message: e.to_string() })?;
+        let cfg: Config = toml::from_str(text).map_err(|e| LoadError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
         let problems = validate(&cfg);
         if problems.is_empty() {
             Ok(cfg)
         } else {
-            Err(LoadError::Invalid { path: path.into(), problems })
+            Err(LoadError::Invalid {
+                path: path.into(),
+                problems,
+            })
         }
     }
 
     pub fn load(path: &Path) -> Result<Config, LoadError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: p.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: p.clone(),
+            source,
+        })?;
         Self::parse(&text, &p)
     }
 
@@ -209,7 +231,9 @@ mod tests {
     use super::*;
 
     fn repo_file(name: &str) -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("config").join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config")
+            .join(name)
     }
 
     #[test]
@@ -231,8 +255,14 @@ mod tests {
     fn durations_are_human() {
         let text = std::fs::read_to_string(repo_file("minimal.toml")).unwrap();
         let cfg = Config::parse(&text.replace("\"3s\"", "\"250ms\""), "x").unwrap();
-        assert_eq!(cfg.pool.checkout_timeout.0, std::time::Duration::from_millis(250));
+        assert_eq!(
+            cfg.pool.checkout_timeout.0,
+            std::time::Duration::from_millis(250)
+        );
         let bad = text.replace("\"3s\"", "\"soon\"");
-        assert!(Config::parse(&bad, "x").unwrap_err().to_string().contains("soon"));
+        assert!(Config::parse(&bad, "x")
+            .unwrap_err()
+            .to_string()
+            .contains("soon"));
     }
 }

@@ -23,26 +23,42 @@ fn is_host_port(s: &str) -> bool {
         return true;
     }
     match s.rsplit_once(':') {
-        Some((host, port)) => !host.is_empty() && !host.contains(' ') && port.parse::<u16>().is_ok(),
+        Some((host, port)) => {
+            !host.is_empty() && !host.contains(' ') && port.parse::<u16>().is_ok()
+        }
         None => false,
     }
 }
 
 pub fn validate(cfg: &Config) -> Vec<Problem> {
     let mut out = Vec::new();
-    let mut bad = |key: String, message: &str| out.push(Problem { key, message: message.into() });
+    let mut bad = |key: String, message: &str| {
+        out.push(Problem {
+            key,
+            message: message.into(),
+        })
+    };
 
     if cfg.listen.address.parse::<SocketAddr>().is_err() {
-        bad("listen.address".into(), "must be an IP:port such as \"127.0.0.1:6033\"");
+        bad(
+            "listen.address".into(),
+            "must be an IP:port such as \"127.0.0.1:6033\"",
+        );
     }
     if cfg.admin.address.parse::<SocketAddr>().is_err() {
-        bad("admin.address".into(), "must be an IP:port such as \"127.0.0.1:9033\"");
+        bad(
+            "admin.address".into(),
+            "must be an IP:port such as \"127.0.0.1:9033\"",
+        );
     }
     if cfg.listen.max_client_connections == 0 {
         bad("listen.max_client_connections".into(), "must be at least 1");
     }
     if cfg.listen.max_packet_size < 1024 {
-        bad("listen.max_packet_size".into(), "must be at least 1024 bytes");
+        bad(
+            "listen.max_packet_size".into(),
+            "must be at least 1024 bytes",
+        );
     }
     if cfg.users.is_empty() {
         bad("users".into(), "at least one [[users]] entry is required");
@@ -56,7 +72,10 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
         }
     }
     if cfg.backends.is_empty() {
-        bad("backends".into(), "at least one [[backends]] entry is required");
+        bad(
+            "backends".into(),
+            "at least one [[backends]] entry is required",
+        );
     }
     let mut names = HashSet::new();
     for (i, b) in cfg.backends.iter().enumerate() {
@@ -66,15 +85,28 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             bad(format!("backends[{i}].name"), "duplicate backend name");
         }
         if !is_host_port(&b.address) {
-            bad(format!("backends[{i}].address"), "must be host:port such as \"127.0.0.1:3306\"");
+            bad(
+                format!("backends[{i}].address"),
+                "must be host:port such as \"127.0.0.1:3306\"",
+            );
         }
     }
-    let primaries = cfg.backends.iter().filter(|b| b.role == Role::Primary).count();
+    let primaries = cfg
+        .backends
+        .iter()
+        .filter(|b| b.role == Role::Primary)
+        .count();
     if !cfg.backends.is_empty() && primaries != 1 {
-        bad("backends".into(), &format!("exactly one backend must have role = \"primary\" (found {primaries})"));
+        bad(
+            "backends".into(),
+            &format!("exactly one backend must have role = \"primary\" (found {primaries})"),
+        );
     }
     if cfg.pool.max_connections_per_backend == 0 {
-        bad("pool.max_connections_per_backend".into(), "must be at least 1");
+        bad(
+            "pool.max_connections_per_backend".into(),
+            "must be at least 1",
+        );
     }
     if cfg.pool.connect_timeout.0.is_zero() {
         bad("pool.connect_timeout".into(), "must be greater than zero");
@@ -82,8 +114,16 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
     if cfg.pool.checkout_timeout.0.is_zero() {
         bad("pool.checkout_timeout".into(), "must be greater than zero");
     }
-    if cfg.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
-        bad("log.level".into(), "is not a valid tracing filter (e.g. \"info\", \"sluice=debug\")");
+    if cfg
+        .log
+        .level
+        .parse::<tracing_subscriber::EnvFilter>()
+        .is_err()
+    {
+        bad(
+            "log.level".into(),
+            "is not a valid tracing filter (e.g. \"info\", \"sluice=debug\")",
+        );
     }
     out
 }
@@ -114,7 +154,13 @@ mod tests {
         "#;
         let cfg: Config = toml::from_str(text).unwrap();
         let keys: Vec<String> = validate(&cfg).into_iter().map(|p| p.key).collect();
-        for k in ["listen.address", "users[1].name", "backends[0].address", "backends", "pool.max_connections_per_backend"] {
+        for k in [
+            "listen.address",
+            "users[1].name",
+            "backends[0].address",
+            "backends",
+            "pool.max_connections_per_backend",
+        ] {
             assert!(keys.iter().any(|x| x == k), "missing {k} in {keys:?}");
         }
     }

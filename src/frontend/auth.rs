@@ -128,14 +128,26 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
         self.send(&mut seq, &out).await?;
 
         let mut buf = Vec::new();
-        seq = self.r.read_logical(&mut buf, 1 << 16).await?.wrapping_add(1);
+        seq = self
+            .r
+            .read_logical(&mut buf, 1 << 16)
+            .await?
+            .wrapping_add(1);
         if buf.len() == 32 {
-            let e = SqlError::new(1043, "08S01", "Sluice does not offer TLS yet; connect without SSL");
+            let e = SqlError::new(
+                1043,
+                "08S01",
+                "Sluice does not offer TLS yet; connect without SSL",
+            );
             return Err(self.reject(&mut seq, e).await);
         }
         let resp = match HandshakeResponse::deserialize((), &mut ParseBuf(&buf)) {
             Ok(r) => r,
-            Err(_) => return Err(self.reject(&mut seq, SqlError::new(1043, "08S01", "Bad handshake")).await),
+            Err(_) => {
+                return Err(self
+                    .reject(&mut seq, SqlError::new(1043, "08S01", "Bad handshake"))
+                    .await)
+            }
         };
         let caps = resp.capabilities() & server_capabilities();
         if !caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
@@ -147,9 +159,19 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
             .db_name()
             .filter(|d| !d.is_empty() && caps.contains(CapabilityFlags::CLIENT_CONNECT_WITH_DB))
             .map(|d| String::from_utf8_lossy(d).into_owned());
-        let plugin = resp.auth_plugin().map(|p| p.as_bytes().to_vec()).unwrap_or(NATIVE.to_vec());
+        let plugin = resp
+            .auth_plugin()
+            .map(|p| p.as_bytes().to_vec())
+            .unwrap_or(NATIVE.to_vec());
         let data = resp.scramble_buf().to_vec();
-        let login = Login { user_index: 0, user, database, capabilities: caps, collation: resp.collation(), nonce };
+        let login = Login {
+            user_index: 0,
+            user,
+            database,
+            capabilities: caps,
+            collation: resp.collation(),
+            nonce,
+        };
         self.authenticate(login, &plugin, &data, seq).await
     }
 
@@ -164,7 +186,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
         mut seq: u8,
     ) -> Result<(Login, u8), HandshakeError> {
         let found = self.users.iter().position(|u| u.name == login.user);
-        let password = found.map(|i| self.users[i].password.clone()).unwrap_or_default();
+        let password = found
+            .map(|i| self.users[i].password.clone())
+            .unwrap_or_default();
+        tracing::debug!(plugin = %String::from_utf8_lossy(plugin), len = data.len(), "client auth response");
         let ok = match plugin {
             NATIVE => found.is_some() && verify(NATIVE, data, &login.nonce, &password),
             SHA2 if found.is_some() && verify(SHA2, data, &login.nonce, &password) => {
@@ -180,7 +205,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
                 AuthSwitchRequest::new(NATIVE, data).serialize(&mut out);
                 self.send(&mut seq, &out).await?;
                 let mut buf = Vec::new();
-                seq = self.r.read_logical(&mut buf, 1 << 16).await?.wrapping_add(1);
+                seq = self
+                    .r
+                    .read_logical(&mut buf, 1 << 16)
+                    .await?
+                    .wrapping_add(1);
                 found.is_some() && verify(NATIVE, &buf, &login.nonce, &password)
             }
         };
@@ -209,5 +238,107 @@ mod tests {
         assert!(verify(NATIVE, &[], &n, ""));
         assert!(!verify(NATIVE, &[], &n, "pw"));
         assert!(n.iter().all(|b| (0x21..0x7F).contains(b)));
+    }
+}
+
+#[cfg(test)]
+mod handshake_tests {
+    use super::*;
+    use mysql_common::packets::AuthPlugin;
+
+    /// Runs the server side of a login over an in-memory pipe with a client that answers
+    /// with `plugin`; returns the packets the client received after its response.
+    async fn login_with(plugin: AuthPlugin<'static>, password: &str) -> Vec<Vec<u8>> {
+        let (srv, cli) = tokio::io::duplex(1 << 16);
+        let (sr, sw) = tokio::io::split(srv);
+        let users = vec![User {
+            name: "app".into(),
+            password: "pw".into(),
+        }];
+        let server = tokio::spawn(async move {
+            let (mut r, mut w) = (PacketReader::new(sr), PacketWriter::new(sw));
+            let hs = Handshake {
+                r: &mut r,
+                w: &mut w,
+                users: &users,
+                server_version: "8.0-test",
+                connection_id: 1,
+                peer_host: "t".into(),
+            };
+            let res = hs.run().await;
+            if let Ok((_, mut seq)) = res {
+                w.write_packet(&mut seq, &crate::protocol::reply::ok(0, 0, 2, 0))
+                    .await
+                    .unwrap();
+                w.flush().await.unwrap();
+            }
+        });
+        let (cr, cw) = tokio::io::split(cli);
+        let (mut r, mut w) = (PacketReader::new(cr), PacketWriter::new(cw));
+        let mut buf = Vec::new();
+        r.read_logical(&mut buf, 1 << 20).await.unwrap();
+        let hs = HandshakePacket::deserialize((), &mut ParseBuf(&buf)).unwrap();
+        let nonce: [u8; 20] = hs.nonce()[..20].try_into().unwrap();
+        let data = match plugin {
+            AuthPlugin::CachingSha2Password => scramble_sha256(&nonce, password.as_bytes())
+                .unwrap()
+                .to_vec(),
+            _ => scramble_native(&nonce, password.as_bytes())
+                .unwrap()
+                .to_vec(),
+        };
+        let caps = CapabilityFlags::CLIENT_PROTOCOL_41
+            | CapabilityFlags::CLIENT_SECURE_CONNECTION
+            | CapabilityFlags::CLIENT_PLUGIN_AUTH;
+        let resp = HandshakeResponse::new(
+            Some(&data[..]),
+            (8, 0, 36),
+            Some(&b"app"[..]),
+            None::<&[u8]>,
+            Some(plugin),
+            caps,
+            None,
+            1 << 24,
+        );
+        let mut out = Vec::new();
+        resp.serialize(&mut out);
+        w.write_packet(&mut 1, &out).await.unwrap();
+        w.flush().await.unwrap();
+        let mut got = Vec::new();
+        loop {
+            let mut p = Vec::new();
+            if r.read_logical(&mut p, 1 << 20).await.is_err() {
+                break;
+            }
+            let done = matches!(p[0], 0x00 | 0xFF | 0xFE);
+            got.push(p);
+            if done {
+                break;
+            }
+        }
+        server.abort();
+        got
+    }
+
+    #[tokio::test]
+    async fn sha2_fast_path() {
+        let got = login_with(AuthPlugin::CachingSha2Password, "pw").await;
+        assert_eq!(
+            got,
+            vec![vec![0x01, 0x03], crate::protocol::reply::ok(0, 0, 2, 0)]
+        );
+        // a wrong sha2 scramble: the client is asked to switch to mysql_native_password
+        let got = login_with(AuthPlugin::CachingSha2Password, "bad").await;
+        let last = got.last().unwrap();
+        assert_eq!(last[0], 0xFE);
+        assert!(last.windows(NATIVE.len()).any(|w| w == NATIVE));
+    }
+
+    #[tokio::test]
+    async fn native() {
+        let got = login_with(AuthPlugin::MysqlNativePassword, "pw").await;
+        assert_eq!(got, vec![crate::protocol::reply::ok(0, 0, 2, 0)]);
+        let got = login_with(AuthPlugin::MysqlNativePassword, "bad").await;
+        assert_eq!(got.last().unwrap()[0], 0xFF);
     }
 }

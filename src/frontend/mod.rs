@@ -30,7 +30,11 @@ async fn refuse(stream: TcpStream, e: SqlError) {
     let _ = w.flush().await;
 }
 
-pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+pub async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -47,7 +51,14 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, mut stop: w
         };
         let max = shared.config.load().listen.max_client_connections;
         if shared.clients.load(Ordering::Relaxed) >= max {
-            tokio::spawn(refuse(stream, SqlError::new(1040, "08004", "Too many connections (Sluice listen.max_client_connections)")));
+            tokio::spawn(refuse(
+                stream,
+                SqlError::new(
+                    1040,
+                    "08004",
+                    "Too many connections (Sluice listen.max_client_connections)",
+                ),
+            ));
             continue;
         }
         shared.clients.fetch_add(1, Ordering::Relaxed);
@@ -55,7 +66,10 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, mut stop: w
         let id = shared.next_connection_id();
         let handle = Arc::new(SessionHandle::new(id));
         shared.sessions.lock().insert(id, handle.clone());
-        let guard = Registered { shared: shared.clone(), id };
+        let guard = Registered {
+            shared: shared.clone(),
+            id,
+        };
         let sh = shared.clone();
         let h2 = handle.clone();
         let task = tokio::spawn(async move {

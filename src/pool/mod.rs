@@ -43,12 +43,16 @@ pub struct Lease {
 impl std::ops::Deref for Lease {
     type Target = BackendConn;
     fn deref(&self) -> &BackendConn {
-        self.conn.as_ref().expect("lease holds a connection until drop")
+        self.conn
+            .as_ref()
+            .expect("lease holds a connection until drop")
     }
 }
 impl std::ops::DerefMut for Lease {
     fn deref_mut(&mut self) -> &mut BackendConn {
-        self.conn.as_mut().expect("lease holds a connection until drop")
+        self.conn
+            .as_mut()
+            .expect("lease holds a connection until drop")
     }
 }
 
@@ -79,7 +83,10 @@ impl Drop for Lease {
             }
             let mut idle = self.pool.idle[self.slot].lock();
             if idle.len() < self.pool.max_idle {
-                idle.push(Idle { conn, since: Instant::now() });
+                idle.push(Idle {
+                    conn,
+                    since: Instant::now(),
+                });
             }
         }
     }
@@ -154,7 +161,12 @@ impl BackendPool {
             },
         };
         self.busy.fetch_add(1, Ordering::Relaxed);
-        let mut lease = Lease { conn: None, pool: self.clone(), slot, _permit: permit };
+        let mut lease = Lease {
+            conn: None,
+            pool: self.clone(),
+            slot,
+            _permit: permit,
+        };
         loop {
             let idle = self.idle[slot].lock().pop();
             match idle {

@@ -72,7 +72,17 @@ mod tests {
 
     #[test]
     fn int_roundtrip() {
-        for v in [0u64, 1, 250, 251, 0xFFFF, 0x1_0000, 0xFF_FFFF, 0x100_0000, u64::MAX] {
+        for v in [
+            0u64,
+            1,
+            250,
+            251,
+            0xFFFF,
+            0x1_0000,
+            0xFF_FFFF,
+            0x100_0000,
+            u64::MAX,
+        ] {
             let mut out = Vec::new();
             write_int(&mut out, v);
             let mut pos = 0;

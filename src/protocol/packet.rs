@@ -26,7 +26,9 @@ pub struct PacketReader<R> {
 
 impl<R: AsyncRead + Unpin> PacketReader<R> {
     pub fn new(inner: R) -> Self {
-        Self { inner: BufReader::with_capacity(BUF_SIZE, inner) }
+        Self {
+            inner: BufReader::with_capacity(BUF_SIZE, inner),
+        }
     }
 
     /// Reads one physical packet header: (payload length, sequence id).
@@ -104,7 +106,9 @@ pub struct PacketWriter<W: AsyncWrite> {
 
 impl<W: AsyncWrite + Unpin> PacketWriter<W> {
     pub fn new(inner: W) -> Self {
-        Self { inner: BufWriter::with_capacity(BUF_SIZE, inner) }
+        Self {
+            inner: BufWriter::with_capacity(BUF_SIZE, inner),
+        }
     }
 
     /// Writes one physical packet with the given sequence id. `payload` must be shorter than
@@ -195,7 +199,10 @@ mod tests {
         });
         let mut r = PacketReader::new(b);
         let mut buf = Vec::new();
-        assert!(matches!(r.read_logical(&mut buf, 1000).await, Err(ReadError::TooLarge { .. })));
+        assert!(matches!(
+            r.read_logical(&mut buf, 1000).await,
+            Err(ReadError::TooLarge { .. })
+        ));
         r.read_logical(&mut buf, 1000).await.unwrap();
         assert_eq!(buf, b"ok");
     }

@@ -104,14 +104,19 @@ where
     }
 
     async fn read(&mut self) -> Result<usize, RelayError> {
-        self.backend_seq =
-            self.backend_r.read_physical(self.buf).await.map_err(RelayError::Backend)?;
+        self.backend_seq = self
+            .backend_r
+            .read_physical(self.buf)
+            .await
+            .map_err(RelayError::Backend)?;
         Ok(self.buf.len())
     }
 
     async fn forward(&mut self) -> Result<(), RelayError> {
         if let Some(w) = self.client_w.as_deref_mut() {
-            w.write_physical(self.out_seq, self.buf).await.map_err(RelayError::Client)?;
+            w.write_physical(self.out_seq, self.buf)
+                .await
+                .map_err(RelayError::Client)?;
             self.out_seq = self.out_seq.wrapping_add(1);
             self.outcome.sent += 1;
         }
@@ -120,7 +125,9 @@ where
 
     async fn emit(&mut self, payload: &[u8]) -> Result<(), RelayError> {
         if let Some(w) = self.client_w.as_deref_mut() {
-            w.write_physical(self.out_seq, payload).await.map_err(RelayError::Client)?;
+            w.write_physical(self.out_seq, payload)
+                .await
+                .map_err(RelayError::Client)?;
             self.out_seq = self.out_seq.wrapping_add(1);
             self.outcome.sent += 1;
         }
@@ -139,13 +146,18 @@ where
 
     fn is_terminator(&self, len: usize) -> bool {
         self.buf.first() == Some(&0xFE)
-            && if self.backend_deprecate_eof { len < MAX_PAYLOAD } else { len < 9 }
+            && if self.backend_deprecate_eof {
+                len < MAX_PAYLOAD
+            } else {
+                len < 9
+            }
     }
 
     /// Status and warnings of the terminator in `buf`.
     fn terminator_fields(&self) -> Result<(u16, u16), RelayError> {
         if self.backend_deprecate_eof {
-            let ok = reply::parse_ok(self.buf).ok_or(RelayError::Protocol("short OK terminator"))?;
+            let ok =
+                reply::parse_ok(self.buf).ok_or(RelayError::Protocol("short OK terminator"))?;
             Ok((ok.status, ok.warnings))
         } else {
             let (w, s) = reply::parse_eof(self.buf).ok_or(RelayError::Protocol("short EOF"))?;
@@ -286,12 +298,21 @@ where
     /// empty packet, then the backend's reply follows as a normal result.
     async fn local_infile(&mut self) -> Result<(), RelayError> {
         let Some(client_r) = self.client_r.as_deref_mut() else {
-            return Err(RelayError::Protocol("LOCAL INFILE request without a client"));
+            return Err(RelayError::Protocol(
+                "LOCAL INFILE request without a client",
+            ));
         };
+        // the client must see the request before it sends the file
+        if let Some(w) = self.client_w.as_deref_mut() {
+            w.flush().await.map_err(RelayError::Client)?;
+        }
         let mut backend_seq = self.backend_seq.wrapping_add(1);
         let mut data = Vec::new();
         loop {
-            let _ = client_r.read_physical(&mut data).await.map_err(RelayError::Client)?;
+            let _ = client_r
+                .read_physical(&mut data)
+                .await
+                .map_err(RelayError::Client)?;
             self.out_seq = self.out_seq.wrapping_add(1);
             self.backend_w
                 .write_physical(backend_seq, &data)

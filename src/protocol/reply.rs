@@ -18,7 +18,12 @@ pub fn parse_ok(payload: &[u8]) -> Option<OkInfo> {
     let last_insert_id = lenenc::read_int(payload, &mut pos)?;
     let status = lenenc::u16_at(payload, pos)?;
     let warnings = lenenc::u16_at(payload, pos + 2)?;
-    Some(OkInfo { affected_rows, last_insert_id, status, warnings })
+    Some(OkInfo {
+        affected_rows,
+        last_insert_id,
+        status,
+        warnings,
+    })
 }
 
 /// Parses a classic EOF payload: (warnings, status).
@@ -78,9 +83,17 @@ pub fn parse_err(payload: &[u8]) -> Option<(u16, String, String)> {
     let rest = payload.get(3..)?;
     if rest.first() == Some(&b'#') && rest.len() >= 6 {
         let state = String::from_utf8_lossy(&rest[1..6]).into_owned();
-        Some((code, state, String::from_utf8_lossy(&rest[6..]).into_owned()))
+        Some((
+            code,
+            state,
+            String::from_utf8_lossy(&rest[6..]).into_owned(),
+        ))
     } else {
-        Some((code, "HY000".into(), String::from_utf8_lossy(rest).into_owned()))
+        Some((
+            code,
+            "HY000".into(),
+            String::from_utf8_lossy(rest).into_owned(),
+        ))
     }
 }
 
@@ -93,7 +106,12 @@ mod tests {
         let p = ok(3, 300, 0x0002, 1);
         assert_eq!(
             parse_ok(&p),
-            Some(OkInfo { affected_rows: 3, last_insert_id: 300, status: 2, warnings: 1 })
+            Some(OkInfo {
+                affected_rows: 3,
+                last_insert_id: 300,
+                status: 2,
+                warnings: 1
+            })
         );
         let t = ok_terminator(0x22, 0);
         assert_eq!(t[0], 0xFE);
@@ -103,7 +121,10 @@ mod tests {
     #[test]
     fn err_roundtrip() {
         let e = err(1045, "28000", "Access denied");
-        assert_eq!(parse_err(&e), Some((1045, "28000".into(), "Access denied".into())));
+        assert_eq!(
+            parse_err(&e),
+            Some((1045, "28000".into(), "Access denied".into()))
+        );
     }
 
     #[test]

@@ -26,7 +26,11 @@ pub fn layout(payload: &[u8], num_params: u16) -> Option<ExecuteLayout> {
     }
     let flags = payload[5];
     if num_params == 0 {
-        return Some(ExecuteLayout { flags, bound_flag_at: None, types: None });
+        return Some(ExecuteLayout {
+            flags,
+            bound_flag_at: None,
+            types: None,
+        });
     }
     let at = HEADER + (num_params as usize).div_ceil(8);
     let bound = *payload.get(at)?;
@@ -39,7 +43,11 @@ pub fn layout(payload: &[u8], num_params: u16) -> Option<ExecuteLayout> {
     } else {
         None
     };
-    Some(ExecuteLayout { flags, bound_flag_at: Some(at), types })
+    Some(ExecuteLayout {
+        flags,
+        bound_flag_at: Some(at),
+        types,
+    })
 }
 
 /// Rewrites `payload` for the backend: its statement id, and the parameter types (inserted

@@ -53,7 +53,8 @@ pub mod flag {
     /// session effects: pin the session to one primary connection.
     pub const PIN: u32 = 1 << 17;
     /// Flags that bind a session to one primary connection for its lifetime.
-    pub const HARD_PIN: u32 = TEMP_TABLE | LOCK_TABLES | GET_LOCK | SQL_PREPARE | XA | CALC_FOUND_ROWS | PIN;
+    pub const HARD_PIN: u32 =
+        TEMP_TABLE | LOCK_TABLES | GET_LOCK | SQL_PREPARE | XA | CALC_FOUND_ROWS | PIN;
     /// Flags that need session context of the primary connection (user vars).
     pub const NEEDS_SESSION: u32 = SESSION_FN | USER_VAR | ASSIGNS_USER_VAR | INTO;
 }
@@ -104,7 +105,14 @@ impl Digest {
 }
 
 fn kind_of_first(w: &[u8]) -> Kind {
-    const READS: &[&[u8]] = &[b"SELECT", b"SHOW", b"DESCRIBE", b"DESC", b"EXPLAIN", b"HELP"];
+    const READS: &[&[u8]] = &[
+        b"SELECT",
+        b"SHOW",
+        b"DESCRIBE",
+        b"DESC",
+        b"EXPLAIN",
+        b"HELP",
+    ];
     if READS.iter().any(|k| eq(w, k)) {
         return Kind::Read;
     }
@@ -137,7 +145,14 @@ struct Stmt<'a> {
 
 impl<'a> Stmt<'a> {
     fn new() -> Self {
-        Stmt { kind: Kind::Empty, flags: 0, ntok: 0, prev: [b""; 3], depth: 0, set_target: false }
+        Stmt {
+            kind: Kind::Empty,
+            flags: 0,
+            ntok: 0,
+            prev: [b""; 3],
+            depth: 0,
+            set_target: false,
+        }
     }
 
     fn word(&mut self, w: &'a [u8], next_is_paren: bool) {
@@ -210,9 +225,16 @@ impl<'a> Stmt<'a> {
             return; // the variable name follows
         }
         self.set_target = false;
-        if eq(w, b"GLOBAL") || eq(w, b"PERSIST") || eq(w, b"PERSIST_ONLY") || eq(w, b"PASSWORD") || eq(w, b"STATEMENT") {
+        if eq(w, b"GLOBAL")
+            || eq(w, b"PERSIST")
+            || eq(w, b"PERSIST_ONLY")
+            || eq(w, b"PASSWORD")
+            || eq(w, b"STATEMENT")
+        {
             self.kind = Kind::SetOther;
-        } else if eq(w, b"TRANSACTION") && !(eq(self.prev[2], b"SESSION") || eq(self.prev[2], b"LOCAL")) {
+        } else if eq(w, b"TRANSACTION")
+            && !(eq(self.prev[2], b"SESSION") || eq(self.prev[2], b"LOCAL"))
+        {
             self.kind = Kind::SetOther;
             self.flags |= flag::PIN;
         } else if eq(w, b"AUTOCOMMIT") {
@@ -222,7 +244,10 @@ impl<'a> Stmt<'a> {
     }
 
     fn sysvar(&mut self, name: &[u8]) {
-        if matches!(self.kind, Kind::SetSession | Kind::SetOther) && self.set_target && self.depth == 0 {
+        if matches!(self.kind, Kind::SetSession | Kind::SetOther)
+            && self.set_target
+            && self.depth == 0
+        {
             self.set_target = false;
             let lower = name.to_ascii_lowercase();
             if lower.starts_with(b"global.") || lower.starts_with(b"persist") {
@@ -230,7 +255,8 @@ impl<'a> Stmt<'a> {
             } else if lower.ends_with(b"autocommit") {
                 self.kind = Kind::SetOther;
                 self.flags |= flag::AUTOCOMMIT;
-            } else if lower.ends_with(b"transaction_isolation") || lower.ends_with(b"tx_isolation") {
+            } else if lower.ends_with(b"transaction_isolation") || lower.ends_with(b"tx_isolation")
+            {
                 // session-wide: replayable
             }
         }
@@ -238,7 +264,10 @@ impl<'a> Stmt<'a> {
 
     fn user_var(&mut self) {
         self.flags |= flag::USER_VAR;
-        if matches!(self.kind, Kind::SetSession | Kind::SetOther) && self.set_target && self.depth == 0 {
+        if matches!(self.kind, Kind::SetSession | Kind::SetOther)
+            && self.set_target
+            && self.depth == 0
+        {
             self.kind = Kind::SetOther;
             self.flags |= flag::ASSIGNS_USER_VAR;
             self.set_target = false;
@@ -326,7 +355,11 @@ pub fn classify(sql: &[u8]) -> Intent {
         stmts.push(st.finish());
     }
     let (kind, flags) = combine(&stmts);
-    Intent { kind, flags: flags | hints, digest: digest.0 }
+    Intent {
+        kind,
+        flags: flags | hints,
+        digest: digest.0,
+    }
 }
 
 /// One statement is itself; several are a read only if all are plain reads, and anything with
@@ -338,7 +371,12 @@ fn combine(stmts: &[(Kind, u32)]) -> (Kind, u32) {
     let flags = stmts.iter().fold(flag::MULTI, |f, s| f | s.1);
     if stmts.iter().all(|s| s.0 == Kind::Read) {
         (Kind::Read, flags)
-    } else if stmts.iter().any(|s| matches!(s.0, Kind::SetSession | Kind::SetOther | Kind::Use | Kind::Begin)) {
+    } else if stmts.iter().any(|s| {
+        matches!(
+            s.0,
+            Kind::SetSession | Kind::SetOther | Kind::Use | Kind::Begin
+        )
+    }) {
         (Kind::Write, flags | flag::PIN)
     } else {
         (Kind::Write, flags)
@@ -369,7 +407,11 @@ pub fn kill_target(sql: &[u8]) -> Option<(bool, u64)> {
             Tok::Word(w) if eq(w, b"CONNECTION") || eq(w, b"HARD") || eq(w, b"SOFT") => {}
             Tok::Literal => {
                 let text = std::str::from_utf8(&sql[start..]).ok()?;
-                let digits: String = text.trim_start().chars().take_while(|c| c.is_ascii_digit()).collect();
+                let digits: String = text
+                    .trim_start()
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit())
+                    .collect();
                 return digits.parse().ok().map(|id| (query_only, id));
             }
             _ => return None,

@@ -32,7 +32,11 @@ fn is_ident(b: u8) -> bool {
 
 impl<'a> Lexer<'a> {
     pub fn new(s: &'a [u8]) -> Self {
-        Self { s, pos: 0, in_exec_comment: false }
+        Self {
+            s,
+            pos: 0,
+            in_exec_comment: false,
+        }
     }
 
     /// Leading comments (before the first token) are returned through `on_comment` so hints
@@ -61,9 +65,16 @@ impl<'a> Lexer<'a> {
                 self.in_exec_comment = false;
                 self.pos += 2;
             } else if rest.starts_with(b"#")
-                || (rest.starts_with(b"--") && rest.get(2).is_none_or(|c| c.is_ascii_whitespace() || c.is_ascii_control()))
+                || (rest.starts_with(b"--")
+                    && rest
+                        .get(2)
+                        .is_none_or(|c| c.is_ascii_whitespace() || c.is_ascii_control()))
             {
-                let end = rest.iter().position(|&c| c == b'\n').map(|i| i + 1).unwrap_or(rest.len());
+                let end = rest
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map(|i| i + 1)
+                    .unwrap_or(rest.len());
                 self.pos += end;
             } else {
                 return;
@@ -111,7 +122,9 @@ impl<'a> Lexer<'a> {
                     self.pos += 1;
                 }
                 // 1e+5 style exponents
-                if matches!(s.get(self.pos), Some(b'+' | b'-')) && matches!(s[self.pos - 1], b'e' | b'E') {
+                if matches!(s.get(self.pos), Some(b'+' | b'-'))
+                    && matches!(s[self.pos - 1], b'e' | b'E')
+                {
                     self.pos += 1;
                     while self.pos < s.len() && s[self.pos].is_ascii_digit() {
                         self.pos += 1;
@@ -136,7 +149,9 @@ impl<'a> Lexer<'a> {
                     match s.get(self.pos) {
                         Some(&q @ (b'\'' | b'"' | b'`')) => self.quoted(q),
                         _ => {
-                            while self.pos < s.len() && (is_ident(s[self.pos]) || s[self.pos] == b'.') {
+                            while self.pos < s.len()
+                                && (is_ident(s[self.pos]) || s[self.pos] == b'.')
+                            {
                                 self.pos += 1;
                             }
                         }
@@ -155,7 +170,10 @@ impl<'a> Lexer<'a> {
                 }
                 let w = &s[start..self.pos];
                 if s.get(self.pos) == Some(&b'\'')
-                    && (w.eq_ignore_ascii_case(b"x") || w.eq_ignore_ascii_case(b"b") || w.eq_ignore_ascii_case(b"n") || w[0] == b'_')
+                    && (w.eq_ignore_ascii_case(b"x")
+                        || w.eq_ignore_ascii_case(b"b")
+                        || w.eq_ignore_ascii_case(b"n")
+                        || w[0] == b'_')
                 {
                     self.quoted(b'\'');
                     return Some(Tok::Literal);
@@ -168,7 +186,6 @@ impl<'a> Lexer<'a> {
             }
         })
     }
-
 }
 
 impl Lexer<'_> {
@@ -193,7 +210,8 @@ mod tests {
 
     #[test]
     fn skips_comments_and_literals() {
-        let t = toks("SELECT /* x */ 'a''b', \"c\\\"d\", 1.5e+3, x'ff' -- tail\n FROM `t``x` # more");
+        let t =
+            toks("SELECT /* x */ 'a''b', \"c\\\"d\", 1.5e+3, x'ff' -- tail\n FROM `t``x` # more");
         assert_eq!(
             t,
             vec![
@@ -215,13 +233,21 @@ mod tests {
     fn variables() {
         assert_eq!(
             toks("SET @a := @@session.sql_mode"),
-            vec![Tok::Word(b"SET"), Tok::UserVar, Tok::Assign, Tok::SysVar(b"session.sql_mode")]
+            vec![
+                Tok::Word(b"SET"),
+                Tok::UserVar,
+                Tok::Assign,
+                Tok::SysVar(b"session.sql_mode")
+            ]
         );
     }
 
     #[test]
     fn executable_comment_is_code() {
-        assert_eq!(toks("/*!40101 SET NAMES utf8 */"), vec![Tok::Word(b"SET"), Tok::Word(b"NAMES"), Tok::Word(b"utf8")]);
+        assert_eq!(
+            toks("/*!40101 SET NAMES utf8 */"),
+            vec![Tok::Word(b"SET"), Tok::Word(b"NAMES"), Tok::Word(b"utf8")]
+        );
     }
 
     #[test]

@@ -65,7 +65,9 @@ fn parse_kind(sql: &[u8]) -> Kind {
     };
     match Parser::parse_sql(&MySqlDialect {}, text) {
         Ok(stmts) if !stmts.is_empty() => {
-            let read = stmts.iter().all(|s| matches!(s, Statement::Query(q) if is_read_query(q)));
+            let read = stmts
+                .iter()
+                .all(|s| matches!(s, Statement::Query(q) if is_read_query(q)));
             if read {
                 Kind::Read
             } else {

@@ -93,19 +93,37 @@ mod tests {
     #[test]
     fn table() {
         let free = SessionView::default();
-        let tx = SessionView { in_transaction: true, ..free };
+        let tx = SessionView {
+            in_transaction: true,
+            ..free
+        };
         let cases: &[(&str, SessionView, Target)] = &[
             ("SELECT 1", free, Target::Replica),
             ("SELECT 1", tx, Target::Primary),
             ("/* sluice:primary */ SELECT 1", free, Target::Primary),
-            ("/* sluice:replica */ SELECT LAST_INSERT_ID()", free, Target::Primary),
-            ("/* sluice:replica */ SELECT * FROM t", free, Target::Replica),
+            (
+                "/* sluice:replica */ SELECT LAST_INSERT_ID()",
+                free,
+                Target::Primary,
+            ),
+            (
+                "/* sluice:replica */ SELECT * FROM t",
+                free,
+                Target::Replica,
+            ),
             ("SELECT * FROM t FOR UPDATE", free, Target::Primary),
             ("SELECT @x", free, Target::Primary),
             ("INSERT INTO t VALUES (1)", free, Target::Primary),
             ("KILL QUERY 12", tx, Target::Local),
             ("SHOW TABLES", free, Target::Replica),
-            ("SELECT 1", SessionView { pinned: true, ..free }, Target::Primary),
+            (
+                "SELECT 1",
+                SessionView {
+                    pinned: true,
+                    ..free
+                },
+                Target::Primary,
+            ),
         ];
         for (sql, view, want) in cases {
             assert_eq!(r(sql, *view), *want, "{sql}");

@@ -21,9 +21,21 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let dir = args.dir.unwrap_or_else(|| std::env::temp_dir().join("sluice-sandbox"));
-    eprintln!("sluice sandbox: primary + {} replicas in {}", args.replicas, dir.display());
-    let opts = Options { dir: dir.clone(), replicas: args.replicas, base_port: Some(args.base_port), fresh: args.fresh, progress: true };
+    let dir = args
+        .dir
+        .unwrap_or_else(|| std::env::temp_dir().join("sluice-sandbox"));
+    eprintln!(
+        "sluice sandbox: primary + {} replicas in {}",
+        args.replicas,
+        dir.display()
+    );
+    let opts = Options {
+        dir: dir.clone(),
+        replicas: args.replicas,
+        base_port: Some(args.base_port),
+        fresh: args.fresh,
+        progress: true,
+    };
     let mut sb = Sandbox::start(opts).await?;
     let listen = format!("127.0.0.1:{}", args.base_port + 10);
     let admin = format!("127.0.0.1:{}", args.base_port + 11);
@@ -33,20 +45,34 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let proxy = Proxy::start(cfg).await?;
     let port = proxy.addr.port();
     println!();
-    println!("Sluice is running in front of a {} primary and {} replicas.", sb.flavor.name(), args.replicas);
+    println!(
+        "Sluice is running in front of a {} primary and {} replicas.",
+        sb.flavor.name(),
+        args.replicas
+    );
     println!("  proxy:      {}", proxy.addr);
     println!("  connect:    mariadb -h 127.0.0.1 -P {port} -u {APP_USER} -p{APP_PASSWORD}");
     println!("  try:        SELECT @@server_id;   -- a replica's id; inside BEGIN ... COMMIT the primary's (1)");
     println!("  admin:      http://{}/status", proxy.admin_addr);
     println!("  config:     {}", cfg_path.display());
     for s in &sb.servers {
-        println!("  {:<10}  127.0.0.1:{}  server_id={}  data={}  log={}", s.name, s.port, s.server_id, s.data_dir().display(), s.error_log().display());
+        println!(
+            "  {:<10}  127.0.0.1:{}  server_id={}  data={}  log={}",
+            s.name,
+            s.port,
+            s.server_id,
+            s.data_dir().display(),
+            s.error_log().display()
+        );
     }
     println!("Press Ctrl-C to stop Sluice and the servers.");
     crate::app::wait_for_signal().await;
     eprintln!("stopping...");
     proxy.shutdown().await;
     sb.shutdown();
-    eprintln!("stopped; data kept in {} (use --fresh to start over)", dir.display());
+    eprintln!(
+        "stopped; data kept in {} (use --fresh to start over)",
+        dir.display()
+    );
     Ok(())
 }

@@ -18,8 +18,15 @@ pub struct Flavor {
 
 fn find(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let extra = [PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin"), PathBuf::from("/usr/local/mysql/bin")];
-    std::env::split_paths(&path).chain(extra).map(|d| d.join(name)).find(|p| p.is_file())
+    let extra = [
+        PathBuf::from("/usr/sbin"),
+        PathBuf::from("/usr/local/sbin"),
+        PathBuf::from("/usr/local/mysql/bin"),
+    ];
+    std::env::split_paths(&path)
+        .chain(extra)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 pub const INSTALL_HINT: &str = "no MySQL or MariaDB server found: install one, e.g. \
@@ -27,14 +34,24 @@ pub const INSTALL_HINT: &str = "no MySQL or MariaDB server found: install one, e
 
 impl Flavor {
     pub fn detect() -> Result<Flavor, String> {
-        let server = find("mariadbd").or_else(|| find("mysqld")).ok_or_else(|| INSTALL_HINT.to_string())?;
+        let server = find("mariadbd")
+            .or_else(|| find("mysqld"))
+            .ok_or_else(|| INSTALL_HINT.to_string())?;
         let out = Command::new(&server)
             .arg("--version")
             .output()
             .map_err(|e| format!("cannot run {}: {e}", server.display()))?;
         let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let kind = if version.contains("MariaDB") { Kind::MariaDb } else { Kind::MySql };
-        Ok(Flavor { kind, server, version })
+        let kind = if version.contains("MariaDB") {
+            Kind::MariaDb
+        } else {
+            Kind::MySql
+        };
+        Ok(Flavor {
+            kind,
+            server,
+            version,
+        })
     }
 
     pub fn name(&self) -> &'static str {
@@ -99,8 +116,16 @@ impl Flavor {
 
     pub fn delay_replica(&self, secs: u32) -> Vec<String> {
         match self.kind {
-            Kind::MariaDb => vec!["STOP SLAVE".into(), format!("CHANGE MASTER TO MASTER_DELAY={secs}"), "START SLAVE".into()],
-            Kind::MySql => vec!["STOP REPLICA".into(), format!("CHANGE REPLICATION SOURCE TO SOURCE_DELAY={secs}"), "START REPLICA".into()],
+            Kind::MariaDb => vec![
+                "STOP SLAVE".into(),
+                format!("CHANGE MASTER TO MASTER_DELAY={secs}"),
+                "START SLAVE".into(),
+            ],
+            Kind::MySql => vec![
+                "STOP REPLICA".into(),
+                format!("CHANGE REPLICATION SOURCE TO SOURCE_DELAY={secs}"),
+                "START REPLICA".into(),
+            ],
         }
     }
 

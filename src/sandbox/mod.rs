@@ -30,9 +30,17 @@ pub enum SandboxError {
     #[error("{0}")]
     NoServer(String),
     #[error("{server}: {what}\n--- last lines of its error log ---\n{log_tail}")]
-    Server { server: String, what: String, log_tail: String },
+    Server {
+        server: String,
+        what: String,
+        log_tail: String,
+    },
     #[error("{server}: SQL failed: {sql}: {error}")]
-    Sql { server: String, sql: String, error: BackendError },
+    Sql {
+        server: String,
+        sql: String,
+        error: BackendError,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -68,28 +76,43 @@ impl Sandbox {
     pub async fn start(opts: Options) -> Result<Sandbox, SandboxError> {
         let flavor = Flavor::detect().map_err(SandboxError::NoServer)?;
         if opts.fresh && opts.dir.exists() {
-            std::fs::remove_dir_all(&opts.dir).map_err(|e| SandboxError::Other(format!("cannot wipe {}: {e}", opts.dir.display())))?;
+            std::fs::remove_dir_all(&opts.dir).map_err(|e| {
+                SandboxError::Other(format!("cannot wipe {}: {e}", opts.dir.display()))
+            })?;
         }
         let mut servers = Vec::new();
         for i in 0..=opts.replicas {
             let port = match opts.base_port {
                 Some(p) => p + i as u16,
-                None => process::free_port().map_err(|e| SandboxError::Other(format!("no free port: {e}")))?,
+                None => process::free_port()
+                    .map_err(|e| SandboxError::Other(format!("no free port: {e}")))?,
             };
-            let name = if i == 0 { "primary".to_string() } else { format!("replica{i}") };
+            let name = if i == 0 {
+                "primary".to_string()
+            } else {
+                format!("replica{i}")
+            };
             let dir = opts.dir.join(&name);
             servers.push(Server::new(&flavor, &name, port, 1 + i as u32, dir, i > 0));
         }
-        let mut sb = Sandbox { flavor, dir: opts.dir.clone(), servers, progress: opts.progress };
+        let mut sb = Sandbox {
+            flavor,
+            dir: opts.dir.clone(),
+            servers,
+            progress: opts.progress,
+        };
         let fresh = !sb.servers.iter().all(|s| s.is_initialized());
         if fresh {
-            sb.say(&format!("initialising {} data folders with {} ({})...", sb.servers.len(), sb.flavor.name(), sb.flavor.version));
-            let results: Vec<_> = std::thread::scope(|scope| {
-                let hs: Vec<_> = sb.servers.iter().map(|s| scope.spawn(move || s.initialize())).collect();
-                hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(SandboxError::Other("init panicked".into())))).collect()
-            });
-            for r in results {
-                r?;
+            sb.say(&format!(
+                "initialising {} data folders with {} ({})...",
+                sb.servers.len(),
+                sb.flavor.name(),
+                sb.flavor.version
+            ));
+            // one bootstrap, copied: parallel bootstraps interfere, and copying is faster
+            sb.servers[0].initialize()?;
+            for s in &sb.servers[1..] {
+                s.initialize_from(&sb.servers[0])?;
             }
         }
         sb.say("starting servers...");
@@ -98,7 +121,11 @@ impl Sandbox {
         }
         for i in 0..sb.servers.len() {
             sb.servers[i].wait_ready(Duration::from_secs(60)).await?;
-            sb.say(&format!("{} is up on {}", sb.servers[i].name, sb.servers[i].address()));
+            sb.say(&format!(
+                "{} is up on {}",
+                sb.servers[i].name,
+                sb.servers[i].address()
+            ));
         }
         if fresh {
             sb.setup_replication().await?;
@@ -111,7 +138,11 @@ impl Sandbox {
     /// Runs SQL as the admin user on server `i`.
     pub async fn sql(&self, i: usize, sql: &str) -> Result<QueryResult, SandboxError> {
         let s = &self.servers[i];
-        let err = |error| SandboxError::Sql { server: s.name.clone(), sql: sql.into(), error };
+        let err = |error| SandboxError::Sql {
+            server: s.name.clone(),
+            sql: sql.into(),
+            error,
+        };
         let mut c = BackendConn::connect(&s.admin_opts()).await.map_err(err)?;
         c.query(sql).await.map_err(err)
     }
@@ -123,11 +154,16 @@ impl Sandbox {
                          REFERENCES, PROCESS";
         let stmts = [
             format!("CREATE USER '{REPL_USER}'@'127.0.0.1' IDENTIFIED BY '{REPL_PASSWORD}'"),
-            format!("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{REPL_USER}'@'127.0.0.1'"),
+            format!(
+                "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{REPL_USER}'@'127.0.0.1'"
+            ),
             format!("CREATE USER '{APP_USER}'@'127.0.0.1' IDENTIFIED BY '{APP_PASSWORD}'"),
             format!("GRANT {app_privs} ON *.* TO '{APP_USER}'@'127.0.0.1'"),
             format!("CREATE USER '{MONITOR_USER}'@'127.0.0.1' IDENTIFIED BY '{MONITOR_PASSWORD}'"),
-            format!("GRANT {} ON *.* TO '{MONITOR_USER}'@'127.0.0.1'", self.flavor.monitor_grants()),
+            format!(
+                "GRANT {} ON *.* TO '{MONITOR_USER}'@'127.0.0.1'",
+                self.flavor.monitor_grants()
+            ),
             format!("GRANT ALL PRIVILEGES ON sluice.* TO '{MONITOR_USER}'@'127.0.0.1'"),
         ];
         for s in &stmts {
@@ -135,8 +171,14 @@ impl Sandbox {
         }
         let port = self.servers[0].port;
         for i in 1..self.servers.len() {
-            self.say(&format!("pointing {} at the primary (GTID auto-positioning)...", self.servers[i].name));
-            for s in self.flavor.change_primary("127.0.0.1", port, REPL_USER, REPL_PASSWORD) {
+            self.say(&format!(
+                "pointing {} at the primary (GTID auto-positioning)...",
+                self.servers[i].name
+            ));
+            for s in self
+                .flavor
+                .change_primary("127.0.0.1", port, REPL_USER, REPL_PASSWORD)
+            {
                 self.sql(i, &s).await?;
             }
         }
@@ -159,17 +201,30 @@ impl Sandbox {
                     break;
                 }
                 if Instant::now() > deadline {
-                    let err = st.get("Last_IO_Error").or(st.get("Last_SQL_Error")).unwrap_or("").to_string();
+                    let err = st
+                        .get("Last_IO_Error")
+                        .or(st.get("Last_SQL_Error"))
+                        .unwrap_or("")
+                        .to_string();
                     return Err(SandboxError::Server {
                         server: self.servers[i].name.clone(),
-                        what: format!("replication threads not running (IO={:?}, SQL={:?}) {err}", st.get(io), st.get(sqlt)),
+                        what: format!(
+                            "replication threads not running (IO={:?}, SQL={:?}) {err}",
+                            st.get(io),
+                            st.get(sqlt)
+                        ),
                         log_tail: self.servers[i].log_tail(15),
                     });
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        self.wait_caught_up(deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1))).await
+        self.wait_caught_up(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(1)),
+        )
+        .await
     }
 
     /// Waits until every running replica has applied the primary's current GTID position.
@@ -177,9 +232,17 @@ impl Sandbox {
         let pos = self.sql(0, self.flavor.gtid_position()).await?;
         let pos = pos.get("pos").unwrap_or("").to_string();
         for i in 1..self.servers.len() {
-            let r = self.sql(i, &self.flavor.wait_for_gtid(&pos, timeout.as_secs().max(1))).await?;
+            let r = self
+                .sql(
+                    i,
+                    &self.flavor.wait_for_gtid(&pos, timeout.as_secs().max(1)),
+                )
+                .await?;
             if r.get("r") != Some("0") {
-                return Err(SandboxError::Other(format!("{} did not reach GTID {pos} within {timeout:?}", self.servers[i].name)));
+                return Err(SandboxError::Other(format!(
+                    "{} did not reach GTID {pos} within {timeout:?}",
+                    self.servers[i].name
+                )));
             }
         }
         Ok(())
@@ -194,7 +257,9 @@ impl Sandbox {
     }
 
     pub async fn set_sql_thread(&self, i: usize, running: bool) -> Result<(), SandboxError> {
-        self.sql(i, self.flavor.sql_thread(running)).await.map(|_| ())
+        self.sql(i, self.flavor.sql_thread(running))
+            .await
+            .map(|_| ())
     }
 
     /// kill -9 of server `i`.
@@ -224,7 +289,10 @@ impl Sandbox {
         );
         for (i, s) in self.servers.iter().enumerate() {
             let role = if i == 0 { "primary" } else { "replica" };
-            text.push_str(&format!("[[backends]]\nname = \"db{i}\"\naddress = \"{}\"\nrole = \"{role}\"\n\n", s.address()));
+            text.push_str(&format!(
+                "[[backends]]\nname = \"db{i}\"\naddress = \"{}\"\nrole = \"{role}\"\n\n",
+                s.address()
+            ));
         }
         text.push_str("[pool]\nmax_connections_per_backend = 100\nconnect_timeout = \"2s\"\ncheckout_timeout = \"3s\"\n");
         Config::parse(&text, "sandbox").expect("generated sandbox config is valid")

@@ -42,7 +42,8 @@ pub fn spawn(cmd: Command) -> io::Result<Child> {
         .map_err(|_| io::Error::other("spawner lock poisoned"))?
         .send((cmd, tx))
         .map_err(|_| io::Error::other("spawner thread gone"))?;
-    rx.recv().map_err(|_| io::Error::other("spawner thread gone"))?
+    rx.recv()
+        .map_err(|_| io::Error::other("spawner thread gone"))?
 }
 
 pub fn signal(pid: u32, sig: i32) -> io::Result<()> {
@@ -61,5 +62,7 @@ pub fn is_alive(pid: u32) -> bool {
 
 /// A free TCP port on loopback (bound then released).
 pub fn free_port() -> io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }

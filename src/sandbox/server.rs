@@ -18,8 +18,23 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(flavor: &Flavor, name: &str, port: u16, server_id: u32, dir: PathBuf, replica: bool) -> Server {
-        Server { name: name.into(), port, server_id, dir, replica, flavor: flavor.clone(), child: None }
+    pub fn new(
+        flavor: &Flavor,
+        name: &str,
+        port: u16,
+        server_id: u32,
+        dir: PathBuf,
+        replica: bool,
+    ) -> Server {
+        Server {
+            name: name.into(),
+            port,
+            server_id,
+            dir,
+            replica,
+            flavor: flavor.clone(),
+            child: None,
+        }
     }
 
     pub fn address(&self) -> String {
@@ -46,20 +61,30 @@ impl Server {
     }
 
     fn fail(&self, what: &str) -> SandboxError {
-        SandboxError::Server { server: self.name.clone(), what: what.into(), log_tail: self.log_tail(15) }
+        SandboxError::Server {
+            server: self.name.clone(),
+            what: what.into(),
+            log_tail: self.log_tail(15),
+        }
     }
 
     /// Creates the data folder with the system tables (mariadb-install-db / mysqld --initialize).
     pub fn initialize(&self) -> Result<(), SandboxError> {
-        std::fs::create_dir_all(self.data_dir()).map_err(|e| self.fail(&format!("create data dir: {e}")))?;
+        std::fs::create_dir_all(self.data_dir())
+            .map_err(|e| self.fail(&format!("create data dir: {e}")))?;
         let mut cmd = match self.flavor.kind {
             Kind::MariaDb => {
                 let installer = self.flavor.server.with_file_name("mariadb-install-db");
-                let installer = if installer.is_file() { installer } else { PathBuf::from("mariadb-install-db") };
+                let installer = if installer.is_file() {
+                    installer
+                } else {
+                    PathBuf::from("mariadb-install-db")
+                };
                 let mut c = Command::new(installer);
                 c.arg("--no-defaults")
                     .arg(format!("--datadir={}", self.data_dir().display()))
                     .arg("--auth-root-authentication-method=normal")
+                    .arg("--innodb-use-native-aio=0")
                     .arg("--skip-test-db");
                 c
             }
@@ -74,18 +99,40 @@ impl Server {
         if is_root() {
             cmd.arg("--user=root");
         }
-        let log = std::fs::File::create(self.dir.join("init.log")).map_err(|e| self.fail(&e.to_string()))?;
+        let log = std::fs::File::create(self.dir.join("init.log"))
+            .map_err(|e| self.fail(&e.to_string()))?;
         let log2 = log.try_clone().map_err(|e| self.fail(&e.to_string()))?;
-        let status = cmd.stdout(log).stderr(log2).status().map_err(|e| self.fail(&format!("cannot run installer: {e}")))?;
+        let status = cmd
+            .stdout(log)
+            .stderr(log2)
+            .status()
+            .map_err(|e| self.fail(&format!("cannot run installer: {e}")))?;
         if !status.success() {
             let out = std::fs::read_to_string(self.dir.join("init.log")).unwrap_or_default();
-            let tail: Vec<&str> = out.lines().rev().take(15).collect();
+            let tail: Vec<&str> = out
+                .lines()
+                .filter(|l| l.contains("ERROR") || l.contains("rror"))
+                .take(15)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
             return Err(SandboxError::Server {
                 server: self.name.clone(),
                 what: format!("data folder initialisation failed ({status})"),
                 log_tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
             });
         }
+        Ok(())
+    }
+
+    /// Initialises this server's data folder as a copy of `other`'s freshly bootstrapped one.
+    pub fn initialize_from(&self, other: &Server) -> Result<(), SandboxError> {
+        let _ = std::fs::remove_dir_all(self.data_dir());
+        copy_dir(&other.data_dir(), &self.data_dir())
+            .map_err(|e| self.fail(&format!("copy data folder: {e}")))?;
+        // MySQL keeps the server UUID there; each server needs its own
+        let _ = std::fs::remove_file(self.data_dir().join("auto.cnf"));
         Ok(())
     }
 
@@ -123,13 +170,20 @@ impl Server {
             .arg("--max-allowed-packet=256M")
             .arg("--innodb-buffer-pool-size=64M")
             .arg("--innodb-flush-log-at-trx-commit=2")
-            .arg("--performance-schema=OFF");
+            .arg("--performance-schema=OFF")
+            // native AIO reserves kernel AIO slots per instance; many sandboxes exhaust them
+            .arg("--innodb-use-native-aio=0");
         match self.flavor.kind {
             Kind::MariaDb => {
-                cmd.arg("--log-slave-updates=ON").arg("--gtid-strict-mode=ON").arg("--innodb-log-file-size=48M");
+                cmd.arg("--log-slave-updates=ON")
+                    .arg("--gtid-strict-mode=ON")
+                    .arg("--innodb-log-file-size=48M");
             }
             Kind::MySql => {
-                cmd.arg("--gtid-mode=ON").arg("--enforce-gtid-consistency=ON").arg("--log-replica-updates=ON").arg("--mysqlx=OFF");
+                cmd.arg("--gtid-mode=ON")
+                    .arg("--enforce-gtid-consistency=ON")
+                    .arg("--log-replica-updates=ON")
+                    .arg("--mysqlx=OFF");
             }
         }
         if self.replica {
@@ -138,8 +192,15 @@ impl Server {
         if is_root() {
             cmd.arg("--user=root");
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        let child = process::spawn(cmd).map_err(|e| self.fail(&format!("cannot start {}: {e}", self.flavor.server.display())))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = process::spawn(cmd).map_err(|e| {
+            self.fail(&format!(
+                "cannot start {}: {e}",
+                self.flavor.server.display()
+            ))
+        })?;
         self.child = Some(child);
         Ok(())
     }
@@ -190,7 +251,9 @@ impl Server {
 
     /// SIGTERM and wait (bounded), then SIGKILL.
     pub fn stop(&mut self) {
-        let Some(mut c) = self.child.take() else { return };
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
         let _ = process::signal(c.id(), libc::SIGCONT);
         let _ = process::signal(c.id(), libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -222,13 +285,32 @@ fn is_root() -> bool {
 
 /// Removes folders of earlier test runs whose process is gone.
 pub fn remove_stale(parent: &Path, prefix: &str) {
-    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = name.strip_prefix(prefix).and_then(|p| p.parse::<u32>().ok()) {
+        if let Some(pid) = name
+            .strip_prefix(prefix)
+            .and_then(|p| p.parse::<u32>().ok())
+        {
             if !process::is_alive(pid) {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
     }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &target)?;
+        } else {
+            std::fs::copy(e.path(), target)?;
+        }
+    }
+    Ok(())
 }

@@ -8,15 +8,25 @@ use crate::router::flag;
 use std::sync::Arc;
 
 impl Session {
-    pub(super) async fn align(&mut self, lease: &mut Lease, flags: u32) -> Result<(), BackendError> {
+    pub(super) async fn align(
+        &mut self,
+        lease: &mut Lease,
+        flags: u32,
+    ) -> Result<(), BackendError> {
         if self.state.database.is_none() && lease.state.database.is_some() {
             // MySQL cannot unselect a database: a session without one gets a fresh connection.
-            let idx = self.shared.topology.backends.iter().position(|b| Arc::ptr_eq(&b.pool, lease.pool()));
+            let idx = self
+                .shared
+                .topology
+                .backends
+                .iter()
+                .position(|b| Arc::ptr_eq(&b.pool, lease.pool()));
             let opts = self.connect_opts(idx.unwrap_or(0));
             lease.reconnect(&opts).await?;
         }
         let st = &self.state;
-        let vars_ok = lease.state.vars.len() <= st.vars.len() && lease.state.vars[..] == st.vars[..lease.state.vars.len()];
+        let vars_ok = lease.state.vars.len() <= st.vars.len()
+            && lease.state.vars[..] == st.vars[..lease.state.vars.len()];
         if !vars_ok {
             lease.reset().await?;
         }
@@ -33,7 +43,9 @@ impl Session {
             lease.set_multi_statements(st.multi_statements).await?;
         }
         if flags & flag::LAST_INSERT_ID != 0 && lease.state.last_insert_id != st.last_insert_id {
-            lease.exec(&format!("DO LAST_INSERT_ID({})", st.last_insert_id)).await?;
+            lease
+                .exec(&format!("DO LAST_INSERT_ID({})", st.last_insert_id))
+                .await?;
             lease.state.last_insert_id = st.last_insert_id;
         }
         Ok(())

@@ -38,20 +38,44 @@ fn parse_change_user(p: &[u8], caps: CapabilityFlags) -> Option<ChangeUser> {
     let db = cstr(p, &mut pos).unwrap_or_default();
     let collation = lenenc::u16_at(p, pos).map(|c| c as u8);
     pos += 2;
-    let plugin = if caps.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH) { cstr(p, &mut pos) } else { None };
+    let plugin = if caps.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH) {
+        cstr(p, &mut pos)
+    } else {
+        None
+    };
     let database = (!db.is_empty()).then(|| String::from_utf8_lossy(&db).into_owned());
-    Some(ChangeUser { user, auth, database, collation, plugin })
+    Some(ChangeUser {
+        user,
+        auth,
+        database,
+        collation,
+        plugin,
+    })
 }
 
 impl Session {
     /// KILL [QUERY] id, where id is a Sluice connection id (the one clients see).
     pub(super) async fn kill(&mut self, query_only: bool, id: u64) -> Result<(), Fatal> {
-        let target = u32::try_from(id).ok().and_then(|id| self.shared.sessions.lock().get(&id).cloned());
+        let target = u32::try_from(id)
+            .ok()
+            .and_then(|id| self.shared.sessions.lock().get(&id).cloned());
         let Some(h) = target else {
-            return self.send_err(&SqlError::new(1094, "HY000", format!("Unknown thread id: {id}"))).await;
+            return self
+                .send_err(&SqlError::new(
+                    1094,
+                    "HY000",
+                    format!("Unknown thread id: {id}"),
+                ))
+                .await;
         };
         if h.user_index.load(std::sync::atomic::Ordering::Relaxed) != self.login.user_index {
-            return self.send_err(&SqlError::new(1095, "HY000", format!("You are not owner of thread {id}"))).await;
+            return self
+                .send_err(&SqlError::new(
+                    1095,
+                    "HY000",
+                    format!("You are not owner of thread {id}"),
+                ))
+                .await;
         }
         if let Some((backend, thread)) = h.running() {
             let mut opts = self.connect_opts(backend);
@@ -89,14 +113,20 @@ impl Session {
 
     pub(super) async fn reset_connection(&mut self) -> Result<(), Fatal> {
         self.release_all().await;
-        self.state = SessionState::new(self.state.database.clone(), self.login.collation, self.state.multi_statements);
+        self.state = SessionState::new(
+            self.state.database.clone(),
+            self.login.collation,
+            self.state.multi_statements,
+        );
         self.send_ok().await
     }
 
     pub(super) async fn change_user(&mut self, packet: &[u8]) -> Result<(), Fatal> {
         self.seq = 1;
         let Some(cu) = parse_change_user(packet, self.login.capabilities) else {
-            return self.send_err(&SqlError::new(1047, "08S01", "Malformed COM_CHANGE_USER")).await;
+            return self
+                .send_err(&SqlError::new(1047, "08S01", "Malformed COM_CHANGE_USER"))
+                .await;
         };
         let cfg = self.shared.config.load_full();
         let login = Login {
@@ -120,9 +150,15 @@ impl Session {
             Ok((login, seq)) => {
                 self.seq = seq;
                 self.release_all().await;
-                self.state = SessionState::new(login.database.clone(), login.collation, self.state.multi_statements);
+                self.state = SessionState::new(
+                    login.database.clone(),
+                    login.collation,
+                    self.state.multi_statements,
+                );
                 self.login = login;
-                self.handle.user_index.store(self.login.user_index, std::sync::atomic::Ordering::Relaxed);
+                self.handle
+                    .user_index
+                    .store(self.login.user_index, std::sync::atomic::Ordering::Relaxed);
                 self.send_ok().await
             }
             Err(HandshakeError::Rejected(_)) => Err(Fatal),
@@ -134,7 +170,15 @@ impl Session {
         match lenenc::u16_at(packet, 1) {
             Some(0) => self.state.multi_statements = true,
             Some(1) => self.state.multi_statements = false,
-            _ => return self.send_err(&SqlError::new(1047, "08S01", "Unknown COM_SET_OPTION value")).await,
+            _ => {
+                return self
+                    .send_err(&SqlError::new(
+                        1047,
+                        "08S01",
+                        "Unknown COM_SET_OPTION value",
+                    ))
+                    .await
+            }
         }
         let t = reply::terminator(self.deprecate_eof, self.state.status, 0);
         self.send_packet(&t).await

@@ -20,7 +20,10 @@ pub(super) enum OnOk {
 /// How a command on a lease failed.
 pub(super) enum RunError {
     /// The backend failed; `sent` packets had reached the client.
-    Backend { sent: u32, error: String },
+    Backend {
+        sent: u32,
+        error: String,
+    },
     Client,
 }
 
@@ -48,7 +51,11 @@ impl Session {
 
     /// A lease on the primary (the session's own if it holds one) or on a replica, falling
     /// back to the primary when no replica can be reached.
-    async fn acquire(&mut self, target: Target, skip: Option<usize>) -> Result<(usize, Lease), SqlError> {
+    async fn acquire(
+        &mut self,
+        target: Target,
+        skip: Option<usize>,
+    ) -> Result<(usize, Lease), SqlError> {
         let topo = &self.shared.topology;
         if target == Target::Replica {
             let mut skip = skip;
@@ -109,7 +116,16 @@ impl Session {
                 Ok(p) => p,
                 Err(e) => return self.send_err(&e).await,
             };
-            match self.run_on(&mut lease, idx, sent_payload.as_deref().unwrap_or(payload), expect, &on_ok).await {
+            match self
+                .run_on(
+                    &mut lease,
+                    idx,
+                    sent_payload.as_deref().unwrap_or(payload),
+                    expect,
+                    &on_ok,
+                )
+                .await
+            {
                 Ok(outcome) => {
                     self.after(idx, lease, target, intent, on_ok, outcome);
                     return Ok(());
@@ -123,7 +139,11 @@ impl Session {
                     lease.pool().purge_dead_idle();
                     lease.discard();
                     self.lost_primary_if(target);
-                    if sent == 0 && attempt < 2 && target == Target::Replica && intent.kind == Kind::Read {
+                    if sent == 0
+                        && attempt < 2
+                        && target == Target::Replica
+                        && intent.kind == Kind::Read
+                    {
                         tracing::warn!(backend = %name, %error, "read failed before any reply; retrying elsewhere");
                         skip = Some(idx);
                         continue;
@@ -140,7 +160,9 @@ impl Session {
     /// tables, locks, user variables) is gone.
     fn lost_primary_if(&mut self, target: Target) {
         if target == Target::Primary && self.state.holds_primary() {
-            tracing::warn!("primary connection lost; transaction and connection-bound state discarded");
+            tracing::warn!(
+                "primary connection lost; transaction and connection-bound state discarded"
+            );
             self.state.pins = 0;
             self.state.user_vars = false;
             self.state.status = crate::protocol::status::AUTOCOMMIT;
@@ -156,7 +178,10 @@ impl Session {
         on_ok: &OnOk,
     ) -> Result<Outcome, RunError> {
         self.handle.set_running(idx, lease.thread_id);
-        let fail = |e: BackendError| RunError::Backend { sent: 0, error: e.to_string() };
+        let fail = |e: BackendError| RunError::Backend {
+            sent: 0,
+            error: e.to_string(),
+        };
         lease.send(payload).await.map_err(fail)?;
         let conn = &mut **lease;
         let mut relay = Relay::new(&mut conn.r, &mut conn.w, conn.deprecate_eof, &mut conn.buf);
@@ -183,12 +208,23 @@ impl Session {
                 Ok(outcome)
             }
             Err(RelayError::Client(_)) => Err(RunError::Client),
-            Err(e) => Err(RunError::Backend { sent: outcome.sent, error: e.to_string() }),
+            Err(e) => Err(RunError::Backend {
+                sent: outcome.sent,
+                error: e.to_string(),
+            }),
         }
     }
 
     /// Bookkeeping after a relayed reply; decides whether the session keeps the lease.
-    fn after(&mut self, idx: usize, mut lease: Lease, target: Target, intent: &Intent, on_ok: OnOk, o: Outcome) {
+    fn after(
+        &mut self,
+        idx: usize,
+        mut lease: Lease,
+        target: Target,
+        intent: &Intent,
+        on_ok: OnOk,
+        o: Outcome,
+    ) {
         self.state.status = o.status;
         if let Some(ok) = o.ok {
             if ok.last_insert_id != 0 {

@@ -57,7 +57,10 @@ pub struct Session {
 
 /// Accepts one client: handshake, login, then the command loop until the client leaves.
 pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHandle>) {
-    let peer = stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|_| "unknown".into());
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|_| "unknown".into());
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
     let mut client_r = PacketReader::new(r);
@@ -80,7 +83,9 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         Err(HandshakeError::Io(_)) => return,
     };
     drop(cfg);
-    handle.user_index.store(login.user_index, std::sync::atomic::Ordering::Relaxed);
+    handle
+        .user_index
+        .store(login.user_index, std::sync::atomic::Ordering::Relaxed);
     let span = tracing::info_span!("session", id = handle.id, user = %login.user, client = %peer);
     let caps = login.capabilities;
     let mut s = Session {
@@ -148,7 +153,9 @@ impl Session {
                 }
                 Err(ReadError::TooLarge { size, limit }) => {
                     self.seq = 1;
-                    let msg = format!("Got a packet bigger than 'max_allowed_packet' bytes ({size} > {limit})");
+                    let msg = format!(
+                        "Got a packet bigger than 'max_allowed_packet' bytes ({size} > {limit})"
+                    );
                     self.send_err(&SqlError::new(1153, "08S01", msg)).await
                 }
                 Err(ReadError::Io(_)) => Err(Fatal),
@@ -163,7 +170,9 @@ impl Session {
 
     async fn dispatch(&mut self, packet: &[u8]) -> Result<(), Fatal> {
         let Some(&command) = packet.first() else {
-            return self.send_err(&SqlError::new(1047, "08S01", "Empty command packet")).await;
+            return self
+                .send_err(&SqlError::new(1047, "08S01", "Empty command packet"))
+                .await;
         };
         match command {
             cmd::QUERY => self.query(packet).await,
@@ -192,7 +201,11 @@ impl Session {
             cmd::STMT_RESET => self.stmt_reset(packet).await,
             cmd::STMT_FETCH => self.stmt_fetch(packet).await,
             other => {
-                let e = SqlError::new(1047, "08S01", format!("Unknown or unsupported command 0x{other:02x}"));
+                let e = SqlError::new(
+                    1047,
+                    "08S01",
+                    format!("Unknown or unsupported command 0x{other:02x}"),
+                );
                 self.send_err(&e).await
             }
         }
@@ -207,7 +220,9 @@ impl Session {
             }
         }
         let on_ok = match intent.kind {
-            Kind::SetSession => exec::OnOk::AddVar(Arc::from(String::from_utf8_lossy(sql).as_ref())),
+            Kind::SetSession => {
+                exec::OnOk::AddVar(Arc::from(String::from_utf8_lossy(sql).as_ref()))
+            }
             Kind::Use => match crate::router::classify::use_target(sql) {
                 Some(db) => exec::OnOk::SetDb(db),
                 None => exec::OnOk::Nothing,
@@ -215,18 +230,33 @@ impl Session {
             _ => exec::OnOk::Nothing,
         };
         let (target, _reason) = crate::router::route(&intent, &self.view());
-        self.execute(packet, Expect::ResultSets, target, &intent, on_ok).await
+        self.execute(packet, Expect::ResultSets, target, &intent, on_ok)
+            .await
     }
 
     async fn init_db(&mut self, packet: &[u8]) -> Result<(), Fatal> {
         let db = String::from_utf8_lossy(&packet[1..]).into_owned();
         let intent = crate::router::classify(b"USE x");
-        self.execute(packet, Expect::Single, Target::Primary, &intent, exec::OnOk::SetDb(db)).await
+        self.execute(
+            packet,
+            Expect::Single,
+            Target::Primary,
+            &intent,
+            exec::OnOk::SetDb(db),
+        )
+        .await
     }
 
     async fn simple_primary(&mut self, packet: &[u8], expect: Expect) -> Result<(), Fatal> {
         let intent = crate::router::classify(b"SHOW TABLES");
-        self.execute(packet, expect, Target::Primary, &intent, exec::OnOk::Nothing).await
+        self.execute(
+            packet,
+            expect,
+            Target::Primary,
+            &intent,
+            exec::OnOk::Nothing,
+        )
+        .await
     }
 
     fn view(&self) -> crate::router::SessionView {

@@ -24,7 +24,11 @@ pub(super) struct Prepared {
 }
 
 fn unknown(id: u32) -> SqlError {
-    SqlError::new(1243, "HY000", format!("Unknown prepared statement handler ({id}) given to mysqld_stmt_execute"))
+    SqlError::new(
+        1243,
+        "HY000",
+        format!("Unknown prepared statement handler ({id}) given to mysqld_stmt_execute"),
+    )
 }
 
 impl Session {
@@ -34,15 +38,36 @@ impl Session {
         let (target, _) = crate::router::route(&intent, &self.view());
         let id = self.next_stmt_id;
         self.next_stmt_id = self.next_stmt_id.wrapping_add(1).max(1);
-        let placeholder = Prepared { sql: sql.clone(), intent, params: 0, types: None, long_data: Vec::new() };
+        let placeholder = Prepared {
+            sql: sql.clone(),
+            intent,
+            params: 0,
+            types: None,
+            long_data: Vec::new(),
+        };
         self.stmts.insert(id, placeholder);
-        self.execute(packet, Expect::Prepare, target, &intent, OnOk::Prepared(id, sql)).await?;
+        self.execute(
+            packet,
+            Expect::Prepare,
+            target,
+            &intent,
+            OnOk::Prepared(id, sql),
+        )
+        .await?;
         Ok(())
     }
 
     /// Called by `after` when a prepare succeeded on `lease`.
-    pub(super) fn prepared_ok(&mut self, lease: &mut Lease, id: u32, sql: Arc<str>, info: Option<(u32, u16, u16)>) {
-        let Some((backend_id, _cols, params)) = info else { return };
+    pub(super) fn prepared_ok(
+        &mut self,
+        lease: &mut Lease,
+        id: u32,
+        sql: Arc<str>,
+        info: Option<(u32, u16, u16)>,
+    ) {
+        let Some((backend_id, _cols, params)) = info else {
+            return;
+        };
         remember(lease, self.state.database.clone(), sql, backend_id, params);
         if let Some(p) = self.stmts.get_mut(&id) {
             p.params = params;
@@ -64,7 +89,8 @@ impl Session {
         if cursor {
             target = Target::Primary;
         }
-        self.execute(packet, Expect::ResultSets, target, &intent, OnOk::Nothing).await?;
+        self.execute(packet, Expect::ResultSets, target, &intent, OnOk::Nothing)
+            .await?;
         if let Some(p) = self.stmts.get_mut(&id) {
             p.long_data.clear();
         }
@@ -74,10 +100,23 @@ impl Session {
     pub(super) async fn stmt_fetch(&mut self, packet: &[u8]) -> Result<(), Fatal> {
         let id = stmt::statement_id(packet).unwrap_or(0);
         if !self.stmts.contains_key(&id) || self.primary.is_none() {
-            return self.send_err(&SqlError::new(1421, "HY000", "The statement has no open cursor")).await;
+            return self
+                .send_err(&SqlError::new(
+                    1421,
+                    "HY000",
+                    "The statement has no open cursor",
+                ))
+                .await;
         }
         let intent = crate::router::classify(b"SELECT 1 FOR UPDATE");
-        self.execute(packet, Expect::Rows, Target::Primary, &intent, OnOk::Nothing).await
+        self.execute(
+            packet,
+            Expect::Rows,
+            Target::Primary,
+            &intent,
+            OnOk::Nothing,
+        )
+        .await
     }
 
     pub(super) fn stmt_long_data(&mut self, packet: &[u8]) {
@@ -115,7 +154,11 @@ impl Session {
 
     /// For statement commands, the payload to send on `lease` (statement prepared there if
     /// needed, id remapped, long data sent ahead). `None`: send the client's payload as is.
-    pub(super) async fn prepare_payload(&mut self, lease: &mut Lease, packet: &[u8]) -> Result<Option<Vec<u8>>, SqlError> {
+    pub(super) async fn prepare_payload(
+        &mut self,
+        lease: &mut Lease,
+        packet: &[u8],
+    ) -> Result<Option<Vec<u8>>, SqlError> {
         let command = packet[0];
         if command != cmd::STMT_EXECUTE && command != cmd::STMT_FETCH {
             return Ok(None);
@@ -137,12 +180,22 @@ impl Session {
             let mut pkt = ld.clone();
             pkt[1..5].copy_from_slice(&backend_id.to_le_bytes());
             let mut seq = 0;
-            lease.w.write_packet(&mut seq, &pkt).await.map_err(|e| SqlError::backend_unavailable(&lease.pool().name, &e.to_string()))?;
+            lease
+                .w
+                .write_packet(&mut seq, &pkt)
+                .await
+                .map_err(|e| SqlError::backend_unavailable(&lease.pool().name, &e.to_string()))?;
         }
         match stmt::rewrite(packet, params, backend_id, p.types.as_deref(), &mut out) {
             Some(Some(types)) => p.types = Some(types),
             Some(None) => {}
-            None => return Err(SqlError::new(1210, "HY000", "Incorrect arguments to mysqld_stmt_execute (malformed packet)")),
+            None => {
+                return Err(SqlError::new(
+                    1210,
+                    "HY000",
+                    "Incorrect arguments to mysqld_stmt_execute (malformed packet)",
+                ))
+            }
         }
         Ok(Some(out))
     }
@@ -160,8 +213,13 @@ impl Session {
         p.extend_from_slice(sql.as_bytes());
         lease.send(&p).await.map_err(|e| lost(&e))?;
         let conn = &mut **lease;
-        let mut relay: Relay<'_, _, _, tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf> =
-            Relay::new(&mut conn.r, &mut conn.w, conn.deprecate_eof, &mut conn.buf);
+        let mut relay: Relay<
+            '_,
+            _,
+            _,
+            tokio::net::tcp::OwnedReadHalf,
+            tokio::net::tcp::OwnedWriteHalf,
+        > = Relay::new(&mut conn.r, &mut conn.w, conn.deprecate_eof, &mut conn.buf);
         relay.run(Expect::Prepare).await.map_err(|e| lost(&e))?;
         let outcome = std::mem::take(&mut relay.outcome);
         drop(relay);
@@ -179,7 +237,8 @@ fn remember(lease: &mut Lease, db: Option<String>, sql: Arc<str>, backend_id: u3
     if lease.state.prepared.len() >= MAX_PER_CONNECTION {
         // close them all on the backend (COM_STMT_CLOSE has no reply; sent with the next command)
         let st = &mut lease.state;
-        st.pending_close.extend(st.prepared.drain().map(|(_, (id, _))| id));
+        st.pending_close
+            .extend(st.prepared.drain().map(|(_, (id, _))| id));
     }
     lease.state.prepared.insert((db, sql), (backend_id, params));
 }

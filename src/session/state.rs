@@ -26,7 +26,15 @@ impl SessionState {
         if let Some(set_names) = set_names_for(collation) {
             vars.push(Arc::from(set_names));
         }
-        Self { database, vars, multi_statements, last_insert_id: 0, status: status::AUTOCOMMIT, pins: 0, user_vars: false }
+        Self {
+            database,
+            vars,
+            multi_statements,
+            last_insert_id: 0,
+            status: status::AUTOCOMMIT,
+            pins: 0,
+            user_vars: false,
+        }
     }
 
     pub fn in_transaction(&self) -> bool {
@@ -52,7 +60,11 @@ pub fn set_names_for(collation: u8) -> Option<String> {
     if c.is_default() || collation == 255 {
         Some(format!("SET NAMES {}", c.charset()))
     } else {
-        Some(format!("SET NAMES {} COLLATE {}", c.charset(), c.collation()))
+        Some(format!(
+            "SET NAMES {} COLLATE {}",
+            c.charset(),
+            c.collation()
+        ))
     }
 }
 
@@ -65,6 +77,9 @@ mod tests {
         assert_eq!(set_names_for(45), None);
         assert_eq!(set_names_for(8).as_deref(), Some("SET NAMES latin1"));
         assert_eq!(set_names_for(255).as_deref(), Some("SET NAMES utf8mb4"));
-        assert_eq!(set_names_for(46).as_deref(), Some("SET NAMES utf8mb4 COLLATE utf8mb4_bin"));
+        assert_eq!(
+            set_names_for(46).as_deref(),
+            Some("SET NAMES utf8mb4 COLLATE utf8mb4_bin")
+        );
     }
 }

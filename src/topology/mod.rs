@@ -36,8 +36,14 @@ impl Topology {
                 weight: b.weight,
             })
             .collect::<Vec<_>>();
-        let primary = backends.iter().position(|b| b.role == Role::Primary).unwrap_or(0);
-        Self { backends, primary: AtomicUsize::new(primary) }
+        let primary = backends
+            .iter()
+            .position(|b| b.role == Role::Primary)
+            .unwrap_or(0);
+        Self {
+            backends,
+            primary: AtomicUsize::new(primary),
+        }
     }
 
     pub fn primary(&self) -> usize {
@@ -49,7 +55,11 @@ impl Topology {
     pub fn pick_replica(&self, skip: Option<usize>) -> Option<usize> {
         let primary = self.primary();
         let eligible = |i: usize, b: &Backend| {
-            i != primary && b.role == Role::Replica && b.weight > 0 && Some(i) != skip && !b.pool.is_down()
+            i != primary
+                && b.role == Role::Replica
+                && b.weight > 0
+                && Some(i) != skip
+                && !b.pool.is_down()
         };
         let total: u64 = self
             .backends
@@ -84,7 +94,10 @@ mod tests {
              [[backends]]\nname='p'\naddress='127.0.0.1:3'\nrole='primary'\n",
         );
         for (i, w) in weights.iter().enumerate() {
-            text.push_str(&format!("[[backends]]\nname='r{i}'\naddress='127.0.0.1:{}'\nrole='replica'\nweight={w}\n", 10 + i));
+            text.push_str(&format!(
+                "[[backends]]\nname='r{i}'\naddress='127.0.0.1:{}'\nrole='replica'\nweight={w}\n",
+                10 + i
+            ));
         }
         Config::parse(&text, "t").unwrap()
     }
@@ -106,7 +119,9 @@ mod tests {
     fn down_replicas_are_skipped_and_none_means_primary() {
         let t = Topology::from_config(&cfg(&[1]));
         assert_eq!(t.pick_replica(None), Some(1));
-        t.backends[1].pool.mark_down(std::time::Duration::from_secs(60));
+        t.backends[1]
+            .pool
+            .mark_down(std::time::Duration::from_secs(60));
         assert_eq!(t.pick_replica(None), None);
         let t = Topology::from_config(&cfg(&[]));
         assert_eq!(t.pick_replica(None), None);

@@ -18,9 +18,19 @@ pub fn topology() -> &'static Sandbox {
             let tmp = std::env::temp_dir();
             remove_stale(&tmp, "sluice-test-");
             let dir = tmp.join(format!("sluice-test-{}", std::process::id()));
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            let opts = Options { dir, replicas: 2, base_port: None, fresh: true, progress: false };
-            rt.block_on(Sandbox::start(opts)).unwrap_or_else(|e| panic!("cannot start the test topology: {e}"))
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let opts = Options {
+                dir,
+                replicas: 2,
+                base_port: None,
+                fresh: true,
+                progress: false,
+            };
+            rt.block_on(Sandbox::start(opts))
+                .unwrap_or_else(|e| panic!("cannot start the test topology: {e}"))
         })
         .join()
         .expect("topology start thread")
@@ -46,38 +56,61 @@ pub fn opts(proxy: &Proxy, db: Option<&str>) -> OptsBuilder {
 }
 
 pub async fn client(proxy: &Proxy, db: Option<&str>) -> Conn {
-    Conn::new(opts(proxy, db)).await.expect("connect through sluice")
+    Conn::new(opts(proxy, db))
+        .await
+        .expect("connect through sluice")
 }
 
 /// Creates a fresh database for one test through the admin user on the primary, and waits
 /// until the replicas have it.
 pub async fn database(name: &str) -> String {
     let t = topology();
-    t.sql(0, &format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
+    t.sql(0, &format!("DROP DATABASE IF EXISTS {name}"))
+        .await
+        .unwrap();
     t.sql(0, &format!("CREATE DATABASE {name}")).await.unwrap();
     caught_up().await;
     name.to_string()
 }
 
 pub async fn caught_up() {
-    topology().wait_caught_up(std::time::Duration::from_secs(20)).await.expect("replicas caught up");
+    topology()
+        .wait_caught_up(std::time::Duration::from_secs(20))
+        .await
+        .expect("replicas caught up");
 }
 
 pub async fn server_id(c: &mut Conn, sql: &str) -> u32 {
-    c.query_first::<u32, _>(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")).expect("a row")
+    c.query_first::<u32, _>(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .expect("a row")
 }
 
 /// Creates (once) a user with the app privileges, for tests that must not disturb others.
 pub async fn user(name: &str, password: &str) {
     let t = topology();
-    t.sql(0, &format!("CREATE USER IF NOT EXISTS '{name}'@'127.0.0.1' IDENTIFIED BY '{password}'")).await.unwrap();
-    t.sql(0, &format!("GRANT SELECT, INSERT, CREATE, PROCESS ON *.* TO '{name}'@'127.0.0.1'")).await.unwrap();
+    t.sql(
+        0,
+        &format!("CREATE USER IF NOT EXISTS '{name}'@'127.0.0.1' IDENTIFIED BY '{password}'"),
+    )
+    .await
+    .unwrap();
+    t.sql(
+        0,
+        &format!("GRANT SELECT, INSERT, CREATE, PROCESS ON *.* TO '{name}'@'127.0.0.1'"),
+    )
+    .await
+    .unwrap();
     caught_up().await;
 }
 
 /// A config whose only user is `name`.
 pub fn config_for(name: &str, password: &str) -> Config {
     let mut cfg = config();
-    cfg.users = vec![sluice::config::User { name: name.into(), password: password.into() }];
+    cfg.users = vec![sluice::config::User {
+        name: name.into(),
+        password: password.into(),
+    }];
     cfg
 }

@@ -2,7 +2,12 @@ use super::*;
 use crate::protocol::packet::{PacketReader, PacketWriter};
 
 /// Feeds `backend` packets through a relay and returns what the client received.
-async fn run(backend: Vec<Vec<u8>>, backend_eof: bool, client_eof: bool, expect: Expect) -> Vec<Vec<u8>> {
+async fn run(
+    backend: Vec<Vec<u8>>,
+    backend_eof: bool,
+    client_eof: bool,
+    expect: Expect,
+) -> Vec<Vec<u8>> {
     let (mut b_srv, b_cli) = tokio::io::duplex(1 << 20);
     let (c_srv, c_cli) = tokio::io::duplex(1 << 20);
     {
@@ -32,7 +37,10 @@ async fn run(backend: Vec<Vec<u8>>, backend_eof: bool, client_eof: bool, expect:
         let mut p = Vec::new();
         match r.read_physical(&mut p).await {
             Ok(seq) => {
-                assert_eq!(seq, expected_seq, "sequence ids are renumbered contiguously");
+                assert_eq!(
+                    seq, expected_seq,
+                    "sequence ids are renumbered contiguously"
+                );
                 expected_seq += 1;
                 out.push(p);
             }
@@ -52,7 +60,12 @@ fn col(name: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn modern_backend_to_classic_client_inserts_eofs() {
-    let backend = vec![vec![1], col("a"), vec![1, b'x'], reply::ok_terminator(0x0002, 0)];
+    let backend = vec![
+        vec![1],
+        col("a"),
+        vec![1, b'x'],
+        reply::ok_terminator(0x0002, 0),
+    ];
     let got = run(backend, true, false, Expect::ResultSets).await;
     assert_eq!(got.len(), 5);
     assert_eq!(got[2][0], 0xFE);
@@ -62,7 +75,13 @@ async fn modern_backend_to_classic_client_inserts_eofs() {
 
 #[tokio::test]
 async fn classic_backend_to_modern_client_drops_eofs() {
-    let backend = vec![vec![1], col("a"), reply::eof(2, 0), vec![1, b'x'], reply::eof(2, 0)];
+    let backend = vec![
+        vec![1],
+        col("a"),
+        reply::eof(2, 0),
+        vec![1, b'x'],
+        reply::eof(2, 0),
+    ];
     let got = run(backend, false, true, Expect::ResultSets).await;
     assert_eq!(got.len(), 4);
     assert_eq!(got[3], reply::ok_terminator(2, 0));
@@ -84,7 +103,12 @@ async fn multi_results_then_ok() {
 
 #[tokio::test]
 async fn error_mid_rows_ends_response() {
-    let backend = vec![vec![1], col("a"), vec![1, b'x'], reply::err(1317, "70100", "interrupted")];
+    let backend = vec![
+        vec![1],
+        col("a"),
+        vec![1, b'x'],
+        reply::err(1317, "70100", "interrupted"),
+    ];
     let got = run(backend, true, true, Expect::ResultSets).await;
     assert_eq!(got.last().unwrap()[0], 0xFF);
 }

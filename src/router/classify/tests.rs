@@ -29,14 +29,26 @@ fn kinds() {
         ("SET NAMES utf8mb4", Kind::SetSession),
         ("SET CHARACTER SET utf8", Kind::SetSession),
         ("SET sql_mode = 'ANSI'", Kind::SetSession),
-        ("SET SESSION time_zone = '+00:00', @@session.sql_mode = ''", Kind::SetSession),
-        ("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", Kind::SetSession),
-        ("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", Kind::SetOther),
+        (
+            "SET SESSION time_zone = '+00:00', @@session.sql_mode = ''",
+            Kind::SetSession,
+        ),
+        (
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            Kind::SetSession,
+        ),
+        (
+            "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            Kind::SetOther,
+        ),
         ("SET GLOBAL max_connections = 10", Kind::SetOther),
         ("SET @@global.max_connections = 10", Kind::SetOther),
         ("SET @x := 1", Kind::SetOther),
         ("SET autocommit = 0", Kind::SetOther),
-        ("SET STATEMENT max_statement_time=1 FOR SELECT 1", Kind::SetOther),
+        (
+            "SET STATEMENT max_statement_time=1 FOR SELECT 1",
+            Kind::SetOther,
+        ),
         ("USE `db`", Kind::Use),
         ("KILL QUERY 7", Kind::Kill),
         ("", Kind::Empty),
@@ -55,14 +67,23 @@ fn flags() {
         ("SELECT * FROM t FOR UPDATE", flag::LOCKING),
         ("SELECT * FROM t FOR SHARE", flag::LOCKING),
         ("SELECT * FROM t LOCK IN SHARE MODE", flag::LOCKING),
-        ("SELECT a INTO @x FROM t", flag::INTO | flag::ASSIGNS_USER_VAR),
+        (
+            "SELECT a INTO @x FROM t",
+            flag::INTO | flag::ASSIGNS_USER_VAR,
+        ),
         ("SELECT * FROM t INTO OUTFILE '/tmp/x'", flag::INTO),
-        ("SELECT LAST_INSERT_ID()", flag::SESSION_FN | flag::LAST_INSERT_ID),
+        (
+            "SELECT LAST_INSERT_ID()",
+            flag::SESSION_FN | flag::LAST_INSERT_ID,
+        ),
         ("select found_rows()", flag::SESSION_FN),
         ("SELECT ROW_COUNT()", flag::SESSION_FN),
         ("SELECT GET_LOCK('a', 1)", flag::GET_LOCK),
         ("SELECT RELEASE_LOCK('a')", flag::SESSION_FN),
-        ("SELECT IS_FREE_LOCK('a'), IS_USED_LOCK('a')", flag::SESSION_FN),
+        (
+            "SELECT IS_FREE_LOCK('a'), IS_USED_LOCK('a')",
+            flag::SESSION_FN,
+        ),
         ("SELECT NEXTVAL(s)", flag::SESSION_FN),
         ("SELECT NEXT VALUE FOR s", flag::SESSION_FN),
         ("SELECT @a", flag::USER_VAR),
@@ -98,7 +119,12 @@ fn no_false_flags() {
     ] {
         let i = c(sql);
         assert_eq!(i.kind, Kind::Read, "{sql}");
-        assert_eq!(i.flags & (flag::LOCKING | flag::NEEDS_SESSION), 0, "{sql}: {:#x}", i.flags);
+        assert_eq!(
+            i.flags & (flag::LOCKING | flag::NEEDS_SESSION),
+            0,
+            "{sql}: {:#x}",
+            i.flags
+        );
     }
 }
 
@@ -114,18 +140,33 @@ fn multi_statements() {
 
 #[test]
 fn digest_strips_literals() {
-    assert_eq!(c("SELECT c FROM t WHERE id = 5").digest, c("select c from t where id=12345").digest);
+    assert_eq!(
+        c("SELECT c FROM t WHERE id = 5").digest,
+        c("select c from t where id=12345").digest
+    );
     assert_eq!(c("SELECT 'a'").digest, c("SELECT \"bbb\"").digest);
-    assert_ne!(c("SELECT c FROM t WHERE id = 5").digest, c("SELECT d FROM t WHERE id = 5").digest);
+    assert_ne!(
+        c("SELECT c FROM t WHERE id = 5").digest,
+        c("SELECT d FROM t WHERE id = 5").digest
+    );
 }
 
 #[test]
 fn parser_path_decides_and_caches() {
     let cl = crate::router::Classifier::new();
-    assert_eq!(cl.classify(b"WITH a AS (SELECT 1) SELECT * FROM a").kind, Kind::Read);
-    assert_eq!(cl.classify(b"WITH a AS (SELECT 2) SELECT * FROM a").kind, Kind::Read);
+    assert_eq!(
+        cl.classify(b"WITH a AS (SELECT 1) SELECT * FROM a").kind,
+        Kind::Read
+    );
+    assert_eq!(
+        cl.classify(b"WITH a AS (SELECT 2) SELECT * FROM a").kind,
+        Kind::Read
+    );
     assert_eq!(cl.cached_shapes(), 1);
-    assert_eq!(cl.classify(b"WITH a AS (SELECT 1) UPDATE t SET x = 1").kind, Kind::Write);
+    assert_eq!(
+        cl.classify(b"WITH a AS (SELECT 1) UPDATE t SET x = 1").kind,
+        Kind::Write
+    );
     assert_eq!(cl.classify(b"VALUES garbage (").kind, Kind::Write);
 }
 

@@ -1,0 +1,228 @@
+//! Wire-level behaviour through Sluice: auth plugins, COM_CHANGE_USER, streaming, LOCAL
+//! INFILE, COM_STATISTICS — against the real topology.
+
+mod common;
+use common::*;
+use mysql_async::prelude::*;
+use mysql_common::auth::plugins::caching_sha2_password::scramble_sha256;
+use mysql_common::constants::CapabilityFlags;
+use mysql_common::io::ParseBuf;
+use mysql_common::packets::{AuthPlugin, HandshakePacket, HandshakeResponse};
+use mysql_common::proto::{MyDeserialize, MySerialize};
+use sluice::protocol::packet::{PacketReader, PacketWriter};
+use tokio::net::TcpStream;
+
+/// Logs in with caching_sha2_password (as MySQL 8 clients do by default); returns the
+/// packets the server sent after the handshake response.
+async fn sha2_login(
+    port: u16,
+    password: &str,
+) -> (
+    Vec<Vec<u8>>,
+    PacketReader<tokio::net::tcp::OwnedReadHalf>,
+    PacketWriter<tokio::net::tcp::OwnedWriteHalf>,
+) {
+    let (r, w) = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap()
+        .into_split();
+    let (mut r, mut w) = (PacketReader::new(r), PacketWriter::new(w));
+    let mut buf = Vec::new();
+    r.read_logical(&mut buf, 1 << 20).await.unwrap();
+    let hs = HandshakePacket::deserialize((), &mut ParseBuf(&buf)).unwrap();
+    let nonce: [u8; 20] = hs.nonce()[..20].try_into().unwrap();
+    let scramble = scramble_sha256(&nonce, password.as_bytes()).unwrap();
+    let caps = CapabilityFlags::CLIENT_PROTOCOL_41
+        | CapabilityFlags::CLIENT_SECURE_CONNECTION
+        | CapabilityFlags::CLIENT_PLUGIN_AUTH
+        | CapabilityFlags::CLIENT_DEPRECATE_EOF
+        | CapabilityFlags::CLIENT_LONG_PASSWORD;
+    let resp = HandshakeResponse::new(
+        Some(&scramble[..]),
+        (8, 0, 36),
+        Some(&b"app"[..]),
+        None::<&[u8]>,
+        Some(AuthPlugin::CachingSha2Password),
+        caps,
+        None,
+        1 << 24,
+    );
+    let mut out = Vec::new();
+    resp.serialize(&mut out);
+    let mut seq = 1;
+    w.write_packet(&mut seq, &out).await.unwrap();
+    w.flush().await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        let mut p = Vec::new();
+        let seq = r.read_logical(&mut p, 1 << 20).await.unwrap();
+        if p[0] == 0xFE {
+            // auth switch (to mysql_native_password): answer it like a client library does
+            let sw = mysql_common::packets::AuthSwitchRequest::deserialize((), &mut ParseBuf(&p))
+                .unwrap();
+            let data = mysql_common::auth::plugins::mysql_native_password::scramble_native(
+                sw.plugin_data(),
+                password.as_bytes(),
+            )
+            .unwrap();
+            w.write_packet(&mut seq.wrapping_add(1), &data)
+                .await
+                .unwrap();
+            w.flush().await.unwrap();
+        }
+        let done = p[0] == 0x00 || p[0] == 0xFF;
+        got.push(p);
+        if done {
+            return (got, r, w);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caching_sha2_password_clients_take_the_fast_path() {
+    let p = proxy(config()).await;
+    let (got, mut r, mut w) = sha2_login(p.addr.port(), sluice::sandbox::APP_PASSWORD).await;
+    assert_eq!(got[0], vec![0x01, 0x03], "fast-auth success marker");
+    assert_eq!(got[1][0], 0x00, "then OK");
+    let mut seq = 0;
+    w.write_packet(&mut seq, b"\x03SELECT 42").await.unwrap();
+    w.flush().await.unwrap();
+    let mut p1 = Vec::new();
+    r.read_logical(&mut p1, 1 << 20).await.unwrap();
+    assert_eq!(p1, vec![1], "one column");
+
+    let (got, _, _) = sha2_login(p.addr.port(), "wrong").await;
+    let last = got.last().unwrap();
+    assert_eq!(last[0], 0xFF);
+    assert_eq!(u16::from_le_bytes([last[1], last[2]]), 1045);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_user_reauthenticates_and_resets_the_session() {
+    let db = database("proto_change_user").await;
+    let p = proxy(config()).await;
+    let mut c = client(&p, None).await;
+    c.query_drop("SET @v = 1").await.unwrap();
+    let opts = mysql_async::ChangeUserOpts::default()
+        .with_user(Some("app".into()))
+        .with_pass(Some("apppass".into()))
+        .with_db_name(Some(db.clone()));
+    c.change_user(opts).await.unwrap();
+    let (v, d): (Option<u32>, String) = c
+        .query_first("SELECT @v, DATABASE()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v, None);
+    assert_eq!(d, db);
+    let bad = mysql_async::ChangeUserOpts::default()
+        .with_user(Some("app".into()))
+        .with_pass(Some("nope".into()));
+    assert!(c.change_user(bad).await.is_err());
+}
+
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_rows_stream_without_growing_memory() {
+    let db = database("proto_stream").await;
+    let p = proxy(config()).await;
+    let mut c = client(&p, Some(&db)).await;
+    let before = rss_kib();
+    let mut rows = 0u64;
+    let mut bytes = 0u64;
+    let mut peak = before;
+    let mut r = c
+        .query_iter("SELECT seq, REPEAT('x', 200) FROM seq_1_to_1000000")
+        .await
+        .unwrap();
+    while let Some(row) = r.next().await.unwrap() {
+        let s: String = row.get(1).unwrap();
+        bytes += s.len() as u64;
+        rows += 1;
+        if rows % 100_000 == 0 {
+            peak = peak.max(rss_kib());
+        }
+    }
+    drop(r);
+    assert_eq!(rows, 1_000_000);
+    assert!(bytes >= 200_000_000);
+    let growth_mib = (peak.saturating_sub(before)) / 1024;
+    assert!(
+        growth_mib < 64,
+        "{} MiB of rows went through; resident memory grew by {growth_mib} MiB",
+        bytes >> 20
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_data_local_infile_and_statistics_via_the_cli() {
+    let db = database("proto_infile").await;
+    let p = proxy(config()).await;
+    let mut c = client(&p, Some(&db)).await;
+    c.query_drop("CREATE TABLE f (a INT, b VARCHAR(10))")
+        .await
+        .unwrap();
+    let file = std::env::temp_dir().join(format!("sluice-infile-{}.csv", std::process::id()));
+    std::fs::write(&file, "1,one\n2,two\n3,three\n").unwrap();
+    let port = p.addr.port().to_string();
+    let sql = format!(
+        "LOAD DATA LOCAL INFILE '{}' INTO TABLE f FIELDS TERMINATED BY ','; SELECT COUNT(*) AS n FROM f FOR UPDATE;",
+        file.display()
+    );
+    let out = tokio::process::Command::new("mariadb")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port,
+            "-u",
+            "app",
+            "-papppass",
+            "--local-infile=1",
+            "--batch",
+            &db,
+            "-e",
+            &sql,
+        ])
+        .output()
+        .await
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("n\n3\n"), "{stdout}");
+
+    let out = tokio::process::Command::new("mariadb-admin")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port,
+            "-u",
+            "app",
+            "-papppass",
+            "status",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Uptime"),
+        "COM_STATISTICS answer: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
