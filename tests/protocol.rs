@@ -148,7 +148,7 @@ async fn a_million_rows_stream_without_growing_memory() {
         let s: String = row.get(1).unwrap();
         bytes += s.len() as u64;
         rows += 1;
-        if rows % 100_000 == 0 {
+        if rows.is_multiple_of(100_000) {
             peak = peak.max(rss_kib());
         }
     }

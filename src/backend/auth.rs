@@ -93,7 +93,6 @@ pub(super) async fn handshake(
     resp.serialize(&mut out);
     let mut seq = 1;
     write(conn, &mut seq, &out).await?;
-    let mut nonce = nonce;
     loop {
         seq = read(conn).await?.wrapping_add(1);
         match conn.buf.first().copied() {

@@ -178,9 +178,8 @@ impl<'a> Stmt<'a> {
                 self.flags |= flag::GET_LOCK | flag::SESSION_FN;
             }
         }
-        if eq(p1, b"FOR") && (eq(w, b"UPDATE") || eq(w, b"SHARE")) {
-            self.flags |= flag::LOCKING;
-        } else if eq(p2, b"IN") && eq(p1, b"SHARE") && eq(w, b"MODE") {
+        let for_lock = eq(p1, b"FOR") && (eq(w, b"UPDATE") || eq(w, b"SHARE"));
+        if for_lock || (eq(p2, b"IN") && eq(p1, b"SHARE") && eq(w, b"MODE")) {
             self.flags |= flag::LOCKING;
         } else if eq(p1, b"VALUE") && eq(w, b"FOR") {
             self.flags |= flag::SESSION_FN; // NEXT / PREVIOUS VALUE FOR seq
