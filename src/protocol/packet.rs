@@ -2,11 +2,12 @@
 //!
 //! Physical packets are at most 16 MiB - 1; a logical packet of that size is continued by the
 //! next physical packet. Readers and writers here are buffered; callers flush explicitly once
-//! per reply so a small response costs one `write` syscall.
+//! per reply so a small response costs one `write` syscall. Buffers are allocated on demand
+//! and can be released while a connection is idle.
 
 use super::MAX_PAYLOAD;
 use std::io;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const BUF_SIZE: usize = 16 * 1024;
 
@@ -21,20 +22,48 @@ pub enum ReadError {
 }
 
 pub struct PacketReader<R> {
-    inner: BufReader<R>,
+    inner: R,
+    /// Bytes read from `inner` not yet consumed, from `pos`. Allocated on demand and
+    /// released by `release_idle`, so an idle connection holds no buffer.
+    buf: Vec<u8>,
+    pos: usize,
 }
 
 impl<R: AsyncRead + Unpin> PacketReader<R> {
     pub fn new(inner: R) -> Self {
-        Self {
-            inner: BufReader::with_capacity(BUF_SIZE, inner),
+        Self { inner, buf: Vec::new(), pos: 0 }
+    }
+
+    /// Copies buffered bytes into `out`; returns how many.
+    fn take_buffered(&mut self, out: &mut [u8]) -> usize {
+        let n = (self.buf.len() - self.pos).min(out.len());
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        n
+    }
+
+    async fn read_exact_into(&mut self, out: &mut [u8]) -> io::Result<()> {
+        let mut filled = self.take_buffered(out);
+        while filled < out.len() {
+            if out.len() - filled >= BUF_SIZE {
+                // large payloads go straight to their destination
+                return self.inner.read_exact(&mut out[filled..]).await.map(|_| ());
+            }
+            self.buf.clear();
+            self.pos = 0;
+            self.buf.reserve(BUF_SIZE);
+            if self.inner.read_buf(&mut self.buf).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            filled += self.take_buffered(&mut out[filled..]);
         }
+        Ok(())
     }
 
     /// Reads one physical packet header: (payload length, sequence id).
     pub async fn read_header(&mut self) -> io::Result<(usize, u8)> {
         let mut h = [0u8; 4];
-        self.inner.read_exact(&mut h).await?;
+        self.read_exact_into(&mut h).await?;
         Ok((u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize, h[3]))
     }
 
@@ -42,16 +71,15 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
     pub async fn read_payload(&mut self, len: usize, buf: &mut Vec<u8>) -> io::Result<()> {
         let start = buf.len();
         buf.resize(start + len, 0);
-        self.inner.read_exact(&mut buf[start..]).await?;
-        Ok(())
+        self.read_exact_into(&mut buf[start..]).await
     }
 
     /// Discards `len` payload bytes.
     pub async fn skip_payload(&mut self, mut len: usize) -> io::Result<()> {
-        let mut scratch = [0u8; 4096];
+        let mut scratch = vec![0u8; len.min(64 * 1024)];
         while len > 0 {
             let n = len.min(scratch.len());
-            self.inner.read_exact(&mut scratch[..n]).await?;
+            self.read_exact_into(&mut scratch[..n]).await?;
             len -= n;
         }
         Ok(())
@@ -91,33 +119,63 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
     }
 
     pub fn get_ref(&self) -> &R {
-        self.inner.get_ref()
+        &self.inner
     }
 
     /// Bytes already buffered but not consumed (used to detect pipelined input).
     pub fn buffered(&self) -> usize {
-        self.inner.buffer().len()
+        self.buf.len() - self.pos
+    }
+
+    /// Frees the buffer if nothing is buffered (call before waiting idle).
+    pub fn release_idle(&mut self) {
+        if self.buffered() == 0 {
+            self.buf = Vec::new();
+            self.pos = 0;
+        }
     }
 }
 
+/// Buffered packet writer; the buffer grows on demand, large payloads bypass it, and
+/// `release_idle` frees it.
 pub struct PacketWriter<W: AsyncWrite> {
-    inner: BufWriter<W>,
+    inner: W,
+    buf: Vec<u8>,
 }
+
+/// Flush early once this much is buffered (streaming large results).
+const FLUSH_AT: usize = 64 * 1024;
 
 impl<W: AsyncWrite + Unpin> PacketWriter<W> {
     pub fn new(inner: W) -> Self {
-        Self {
-            inner: BufWriter::with_capacity(BUF_SIZE, inner),
-        }
+        Self { inner, buf: Vec::new() }
     }
 
     /// Writes one physical packet with the given sequence id. `payload` must be shorter than
     /// `MAX_PAYLOAD` unless the caller continues it.
     pub async fn write_physical(&mut self, seq: u8, payload: &[u8]) -> io::Result<()> {
-        let len = payload.len() as u32;
-        let h = len.to_le_bytes();
-        self.inner.write_all(&[h[0], h[1], h[2], seq]).await?;
-        self.inner.write_all(payload).await
+        let h = (payload.len() as u32).to_le_bytes();
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(512);
+        }
+        self.buf.extend_from_slice(&[h[0], h[1], h[2], seq]);
+        if payload.len() >= FLUSH_AT {
+            self.write_buffered().await?;
+            return self.inner.write_all(payload).await;
+        }
+        self.buf.extend_from_slice(payload);
+        if self.buf.len() >= FLUSH_AT {
+            self.write_buffered().await?;
+        }
+        Ok(())
+    }
+
+    async fn write_buffered(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.inner.write_all(&self.buf).await?;
+            self.buf.clear();
+        }
+        Ok(())
     }
 
     /// Writes a logical packet, splitting it as needed; `seq` is advanced past what was written.
@@ -135,11 +193,22 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
     }
 
     pub async fn flush(&mut self) -> io::Result<()> {
+        self.write_buffered().await?;
+        if self.buf.capacity() > 4 * FLUSH_AT {
+            self.buf = Vec::new();
+        }
         self.inner.flush().await
     }
 
     pub fn get_mut(&mut self) -> &mut W {
-        self.inner.get_mut()
+        &mut self.inner
+    }
+
+    /// Frees the buffer if nothing is pending (call before waiting idle).
+    pub fn release_idle(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
+        }
     }
 }
 

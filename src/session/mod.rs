@@ -106,7 +106,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         stmts: HashMap::new(),
         next_stmt_id: 1,
         seq,
-        buf: Vec::with_capacity(1024),
+        buf: Vec::new(),
     };
     async move {
         if s.finish_login().await.is_ok() {
@@ -144,6 +144,13 @@ impl Session {
     async fn run(&mut self) -> Result<(), Fatal> {
         let limit = self.shared.config.load().listen.max_packet_size;
         loop {
+            if self.client_r.buffered() == 0 {
+                // idle: hold no buffers while waiting for the next command
+                self.client_r.release_idle();
+                self.client_w.release_idle();
+                self.buf = Vec::new();
+                self.client_r.get_ref().readable().await?;
+            }
             let mut buf = std::mem::take(&mut self.buf);
             let res = self.client_r.read_logical(&mut buf, limit).await;
             let r = match res {
@@ -161,9 +168,6 @@ impl Session {
                 Err(ReadError::Io(_)) => Err(Fatal),
             };
             self.buf = buf;
-            if self.buf.capacity() > 1 << 20 {
-                self.buf = Vec::with_capacity(1024);
-            }
             r?;
         }
     }
