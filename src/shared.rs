@@ -53,6 +53,7 @@ pub struct Shared {
     next_id: AtomicU32,
     pub clients: AtomicUsize,
     pub clients_total: AtomicU64,
+    pub heartbeat: crate::topology::monitor::Heartbeat,
 }
 
 impl Shared {
@@ -66,6 +67,7 @@ impl Shared {
             next_id: AtomicU32::new(1),
             clients: AtomicUsize::new(0),
             clients_total: AtomicU64::new(0),
+            heartbeat: crate::topology::monitor::Heartbeat::new(),
         }
     }
 

@@ -57,25 +57,54 @@ fn route(shared: &Shared, method: &str, path: &str) -> (&'static str, &'static s
 pub fn status(shared: &Shared) -> serde_json::Value {
     let topo = &shared.topology;
     let primary = topo.primary();
-    let backends: Vec<_> = topo
-        .backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            json!({
-                "name": b.pool.name,
-                "address": b.pool.address,
-                "role": if i == primary { "primary" } else { "replica" },
-                "weight": b.weight,
-                "healthy": !b.pool.is_down(),
-                "pool": { "busy": b.pool.busy.load(Ordering::Relaxed), "idle": b.pool.idle_count(), "opened_total": b.pool.opened.load(Ordering::Relaxed) },
-            })
-        })
-        .collect();
+    let monitored = shared.config.load().monitor.is_some();
+    let backends: Vec<_> = topo.backends.iter().enumerate().map(|(i, b)| backend_status(b, i == primary, monitored)).collect();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "clients": shared.clients.load(Ordering::Relaxed),
         "primary": topo.backends.get(primary).map(|b| b.pool.name.clone()),
+        "split_brain": topo.split_brain.load(Ordering::Relaxed),
+        "monitoring": monitored,
         "backends": backends,
+    })
+}
+
+fn backend_status(b: &crate::topology::Backend, is_primary: bool, monitored: bool) -> serde_json::Value {
+    let st = &b.state;
+    let d = st.detail.lock().clone();
+    let lag = st.lag_us().map(|us| us as f64 / 1e6);
+    let hb = st.heartbeat_lag_us.load(Ordering::Relaxed);
+    let behind = st.seconds_behind.load(Ordering::Relaxed);
+    let healthy = st.up.load(Ordering::Relaxed) && !b.pool.is_down();
+    let eligible = !is_primary && healthy && b.weight > 0 && st.eligible.load(Ordering::Relaxed);
+    let reason = if is_primary {
+        "primary".to_string()
+    } else if b.weight == 0 {
+        "weight is 0".to_string()
+    } else if b.pool.is_down() {
+        "connections refused recently".to_string()
+    } else {
+        d.reason.clone()
+    };
+    json!({
+        "name": b.pool.name,
+        "address": b.pool.address,
+        "role": if is_primary { "primary" } else { "replica" },
+        "healthy": healthy,
+        "writable": st.writable.load(Ordering::Relaxed),
+        "lag_seconds": if is_primary { Some(0.0) } else { lag },
+        "heartbeat_lag_seconds": (hb >= 0).then(|| hb as f64 / 1e6),
+        "seconds_behind": (behind >= 0).then_some(behind),
+        "replication": { "io_running": st.io_running.load(Ordering::Relaxed), "sql_running": st.sql_running.load(Ordering::Relaxed), "last_error": d.last_error },
+        "gtid_position": d.gtid,
+        "eligible": eligible,
+        "reason": if eligible { None } else { Some(reason) },
+        "weight": b.weight,
+        "in_flight": b.pool.busy.load(Ordering::Relaxed),
+        "pool": { "busy": b.pool.busy.load(Ordering::Relaxed), "idle": b.pool.idle_count(), "opened_total": b.pool.opened.load(Ordering::Relaxed) },
+        "probe_error": (!d.probe_error.is_empty()).then_some(d.probe_error),
+        "probes": st.probes.load(Ordering::Relaxed),
+        "monitored": monitored,
+        "server_version": d.version,
     })
 }

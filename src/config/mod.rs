@@ -21,7 +21,46 @@ pub struct Config {
     #[serde(default)]
     pub routing: Routing,
     #[serde(default)]
+    pub monitor: Option<Monitor>,
+    #[serde(default)]
     pub log: Log,
+}
+
+/// Health and replication monitoring of every backend.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Monitor {
+    pub user: String,
+    pub password: String,
+    #[serde(default = "defaults::monitor_interval")]
+    pub interval: Dur,
+    /// Time allowed for each probe (connect, ping, status queries).
+    #[serde(default = "defaults::probe_timeout")]
+    pub timeout: Dur,
+    /// Consecutive failed probes before a backend is marked down.
+    #[serde(default = "defaults::fail_after")]
+    pub fail_after: u32,
+    /// Consecutive successful probes before a down backend is marked up again.
+    #[serde(default = "defaults::recover_after")]
+    pub recover_after: u32,
+    /// Write a heartbeat row on the primary (schema `sluice`) for sub-second lag.
+    #[serde(default = "defaults::yes")]
+    pub heartbeat: bool,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Fallback {
+    Primary,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadYourWrites {
+    Off,
+    Session,
+    Gtid,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -107,12 +146,42 @@ pub struct Routing {
     /// After a replica fails to connect, skip it for reads this long.
     #[serde(default = "defaults::replica_retry_after")]
     pub replica_retry_after: Dur,
+    /// Replicas lagging more than this get no reads.
+    #[serde(default = "defaults::max_replica_lag")]
+    pub max_replica_lag: Dur,
+    /// A replica excluded for lag comes back only below this (default: half the maximum).
+    #[serde(default)]
+    pub lag_reentry: Option<Dur>,
+    /// Where reads go when no replica is eligible.
+    #[serde(default = "defaults::fallback")]
+    pub fallback: Fallback,
+    #[serde(default = "defaults::read_your_writes")]
+    pub read_your_writes: ReadYourWrites,
+    /// `session` mode: how long after a write the session reads from the primary.
+    #[serde(default = "defaults::ryw_window")]
+    pub read_your_writes_window: Dur,
+    /// `gtid` mode: how long a replica may wait for the session's last write before the read
+    /// goes to the primary instead.
+    #[serde(default = "defaults::gtid_wait")]
+    pub gtid_wait: Dur,
+}
+
+impl Routing {
+    pub fn reentry(&self) -> std::time::Duration {
+        self.lag_reentry.map(|d| d.0).unwrap_or(self.max_replica_lag.0 / 2)
+    }
 }
 
 impl Default for Routing {
     fn default() -> Self {
         Self {
             replica_retry_after: defaults::replica_retry_after(),
+            max_replica_lag: defaults::max_replica_lag(),
+            lag_reentry: None,
+            fallback: defaults::fallback(),
+            read_your_writes: defaults::read_your_writes(),
+            read_your_writes_window: defaults::ryw_window(),
+            gtid_wait: defaults::gtid_wait(),
         }
     }
 }
@@ -165,6 +234,36 @@ mod defaults {
     }
     pub fn replica_retry_after() -> Dur {
         Dur(Duration::from_secs(2))
+    }
+    pub fn max_replica_lag() -> Dur {
+        Dur(Duration::from_secs(2))
+    }
+    pub fn fallback() -> super::Fallback {
+        super::Fallback::Primary
+    }
+    pub fn read_your_writes() -> super::ReadYourWrites {
+        super::ReadYourWrites::Gtid
+    }
+    pub fn ryw_window() -> Dur {
+        Dur(Duration::from_secs(1))
+    }
+    pub fn gtid_wait() -> Dur {
+        Dur(Duration::from_millis(50))
+    }
+    pub fn monitor_interval() -> Dur {
+        Dur(Duration::from_millis(500))
+    }
+    pub fn probe_timeout() -> Dur {
+        Dur(Duration::from_secs(1))
+    }
+    pub fn fail_after() -> u32 {
+        3
+    }
+    pub fn recover_after() -> u32 {
+        2
+    }
+    pub fn yes() -> bool {
+        true
     }
     pub fn log_level() -> String {
         "info".into()

@@ -63,6 +63,8 @@ pub mod flag {
 pub struct Intent {
     pub kind: Kind,
     pub flags: u32,
+    /// `/* sluice:max_lag=500ms */`: a stricter freshness bound for this statement (0: none).
+    pub max_lag_ms: u32,
     /// Hash of the statement with literals stripped and keywords case-folded.
     pub digest: u64,
 }
@@ -286,11 +288,16 @@ impl<'a> Stmt<'a> {
     }
 }
 
-fn read_hints(comment: &[u8], flags: &mut u32) {
+fn read_hints(comment: &[u8], flags: &mut u32, max_lag_ms: &mut u32) {
     let c = comment.trim_ascii();
     if let Some(h) = c.strip_prefix(b"sluice:") {
         for part in h.split(|&b| b == b' ' || b == b',') {
-            if eq(part, b"primary") || eq(part, b"master") {
+            if let Some(v) = part.strip_prefix(b"max_lag=") {
+                let parsed = std::str::from_utf8(v).ok().and_then(|v| humantime::parse_duration(v).ok());
+                if let Some(d) = parsed {
+                    *max_lag_ms = d.as_millis().clamp(1, u32::MAX as u128) as u32;
+                }
+            } else if eq(part, b"primary") || eq(part, b"master") {
                 *flags |= flag::HINT_PRIMARY;
             } else if eq(part, b"replica") || eq(part, b"slave") {
                 *flags |= flag::HINT_REPLICA;
@@ -303,7 +310,8 @@ fn read_hints(comment: &[u8], flags: &mut u32) {
 pub fn classify(sql: &[u8]) -> Intent {
     let mut lx = Lexer::new(sql);
     let mut hints = 0u32;
-    lx.skip_space(|c| read_hints(c, &mut hints));
+    let mut max_lag_ms = 0u32;
+    lx.skip_space(|c| read_hints(c, &mut hints, &mut max_lag_ms));
     let mut digest = Digest(0xcbf2_9ce4_8422_2325);
     let mut stmts: Vec<(Kind, u32)> = Vec::new();
     let mut st = Stmt::new();
@@ -357,6 +365,7 @@ pub fn classify(sql: &[u8]) -> Intent {
     Intent {
         kind,
         flags: flags | hints,
+        max_lag_ms,
         digest: digest.0,
     }
 }

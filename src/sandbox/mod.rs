@@ -294,7 +294,10 @@ impl Sandbox {
                 s.address()
             ));
         }
-        text.push_str("[pool]\nmax_connections_per_backend = 100\nconnect_timeout = \"2s\"\ncheckout_timeout = \"3s\"\n");
+        text.push_str("[pool]\nmax_connections_per_backend = 100\nconnect_timeout = \"2s\"\ncheckout_timeout = \"3s\"\n\n");
+        text.push_str(&format!(
+            "[monitor]\nuser = \"{MONITOR_USER}\"\npassword = \"{MONITOR_PASSWORD}\"\ninterval = \"500ms\"\n"
+        ));
         Config::parse(&text, "sandbox").expect("generated sandbox config is valid")
     }
 

@@ -49,33 +49,18 @@ impl Session {
         pool.checkout(slot, &opts, wait).await
     }
 
-    /// A lease on the primary (the session's own if it holds one) or on a replica, falling
-    /// back to the primary when no replica can be reached.
-    async fn acquire(
-        &mut self,
-        target: Target,
-        skip: Option<usize>,
-    ) -> Result<(usize, Lease), SqlError> {
-        let topo = &self.shared.topology;
+    /// A lease on a fresh-enough replica for reads, else on the primary (the session's own
+    /// if it holds one).
+    async fn acquire(&mut self, target: Target, intent: &Intent, skip: Option<usize>) -> Result<(usize, Lease), SqlError> {
         if target == Target::Replica {
-            let mut skip = skip;
-            while let Some(r) = topo.pick_replica(skip) {
-                match self.checkout(r).await {
-                    Ok(l) => return Ok((r, l)),
-                    Err(e) if e.code == 1040 => return Err(e), // pool exhausted: do not pile onto the primary
-                    Err(e) => {
-                        let retry = self.shared.config.load().routing.replica_retry_after.0;
-                        tracing::warn!(backend = %topo.backends[r].pool.name, error = %e, "replica unavailable; reads skip it for {retry:?}");
-                        topo.backends[r].pool.mark_down(retry);
-                        skip = Some(r);
-                    }
-                }
+            if let Some(r) = self.acquire_replica(intent, skip).await? {
+                return Ok(r);
             }
         }
         if let Some(p) = self.primary.take() {
             return Ok(p);
         }
-        let p = topo.primary();
+        let p = self.shared.topology.primary();
         Ok((p, self.checkout(p).await?))
     }
 
@@ -94,7 +79,7 @@ impl Session {
             let use_held = intent.has(flag::SHOW_WARNINGS) && !self.state.holds_primary();
             let acquired = match held.take() {
                 Some(h) if use_held => Ok(h),
-                _ => self.acquire(target, skip).await,
+                _ => self.acquire(target, intent, skip).await,
             };
             let (idx, mut lease) = match acquired {
                 Ok(x) => x,
@@ -127,6 +112,9 @@ impl Session {
                 .await
             {
                 Ok(outcome) => {
+                    if outcome.err.is_none() && idx == self.shared.topology.primary() {
+                        self.track_write(&mut lease, intent).await;
+                    }
                     self.after(idx, lease, target, intent, on_ok, outcome);
                     return Ok(());
                 }

@@ -6,6 +6,7 @@
 mod align;
 mod control;
 mod exec;
+mod freshness;
 mod prepared;
 pub mod state;
 
@@ -52,6 +53,8 @@ pub struct Session {
     next_stmt_id: u32,
     /// Sequence id for the next packet to the client.
     seq: u8,
+    /// Text of the session's last write GTID (read-your-writes).
+    last_gtid_text: String,
     buf: Vec<u8>,
 }
 
@@ -106,6 +109,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         stmts: HashMap::new(),
         next_stmt_id: 1,
         seq,
+        last_gtid_text: String::new(),
         buf: Vec::new(),
     };
     async move {

@@ -1,6 +1,7 @@
 //! Per-client session state that must follow the client across backend connections.
 
 use crate::protocol::status;
+use crate::topology::gtid::GtidSet;
 use mysql_common::collations::{Collation, CollationId};
 use std::sync::Arc;
 
@@ -18,6 +19,11 @@ pub struct SessionState {
     pub pins: u32,
     /// User variables live on the session's primary connection.
     pub user_vars: bool,
+    /// Read-your-writes: when the session last wrote, and what (GTID) if known.
+    pub last_write_at: Option<std::time::Instant>,
+    pub last_write_gtid: Option<Arc<GtidSet>>,
+    /// Replicas confirmed (bit per backend index) to have applied `last_write_gtid`.
+    pub confirmed: u64,
 }
 
 impl SessionState {
@@ -34,6 +40,9 @@ impl SessionState {
             status: status::AUTOCOMMIT,
             pins: 0,
             user_vars: false,
+            last_write_at: None,
+            last_write_gtid: None,
+            confirmed: 0,
         }
     }
 

@@ -1,22 +1,45 @@
-//! The backends Sluice knows, their roles and weights, and replica selection.
+//! The backends Sluice knows, their live state, and replica selection.
 //!
-//! Roles come from the config here; live discovery (health, lag, read_only) builds on this.
+//! Without a `[monitor]` section roles come from the config and every backend counts as
+//! healthy (connection failures still bench a replica briefly). With it, `monitor` tasks
+//! discover roles from `read_only`, health with hysteresis, and lag.
+
+pub mod gtid;
+pub mod monitor;
+pub mod state;
 
 use crate::config::{Config, Role};
 use crate::pool::BackendPool;
+use gtid::GtidSet;
 use rand::Rng;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use state::BackendState;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 pub struct Backend {
     pub pool: Arc<BackendPool>,
+    /// Role from the config (a hint once the monitor runs).
     pub role: Role,
     pub weight: u32,
+    pub state: BackendState,
 }
 
 pub struct Topology {
     pub backends: Vec<Backend>,
     primary: AtomicUsize,
+    /// More than one backend is writable: the primary is kept, and this is raised.
+    pub split_brain: AtomicBool,
+}
+
+/// Extra conditions for one read.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReadNeeds<'a> {
+    /// A stricter lag bound than the configured one (hint `sluice:max_lag=...`).
+    pub max_lag_us: Option<i64>,
+    /// The replica must have applied this (read-your-writes).
+    pub gtid: Option<&'a GtidSet>,
+    /// Replicas known to have applied `gtid` regardless of what the monitor saw (bit per index).
+    pub confirmed: u64,
 }
 
 impl Topology {
@@ -34,53 +57,71 @@ impl Topology {
                 )),
                 role: b.role,
                 weight: b.weight,
+                state: BackendState::default(),
             })
             .collect::<Vec<_>>();
-        let primary = backends
-            .iter()
-            .position(|b| b.role == Role::Primary)
-            .unwrap_or(0);
-        Self {
-            backends,
-            primary: AtomicUsize::new(primary),
-        }
+        let primary = backends.iter().position(|b| b.role == Role::Primary).unwrap_or(0);
+        backends[primary].state.writable.store(true, Ordering::Relaxed);
+        Self { backends, primary: AtomicUsize::new(primary), split_brain: AtomicBool::new(false) }
     }
 
     pub fn primary(&self) -> usize {
         self.primary.load(Ordering::Relaxed)
     }
 
-    /// A replica chosen at random by weight among those not marked down, excluding `skip`;
-    /// `None` when no replica can take reads.
-    pub fn pick_replica(&self, skip: Option<usize>) -> Option<usize> {
-        let primary = self.primary();
-        let eligible = |i: usize, b: &Backend| {
-            i != primary
-                && b.role == Role::Replica
-                && b.weight > 0
-                && Some(i) != skip
-                && !b.pool.is_down()
-        };
-        let total: u64 = self
-            .backends
-            .iter()
-            .enumerate()
-            .filter(|(i, b)| eligible(*i, b))
-            .map(|(_, b)| b.weight as u64)
-            .sum();
+    pub fn set_primary(&self, i: usize) {
+        self.primary.store(i, Ordering::Relaxed);
+    }
+
+    fn can_read(&self, i: usize, b: &Backend, skip: Option<usize>, needs: &ReadNeeds<'_>, check_gtid: bool) -> bool {
+        if i == self.primary() || b.weight == 0 || Some(i) == skip || b.pool.is_down() {
+            return false;
+        }
+        let st = &b.state;
+        if !st.up.load(Ordering::Relaxed) || !st.eligible.load(Ordering::Relaxed) {
+            return false;
+        }
+        if let Some(max) = needs.max_lag_us {
+            if st.lag_us().is_none_or(|l| l > max) {
+                return false;
+            }
+        }
+        if check_gtid {
+            if let Some(g) = needs.gtid {
+                return needs.confirmed & (1u64 << (i % 64)) != 0 || st.has_applied(g);
+            }
+        }
+        true
+    }
+
+    /// A replica for a read: among those eligible, two picked at random by weight, the one
+    /// with fewer statements in flight per weight wins. With `check_gtid` false the GTID
+    /// requirement is ignored (the caller will wait for it). `None`: no replica can serve.
+    pub fn pick_replica(&self, skip: Option<usize>, needs: &ReadNeeds<'_>, check_gtid: bool) -> Option<usize> {
+        let ok = |i: usize, b: &Backend| self.can_read(i, b, skip, needs, check_gtid);
+        let total: u64 = self.backends.iter().enumerate().filter(|(i, b)| ok(*i, b)).map(|(_, b)| b.weight as u64).sum();
         if total == 0 {
             return None;
         }
-        let mut x = rand::rng().random_range(0..total);
-        for (i, b) in self.backends.iter().enumerate() {
-            if eligible(i, b) {
-                if x < b.weight as u64 {
-                    return Some(i);
+        let mut rng = rand::rng();
+        let mut draw = || {
+            let mut x = rng.random_range(0..total);
+            for (i, b) in self.backends.iter().enumerate() {
+                if ok(i, b) {
+                    if x < b.weight as u64 {
+                        return i;
+                    }
+                    x -= b.weight as u64;
                 }
-                x -= b.weight as u64;
             }
-        }
-        None
+            0
+        };
+        let (a, b) = (draw(), draw());
+        let load = |i: usize| {
+            let be = &self.backends[i];
+            be.pool.busy.load(Ordering::Relaxed) as f64 / be.weight as f64
+        };
+        Some(if load(b) < load(a) { b } else { a })
     }
 }
 
@@ -94,12 +135,13 @@ mod tests {
              [[backends]]\nname='p'\naddress='127.0.0.1:3'\nrole='primary'\n",
         );
         for (i, w) in weights.iter().enumerate() {
-            text.push_str(&format!(
-                "[[backends]]\nname='r{i}'\naddress='127.0.0.1:{}'\nrole='replica'\nweight={w}\n",
-                10 + i
-            ));
+            text.push_str(&format!("[[backends]]\nname='r{i}'\naddress='127.0.0.1:{}'\nrole='replica'\nweight={w}\n", 10 + i));
         }
         Config::parse(&text, "t").unwrap()
+    }
+
+    fn pick(t: &Topology) -> Option<usize> {
+        t.pick_replica(None, &ReadNeeds::default(), true)
     }
 
     #[test]
@@ -107,7 +149,7 @@ mod tests {
         let t = Topology::from_config(&cfg(&[1, 3, 0]));
         let mut counts = [0usize; 4];
         for _ in 0..4000 {
-            counts[t.pick_replica(None).unwrap()] += 1;
+            counts[pick(&t).unwrap()] += 1;
         }
         assert_eq!(counts[0], 0);
         assert_eq!(counts[3], 0);
@@ -116,14 +158,43 @@ mod tests {
     }
 
     #[test]
-    fn down_replicas_are_skipped_and_none_means_primary() {
-        let t = Topology::from_config(&cfg(&[1]));
-        assert_eq!(t.pick_replica(None), Some(1));
-        t.backends[1]
-            .pool
-            .mark_down(std::time::Duration::from_secs(60));
-        assert_eq!(t.pick_replica(None), None);
+    fn down_ineligible_and_lagging_replicas_are_skipped() {
+        let t = Topology::from_config(&cfg(&[1, 1]));
+        t.backends[1].pool.mark_down(std::time::Duration::from_secs(60));
+        assert_eq!(pick(&t), Some(2));
+        t.backends[2].state.eligible.store(false, Ordering::Relaxed);
+        assert_eq!(pick(&t), None);
+        let t = Topology::from_config(&cfg(&[1, 1]));
+        t.backends[1].state.heartbeat_lag_us.store(900_000, Ordering::Relaxed);
+        t.backends[2].state.heartbeat_lag_us.store(100_000, Ordering::Relaxed);
+        let needs = ReadNeeds { max_lag_us: Some(500_000), ..Default::default() };
+        for _ in 0..50 {
+            assert_eq!(t.pick_replica(None, &needs, true), Some(2));
+        }
         let t = Topology::from_config(&cfg(&[]));
-        assert_eq!(t.pick_replica(None), None);
+        assert_eq!(pick(&t), None);
+    }
+
+    #[test]
+    fn gtid_requirement() {
+        let t = Topology::from_config(&cfg(&[1, 1]));
+        t.backends[1].state.set_gtid("0-1-10");
+        t.backends[2].state.set_gtid("0-1-9");
+        let g = GtidSet::parse("0-1-10");
+        let needs = ReadNeeds { gtid: Some(&g), ..Default::default() };
+        for _ in 0..50 {
+            assert_eq!(t.pick_replica(None, &needs, true), Some(1));
+        }
+        let needs = ReadNeeds { gtid: Some(&g), confirmed: 1 << 2, ..Default::default() };
+        assert!(t.pick_replica(Some(1), &needs, true) == Some(2));
+    }
+
+    #[test]
+    fn fewer_in_flight_wins() {
+        let t = Topology::from_config(&cfg(&[1, 1]));
+        t.backends[1].pool.busy.store(10, Ordering::Relaxed);
+        let picks: Vec<_> = (0..200).filter_map(|_| pick(&t)).collect();
+        let to_busy = picks.iter().filter(|&&i| i == 1).count();
+        assert!(to_busy < 70, "power of two choices should favour the idle replica: {to_busy}/200");
     }
 }

@@ -1,0 +1,124 @@
+//! Choosing a replica that is fresh enough for a read (lag bound, read-your-writes), and
+//! remembering the session's last write.
+
+use super::Session;
+use crate::config::{Fallback, ReadYourWrites};
+use crate::error::SqlError;
+use crate::pool::Lease;
+use crate::router::{Intent, Kind};
+use crate::topology::gtid::GtidSet;
+use crate::topology::monitor::wait_sql;
+use crate::topology::ReadNeeds;
+use std::sync::Arc;
+use std::time::Instant;
+
+fn is_mariadb(lease: &Lease) -> bool {
+    lease.server_version.contains("MariaDB")
+}
+
+impl Session {
+    /// A replica lease for a read, or `Ok(None)` when the read must go to the primary.
+    pub(super) async fn acquire_replica(&mut self, intent: &Intent, mut skip: Option<usize>) -> Result<Option<(usize, Lease)>, SqlError> {
+        let cfg = self.shared.config.load_full();
+        let topo = &self.shared.topology;
+        let mode = cfg.routing.read_your_writes;
+        if mode == ReadYourWrites::Session {
+            if let Some(at) = self.state.last_write_at {
+                if at.elapsed() < cfg.routing.read_your_writes_window.0 {
+                    return Ok(None);
+                }
+            }
+        }
+        let gtid = if mode == ReadYourWrites::Gtid { self.state.last_write_gtid.clone() } else { None };
+        let max_lag_us = (intent.max_lag_ms > 0).then(|| intent.max_lag_ms as i64 * 1000);
+        let wait = cfg.routing.gtid_wait.0;
+        loop {
+            let needs = ReadNeeds { max_lag_us, gtid: gtid.as_deref(), confirmed: self.state.confirmed };
+            let known = topo.pick_replica(skip, &needs, true);
+            let pick = match known {
+                Some(r) => Some((r, false)),
+                None if gtid.is_some() && !wait.is_zero() => topo.pick_replica(skip, &needs, false).map(|r| (r, true)),
+                None => None,
+            };
+            let Some((r, must_wait)) = pick else {
+                let none_eligible = topo.pick_replica(skip, &ReadNeeds { max_lag_us, ..Default::default() }, true).is_none();
+                if none_eligible && cfg.routing.fallback == Fallback::Error && intent.kind == Kind::Read {
+                    return Err(SqlError::new(
+                        1105,
+                        "HY000",
+                        "Sluice: no replica is healthy and fresh enough for this read (routing.fallback = \"error\")",
+                    ));
+                }
+                return Ok(None);
+            };
+            match self.checkout(r).await {
+                Ok(mut lease) => {
+                    if !must_wait {
+                        return Ok(Some((r, lease)));
+                    }
+                    let g = gtid.as_deref().map(|_| self.state_gtid_text()).unwrap_or_default();
+                    let sql = wait_sql(is_mariadb(&lease), &g, wait);
+                    match lease.query(&sql).await {
+                        Ok(res) if res.get("r") == Some("0") => {
+                            self.state.confirmed |= 1u64 << (r % 64);
+                            return Ok(Some((r, lease)));
+                        }
+                        Ok(_) => return Ok(None), // not applied in time: the primary has it
+                        Err(e) => {
+                            if e.is_fatal() {
+                                lease.discard();
+                            }
+                            return Ok(None);
+                        }
+                    }
+                }
+                Err(e) if e.code == 1040 => return Err(e), // pool exhausted: do not pile onto the primary
+                Err(e) => {
+                    let retry = cfg.routing.replica_retry_after.0;
+                    tracing::warn!(backend = %topo.backends[r].pool.name, error = %e, "replica unavailable; reads skip it for {retry:?}");
+                    topo.backends[r].pool.mark_down(retry);
+                    skip = Some(r);
+                }
+            }
+        }
+    }
+
+    fn state_gtid_text(&self) -> String {
+        self.last_gtid_text.clone()
+    }
+
+    /// After a successful statement that may have written on the primary (outside a
+    /// transaction, or its COMMIT): remember it for read-your-writes.
+    pub(super) async fn track_write(&mut self, lease: &mut Lease, intent: &Intent) {
+        if !matches!(intent.kind, Kind::Write | Kind::EndTx) || self.state.in_transaction() {
+            return;
+        }
+        let mode = self.shared.config.load().routing.read_your_writes;
+        match mode {
+            ReadYourWrites::Off => {}
+            ReadYourWrites::Session => self.state.last_write_at = Some(Instant::now()),
+            ReadYourWrites::Gtid => {
+                self.state.last_write_at = Some(Instant::now());
+                let sql = if is_mariadb(lease) { "SELECT @@last_gtid AS g" } else { "SELECT @@global.gtid_executed AS g" };
+                match lease.query(sql).await {
+                    Ok(r) => {
+                        let g = r.get("g").unwrap_or("").trim().to_string();
+                        if !g.is_empty() && g != self.last_gtid_text {
+                            self.state.last_write_gtid = Some(Arc::new(GtidSet::parse(&g)));
+                            self.last_gtid_text = g;
+                            self.state.confirmed = 0;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot read the last GTID; reads stay on the primary for a while");
+                        if e.is_fatal() {
+                            lease.busy = true; // force discard on return
+                        }
+                        // without a GTID, play safe: the session reads from the primary
+                        self.state.last_write_gtid = Some(Arc::new(GtidSet::parse("4294967295-0-18446744073709551615")));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! One monitor task per backend: connect + probe every interval (each probe bounded by a
+//! timeout), health with hysteresis, role from `read_only`, replication threads, GTID
+//! position, and lag (heartbeat row written on the primary on Sluice's own clock, read on
+//! each replica; Seconds_Behind_* as the fallback).
+
+use super::Topology;
+use crate::backend::{BackendConn, BackendError, ConnectOpts};
+use crate::config::Monitor;
+use crate::shared::Shared;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Replication status of a replica.
+#[derive(Debug, Clone, Default)]
+struct Replication {
+    io: bool,
+    sql: bool,
+    behind: Option<i64>,
+    last_error: String,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Probe {
+    read_only: bool,
+    replication: Option<Replication>,
+    gtid: String,
+    heartbeat_lag_us: Option<i64>,
+    version: String,
+}
+
+/// Per-process heartbeat identity and clock.
+pub struct Heartbeat {
+    pub id: u64,
+    epoch: Instant,
+}
+
+impl Heartbeat {
+    pub fn new() -> Self {
+        Self { id: rand::random::<u64>() >> 1, epoch: Instant::now() }
+    }
+    fn now_us(&self) -> i64 {
+        self.epoch.elapsed().as_micros() as i64
+    }
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Starts one monitor task per backend (none without a `[monitor]` section).
+pub fn spawn(shared: &Arc<Shared>, stop: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    if shared.config.load().monitor.is_none() {
+        return Vec::new();
+    }
+    (0..shared.topology.backends.len())
+        .map(|i| tokio::spawn(run(shared.clone(), i, stop.clone())))
+        .collect()
+}
+
+struct Task {
+    shared: Arc<Shared>,
+    index: usize,
+    conn: Option<BackendConn>,
+    fails: u32,
+    oks: u32,
+    heartbeat_table_ready: bool,
+    heartbeat_warned: bool,
+}
+
+async fn run(shared: Arc<Shared>, index: usize, mut stop: watch::Receiver<bool>) {
+    let mut t = Task { shared, index, conn: None, fails: 0, oks: 0, heartbeat_table_ready: false, heartbeat_warned: false };
+    loop {
+        let Some(m) = t.shared.config.load().monitor.clone() else { return };
+        let started = Instant::now();
+        let result = tokio::time::timeout(m.timeout.0, t.probe(&m)).await;
+        let result = match result {
+            Ok(r) => r,
+            Err(_) => Err(BackendError::Timeout(m.timeout.0)),
+        };
+        t.apply(&m, result);
+        let wait = m.interval.0.saturating_sub(started.elapsed());
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+fn yes(v: Option<&str>) -> bool {
+    v.is_some_and(|s| s.eq_ignore_ascii_case("yes"))
+}
+
+impl Task {
+    async fn probe(&mut self, m: &Monitor) -> Result<Probe, BackendError> {
+        if self.conn.is_none() {
+            let opts = ConnectOpts {
+                address: self.shared.topology.backends[self.index].pool.address.clone(),
+                user: m.user.clone(),
+                password: m.password.clone(),
+                database: None,
+                found_rows: false,
+                timeout: m.timeout.0,
+            };
+            self.conn = Some(BackendConn::connect(&opts).await?);
+            self.heartbeat_table_ready = false;
+        }
+        let conn = self.conn.as_mut().expect("connected above");
+        let mariadb = conn.server_version.contains("MariaDB");
+        let mut p = Probe { version: conn.server_version.clone(), ..Default::default() };
+        let vars = if mariadb {
+            conn.query("SELECT @@global.read_only AS ro, 0 AS sro, @@global.gtid_current_pos AS g").await?
+        } else {
+            conn.query("SELECT @@global.read_only AS ro, @@global.super_read_only AS sro, @@global.gtid_executed AS g").await?
+        };
+        p.read_only = vars.get("ro") == Some("1") || vars.get("sro") == Some("1");
+        p.gtid = vars.get("g").unwrap_or("").to_string();
+        let st = conn.query(if mariadb { "SHOW SLAVE STATUS" } else { "SHOW REPLICA STATUS" }).await?;
+        if !st.rows.is_empty() {
+            let get = |a: &str, b: &str| st.get(a).or(st.get(b)).map(str::to_string);
+            let io_err = get("Last_IO_Error", "Last_IO_Error").unwrap_or_default();
+            let sql_err = get("Last_SQL_Error", "Last_SQL_Error").unwrap_or_default();
+            p.replication = Some(Replication {
+                io: yes(get("Slave_IO_Running", "Replica_IO_Running").as_deref()),
+                sql: yes(get("Slave_SQL_Running", "Replica_SQL_Running").as_deref()),
+                behind: get("Seconds_Behind_Master", "Seconds_Behind_Source").and_then(|s| s.parse().ok()),
+                last_error: if sql_err.is_empty() { io_err } else { sql_err },
+            });
+        }
+        if m.heartbeat {
+            p.heartbeat_lag_us = self.heartbeat(!p.read_only).await;
+        }
+        Ok(p)
+    }
+
+    /// Writes the heartbeat on the primary, reads it elsewhere; returns the lag when read.
+    async fn heartbeat(&mut self, writable: bool) -> Option<i64> {
+        let hb = &self.shared.heartbeat;
+        let is_primary = self.index == self.shared.topology.primary();
+        let conn = self.conn.as_mut()?;
+        let now = hb.now_us();
+        let res = if writable && is_primary {
+            let mut r = Ok(());
+            if !self.heartbeat_table_ready {
+                r = conn
+                    .exec("CREATE TABLE IF NOT EXISTS sluice.heartbeat (id BIGINT UNSIGNED PRIMARY KEY, ts BIGINT NOT NULL) ENGINE=InnoDB")
+                    .await;
+                if r.is_err() {
+                    let _ = conn.exec("CREATE DATABASE IF NOT EXISTS sluice").await;
+                    r = conn
+                        .exec("CREATE TABLE IF NOT EXISTS sluice.heartbeat (id BIGINT UNSIGNED PRIMARY KEY, ts BIGINT NOT NULL) ENGINE=InnoDB")
+                        .await;
+                }
+                self.heartbeat_table_ready = r.is_ok();
+            }
+            if r.is_ok() {
+                r = conn.exec(&format!("REPLACE INTO sluice.heartbeat (id, ts) VALUES ({}, {now})", hb.id)).await;
+            }
+            r.map(|_| None)
+        } else {
+            conn.query(&format!("SELECT ts FROM sluice.heartbeat WHERE id = {}", hb.id))
+                .await
+                .map(|r| r.get("ts").and_then(|v| v.parse::<i64>().ok()).map(|ts| (now - ts).max(0)))
+        };
+        match res {
+            Ok(lag) => lag,
+            Err(e) => {
+                if let BackendError::Server(s) = &e {
+                    // 1146: the table has not replicated yet; anything else is worth a warning
+                    if s.code != 1146 && !self.heartbeat_warned {
+                        self.heartbeat_warned = true;
+                        tracing::warn!(backend = %self.shared.topology.backends[self.index].pool.name, error = %s,
+                            "heartbeat unavailable; lag falls back to Seconds_Behind (grant the monitor user ALL on sluice.*)");
+                    }
+                } else {
+                    self.conn = None;
+                }
+                None
+            }
+        }
+    }
+
+    fn apply(&mut self, m: &Monitor, result: Result<Probe, BackendError>) {
+        let shared = self.shared.clone();
+        let topo = &shared.topology;
+        let name = &topo.backends[self.index].pool.name;
+        let st = &topo.backends[self.index].state;
+        st.probes.fetch_add(1, Ordering::Relaxed);
+        st.probed.store(true, Ordering::Relaxed);
+        match result {
+            Ok(p) => {
+                self.fails = 0;
+                self.oks += 1;
+                let was_up = st.up.load(Ordering::Relaxed);
+                if !was_up && self.oks >= m.recover_after {
+                    st.up.store(true, Ordering::Relaxed);
+                    tracing::warn!(backend = %name, "backend is up again");
+                }
+                st.writable.store(!p.read_only, Ordering::Relaxed);
+                let repl = p.replication.clone().unwrap_or_default();
+                st.io_running.store(repl.io, Ordering::Relaxed);
+                st.sql_running.store(repl.sql, Ordering::Relaxed);
+                st.seconds_behind.store(repl.behind.unwrap_or(-1), Ordering::Relaxed);
+                st.heartbeat_lag_us.store(p.heartbeat_lag_us.unwrap_or(-1), Ordering::Relaxed);
+                st.set_gtid(&p.gtid);
+                let mut d = st.detail.lock();
+                d.gtid = p.gtid;
+                d.version = p.version;
+                d.last_error = repl.last_error;
+                d.probe_error.clear();
+            }
+            Err(e) => {
+                self.conn = None;
+                self.oks = 0;
+                self.fails += 1;
+                if st.up.load(Ordering::Relaxed) && self.fails >= m.fail_after {
+                    st.up.store(false, Ordering::Relaxed);
+                    tracing::warn!(backend = %name, error = %e, failures = self.fails, "backend is down");
+                }
+                st.detail.lock().probe_error = e.to_string();
+            }
+        }
+        resolve_roles(topo);
+        self.update_eligibility();
+    }
+
+    fn update_eligibility(&self) {
+        let topo = &self.shared.topology;
+        let cfg = self.shared.config.load();
+        let b = &topo.backends[self.index];
+        let st = &b.state;
+        let max = cfg.routing.max_replica_lag.0.as_micros() as i64;
+        let reentry = cfg.routing.reentry().as_micros() as i64;
+        let was = st.eligible.load(Ordering::Relaxed);
+        let secs = |us: i64| format!("{:.3}s", us as f64 / 1e6);
+        let (eligible, reason) = if self.index == topo.primary() {
+            (false, "primary".to_string())
+        } else if !st.up.load(Ordering::Relaxed) {
+            (false, format!("down: {}", st.detail.lock().probe_error))
+        } else if !(st.io_running.load(Ordering::Relaxed) && st.sql_running.load(Ordering::Relaxed)) {
+            let io = st.io_running.load(Ordering::Relaxed);
+            let sql = st.sql_running.load(Ordering::Relaxed);
+            (false, format!("replication not running (IO: {io}, SQL: {sql}) {}", st.detail.lock().last_error))
+        } else {
+            match st.lag_us() {
+                None => (false, "lag unknown".to_string()),
+                Some(l) if was && l > max => (false, format!("lag {} > max_replica_lag {}", secs(l), secs(max))),
+                Some(l) if !was && l >= reentry => (false, format!("lag {} not yet below {}", secs(l), secs(reentry))),
+                Some(_) => (true, String::new()),
+            }
+        };
+        if was != eligible && self.index != topo.primary() {
+            tracing::info!(backend = %b.pool.name, eligible, %reason, "replica eligibility changed");
+        }
+        st.eligible.store(eligible, Ordering::Relaxed);
+        st.detail.lock().reason = reason;
+    }
+}
+
+/// Exactly one writable, healthy backend is the primary. Two or more: keep the last known
+/// primary and raise `split_brain`. None: keep the last known primary.
+pub fn resolve_roles(topo: &Topology) {
+    let writable: Vec<usize> = topo
+        .backends
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.state.probed.load(Ordering::Relaxed) && b.state.up.load(Ordering::Relaxed) && b.state.writable.load(Ordering::Relaxed))
+        .map(|(i, _)| i)
+        .collect();
+    match writable[..] {
+        [one] => {
+            if topo.split_brain.swap(false, Ordering::Relaxed) {
+                tracing::warn!("only one writable backend again");
+            }
+            let old = topo.primary();
+            if one != old {
+                topo.set_primary(one);
+                tracing::warn!(from = %topo.backends[old].pool.name, to = %topo.backends[one].pool.name, "primary changed (read_only observed)");
+            }
+        }
+        [] => {}
+        _ => {
+            if !topo.split_brain.swap(true, Ordering::Relaxed) {
+                let names: Vec<&str> = writable.iter().map(|&i| topo.backends[i].pool.name.as_str()).collect();
+                tracing::error!(writable = ?names, keeping = %topo.backends[topo.primary()].pool.name,
+                    "several backends are writable; keeping the last known primary");
+            }
+        }
+    }
+}
+
+/// Time to wait for the GTID in read-your-writes checks, in whole seconds for SQL (MariaDB
+/// accepts fractions).
+pub fn wait_sql(mariadb: bool, gtid: &str, wait: Duration) -> String {
+    let secs = wait.as_secs_f64();
+    if mariadb {
+        format!("SELECT MASTER_GTID_WAIT('{gtid}', {secs:.3}) AS r")
+    } else {
+        format!("SELECT WAIT_FOR_EXECUTED_GTID_SET('{gtid}', {secs:.3}) AS r")
+    }
+}
