@@ -7,7 +7,10 @@ use mysql_async::prelude::*;
 use mysql_async::{Conn, OptsBuilder};
 
 fn raise_fd_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: plain getrlimit/setrlimit on our own process.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
@@ -33,13 +36,18 @@ async fn main() {
     let mut conns = Vec::with_capacity(n);
     let started = std::time::Instant::now();
     for i in 0..n {
-        let mut c = Conn::new(opts.clone()).await.unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        let mut c = Conn::new(opts.clone())
+            .await
+            .unwrap_or_else(|e| panic!("connection {i}: {e}"));
         if i % 1000 == 0 {
             c.query_drop("DO 1").await.expect("query");
         }
         conns.push(c);
     }
-    println!("{n} clients connected and idle after {:?}", started.elapsed());
+    println!(
+        "{n} clients connected and idle after {:?}",
+        started.elapsed()
+    );
     let mut c = Conn::new(opts).await.expect("one more");
     let v: Option<u32> = c.query_first("SELECT 1").await.expect("still serving");
     println!("proxy still answers: {v:?}; holding connections for 30s");

@@ -75,14 +75,15 @@ impl Proxy {
             .local_addr()
             .expect("bound listener has an address");
         let admin_addr = admin.local_addr().expect("bound listener has an address");
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(crate::frontend::accept_loop(
                 shared.clone(),
                 listener,
                 stop_rx.clone(),
             )),
-            tokio::spawn(crate::admin::serve(shared.clone(), admin, stop_rx)),
+            tokio::spawn(crate::admin::serve(shared.clone(), admin, stop_rx.clone())),
         ];
+        tasks.extend(crate::topology::monitor::spawn(&shared, &stop_rx));
         tracing::info!(%addr, %admin_addr, version = %shared.server_version, "sluice is serving");
         Ok(Proxy {
             addr,

@@ -58,7 +58,12 @@ pub fn status(shared: &Shared) -> serde_json::Value {
     let topo = &shared.topology;
     let primary = topo.primary();
     let monitored = shared.config.load().monitor.is_some();
-    let backends: Vec<_> = topo.backends.iter().enumerate().map(|(i, b)| backend_status(b, i == primary, monitored)).collect();
+    let backends: Vec<_> = topo
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| backend_status(b, i == primary, monitored))
+        .collect();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "clients": shared.clients.load(Ordering::Relaxed),
@@ -69,7 +74,11 @@ pub fn status(shared: &Shared) -> serde_json::Value {
     })
 }
 
-fn backend_status(b: &crate::topology::Backend, is_primary: bool, monitored: bool) -> serde_json::Value {
+fn backend_status(
+    b: &crate::topology::Backend,
+    is_primary: bool,
+    monitored: bool,
+) -> serde_json::Value {
     let st = &b.state;
     let d = st.detail.lock().clone();
     let lag = st.lag_us().map(|us| us as f64 / 1e6);

@@ -168,7 +168,9 @@ pub struct Routing {
 
 impl Routing {
     pub fn reentry(&self) -> std::time::Duration {
-        self.lag_reentry.map(|d| d.0).unwrap_or(self.max_replica_lag.0 / 2)
+        self.lag_reentry
+            .map(|d| d.0)
+            .unwrap_or(self.max_replica_lag.0 / 2)
     }
 }
 

@@ -31,7 +31,11 @@ pub struct PacketReader<R> {
 
 impl<R: AsyncRead + Unpin> PacketReader<R> {
     pub fn new(inner: R) -> Self {
-        Self { inner, buf: Vec::new(), pos: 0 }
+        Self {
+            inner,
+            buf: Vec::new(),
+            pos: 0,
+        }
     }
 
     /// Copies buffered bytes into `out`; returns how many.
@@ -148,7 +152,10 @@ const FLUSH_AT: usize = 64 * 1024;
 
 impl<W: AsyncWrite + Unpin> PacketWriter<W> {
     pub fn new(inner: W) -> Self {
-        Self { inner, buf: Vec::new() }
+        Self {
+            inner,
+            buf: Vec::new(),
+        }
     }
 
     /// Writes one physical packet with the given sequence id. `payload` must be shorter than

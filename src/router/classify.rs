@@ -293,7 +293,9 @@ fn read_hints(comment: &[u8], flags: &mut u32, max_lag_ms: &mut u32) {
     if let Some(h) = c.strip_prefix(b"sluice:") {
         for part in h.split(|&b| b == b' ' || b == b',') {
             if let Some(v) = part.strip_prefix(b"max_lag=") {
-                let parsed = std::str::from_utf8(v).ok().and_then(|v| humantime::parse_duration(v).ok());
+                let parsed = std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|v| humantime::parse_duration(v).ok());
                 if let Some(d) = parsed {
                     *max_lag_ms = d.as_millis().clamp(1, u32::MAX as u128) as u32;
                 }

@@ -36,7 +36,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         fresh: args.fresh,
         progress: true,
     };
-    let mut sb = Sandbox::start(opts).await?;
+    let sb = Sandbox::start(opts).await?;
     let listen = format!("127.0.0.1:{}", args.base_port + 10);
     let admin = format!("127.0.0.1:{}", args.base_port + 11);
     let cfg = sb.proxy_config(&listen, &admin);

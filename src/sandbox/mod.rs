@@ -95,7 +95,7 @@ impl Sandbox {
             let dir = opts.dir.join(&name);
             servers.push(Server::new(&flavor, &name, port, 1 + i as u32, dir, i > 0));
         }
-        let mut sb = Sandbox {
+        let sb = Sandbox {
             flavor,
             dir: opts.dir.clone(),
             servers,
@@ -116,7 +116,7 @@ impl Sandbox {
             }
         }
         sb.say("starting servers...");
-        for s in sb.servers.iter_mut() {
+        for s in &sb.servers {
             s.start()?;
         }
         for i in 0..sb.servers.len() {
@@ -263,7 +263,7 @@ impl Sandbox {
     }
 
     /// kill -9 of server `i`.
-    pub fn kill(&mut self, i: usize) {
+    pub fn kill(&self, i: usize) {
         self.servers[i].kill();
     }
     pub fn freeze(&self, i: usize) -> Result<(), SandboxError> {
@@ -272,10 +272,11 @@ impl Sandbox {
     pub fn thaw(&self, i: usize) -> Result<(), SandboxError> {
         self.servers[i].signal(libc::SIGCONT)
     }
-    pub fn stop(&mut self, i: usize) {
+    pub fn stop(&self, i: usize) {
         self.servers[i].stop();
     }
-    pub async fn restart(&mut self, i: usize) -> Result<(), SandboxError> {
+    /// Stops (if running) and starts server `i` again on the same data and port.
+    pub async fn restart(&self, i: usize) -> Result<(), SandboxError> {
         self.servers[i].stop();
         self.servers[i].start()?;
         self.servers[i].wait_ready(Duration::from_secs(60)).await
@@ -302,8 +303,8 @@ impl Sandbox {
     }
 
     /// Stops every server (SIGTERM, bounded wait).
-    pub fn shutdown(&mut self) {
-        for s in self.servers.iter_mut().rev() {
+    pub fn shutdown(&self) {
+        for s in self.servers.iter().rev() {
             s.stop();
         }
     }

@@ -5,6 +5,7 @@ use super::{process, SandboxError, ADMIN_PASSWORD, ADMIN_USER};
 use crate::backend::{BackendConn, ConnectOpts};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub struct Server {
@@ -14,7 +15,7 @@ pub struct Server {
     pub dir: PathBuf,
     pub replica: bool,
     flavor: Flavor,
-    child: Option<Child>,
+    child: Mutex<Option<Child>>,
 }
 
 impl Server {
@@ -33,7 +34,7 @@ impl Server {
             dir,
             replica,
             flavor: flavor.clone(),
-            child: None,
+            child: Mutex::new(None),
         }
     }
 
@@ -47,7 +48,15 @@ impl Server {
         self.dir.join("error.log")
     }
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
+        self.child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|c| c.id())
+    }
+
+    fn child(&self) -> std::sync::MutexGuard<'_, Option<Child>> {
+        self.child.lock().unwrap_or_else(|e| e.into_inner())
     }
     pub fn is_initialized(&self) -> bool {
         self.data_dir().join("mysql").is_dir()
@@ -149,7 +158,7 @@ impl Server {
     }
 
     /// Starts the server process (does not wait for readiness).
-    pub fn start(&mut self) -> Result<(), SandboxError> {
+    pub fn start(&self) -> Result<(), SandboxError> {
         let init = self.write_init_file()?;
         let d = &self.dir;
         let mut cmd = Command::new(&self.flavor.server);
@@ -201,7 +210,7 @@ impl Server {
                 self.flavor.server.display()
             ))
         })?;
-        self.child = Some(child);
+        *self.child() = Some(child);
         Ok(())
     }
 
@@ -217,14 +226,21 @@ impl Server {
     }
 
     /// Waits until the server accepts an admin login; fails early if the process exits.
-    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), SandboxError> {
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), SandboxError> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Err(self.fail(&format!("server exited during startup ({status})")));
+            let exited = {
+                let mut child = self.child();
+                match child.as_mut().map(|c| c.try_wait()) {
+                    Some(Ok(Some(status))) => {
+                        *child = None;
+                        Some(status)
+                    }
+                    _ => None,
                 }
+            };
+            if let Some(status) = exited {
+                return Err(self.fail(&format!("server exited during startup ({status})")));
             }
             if BackendConn::connect(&self.admin_opts()).await.is_ok() {
                 return Ok(());
@@ -242,16 +258,16 @@ impl Server {
     }
 
     /// kill -9, and reap.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
+    pub fn kill(&self) {
+        if let Some(mut c) = self.child().take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
     /// SIGTERM and wait (bounded), then SIGKILL.
-    pub fn stop(&mut self) {
-        let Some(mut c) = self.child.take() else {
+    pub fn stop(&self) {
+        let Some(mut c) = self.child().take() else {
             return;
         };
         let _ = process::signal(c.id(), libc::SIGCONT);
@@ -267,8 +283,8 @@ impl Server {
         let _ = c.wait();
     }
 
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    pub fn is_running(&self) -> bool {
+        matches!(self.child().as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 }
 

@@ -51,7 +51,12 @@ impl Session {
 
     /// A lease on a fresh-enough replica for reads, else on the primary (the session's own
     /// if it holds one).
-    async fn acquire(&mut self, target: Target, intent: &Intent, skip: Option<usize>) -> Result<(usize, Lease), SqlError> {
+    async fn acquire(
+        &mut self,
+        target: Target,
+        intent: &Intent,
+        skip: Option<usize>,
+    ) -> Result<(usize, Lease), SqlError> {
         if target == Target::Replica {
             if let Some(r) = self.acquire_replica(intent, skip).await? {
                 return Ok(r);

@@ -18,7 +18,11 @@ fn is_mariadb(lease: &Lease) -> bool {
 
 impl Session {
     /// A replica lease for a read, or `Ok(None)` when the read must go to the primary.
-    pub(super) async fn acquire_replica(&mut self, intent: &Intent, mut skip: Option<usize>) -> Result<Option<(usize, Lease)>, SqlError> {
+    pub(super) async fn acquire_replica(
+        &mut self,
+        intent: &Intent,
+        mut skip: Option<usize>,
+    ) -> Result<Option<(usize, Lease)>, SqlError> {
         let cfg = self.shared.config.load_full();
         let topo = &self.shared.topology;
         let mode = cfg.routing.read_your_writes;
@@ -29,20 +33,42 @@ impl Session {
                 }
             }
         }
-        let gtid = if mode == ReadYourWrites::Gtid { self.state.last_write_gtid.clone() } else { None };
+        let gtid = if mode == ReadYourWrites::Gtid {
+            self.state.last_write_gtid.clone()
+        } else {
+            None
+        };
         let max_lag_us = (intent.max_lag_ms > 0).then(|| intent.max_lag_ms as i64 * 1000);
         let wait = cfg.routing.gtid_wait.0;
         loop {
-            let needs = ReadNeeds { max_lag_us, gtid: gtid.as_deref(), confirmed: self.state.confirmed };
+            let needs = ReadNeeds {
+                max_lag_us,
+                gtid: gtid.as_deref(),
+                confirmed: self.state.confirmed,
+            };
             let known = topo.pick_replica(skip, &needs, true);
             let pick = match known {
                 Some(r) => Some((r, false)),
-                None if gtid.is_some() && !wait.is_zero() => topo.pick_replica(skip, &needs, false).map(|r| (r, true)),
+                None if gtid.is_some() && !wait.is_zero() => {
+                    topo.least_lagged_replica(skip, &needs).map(|r| (r, true))
+                }
                 None => None,
             };
             let Some((r, must_wait)) = pick else {
-                let none_eligible = topo.pick_replica(skip, &ReadNeeds { max_lag_us, ..Default::default() }, true).is_none();
-                if none_eligible && cfg.routing.fallback == Fallback::Error && intent.kind == Kind::Read {
+                let none_eligible = topo
+                    .pick_replica(
+                        skip,
+                        &ReadNeeds {
+                            max_lag_us,
+                            ..Default::default()
+                        },
+                        true,
+                    )
+                    .is_none();
+                if none_eligible
+                    && cfg.routing.fallback == Fallback::Error
+                    && intent.kind == Kind::Read
+                {
                     return Err(SqlError::new(
                         1105,
                         "HY000",
@@ -56,8 +82,7 @@ impl Session {
                     if !must_wait {
                         return Ok(Some((r, lease)));
                     }
-                    let g = gtid.as_deref().map(|_| self.state_gtid_text()).unwrap_or_default();
-                    let sql = wait_sql(is_mariadb(&lease), &g, wait);
+                    let sql = wait_sql(is_mariadb(&lease), &self.last_gtid_text, wait);
                     match lease.query(&sql).await {
                         Ok(res) if res.get("r") == Some("0") => {
                             self.state.confirmed |= 1u64 << (r % 64);
@@ -83,10 +108,6 @@ impl Session {
         }
     }
 
-    fn state_gtid_text(&self) -> String {
-        self.last_gtid_text.clone()
-    }
-
     /// After a successful statement that may have written on the primary (outside a
     /// transaction, or its COMMIT): remember it for read-your-writes.
     pub(super) async fn track_write(&mut self, lease: &mut Lease, intent: &Intent) {
@@ -99,7 +120,11 @@ impl Session {
             ReadYourWrites::Session => self.state.last_write_at = Some(Instant::now()),
             ReadYourWrites::Gtid => {
                 self.state.last_write_at = Some(Instant::now());
-                let sql = if is_mariadb(lease) { "SELECT @@last_gtid AS g" } else { "SELECT @@global.gtid_executed AS g" };
+                let sql = if is_mariadb(lease) {
+                    "SELECT @@last_gtid AS g"
+                } else {
+                    "SELECT @@global.gtid_executed AS g"
+                };
                 match lease.query(sql).await {
                     Ok(r) => {
                         let g = r.get("g").unwrap_or("").trim().to_string();
@@ -115,7 +140,9 @@ impl Session {
                             lease.busy = true; // force discard on return
                         }
                         // without a GTID, play safe: the session reads from the primary
-                        self.state.last_write_gtid = Some(Arc::new(GtidSet::parse("4294967295-0-18446744073709551615")));
+                        self.state.last_write_gtid = Some(Arc::new(GtidSet::parse(
+                            "4294967295-0-18446744073709551615",
+                        )));
                     }
                 }
             }

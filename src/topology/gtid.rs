@@ -44,10 +44,14 @@ impl GtidSet {
 
     /// Whether everything in `needed` is contained in this set.
     pub fn contains(&self, needed: &GtidSet) -> bool {
-        let maria = needed.mariadb.iter().all(|(d, n)| self.mariadb.get(d).is_some_and(|have| have >= n));
+        let maria = needed
+            .mariadb
+            .iter()
+            .all(|(d, n)| self.mariadb.get(d).is_some_and(|have| have >= n));
         let my = needed.mysql.iter().all(|(uuid, ivs)| {
             let have = self.mysql.get(uuid);
-            ivs.iter().all(|&(a, b)| have.is_some_and(|h| h.iter().any(|&(x, y)| x <= a && b <= y)))
+            ivs.iter()
+                .all(|&(a, b)| have.is_some_and(|h| h.iter().any(|&(x, y)| x <= a && b <= y)))
         });
         maria && my
     }
@@ -71,7 +75,9 @@ mod tests {
     fn mysql_sets() {
         let have = GtidSet::parse("3E11FA47-71CA-11E1-9E33-C80AA9429562:1-50:60-70,\n aaaa:1-3");
         assert!(have.contains(&GtidSet::parse("3e11fa47-71ca-11e1-9e33-c80aa9429562:23")));
-        assert!(have.contains(&GtidSet::parse("3e11fa47-71ca-11e1-9e33-c80aa9429562:60-65,aaaa:2")));
+        assert!(have.contains(&GtidSet::parse(
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:60-65,aaaa:2"
+        )));
         assert!(!have.contains(&GtidSet::parse("3e11fa47-71ca-11e1-9e33-c80aa9429562:55")));
         assert!(!have.contains(&GtidSet::parse("bbbb:1")));
     }

@@ -60,9 +60,19 @@ impl Topology {
                 state: BackendState::default(),
             })
             .collect::<Vec<_>>();
-        let primary = backends.iter().position(|b| b.role == Role::Primary).unwrap_or(0);
-        backends[primary].state.writable.store(true, Ordering::Relaxed);
-        Self { backends, primary: AtomicUsize::new(primary), split_brain: AtomicBool::new(false) }
+        let primary = backends
+            .iter()
+            .position(|b| b.role == Role::Primary)
+            .unwrap_or(0);
+        backends[primary]
+            .state
+            .writable
+            .store(true, Ordering::Relaxed);
+        Self {
+            backends,
+            primary: AtomicUsize::new(primary),
+            split_brain: AtomicBool::new(false),
+        }
     }
 
     pub fn primary(&self) -> usize {
@@ -73,7 +83,14 @@ impl Topology {
         self.primary.store(i, Ordering::Relaxed);
     }
 
-    fn can_read(&self, i: usize, b: &Backend, skip: Option<usize>, needs: &ReadNeeds<'_>, check_gtid: bool) -> bool {
+    fn can_read(
+        &self,
+        i: usize,
+        b: &Backend,
+        skip: Option<usize>,
+        needs: &ReadNeeds<'_>,
+        check_gtid: bool,
+    ) -> bool {
         if i == self.primary() || b.weight == 0 || Some(i) == skip || b.pool.is_down() {
             return false;
         }
@@ -94,12 +111,38 @@ impl Topology {
         true
     }
 
+    /// The eligible replica with the least lag (ignoring the GTID requirement): the best one
+    /// to wait on for a write it has probably applied already.
+    pub fn least_lagged_replica(
+        &self,
+        skip: Option<usize>,
+        needs: &ReadNeeds<'_>,
+    ) -> Option<usize> {
+        self.backends
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| self.can_read(*i, b, skip, needs, false))
+            .min_by_key(|(_, b)| b.state.lag_us().unwrap_or(i64::MAX))
+            .map(|(i, _)| i)
+    }
+
     /// A replica for a read: among those eligible, two picked at random by weight, the one
     /// with fewer statements in flight per weight wins. With `check_gtid` false the GTID
     /// requirement is ignored (the caller will wait for it). `None`: no replica can serve.
-    pub fn pick_replica(&self, skip: Option<usize>, needs: &ReadNeeds<'_>, check_gtid: bool) -> Option<usize> {
+    pub fn pick_replica(
+        &self,
+        skip: Option<usize>,
+        needs: &ReadNeeds<'_>,
+        check_gtid: bool,
+    ) -> Option<usize> {
         let ok = |i: usize, b: &Backend| self.can_read(i, b, skip, needs, check_gtid);
-        let total: u64 = self.backends.iter().enumerate().filter(|(i, b)| ok(*i, b)).map(|(_, b)| b.weight as u64).sum();
+        let total: u64 = self
+            .backends
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| ok(*i, b))
+            .map(|(_, b)| b.weight as u64)
+            .sum();
         if total == 0 {
             return None;
         }
@@ -135,7 +178,10 @@ mod tests {
              [[backends]]\nname='p'\naddress='127.0.0.1:3'\nrole='primary'\n",
         );
         for (i, w) in weights.iter().enumerate() {
-            text.push_str(&format!("[[backends]]\nname='r{i}'\naddress='127.0.0.1:{}'\nrole='replica'\nweight={w}\n", 10 + i));
+            text.push_str(&format!(
+                "[[backends]]\nname='r{i}'\naddress='127.0.0.1:{}'\nrole='replica'\nweight={w}\n",
+                10 + i
+            ));
         }
         Config::parse(&text, "t").unwrap()
     }
@@ -160,14 +206,25 @@ mod tests {
     #[test]
     fn down_ineligible_and_lagging_replicas_are_skipped() {
         let t = Topology::from_config(&cfg(&[1, 1]));
-        t.backends[1].pool.mark_down(std::time::Duration::from_secs(60));
+        t.backends[1]
+            .pool
+            .mark_down(std::time::Duration::from_secs(60));
         assert_eq!(pick(&t), Some(2));
         t.backends[2].state.eligible.store(false, Ordering::Relaxed);
         assert_eq!(pick(&t), None);
         let t = Topology::from_config(&cfg(&[1, 1]));
-        t.backends[1].state.heartbeat_lag_us.store(900_000, Ordering::Relaxed);
-        t.backends[2].state.heartbeat_lag_us.store(100_000, Ordering::Relaxed);
-        let needs = ReadNeeds { max_lag_us: Some(500_000), ..Default::default() };
+        t.backends[1]
+            .state
+            .heartbeat_lag_us
+            .store(900_000, Ordering::Relaxed);
+        t.backends[2]
+            .state
+            .heartbeat_lag_us
+            .store(100_000, Ordering::Relaxed);
+        let needs = ReadNeeds {
+            max_lag_us: Some(500_000),
+            ..Default::default()
+        };
         for _ in 0..50 {
             assert_eq!(t.pick_replica(None, &needs, true), Some(2));
         }
@@ -181,11 +238,18 @@ mod tests {
         t.backends[1].state.set_gtid("0-1-10");
         t.backends[2].state.set_gtid("0-1-9");
         let g = GtidSet::parse("0-1-10");
-        let needs = ReadNeeds { gtid: Some(&g), ..Default::default() };
+        let needs = ReadNeeds {
+            gtid: Some(&g),
+            ..Default::default()
+        };
         for _ in 0..50 {
             assert_eq!(t.pick_replica(None, &needs, true), Some(1));
         }
-        let needs = ReadNeeds { gtid: Some(&g), confirmed: 1 << 2, ..Default::default() };
+        let needs = ReadNeeds {
+            gtid: Some(&g),
+            confirmed: 1 << 2,
+            ..Default::default()
+        };
         assert!(t.pick_replica(Some(1), &needs, true) == Some(2));
     }
 
@@ -195,6 +259,9 @@ mod tests {
         t.backends[1].pool.busy.store(10, Ordering::Relaxed);
         let picks: Vec<_> = (0..200).filter_map(|_| pick(&t)).collect();
         let to_busy = picks.iter().filter(|&&i| i == 1).count();
-        assert!(to_busy < 70, "power of two choices should favour the idle replica: {to_busy}/200");
+        assert!(
+            to_busy < 70,
+            "power of two choices should favour the idle replica: {to_busy}/200"
+        );
     }
 }

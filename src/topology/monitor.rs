@@ -39,7 +39,10 @@ pub struct Heartbeat {
 
 impl Heartbeat {
     pub fn new() -> Self {
-        Self { id: rand::random::<u64>() >> 1, epoch: Instant::now() }
+        Self {
+            id: rand::random::<u64>() >> 1,
+            epoch: Instant::now(),
+        }
     }
     fn now_us(&self) -> i64 {
         self.epoch.elapsed().as_micros() as i64
@@ -73,9 +76,19 @@ struct Task {
 }
 
 async fn run(shared: Arc<Shared>, index: usize, mut stop: watch::Receiver<bool>) {
-    let mut t = Task { shared, index, conn: None, fails: 0, oks: 0, heartbeat_table_ready: false, heartbeat_warned: false };
+    let mut t = Task {
+        shared,
+        index,
+        conn: None,
+        fails: 0,
+        oks: 0,
+        heartbeat_table_ready: false,
+        heartbeat_warned: false,
+    };
     loop {
-        let Some(m) = t.shared.config.load().monitor.clone() else { return };
+        let Some(m) = t.shared.config.load().monitor.clone() else {
+            return;
+        };
         let started = Instant::now();
         let result = tokio::time::timeout(m.timeout.0, t.probe(&m)).await;
         let result = match result {
@@ -99,7 +112,10 @@ impl Task {
     async fn probe(&mut self, m: &Monitor) -> Result<Probe, BackendError> {
         if self.conn.is_none() {
             let opts = ConnectOpts {
-                address: self.shared.topology.backends[self.index].pool.address.clone(),
+                address: self.shared.topology.backends[self.index]
+                    .pool
+                    .address
+                    .clone(),
                 user: m.user.clone(),
                 password: m.password.clone(),
                 database: None,
@@ -111,15 +127,25 @@ impl Task {
         }
         let conn = self.conn.as_mut().expect("connected above");
         let mariadb = conn.server_version.contains("MariaDB");
-        let mut p = Probe { version: conn.server_version.clone(), ..Default::default() };
+        let mut p = Probe {
+            version: conn.server_version.clone(),
+            ..Default::default()
+        };
         let vars = if mariadb {
-            conn.query("SELECT @@global.read_only AS ro, 0 AS sro, @@global.gtid_current_pos AS g").await?
+            conn.query("SELECT @@global.read_only AS ro, 0 AS sro, @@global.gtid_current_pos AS g")
+                .await?
         } else {
             conn.query("SELECT @@global.read_only AS ro, @@global.super_read_only AS sro, @@global.gtid_executed AS g").await?
         };
         p.read_only = vars.get("ro") == Some("1") || vars.get("sro") == Some("1");
         p.gtid = vars.get("g").unwrap_or("").to_string();
-        let st = conn.query(if mariadb { "SHOW SLAVE STATUS" } else { "SHOW REPLICA STATUS" }).await?;
+        let st = conn
+            .query(if mariadb {
+                "SHOW SLAVE STATUS"
+            } else {
+                "SHOW REPLICA STATUS"
+            })
+            .await?;
         if !st.rows.is_empty() {
             let get = |a: &str, b: &str| st.get(a).or(st.get(b)).map(str::to_string);
             let io_err = get("Last_IO_Error", "Last_IO_Error").unwrap_or_default();
@@ -127,7 +153,8 @@ impl Task {
             p.replication = Some(Replication {
                 io: yes(get("Slave_IO_Running", "Replica_IO_Running").as_deref()),
                 sql: yes(get("Slave_SQL_Running", "Replica_SQL_Running").as_deref()),
-                behind: get("Seconds_Behind_Master", "Seconds_Behind_Source").and_then(|s| s.parse().ok()),
+                behind: get("Seconds_Behind_Master", "Seconds_Behind_Source")
+                    .and_then(|s| s.parse().ok()),
                 last_error: if sql_err.is_empty() { io_err } else { sql_err },
             });
         }
@@ -158,13 +185,25 @@ impl Task {
                 self.heartbeat_table_ready = r.is_ok();
             }
             if r.is_ok() {
-                r = conn.exec(&format!("REPLACE INTO sluice.heartbeat (id, ts) VALUES ({}, {now})", hb.id)).await;
+                r = conn
+                    .exec(&format!(
+                        "REPLACE INTO sluice.heartbeat (id, ts) VALUES ({}, {now})",
+                        hb.id
+                    ))
+                    .await;
             }
             r.map(|_| None)
         } else {
-            conn.query(&format!("SELECT ts FROM sluice.heartbeat WHERE id = {}", hb.id))
-                .await
-                .map(|r| r.get("ts").and_then(|v| v.parse::<i64>().ok()).map(|ts| (now - ts).max(0)))
+            conn.query(&format!(
+                "SELECT ts FROM sluice.heartbeat WHERE id = {}",
+                hb.id
+            ))
+            .await
+            .map(|r| {
+                r.get("ts")
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .map(|ts| (now - ts).max(0))
+            })
         };
         match res {
             Ok(lag) => lag,
@@ -204,8 +243,10 @@ impl Task {
                 let repl = p.replication.clone().unwrap_or_default();
                 st.io_running.store(repl.io, Ordering::Relaxed);
                 st.sql_running.store(repl.sql, Ordering::Relaxed);
-                st.seconds_behind.store(repl.behind.unwrap_or(-1), Ordering::Relaxed);
-                st.heartbeat_lag_us.store(p.heartbeat_lag_us.unwrap_or(-1), Ordering::Relaxed);
+                st.seconds_behind
+                    .store(repl.behind.unwrap_or(-1), Ordering::Relaxed);
+                st.heartbeat_lag_us
+                    .store(p.heartbeat_lag_us.unwrap_or(-1), Ordering::Relaxed);
                 st.set_gtid(&p.gtid);
                 let mut d = st.detail.lock();
                 d.gtid = p.gtid;
@@ -241,15 +282,28 @@ impl Task {
             (false, "primary".to_string())
         } else if !st.up.load(Ordering::Relaxed) {
             (false, format!("down: {}", st.detail.lock().probe_error))
-        } else if !(st.io_running.load(Ordering::Relaxed) && st.sql_running.load(Ordering::Relaxed)) {
+        } else if !(st.io_running.load(Ordering::Relaxed) && st.sql_running.load(Ordering::Relaxed))
+        {
             let io = st.io_running.load(Ordering::Relaxed);
             let sql = st.sql_running.load(Ordering::Relaxed);
-            (false, format!("replication not running (IO: {io}, SQL: {sql}) {}", st.detail.lock().last_error))
+            (
+                false,
+                format!(
+                    "replication not running (IO: {io}, SQL: {sql}) {}",
+                    st.detail.lock().last_error
+                ),
+            )
         } else {
             match st.lag_us() {
                 None => (false, "lag unknown".to_string()),
-                Some(l) if was && l > max => (false, format!("lag {} > max_replica_lag {}", secs(l), secs(max))),
-                Some(l) if !was && l >= reentry => (false, format!("lag {} not yet below {}", secs(l), secs(reentry))),
+                Some(l) if was && l > max => (
+                    false,
+                    format!("lag {} > max_replica_lag {}", secs(l), secs(max)),
+                ),
+                Some(l) if !was && l >= reentry => (
+                    false,
+                    format!("lag {} not yet below {}", secs(l), secs(reentry)),
+                ),
                 Some(_) => (true, String::new()),
             }
         };
@@ -268,7 +322,11 @@ pub fn resolve_roles(topo: &Topology) {
         .backends
         .iter()
         .enumerate()
-        .filter(|(_, b)| b.state.probed.load(Ordering::Relaxed) && b.state.up.load(Ordering::Relaxed) && b.state.writable.load(Ordering::Relaxed))
+        .filter(|(_, b)| {
+            b.state.probed.load(Ordering::Relaxed)
+                && b.state.up.load(Ordering::Relaxed)
+                && b.state.writable.load(Ordering::Relaxed)
+        })
         .map(|(i, _)| i)
         .collect();
     match writable[..] {
@@ -285,7 +343,10 @@ pub fn resolve_roles(topo: &Topology) {
         [] => {}
         _ => {
             if !topo.split_brain.swap(true, Ordering::Relaxed) {
-                let names: Vec<&str> = writable.iter().map(|&i| topo.backends[i].pool.name.as_str()).collect();
+                let names: Vec<&str> = writable
+                    .iter()
+                    .map(|&i| topo.backends[i].pool.name.as_str())
+                    .collect();
                 tracing::error!(writable = ?names, keeping = %topo.backends[topo.primary()].pool.name,
                     "several backends are writable; keeping the last known primary");
             }

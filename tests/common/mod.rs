@@ -114,3 +114,39 @@ pub fn config_for(name: &str, password: &str) -> Config {
     }];
     cfg
 }
+
+/// GET `path` on the admin listener; returns (status code, body).
+pub async fn admin_get(proxy: &Proxy, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(proxy.admin_addr)
+        .await
+        .expect("admin connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// The /status entry of backend `name`.
+pub async fn backend_status(proxy: &Proxy, name: &str) -> serde_json::Value {
+    let (_, body) = admin_get(proxy, "/status").await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("status is JSON");
+    v["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name)
+        .cloned()
+        .expect("backend in status")
+}

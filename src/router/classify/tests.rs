@@ -183,7 +183,10 @@ fn use_and_kill_arguments() {
 #[test]
 fn max_lag_hint() {
     assert_eq!(c("/* sluice:max_lag=500ms */ SELECT 1").max_lag_ms, 500);
-    assert_eq!(c("/* sluice:replica,max_lag=2s */ SELECT 1").max_lag_ms, 2000);
+    assert_eq!(
+        c("/* sluice:replica,max_lag=2s */ SELECT 1").max_lag_ms,
+        2000
+    );
     assert_eq!(c("/* sluice:max_lag=soon */ SELECT 1").max_lag_ms, 0);
     assert_eq!(c("SELECT 1").max_lag_ms, 0);
 }
