@@ -9,6 +9,7 @@ pub mod backend;
 pub mod config;
 pub mod error;
 pub mod frontend;
+pub mod metrics;
 pub mod pool;
 pub mod protocol;
 pub mod router;

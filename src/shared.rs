@@ -54,12 +54,23 @@ pub struct Shared {
     pub clients: AtomicUsize,
     pub clients_total: AtomicU64,
     pub heartbeat: crate::topology::monitor::Heartbeat,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Shared {
     pub fn new(config: Config, server_version: String) -> Self {
+        let names: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
+        let metrics = crate::metrics::Metrics::new(&names);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        metrics.config_last_reload_success.set(now.as_secs_f64());
+        let topology = Topology::from_config(&config);
+        for b in &topology.backends {
+            let _ = b.pool.wait_histogram.set(metrics.pool_wait_seconds.clone());
+        }
         Self {
-            topology: Topology::from_config(&config),
+            topology,
             config: ArcSwap::from_pointee(config),
             classifier: Classifier::new(),
             server_version,
@@ -68,6 +79,7 @@ impl Shared {
             clients: AtomicUsize::new(0),
             clients_total: AtomicU64::new(0),
             heartbeat: crate::topology::monitor::Heartbeat::new(),
+            metrics,
         }
     }
 

@@ -284,3 +284,109 @@ async fn stored_procedure_multi_results_and_multi_statements() {
         "a multi-statement with a write goes to the primary"
     );
 }
+
+/// Minimal check of the Prometheus text exposition format.
+fn assert_exposition(text: &str) {
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        assert!(
+            value.parse::<f64>().is_ok() || ["NaN", "+Inf", "-Inf"].contains(&value),
+            "bad value: {line}"
+        );
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name: {line}"
+        );
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "unterminated labels: {line}");
+        }
+    }
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{series} not in metrics"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_traffic_with_labels() {
+    let db = database("route_metrics").await;
+    let p = proxy(config()).await;
+    let mut c = client(&p, Some(&db)).await;
+    c.query_drop("CREATE TABLE m (a INT)").await.unwrap();
+    for _ in 0..10 {
+        c.query_drop("SELECT 1").await.unwrap();
+    }
+    c.query_drop("BEGIN").await.unwrap();
+    c.query_drop("INSERT INTO m VALUES (1)").await.unwrap();
+    c.query_drop("COMMIT").await.unwrap();
+    c.query_drop("SELECT * FROM m FOR UPDATE").await.unwrap();
+    assert!(c.query_drop("SELECT * FROM no_such_table").await.is_err());
+    let (code, text) = admin_get(&p, "/metrics").await;
+    assert_eq!(code, 200);
+    assert_exposition(&text);
+    assert_eq!(
+        metric(
+            &text,
+            r#"sluice_queries_total{backend="db0",route="write"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"sluice_queries_total{backend="db0",route="transaction"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"sluice_queries_total{backend="db0",route="locking_read"}"#
+        ),
+        1.0
+    );
+    let reads = metric(&text, r#"sluice_queries_total{backend="db1",route="read"}"#)
+        + metric(&text, r#"sluice_queries_total{backend="db2",route="read"}"#);
+    // mysql_async's connect-time SELECT @@max_allowed_packet..., 10 x SELECT 1, the failing read
+    assert_eq!(reads, 12.0);
+    let errors = metric(&text, r#"sluice_query_errors_total{backend="db1"}"#)
+        + metric(&text, r#"sluice_query_errors_total{backend="db2"}"#);
+    assert_eq!(errors, 1.0);
+    assert_eq!(metric(&text, "sluice_client_connections"), 1.0);
+    assert_eq!(
+        metric(
+            &text,
+            r#"sluice_backend_role{backend="db0",role="primary"}"#
+        ),
+        1.0
+    );
+    assert_eq!(metric(&text, r#"sluice_backend_up{backend="db1"}"#), 1.0);
+    assert!(
+        metric(
+            &text,
+            r#"sluice_query_duration_seconds_count{role="replica"}"#
+        ) >= 11.0
+    );
+    for name in [
+        "sluice_pool_wait_seconds_count",
+        "sluice_failovers_total",
+        "sluice_split_brain",
+        "sluice_config_last_reload_success_timestamp_seconds",
+    ] {
+        assert!(text.contains(name), "{name} missing");
+    }
+}

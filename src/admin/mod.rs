@@ -50,6 +50,11 @@ fn route(shared: &Shared, method: &str, path: &str) -> (&'static str, &'static s
         ("GET", "/live") => ("200 OK", "text/plain", "ok\n".into()),
         ("GET", "/ready") => ("200 OK", "text/plain", "ready\n".into()),
         ("GET", "/status") => ("200 OK", "application/json", status(shared).to_string()),
+        ("GET", "/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            shared.metrics.render(shared),
+        ),
         _ => ("404 Not Found", "text/plain", "not found\n".into()),
     }
 }

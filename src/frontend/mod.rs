@@ -63,6 +63,7 @@ pub async fn accept_loop(
         }
         shared.clients.fetch_add(1, Ordering::Relaxed);
         shared.clients_total.fetch_add(1, Ordering::Relaxed);
+        shared.metrics.client_connections_total.inc();
         let id = shared.next_connection_id();
         let handle = Arc::new(SessionHandle::new(id));
         shared.sessions.lock().insert(id, handle.clone());

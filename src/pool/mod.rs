@@ -30,6 +30,8 @@ pub struct BackendPool {
     /// Milliseconds since `epoch` until which new connections are not attempted.
     down_until_ms: AtomicU64,
     epoch: Instant,
+    /// `sluice_pool_wait_seconds`, observed when a checkout had to wait.
+    pub wait_histogram: std::sync::OnceLock<prometheus::Histogram>,
 }
 
 /// A checked-out backend connection.
@@ -113,6 +115,7 @@ impl BackendPool {
             busy: AtomicUsize::new(0),
             down_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
+            wait_histogram: std::sync::OnceLock::new(),
         }
     }
 
@@ -155,10 +158,17 @@ impl BackendPool {
     ) -> Result<Lease, SqlError> {
         let permit = match self.limit.clone().try_acquire_owned() {
             Ok(p) => p,
-            Err(_) => match tokio::time::timeout(wait, self.limit.clone().acquire_owned()).await {
-                Ok(Ok(p)) => p,
-                _ => return Err(SqlError::pool_timeout(&self.name, wait)),
-            },
+            Err(_) => {
+                let started = Instant::now();
+                let r = tokio::time::timeout(wait, self.limit.clone().acquire_owned()).await;
+                if let Some(h) = self.wait_histogram.get() {
+                    h.observe(started.elapsed().as_secs_f64());
+                }
+                match r {
+                    Ok(Ok(p)) => p,
+                    _ => return Err(SqlError::pool_timeout(&self.name, wait)),
+                }
+            }
         };
         self.busy.fetch_add(1, Ordering::Relaxed);
         let mut lease = Lease {

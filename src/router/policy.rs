@@ -21,6 +21,8 @@ pub enum Reason {
     Hint,
     Pinned,
     Local,
+    /// A read that went to the primary because no replica could take it.
+    Fallback,
 }
 
 impl Reason {
@@ -34,7 +36,13 @@ impl Reason {
             Reason::Hint => "hint",
             Reason::Pinned => "pinned",
             Reason::Local => "local",
+            Reason::Fallback => "fallback",
         }
+    }
+
+    /// Position in `metrics::REASONS`.
+    pub fn index(self) -> usize {
+        self as usize
     }
 }
 

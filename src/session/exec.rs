@@ -5,7 +5,7 @@ use crate::backend::{BackendError, ConnectOpts};
 use crate::error::SqlError;
 use crate::pool::{BackendPool, Lease};
 use crate::protocol::relay::{Expect, Outcome, Relay, RelayError};
-use crate::router::{flag, Intent, Kind, Target};
+use crate::router::{flag, Intent, Kind, Reason, Target};
 use std::sync::Arc;
 
 /// Session bookkeeping to do when the command succeeds.
@@ -46,7 +46,13 @@ impl Session {
         let slot = BackendPool::slot(self.login.user_index, self.found_rows);
         let wait = self.shared.config.load().pool.checkout_timeout.0;
         let opts = self.connect_opts(backend);
-        pool.checkout(slot, &opts, wait).await
+        let r = pool.checkout(slot, &opts, wait).await;
+        if matches!(&r, Err(e) if e.code == 1040) {
+            if let Some(b) = self.shared.metrics.backends.get(backend) {
+                b.pool_timeouts.inc();
+            }
+        }
+        r
     }
 
     /// A lease on a fresh-enough replica for reads, else on the primary (the session's own
@@ -74,10 +80,11 @@ impl Session {
         &mut self,
         payload: &[u8],
         expect: Expect,
-        target: Target,
+        (target, reason): (Target, Reason),
         intent: &Intent,
         on_ok: OnOk,
     ) -> Result<(), Fatal> {
+        let started = std::time::Instant::now();
         let mut held = self.held.take();
         let mut skip = None;
         for attempt in 0..3 {
@@ -120,6 +127,7 @@ impl Session {
                     if outcome.err.is_none() && idx == self.shared.topology.primary() {
                         self.track_write(&mut lease, intent).await;
                     }
+                    self.count(idx, target, reason, outcome.err.is_some(), started);
                     self.after(idx, lease, target, intent, on_ok, outcome);
                     return Ok(());
                 }
@@ -141,12 +149,42 @@ impl Session {
                         skip = Some(idx);
                         continue;
                     }
+                    self.count(idx, target, reason, true, started);
                     let msg = format!("Lost connection to backend {name} during query: {error}");
                     return self.send_err(&SqlError::new(2013, "HY000", msg)).await;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Metrics for one statement (pre-resolved handles only).
+    fn count(
+        &self,
+        idx: usize,
+        target: Target,
+        reason: Reason,
+        failed: bool,
+        started: std::time::Instant,
+    ) {
+        let m = &self.shared.metrics;
+        let Some(b) = m.backends.get(idx) else { return };
+        let is_primary = idx == self.shared.topology.primary();
+        let reason = if target == Target::Replica && is_primary {
+            Reason::Fallback
+        } else {
+            reason
+        };
+        b.queries[reason.index()].inc();
+        if failed {
+            b.errors.inc();
+        }
+        let h = if is_primary {
+            &m.query_duration_primary
+        } else {
+            &m.query_duration_replica
+        };
+        h.observe(started.elapsed().as_secs_f64());
     }
 
     /// The session's primary connection died: whatever lived on it (transaction, temporary

@@ -16,7 +16,7 @@ use crate::pool::Lease;
 use crate::protocol::packet::{PacketReader, PacketWriter, ReadError};
 use crate::protocol::relay::Expect;
 use crate::protocol::{cmd, reply, CapabilityFlags};
-use crate::router::{Kind, Target};
+use crate::router::{Kind, Reason, Target};
 use crate::shared::{SessionHandle, Shared};
 use prepared::Prepared;
 use state::SessionState;
@@ -237,8 +237,8 @@ impl Session {
             },
             _ => exec::OnOk::Nothing,
         };
-        let (target, _reason) = crate::router::route(&intent, &self.view());
-        self.execute(packet, Expect::ResultSets, target, &intent, on_ok)
+        let route = crate::router::route(&intent, &self.view());
+        self.execute(packet, Expect::ResultSets, route, &intent, on_ok)
             .await
     }
 
@@ -248,7 +248,7 @@ impl Session {
         self.execute(
             packet,
             Expect::Single,
-            Target::Primary,
+            (Target::Primary, Reason::Session),
             &intent,
             exec::OnOk::SetDb(db),
         )
@@ -260,7 +260,7 @@ impl Session {
         self.execute(
             packet,
             expect,
-            Target::Primary,
+            (Target::Primary, Reason::Session),
             &intent,
             exec::OnOk::Nothing,
         )

@@ -7,7 +7,7 @@ use crate::error::SqlError;
 use crate::pool::Lease;
 use crate::protocol::relay::{Expect, Relay};
 use crate::protocol::{cmd, stmt};
-use crate::router::{flag, Intent, Target};
+use crate::router::{flag, Intent, Reason, Target};
 use std::sync::Arc;
 
 /// Statements a backend connection keeps prepared before Sluice closes the oldest.
@@ -35,7 +35,7 @@ impl Session {
     pub(super) async fn stmt_prepare(&mut self, packet: &[u8]) -> Result<(), Fatal> {
         let sql: Arc<str> = Arc::from(String::from_utf8_lossy(&packet[1..]).as_ref());
         let intent = self.shared.classifier.classify(sql.as_bytes());
-        let (target, _) = crate::router::route(&intent, &self.view());
+        let route = crate::router::route(&intent, &self.view());
         let id = self.next_stmt_id;
         self.next_stmt_id = self.next_stmt_id.wrapping_add(1).max(1);
         let placeholder = Prepared {
@@ -49,7 +49,7 @@ impl Session {
         self.execute(
             packet,
             Expect::Prepare,
-            target,
+            route,
             &intent,
             OnOk::Prepared(id, sql),
         )
@@ -85,11 +85,11 @@ impl Session {
             // an open cursor lives on one connection: pin the session to the primary
             intent.flags |= flag::PIN;
         }
-        let (mut target, _) = crate::router::route(&intent, &self.view());
+        let mut route = crate::router::route(&intent, &self.view());
         if cursor {
-            target = Target::Primary;
+            route = (Target::Primary, Reason::Pinned);
         }
-        self.execute(packet, Expect::ResultSets, target, &intent, OnOk::Nothing)
+        self.execute(packet, Expect::ResultSets, route, &intent, OnOk::Nothing)
             .await?;
         if let Some(p) = self.stmts.get_mut(&id) {
             p.long_data.clear();
@@ -112,7 +112,7 @@ impl Session {
         self.execute(
             packet,
             Expect::Rows,
-            Target::Primary,
+            (Target::Primary, Reason::Pinned),
             &intent,
             OnOk::Nothing,
         )

@@ -1,0 +1,281 @@
+//! Prometheus metrics. Hot-path counters are pre-resolved handles (no label lookups per
+//! query); gauges describing topology and pools are filled in at scrape time.
+
+use crate::router::Reason;
+use crate::shared::Shared;
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::sync::atomic::Ordering;
+
+/// Every route reason, in `Reason::index` order (metric label values).
+pub const REASONS: [Reason; 9] = [
+    Reason::Read,
+    Reason::Write,
+    Reason::Transaction,
+    Reason::LockingRead,
+    Reason::Session,
+    Reason::Hint,
+    Reason::Pinned,
+    Reason::Local,
+    Reason::Fallback,
+];
+
+/// Handles for one backend, resolved once.
+pub struct BackendMetrics {
+    pub queries: Vec<IntCounter>,
+    pub errors: IntCounter,
+    pub pool_timeouts: IntCounter,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub client_connections: IntGauge,
+    pub client_connections_total: IntCounter,
+    pub query_duration_primary: Histogram,
+    pub query_duration_replica: Histogram,
+    backend_up: IntGaugeVec,
+    backend_role: IntGaugeVec,
+    replication_lag: GaugeVec,
+    backend_eligible: IntGaugeVec,
+    pool_connections: IntGaugeVec,
+    pub pool_wait_seconds: Histogram,
+    pub failovers_total: IntCounter,
+    pub switchovers_total: IntCounter,
+    pub config_reloads_total: IntCounterVec,
+    pub config_last_reload_success: Gauge,
+    pub split_brain: IntGauge,
+    pub backends: Vec<BackendMetrics>,
+}
+
+fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
+    r.register(Box::new(c.clone()))
+        .expect("metric names are unique");
+    c
+}
+
+impl Metrics {
+    pub fn new(backend_names: &[String]) -> Metrics {
+        let r = Registry::new();
+        let o = Opts::new;
+        let queries_total = reg(
+            &r,
+            IntCounterVec::new(
+                o(
+                    "sluice_queries_total",
+                    "Statements forwarded, by backend and routing reason",
+                ),
+                &["backend", "route"],
+            )
+            .unwrap(),
+        );
+        let query_errors_total = reg(
+            &r,
+            IntCounterVec::new(
+                o(
+                    "sluice_query_errors_total",
+                    "Statements that ended in an error, by backend",
+                ),
+                &["backend"],
+            )
+            .unwrap(),
+        );
+        let pool_timeouts_total = reg(
+            &r,
+            IntCounterVec::new(
+                o(
+                    "sluice_pool_timeouts_total",
+                    "Checkouts that timed out, by backend",
+                ),
+                &["backend"],
+            )
+            .unwrap(),
+        );
+        let buckets = vec![
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            2.5, 5.0, 10.0,
+        ];
+        let duration = reg(
+            &r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "sluice_query_duration_seconds",
+                    "Statement time through Sluice, by backend role",
+                )
+                .buckets(buckets.clone()),
+                &["role"],
+            )
+            .unwrap(),
+        );
+        let backends = backend_names
+            .iter()
+            .map(|b| BackendMetrics {
+                queries: REASONS
+                    .iter()
+                    .map(|reason| queries_total.with_label_values(&[b.as_str(), reason.as_str()]))
+                    .collect(),
+                errors: query_errors_total.with_label_values(&[b.as_str()]),
+                pool_timeouts: pool_timeouts_total.with_label_values(&[b.as_str()]),
+            })
+            .collect();
+        let reloads = reg(
+            &r,
+            IntCounterVec::new(
+                o(
+                    "sluice_config_reloads_total",
+                    "Configuration reloads by result",
+                ),
+                &["result"],
+            )
+            .unwrap(),
+        );
+        for result in ["success", "failure"] {
+            reloads.with_label_values(&[result]);
+        }
+        Metrics {
+            client_connections: reg(
+                &r,
+                IntGauge::new("sluice_client_connections", "Client connections open").unwrap(),
+            ),
+            client_connections_total: reg(
+                &r,
+                IntCounter::new(
+                    "sluice_client_connections_total",
+                    "Client connections accepted",
+                )
+                .unwrap(),
+            ),
+            query_duration_primary: duration.with_label_values(&["primary"]),
+            query_duration_replica: duration.with_label_values(&["replica"]),
+            backend_up: reg(
+                &r,
+                IntGaugeVec::new(
+                    o(
+                        "sluice_backend_up",
+                        "1 when the backend passes health checks",
+                    ),
+                    &["backend"],
+                )
+                .unwrap(),
+            ),
+            backend_role: reg(
+                &r,
+                IntGaugeVec::new(
+                    o("sluice_backend_role", "1 for the backend's current role"),
+                    &["backend", "role"],
+                )
+                .unwrap(),
+            ),
+            replication_lag: reg(
+                &r,
+                GaugeVec::new(
+                    o(
+                        "sluice_replication_lag_seconds",
+                        "Replication lag used for routing (heartbeat, else Seconds_Behind)",
+                    ),
+                    &["backend"],
+                )
+                .unwrap(),
+            ),
+            backend_eligible: reg(
+                &r,
+                IntGaugeVec::new(
+                    o(
+                        "sluice_backend_eligible",
+                        "1 when the replica may take reads",
+                    ),
+                    &["backend"],
+                )
+                .unwrap(),
+            ),
+            pool_connections: reg(
+                &r,
+                IntGaugeVec::new(
+                    o("sluice_pool_connections", "Backend connections by state"),
+                    &["backend", "state"],
+                )
+                .unwrap(),
+            ),
+            pool_wait_seconds: reg(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "sluice_pool_wait_seconds",
+                        "Time spent waiting for a backend connection when none was free",
+                    )
+                    .buckets(buckets),
+                )
+                .unwrap(),
+            ),
+            failovers_total: reg(
+                &r,
+                IntCounter::new("sluice_failovers_total", "Automatic failovers performed").unwrap(),
+            ),
+            switchovers_total: reg(
+                &r,
+                IntCounter::new("sluice_switchovers_total", "Planned switchovers performed")
+                    .unwrap(),
+            ),
+            config_reloads_total: reloads,
+            config_last_reload_success: reg(
+                &r,
+                Gauge::new(
+                    "sluice_config_last_reload_success_timestamp_seconds",
+                    "Unix time of the last successful configuration load",
+                )
+                .unwrap(),
+            ),
+            split_brain: reg(
+                &r,
+                IntGauge::new(
+                    "sluice_split_brain",
+                    "1 while more than one backend is writable",
+                )
+                .unwrap(),
+            ),
+            registry: r,
+            backends,
+        }
+    }
+
+    /// Prometheus text exposition of everything, refreshing the scrape-time gauges first.
+    pub fn render(&self, shared: &Shared) -> String {
+        let topo = &shared.topology;
+        let primary = topo.primary();
+        self.client_connections
+            .set(shared.clients.load(Ordering::Relaxed) as i64);
+        self.split_brain
+            .set(topo.split_brain.load(Ordering::Relaxed) as i64);
+        for (i, b) in topo.backends.iter().enumerate() {
+            let name = b.pool.name.as_str();
+            let st = &b.state;
+            let up = st.up.load(Ordering::Relaxed) && !b.pool.is_down();
+            self.backend_up.with_label_values(&[name]).set(up as i64);
+            self.backend_role
+                .with_label_values(&[name, "primary"])
+                .set((i == primary) as i64);
+            self.backend_role
+                .with_label_values(&[name, "replica"])
+                .set((i != primary) as i64);
+            let lag = if i == primary { Some(0) } else { st.lag_us() };
+            self.replication_lag
+                .with_label_values(&[name])
+                .set(lag.map(|l| l as f64 / 1e6).unwrap_or(f64::NAN));
+            let eligible =
+                i != primary && up && b.weight > 0 && st.eligible.load(Ordering::Relaxed);
+            self.backend_eligible
+                .with_label_values(&[name])
+                .set(eligible as i64);
+            self.pool_connections
+                .with_label_values(&[name, "busy"])
+                .set(b.pool.busy.load(Ordering::Relaxed) as i64);
+            self.pool_connections
+                .with_label_values(&[name, "idle"])
+                .set(b.pool.idle_count() as i64);
+        }
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
