@@ -23,6 +23,8 @@ pub struct Config {
     #[serde(default)]
     pub monitor: Option<Monitor>,
     #[serde(default)]
+    pub failover: Failover,
+    #[serde(default)]
     pub log: Log,
 }
 
@@ -46,6 +48,51 @@ pub struct Monitor {
     /// Write a heartbeat row on the primary (schema `sluice`) for sub-second lag.
     #[serde(default = "defaults::yes")]
     pub heartbeat: bool,
+}
+
+/// Automatic failover and planned switchover (actions run as the monitor user).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Failover {
+    /// Promote a replica when the primary fails. When false Sluice still follows whichever
+    /// backend became writable (external failover tools).
+    #[serde(default)]
+    pub enabled: bool,
+    /// How long the primary must fail health checks (default: 3 monitor intervals).
+    #[serde(default)]
+    pub after: Option<Dur>,
+    /// Credentials replicas use to replicate from the promoted primary.
+    #[serde(default)]
+    pub replication_user: String,
+    #[serde(default)]
+    pub replication_password: String,
+    /// Backends never promoted.
+    #[serde(default)]
+    pub never_promote: Vec<String>,
+    /// New writes wait this long for a new primary instead of failing.
+    #[serde(default = "defaults::hold_writes")]
+    pub hold_writes: Dur,
+    /// Bounded wait for the candidate to apply its relay log before promotion.
+    #[serde(default = "defaults::relay_wait")]
+    pub relay_log_wait: Dur,
+    /// Re-point a returning old primary as a replica when its history allows it.
+    #[serde(default)]
+    pub auto_rejoin: bool,
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            after: None,
+            replication_user: String::new(),
+            replication_password: String::new(),
+            never_promote: Vec::new(),
+            hold_writes: defaults::hold_writes(),
+            relay_log_wait: defaults::relay_wait(),
+            auto_rejoin: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -251,6 +298,12 @@ mod defaults {
     }
     pub fn gtid_wait() -> Dur {
         Dur(Duration::from_millis(50))
+    }
+    pub fn hold_writes() -> Dur {
+        Dur(Duration::from_secs(10))
+    }
+    pub fn relay_wait() -> Dur {
+        Dur(Duration::from_secs(5))
     }
     pub fn monitor_interval() -> Dur {
         Dur(Duration::from_millis(500))

@@ -114,6 +114,56 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
     if cfg.pool.checkout_timeout.0.is_zero() {
         bad("pool.checkout_timeout".into(), "must be greater than zero");
     }
+    let r = &cfg.routing;
+    if r.max_replica_lag.0.is_zero() {
+        bad(
+            "routing.max_replica_lag".into(),
+            "must be greater than zero",
+        );
+    }
+    if r.reentry() > r.max_replica_lag.0 {
+        bad(
+            "routing.lag_reentry".into(),
+            "must not exceed routing.max_replica_lag",
+        );
+    }
+    if let Some(m) = &cfg.monitor {
+        if m.user.is_empty() {
+            bad("monitor.user".into(), "must not be empty");
+        }
+        if m.interval.0 < std::time::Duration::from_millis(10) {
+            bad("monitor.interval".into(), "must be at least 10ms");
+        }
+        if m.timeout.0.is_zero() {
+            bad("monitor.timeout".into(), "must be greater than zero");
+        }
+        if m.fail_after == 0 || m.recover_after == 0 {
+            bad(
+                "monitor.fail_after".into(),
+                "fail_after and recover_after must be at least 1",
+            );
+        }
+    }
+    let f = &cfg.failover;
+    if f.enabled {
+        if cfg.monitor.is_none() {
+            bad(
+                "failover.enabled".into(),
+                "failover needs a [monitor] section",
+            );
+        }
+        if f.replication_user.is_empty() {
+            bad(
+                "failover.replication_user".into(),
+                "required when failover is enabled",
+            );
+        }
+    }
+    for (i, n) in f.never_promote.iter().enumerate() {
+        if !cfg.backends.iter().any(|b| &b.name == n) {
+            bad(format!("failover.never_promote[{i}]"), "names no backend");
+        }
+    }
     if cfg
         .log
         .level
@@ -160,6 +210,39 @@ mod tests {
             "backends[0].address",
             "backends",
             "pool.max_connections_per_backend",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "missing {k} in {keys:?}");
+        }
+    }
+
+    #[test]
+    fn routing_monitor_and_failover_problems() {
+        let text = r#"
+            [listen]
+            address = "127.0.0.1:1"
+            [admin]
+            address = "127.0.0.1:2"
+            [[users]]
+            name = "app"
+            password = "x"
+            [[backends]]
+            name = "a"
+            address = "127.0.0.1:3"
+            role = "primary"
+            [routing]
+            max_replica_lag = "1s"
+            lag_reentry = "2s"
+            [failover]
+            enabled = true
+            never_promote = ["nope"]
+        "#;
+        let cfg: Config = toml::from_str(text).unwrap();
+        let keys: Vec<String> = validate(&cfg).into_iter().map(|p| p.key).collect();
+        for k in [
+            "routing.lag_reentry",
+            "failover.enabled",
+            "failover.replication_user",
+            "failover.never_promote[0]",
         ] {
             assert!(keys.iter().any(|x| x == k), "missing {k} in {keys:?}");
         }
