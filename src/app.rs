@@ -84,6 +84,7 @@ impl Proxy {
             tokio::spawn(crate::admin::serve(shared.clone(), admin, stop_rx.clone())),
         ];
         tasks.extend(crate::topology::monitor::spawn(&shared, &stop_rx));
+        tasks.extend(crate::failover::spawn(&shared, &stop_rx));
         tracing::info!(%addr, %admin_addr, version = %shared.server_version, "sluice is serving");
         Ok(Proxy {
             addr,

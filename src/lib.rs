@@ -8,6 +8,7 @@ pub mod app;
 pub mod backend;
 pub mod config;
 pub mod error;
+pub mod failover;
 pub mod frontend;
 pub mod metrics;
 pub mod pool;

@@ -31,6 +31,15 @@ enum Command {
     },
     /// Start a local primary + replicas (MariaDB or MySQL) with Sluice in front.
     Sandbox(sluice::sandbox::cli::Args),
+    /// Planned switchover of a running Sluice (POST /switchover on its admin address).
+    Switchover {
+        /// Admin address of the running Sluice, e.g. 127.0.0.1:9033.
+        #[arg(long)]
+        admin: String,
+        /// Backend to promote (default: the best candidate).
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 fn init_logging(level: &str) {
@@ -67,6 +76,33 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A minimal HTTP POST to the admin listener; returns (status code, body).
+async fn http_post(addr: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = addr.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((
+        code,
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    ))
 }
 
 fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
@@ -110,6 +146,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging(&cfg.log.level);
             runtime(cfg.listen.worker_threads)?.block_on(sluice::app::run(cfg))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Switchover { admin, to } => {
+            let body = match to {
+                Some(t) => serde_json::json!({ "to": t }).to_string(),
+                None => String::new(),
+            };
+            let (code, reply) = runtime(1)?.block_on(http_post(&admin, "/switchover", &body))?;
+            println!("{reply}");
+            Ok(if code == 200 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Sandbox(args) => {
             init_logging("warn");

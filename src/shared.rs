@@ -55,6 +55,9 @@ pub struct Shared {
     pub clients_total: AtomicU64,
     pub heartbeat: crate::topology::monitor::Heartbeat,
     pub metrics: crate::metrics::Metrics,
+    pub failover: crate::failover::Failover,
+    /// Statements executing on the primary right now (switchover drains them).
+    pub primary_inflight: AtomicUsize,
 }
 
 impl Shared {
@@ -80,6 +83,8 @@ impl Shared {
             clients_total: AtomicU64::new(0),
             heartbeat: crate::topology::monitor::Heartbeat::new(),
             metrics,
+            failover: crate::failover::Failover::default(),
+            primary_inflight: AtomicUsize::new(0),
         }
     }
 

@@ -1,4 +1,5 @@
-//! Admin HTTP listener: GET /live, /ready, /status. A deliberately tiny HTTP/1.1 server.
+//! Admin HTTP listener: GET /live, /ready, /status, /metrics; POST /switchover. A deliberately
+//! tiny HTTP/1.1 server (one request per connection).
 
 use crate::shared::Shared;
 use serde_json::json;
@@ -17,25 +18,49 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, mut stop: watch::
         };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(10), handle(shared, stream)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(60), handle(shared, stream)).await;
         });
     }
 }
 
 async fn handle(shared: Arc<Shared>, mut stream: TcpStream) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 8192];
-    let mut n = 0;
-    while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
-        let r = stream.read(&mut buf[n..]).await?;
-        if r == 0 {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 64 * 1024 {
+            return Ok(());
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .map(|(_, v)| v.trim().parse::<usize>().unwrap_or(0))
+        })
+        .unwrap_or(0)
+        .min(64 * 1024);
+    while buf.len() < head_end + length {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
             break;
         }
-        n += r;
+        buf.extend_from_slice(&chunk[..n]);
     }
-    let req = String::from_utf8_lossy(&buf[..n]);
-    let mut parts = req.split_whitespace();
+    let body =
+        String::from_utf8_lossy(&buf[head_end..buf.len().min(head_end + length)]).into_owned();
+    let mut parts = head.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (code, ctype, body) = route(&shared, method, path);
+    let (code, ctype, body) = route(&shared, method, path, &body).await;
     let head = format!(
         "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -45,7 +70,9 @@ async fn handle(shared: Arc<Shared>, mut stream: TcpStream) -> std::io::Result<(
     stream.shutdown().await
 }
 
-fn route(shared: &Shared, method: &str, path: &str) -> (&'static str, &'static str, String) {
+type Reply = (&'static str, &'static str, String);
+
+async fn route(shared: &Arc<Shared>, method: &str, path: &str, body: &str) -> Reply {
     match (method, path) {
         ("GET", "/live") => ("200 OK", "text/plain", "ok\n".into()),
         ("GET", "/ready") => ("200 OK", "text/plain", "ready\n".into()),
@@ -55,7 +82,37 @@ fn route(shared: &Shared, method: &str, path: &str) -> (&'static str, &'static s
             "text/plain; version=0.0.4",
             shared.metrics.render(shared),
         ),
+        ("POST", "/switchover") => switchover(shared, body).await,
         _ => ("404 Not Found", "text/plain", "not found\n".into()),
+    }
+}
+
+async fn switchover(shared: &Arc<Shared>, body: &str) -> Reply {
+    let to =
+        if body.trim().is_empty() {
+            None
+        } else {
+            match serde_json::from_str::<serde_json::Value>(body) {
+                Ok(v) => v.get("to").and_then(|t| t.as_str()).map(str::to_string),
+                Err(e) => return (
+                    "400 Bad Request",
+                    "application/json",
+                    json!({"error": format!("body must be JSON like {{\"to\": \"db2\"}}: {e}")})
+                        .to_string(),
+                ),
+            }
+        };
+    match crate::failover::switchover(shared, to.as_deref()).await {
+        Ok(t) => (
+            "200 OK",
+            "application/json",
+            json!({"result": "success", "timeline": t}).to_string(),
+        ),
+        Err(e) => (
+            "409 Conflict",
+            "application/json",
+            json!({"error": e}).to_string(),
+        ),
     }
 }
 
@@ -75,6 +132,7 @@ pub fn status(shared: &Shared) -> serde_json::Value {
         "primary": topo.backends.get(primary).map(|b| b.pool.name.clone()),
         "split_brain": topo.split_brain.load(Ordering::Relaxed),
         "monitoring": monitored,
+        "failover": *shared.failover.status.lock(),
         "backends": backends,
     })
 }

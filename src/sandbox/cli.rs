@@ -39,7 +39,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let sb = Sandbox::start(opts).await?;
     let listen = format!("127.0.0.1:{}", args.base_port + 10);
     let admin = format!("127.0.0.1:{}", args.base_port + 11);
-    let cfg = sb.proxy_config(&listen, &admin);
+    let mut cfg = sb.proxy_config(&listen, &admin);
+    cfg.failover.enabled = true;
     let cfg_path = dir.join("sluice.toml");
     std::fs::write(&cfg_path, toml::to_string_pretty(&cfg)?)?;
     let proxy = Proxy::start(cfg).await?;

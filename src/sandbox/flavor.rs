@@ -141,8 +141,9 @@ impl Flavor {
     /// Privileges of the monitor user.
     pub fn monitor_grants(&self) -> &'static str {
         match self.kind {
-            Kind::MariaDb => "REPLICATION CLIENT, REPLICA MONITOR, BINLOG MONITOR, PROCESS",
-            Kind::MySql => "REPLICATION CLIENT, PROCESS",
+            // monitoring, plus what failover actions need (read_only, replication control)
+            Kind::MariaDb => "REPLICATION CLIENT, REPLICA MONITOR, BINLOG MONITOR, PROCESS, SUPER, REPLICATION SLAVE ADMIN, READ_ONLY ADMIN, RELOAD",
+            Kind::MySql => "REPLICATION CLIENT, PROCESS, SUPER, RELOAD, REPLICATION_SLAVE_ADMIN, SYSTEM_VARIABLES_ADMIN",
         }
     }
 }

@@ -297,7 +297,8 @@ impl Sandbox {
         }
         text.push_str("[pool]\nmax_connections_per_backend = 100\nconnect_timeout = \"2s\"\ncheckout_timeout = \"3s\"\n\n");
         text.push_str(&format!(
-            "[monitor]\nuser = \"{MONITOR_USER}\"\npassword = \"{MONITOR_PASSWORD}\"\ninterval = \"500ms\"\n"
+            "[monitor]\nuser = \"{MONITOR_USER}\"\npassword = \"{MONITOR_PASSWORD}\"\ninterval = \"500ms\"\n\n\
+             [failover]\nenabled = false\nreplication_user = \"{REPL_USER}\"\nreplication_password = \"{REPL_PASSWORD}\"\n"
         ));
         Config::parse(&text, "sandbox").expect("generated sandbox config is valid")
     }

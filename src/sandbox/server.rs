@@ -184,11 +184,14 @@ impl Server {
             .arg("--innodb-use-native-aio=0");
         match self.flavor.kind {
             Kind::MariaDb => {
+                // replicas notice a dead or frozen primary within seconds (heartbeat = half of it)
+                cmd.arg("--slave-net-timeout=4");
                 cmd.arg("--log-slave-updates=ON")
                     .arg("--gtid-strict-mode=ON")
                     .arg("--innodb-log-file-size=48M");
             }
             Kind::MySql => {
+                cmd.arg("--replica-net-timeout=4");
                 cmd.arg("--gtid-mode=ON")
                     .arg("--enforce-gtid-consistency=ON")
                     .arg("--log-replica-updates=ON")

@@ -71,8 +71,38 @@ impl Session {
         if let Some(p) = self.primary.take() {
             return Ok(p);
         }
-        let p = self.shared.topology.primary();
-        Ok((p, self.checkout(p).await?))
+        let shared = self.shared.clone();
+        let hold = shared.config.load().failover.hold_writes.0;
+        let p = shared.topology.primary();
+        if shared
+            .failover
+            .holding
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            // failover or switchover in progress: wait for the new primary instead of failing
+            shared
+                .failover
+                .wait_for_primary(&shared, usize::MAX, hold)
+                .await;
+        }
+        let p = if p == shared.topology.primary() {
+            p
+        } else {
+            shared.topology.primary()
+        };
+        match self.checkout(p).await {
+            Ok(l) => Ok((p, l)),
+            Err(e) if e.code != 1040 && shared.config.load().failover.enabled => {
+                tracing::warn!(error = %e, "primary unreachable; holding the write for a new primary");
+                if shared.failover.wait_for_primary(&shared, p, hold).await {
+                    let np = shared.topology.primary();
+                    Ok((np, self.checkout(np).await?))
+                } else {
+                    Err(e)
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Runs `payload` on a backend chosen by `target`, streaming the reply to the client.
@@ -194,6 +224,9 @@ impl Session {
             tracing::warn!(
                 "primary connection lost; transaction and connection-bound state discarded"
             );
+            if self.state.in_transaction() {
+                self.tx_lost = true;
+            }
             self.state.pins = 0;
             self.state.user_vars = false;
             self.state.status = crate::protocol::status::AUTOCOMMIT;
@@ -209,6 +242,12 @@ impl Session {
         on_ok: &OnOk,
     ) -> Result<Outcome, RunError> {
         self.handle.set_running(idx, lease.thread_id);
+        let on_primary = idx == self.shared.topology.primary();
+        if on_primary {
+            self.shared
+                .primary_inflight
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let fail = |e: BackendError| RunError::Backend {
             sent: 0,
             error: e.to_string(),
@@ -225,6 +264,11 @@ impl Session {
             relay.stmt_id_for_client = Some(*id);
         }
         let res = relay.run(expect).await;
+        if on_primary {
+            self.shared
+                .primary_inflight
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let (outcome, seq) = (std::mem::take(&mut relay.outcome), relay.out_seq);
         drop(relay);
         self.seq = seq;

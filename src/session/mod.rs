@@ -55,6 +55,9 @@ pub struct Session {
     seq: u8,
     /// Text of the session's last write GTID (read-your-writes).
     last_gtid_text: String,
+    /// The primary connection died inside a transaction: statements fail until the client
+    /// ends the transaction (never a silent replay in autocommit mode).
+    tx_lost: bool,
     buf: Vec<u8>,
 }
 
@@ -110,6 +113,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         next_stmt_id: 1,
         seq,
         last_gtid_text: String::new(),
+        tx_lost: false,
         buf: Vec::new(),
     };
     async move {
@@ -222,6 +226,9 @@ impl Session {
     async fn query(&mut self, packet: &[u8]) -> Result<(), Fatal> {
         let sql = &packet[1..];
         let intent = self.shared.classifier.classify(sql);
+        if self.tx_lost {
+            return self.after_lost_transaction(&intent, sql).await;
+        }
         if intent.kind == Kind::Kill {
             if let Some((query_only, id)) = crate::router::classify::kill_target(sql) {
                 return self.kill(query_only, id).await;
@@ -240,6 +247,32 @@ impl Session {
         let route = crate::router::route(&intent, &self.view());
         self.execute(packet, Expect::ResultSets, route, &intent, on_ok)
             .await
+    }
+
+    /// While a lost transaction is unacknowledged: ROLLBACK clears it, anything else errors.
+    async fn after_lost_transaction(
+        &mut self,
+        intent: &crate::router::Intent,
+        sql: &[u8],
+    ) -> Result<(), Fatal> {
+        let is_rollback = intent.kind == Kind::EndTx
+            && sql
+                .trim_ascii_start()
+                .get(..8)
+                .is_some_and(|w| w.eq_ignore_ascii_case(b"ROLLBACK"));
+        if is_rollback {
+            self.tx_lost = false;
+            return self.send_ok().await;
+        }
+        if intent.kind == Kind::EndTx {
+            self.tx_lost = false;
+        }
+        let e = SqlError::new(
+            1180,
+            "HY000",
+            "Sluice: the transaction was lost with its primary connection (failover or backend failure);              it was rolled back. Issue ROLLBACK and retry the transaction",
+        );
+        self.send_err(&e).await
     }
 
     async fn init_db(&mut self, packet: &[u8]) -> Result<(), Fatal> {

@@ -233,6 +233,7 @@ impl Task {
         match result {
             Ok(p) => {
                 self.fails = 0;
+                st.consecutive_failures.store(0, Ordering::Relaxed);
                 self.oks += 1;
                 let was_up = st.up.load(Ordering::Relaxed);
                 if !was_up && self.oks >= m.recover_after {
@@ -258,6 +259,8 @@ impl Task {
                 self.conn = None;
                 self.oks = 0;
                 self.fails += 1;
+                st.consecutive_failures
+                    .store(self.fails as u64, Ordering::Relaxed);
                 if st.up.load(Ordering::Relaxed) && self.fails >= m.fail_after {
                     st.up.store(false, Ordering::Relaxed);
                     tracing::warn!(backend = %name, error = %e, failures = self.fails, "backend is down");

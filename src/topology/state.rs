@@ -29,6 +29,8 @@ pub struct BackendState {
     /// Whether the backend has been probed at least once.
     pub probed: AtomicBool,
     pub probes: AtomicU64,
+    /// Consecutive failed probes (0 after a success).
+    pub consecutive_failures: AtomicU64,
     pub gtid: ArcSwap<GtidSet>,
     pub detail: Mutex<Detail>,
 }
@@ -45,6 +47,7 @@ impl Default for BackendState {
             sql_running: AtomicBool::new(false),
             probed: AtomicBool::new(false),
             probes: AtomicU64::new(0),
+            consecutive_failures: AtomicU64::new(0),
             gtid: ArcSwap::from_pointee(GtidSet::default()),
             detail: Mutex::new(Detail::default()),
         }
@@ -60,6 +63,10 @@ impl BackendState {
         }
         let s = self.seconds_behind.load(Ordering::Relaxed);
         (s >= 0).then_some(s * 1_000_000)
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.consecutive_failures.load(Ordering::Relaxed)
     }
 
     pub fn has_applied(&self, needed: &GtidSet) -> bool {

@@ -1,0 +1,36 @@
+//! Control connections for failover actions (monitor credentials, short timeouts).
+
+use crate::backend::{BackendConn, BackendError, ConnectOpts, QueryResult};
+use crate::shared::Shared;
+
+pub(crate) async fn connect(shared: &Shared, i: usize) -> Result<BackendConn, BackendError> {
+    let cfg = shared.config.load();
+    let m = cfg
+        .monitor
+        .as_ref()
+        .ok_or_else(|| BackendError::Protocol("no [monitor] section".into()))?;
+    let opts = ConnectOpts {
+        address: shared.topology.backends[i].pool.address.clone(),
+        user: m.user.clone(),
+        password: m.password.clone(),
+        database: None,
+        found_rows: false,
+        timeout: m.timeout.0,
+    };
+    BackendConn::connect(&opts).await
+}
+
+/// Runs statements in order, stopping at the first error.
+pub(crate) async fn run_all<S: AsRef<str>>(
+    c: &mut BackendConn,
+    stmts: &[S],
+) -> Result<(), BackendError> {
+    for s in stmts {
+        c.exec(s.as_ref()).await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn query(c: &mut BackendConn, sql: &str) -> Result<QueryResult, BackendError> {
+    c.query(sql).await
+}

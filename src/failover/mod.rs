@@ -1,0 +1,200 @@
+//! Automatic failover, fencing of a returning old primary, and planned switchover.
+//!
+//! One coordinator task per proxy watches the monitor's view. When the primary has failed its
+//! probes for `failover.after` and every healthy replica has lost it too, Sluice takes a named
+//! lock on a majority of reachable backends, promotes the most advanced replica (after it
+//! applied its relay log), re-points the others, and releases held writes to the new primary.
+
+mod conn;
+mod lock;
+mod promote;
+pub mod sql;
+mod switchover;
+
+pub use switchover::switchover;
+
+use crate::shared::Shared;
+use parking_lot::Mutex;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+/// One step of a failover or switchover, for /status.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub at_ms: u64,
+    pub what: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Timeline {
+    pub kind: &'static str,
+    pub started_unix: f64,
+    pub from: String,
+    pub to: Option<String>,
+    pub result: String,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    /// "normal", "primary_failing", "failing_over", "switching_over".
+    pub state: String,
+    pub last: Option<Timeline>,
+    /// Backends made read-only because they came back writable after losing the primary role.
+    pub fenced: Vec<String>,
+    pub note: String,
+}
+
+/// Failover state shared with sessions (write holding) and the admin API.
+pub struct Failover {
+    pub status: Mutex<Status>,
+    /// Set while writes must wait (failover or switchover in progress).
+    pub holding: AtomicBool,
+    /// Notified whenever the primary changes or holding ends.
+    pub changed: Notify,
+    /// Serializes promotions and switchovers within this process.
+    pub busy: tokio::sync::Mutex<()>,
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Self {
+            status: Mutex::new(Status {
+                state: "normal".into(),
+                ..Default::default()
+            }),
+            holding: AtomicBool::new(false),
+            changed: Notify::new(),
+            busy: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+/// Records steps of one operation.
+pub(crate) struct Recorder {
+    started: Instant,
+    pub timeline: Timeline,
+}
+
+impl Recorder {
+    pub fn new(kind: &'static str, from: &str) -> Self {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        Self {
+            started: Instant::now(),
+            timeline: Timeline {
+                kind,
+                started_unix: now,
+                from: from.into(),
+                to: None,
+                result: "in progress".into(),
+                steps: Vec::new(),
+            },
+        }
+    }
+    pub fn step(&mut self, what: impl Into<String>) {
+        let what = what.into();
+        tracing::warn!(kind = self.timeline.kind, "{what}");
+        self.timeline.steps.push(Step {
+            at_ms: self.started.elapsed().as_millis() as u64,
+            what,
+        });
+    }
+}
+
+impl Failover {
+    pub fn set_state(&self, s: &str) {
+        self.status.lock().state = s.into();
+    }
+
+    pub(crate) fn finish(&self, rec: Recorder, result: &str) {
+        let mut t = rec.timeline;
+        t.result = result.into();
+        let mut st = self.status.lock();
+        st.last = Some(t);
+        st.state = "normal".into();
+    }
+
+    /// Waits (bounded) until writes are no longer held and the primary `old` was replaced
+    /// (`old == usize::MAX`: until the hold ends with a healthy primary). True on success.
+    pub async fn wait_for_primary(&self, shared: &Shared, old: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let topo = &shared.topology;
+            let p = topo.primary();
+            let healthy = topo.backends[p].state.up.load(Ordering::Relaxed)
+                && topo.backends[p].state.failures() == 0;
+            if !self.holding.load(Ordering::Relaxed) && (p != old || (old == usize::MAX && healthy))
+            {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let _ = tokio::time::timeout(
+                left.min(Duration::from_millis(100)),
+                self.changed.notified(),
+            )
+            .await;
+        }
+    }
+}
+
+/// Starts the coordinator (it idles when failover is disabled, fencing nothing).
+pub fn spawn(shared: &Arc<Shared>, stop: &watch::Receiver<bool>) -> Option<JoinHandle<()>> {
+    shared.config.load().monitor.as_ref()?;
+    Some(tokio::spawn(coordinate(shared.clone(), stop.clone())))
+}
+
+async fn coordinate(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut failing_since: Option<(usize, Instant)> = None;
+    loop {
+        let cfg = shared.config.load_full();
+        let Some(m) = cfg.monitor.as_ref() else {
+            return;
+        };
+        let interval = m.interval.0;
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        if !cfg.failover.enabled {
+            continue;
+        }
+        let topo = &shared.topology;
+        let p = topo.primary();
+        let failing = topo.backends[p].state.failures() > 0
+            || !topo.backends[p].state.up.load(Ordering::Relaxed);
+        if !failing {
+            if failing_since.take().is_some() {
+                shared.failover.set_state("normal");
+            }
+            promote::fence_returning(&shared).await;
+            continue;
+        }
+        let since = match failing_since {
+            Some((q, t)) if q == p => t,
+            _ => {
+                shared.failover.set_state("primary_failing");
+                failing_since = Some((p, Instant::now()));
+                Instant::now()
+            }
+        };
+        let after = cfg.failover.after.map(|d| d.0).unwrap_or(interval * 3);
+        if since.elapsed() < after {
+            continue;
+        }
+        match promote::failover(&shared, p).await {
+            Ok(true) => failing_since = None,
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "failover did not complete"),
+        }
+    }
+}

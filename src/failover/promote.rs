@@ -1,0 +1,350 @@
+//! Choosing and promoting a candidate, re-pointing the others, fencing a returning primary.
+
+use super::sql::{self, Dialect};
+use super::{conn, lock, Recorder};
+use crate::shared::Shared;
+use crate::topology::gtid::GtidSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// What a replica has received and applied.
+struct Position {
+    index: usize,
+    dialect: Dialect,
+    received: GtidSet,
+    received_text: String,
+    current: GtidSet,
+    own: String,
+}
+
+fn note(shared: &Shared, msg: String) {
+    let mut st = shared.failover.status.lock();
+    if st.note != msg {
+        tracing::warn!("{msg}");
+        st.note = msg;
+    }
+}
+
+async fn position(shared: &Shared, i: usize) -> Result<Position, String> {
+    let name = &shared.topology.backends[i].pool.name;
+    let mut c = conn::connect(shared, i)
+        .await
+        .map_err(|e| format!("{name}: {e}"))?;
+    let d = Dialect::of(&c.server_version);
+    let st = conn::query(&mut c, d.replica_status())
+        .await
+        .map_err(|e| format!("{name}: {e}"))?;
+    let pos = conn::query(&mut c, d.position())
+        .await
+        .map_err(|e| format!("{name}: {e}"))?;
+    let current_text = pos.get("current").unwrap_or("").to_string();
+    let mut received_text = st.get(d.received_column()).unwrap_or("").to_string();
+    if received_text.is_empty() {
+        received_text = current_text.clone();
+    }
+    let own = sql::own_entries(
+        d,
+        pos.get("executed").unwrap_or(""),
+        pos.get("me").unwrap_or(""),
+    );
+    Ok(Position {
+        index: i,
+        dialect: d,
+        received: GtidSet::parse(&received_text),
+        received_text,
+        current: GtidSet::parse(&current_text),
+        own,
+    })
+}
+
+/// Picks the most advanced replica without errant transactions; says why others were refused.
+fn choose(
+    positions: &[Position],
+    names: &dyn Fn(usize) -> String,
+    rec: &mut Recorder,
+) -> Option<usize> {
+    let mut ok: Vec<&Position> = Vec::new();
+    for p in positions {
+        let own = GtidSet::parse(&p.own);
+        let others_have = positions
+            .iter()
+            .filter(|o| o.index != p.index)
+            .any(|o| o.current.contains(&own));
+        if !p.own.is_empty() && !others_have {
+            rec.step(format!(
+                "refusing {}: errant transactions {} that no other replica has",
+                names(p.index),
+                p.own
+            ));
+            continue;
+        }
+        ok.push(p);
+    }
+    ok.iter()
+        .max_by_key(|p| {
+            ok.iter()
+                .filter(|o| p.received.contains(&o.received))
+                .count()
+        })
+        .map(|p| p.index)
+}
+
+/// Runs a failover away from `old`. `Ok(false)`: conditions not met (try again later).
+pub(crate) async fn failover(shared: &Arc<Shared>, old: usize) -> Result<bool, String> {
+    let Ok(_busy) = shared.failover.busy.try_lock() else {
+        return Ok(false);
+    };
+    let cfg = shared.config.load_full();
+    let topo = &shared.topology;
+    let name = |i: usize| topo.backends[i].pool.name.clone();
+    let healthy: Vec<usize> = (0..topo.backends.len())
+        .filter(|&i| {
+            i != old
+                && topo.backends[i].state.up.load(Ordering::Relaxed)
+                && topo.backends[i].state.failures() == 0
+        })
+        .collect();
+    if healthy.is_empty() {
+        note(
+            shared,
+            "primary is failing but no healthy replica can be promoted".into(),
+        );
+        return Ok(false);
+    }
+    let seeing: Vec<String> = healthy
+        .iter()
+        .filter(|&&i| topo.backends[i].state.io_running.load(Ordering::Relaxed))
+        .map(|&i| name(i))
+        .collect();
+    if !seeing.is_empty() {
+        note(shared, format!("primary {} fails Sluice's checks but replicas {seeing:?} still replicate from it: not promoting", name(old)));
+        return Ok(false);
+    }
+    let Some(_lock) = lock::acquire(shared, old).await else {
+        note(
+            shared,
+            "another Sluice instance holds the failover lock; following it".into(),
+        );
+        return Ok(false);
+    };
+    if topo.primary() != old
+        || healthy
+            .iter()
+            .any(|&i| topo.backends[i].state.writable.load(Ordering::Relaxed))
+    {
+        return Ok(true); // someone else promoted already; the monitor follows read_only
+    }
+    shared.failover.holding.store(true, Ordering::Relaxed);
+    shared.failover.set_state("failing_over");
+    let mut rec = Recorder::new("failover", &name(old));
+    rec.step(format!(
+        "primary {} failed its checks and no replica replicates from it",
+        name(old)
+    ));
+    let result = run_failover(shared, &healthy, &cfg, &mut rec).await;
+    shared.failover.holding.store(false, Ordering::Relaxed);
+    shared.failover.changed.notify_waiters();
+    match result {
+        Ok(()) => {
+            shared.metrics.failovers_total.inc();
+            shared.failover.finish(rec, "success");
+            Ok(true)
+        }
+        Err(e) => {
+            rec.step(format!("failed: {e}"));
+            shared.failover.finish(rec, &format!("failed: {e}"));
+            Err(e)
+        }
+    }
+}
+
+async fn run_failover(
+    shared: &Arc<Shared>,
+    healthy: &[usize],
+    cfg: &crate::config::Config,
+    rec: &mut Recorder,
+) -> Result<(), String> {
+    let topo = &shared.topology;
+    let name = |i: usize| topo.backends[i].pool.name.clone();
+    let mut positions = Vec::new();
+    for &i in healthy {
+        if cfg.failover.never_promote.contains(&name(i)) {
+            rec.step(format!("{} is in never_promote", name(i)));
+        }
+        match position(shared, i).await {
+            Ok(p) => positions.push(p),
+            Err(e) => rec.step(format!("cannot read the position of {}: {e}", name(i))),
+        }
+    }
+    let eligible: Vec<Position> = positions
+        .into_iter()
+        .filter(|p| !cfg.failover.never_promote.contains(&name(p.index)))
+        .collect();
+    let cand = choose(&eligible, &name, rec).ok_or("no replica can be promoted")?;
+    let pos = eligible
+        .iter()
+        .find(|p| p.index == cand)
+        .ok_or("candidate vanished")?;
+    rec.timeline.to = Some(name(cand));
+    rec.step(format!(
+        "candidate {} (received {})",
+        name(cand),
+        pos.received_text
+    ));
+    let mut c = conn::connect(shared, cand)
+        .await
+        .map_err(|e| e.to_string())?;
+    let wait = cfg.failover.relay_log_wait.0.as_secs_f64();
+    let r = conn::query(&mut c, &pos.dialect.wait_for(&pos.received_text, wait))
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.get("r") != Some("0") {
+        rec.step(format!(
+            "relay log not fully applied within {wait}s; promoting anyway"
+        ));
+    } else {
+        rec.step("relay log applied");
+    }
+    conn::run_all(&mut c, &pos.dialect.promote())
+        .await
+        .map_err(|e| format!("promotion of {} failed: {e}", name(cand)))?;
+    rec.step(format!(
+        "{} promoted (replication reset, writable)",
+        name(cand)
+    ));
+    topo.set_primary(cand);
+    topo.backends[cand]
+        .state
+        .writable
+        .store(true, Ordering::Relaxed);
+    shared.failover.holding.store(false, Ordering::Relaxed);
+    shared.failover.changed.notify_waiters();
+    repoint(
+        shared,
+        cand,
+        &eligible
+            .iter()
+            .map(|p| p.index)
+            .chain(healthy.iter().copied())
+            .collect::<Vec<_>>(),
+        rec,
+    )
+    .await;
+    Ok(())
+}
+
+/// Points every backend in `others` (except the primary) at `primary`.
+async fn repoint(shared: &Shared, primary: usize, others: &[usize], rec: &mut Recorder) {
+    let cfg = shared.config.load();
+    let (host, port) = sql::host_port(&shared.topology.backends[primary].pool.address);
+    let mut done = Vec::new();
+    for &i in others {
+        if i == primary || done.contains(&i) {
+            continue;
+        }
+        done.push(i);
+        let name = shared.topology.backends[i].pool.name.clone();
+        let res = async {
+            let mut c = conn::connect(shared, i).await?;
+            let d = Dialect::of(&c.server_version);
+            conn::run_all(
+                &mut c,
+                &d.change_primary(
+                    &host,
+                    port,
+                    &cfg.failover.replication_user,
+                    &cfg.failover.replication_password,
+                ),
+            )
+            .await
+        }
+        .await;
+        match res {
+            Ok(()) => rec.step(format!(
+                "{name} now replicates from {}",
+                shared.topology.backends[primary].pool.name
+            )),
+            Err(e) => rec.step(format!("could not re-point {name}: {e}")),
+        }
+    }
+}
+
+/// A backend other than the primary that is up and writable (an old primary back from the
+/// dead, or a frozen one resumed) is made read-only; with `auto_rejoin` it becomes a replica
+/// when its history is a prefix of the primary's.
+pub(crate) async fn fence_returning(shared: &Arc<Shared>) {
+    let topo = &shared.topology;
+    let p = topo.primary();
+    for (i, b) in topo.backends.iter().enumerate() {
+        let st = &b.state;
+        if i == p
+            || !st.up.load(Ordering::Relaxed)
+            || !st.writable.load(Ordering::Relaxed)
+            || st.failures() > 0
+        {
+            continue;
+        }
+        let Ok(_busy) = shared.failover.busy.try_lock() else {
+            return;
+        };
+        let name = b.pool.name.clone();
+        let res = async {
+            let mut c = conn::connect(shared, i).await?;
+            let d = Dialect::of(&c.server_version);
+            conn::run_all(&mut c, &d.make_read_only()).await?;
+            let mine = conn::query(&mut c, d.position())
+                .await?
+                .get("executed")
+                .unwrap_or("")
+                .to_string();
+            Ok::<_, crate::backend::BackendError>((c, d, mine))
+        }
+        .await;
+        let Ok((mut c, d, mine)) = res else { continue };
+        st.writable.store(false, Ordering::Relaxed);
+        let mut reason = format!(
+            "{name} came back writable while {} is primary: made read-only",
+            topo.backends[p].pool.name
+        );
+        if shared.config.load().failover.auto_rejoin {
+            let primary_pos = async {
+                let mut pc = conn::connect(shared, p).await.ok()?;
+                Some(
+                    conn::query(&mut pc, d.position())
+                        .await
+                        .ok()?
+                        .get("current")
+                        .unwrap_or("")
+                        .to_string(),
+                )
+            }
+            .await;
+            match primary_pos {
+                Some(pp) if GtidSet::parse(&pp).contains(&GtidSet::parse(&mine)) => {
+                    let cfg = shared.config.load();
+                    let (host, port) = sql::host_port(&topo.backends[p].pool.address);
+                    let stmts = d.change_primary(
+                        &host,
+                        port,
+                        &cfg.failover.replication_user,
+                        &cfg.failover.replication_password,
+                    );
+                    match conn::run_all(&mut c, &stmts).await {
+                        Ok(()) => reason.push_str("; rejoined as a replica"),
+                        Err(e) => reason.push_str(&format!("; rejoin failed: {e}")),
+                    }
+                }
+                Some(_) => reason.push_str(&format!(
+                    "; kept out: it has transactions the primary lacks ({mine})"
+                )),
+                None => reason.push_str("; rejoin postponed: primary unreachable"),
+            }
+        }
+        tracing::warn!("{reason}");
+        {
+            let mut fs = shared.failover.status.lock();
+            fs.fenced.retain(|f| !f.starts_with(&format!("{name} ")));
+            fs.fenced.push(reason);
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Replication-control SQL for MariaDB and MySQL 8.
+
+/// Which server family a backend runs (from its handshake version string).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    MariaDb,
+    MySql,
+}
+
+impl Dialect {
+    pub fn of(server_version: &str) -> Dialect {
+        if server_version.contains("MariaDB") {
+            Dialect::MariaDb
+        } else {
+            Dialect::MySql
+        }
+    }
+
+    /// Points a replica at `host:port` with GTID auto-positioning and starts it.
+    pub fn change_primary(self, host: &str, port: u16, user: &str, password: &str) -> Vec<String> {
+        match self {
+            Dialect::MariaDb => vec![
+                "STOP SLAVE".into(),
+                format!(
+                    "CHANGE MASTER TO MASTER_HOST='{host}', MASTER_PORT={port}, MASTER_USER='{user}', \
+                     MASTER_PASSWORD='{password}', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"
+                ),
+                "START SLAVE".into(),
+            ],
+            Dialect::MySql => vec![
+                "STOP REPLICA".into(),
+                format!(
+                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST='{host}', SOURCE_PORT={port}, SOURCE_USER='{user}', \
+                     SOURCE_PASSWORD='{password}', SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1, SOURCE_CONNECT_RETRY=1"
+                ),
+                "START REPLICA".into(),
+            ],
+        }
+    }
+
+    /// Turns a replica into a writable primary.
+    pub fn promote(self) -> Vec<&'static str> {
+        match self {
+            Dialect::MariaDb => vec![
+                "STOP SLAVE",
+                "RESET SLAVE ALL",
+                "SET GLOBAL read_only = OFF",
+            ],
+            Dialect::MySql => vec![
+                "STOP REPLICA",
+                "RESET REPLICA ALL",
+                "SET GLOBAL super_read_only = OFF",
+                "SET GLOBAL read_only = OFF",
+            ],
+        }
+    }
+
+    pub fn make_read_only(self) -> Vec<&'static str> {
+        match self {
+            Dialect::MariaDb => vec!["SET GLOBAL read_only = ON"],
+            Dialect::MySql => vec!["SET GLOBAL super_read_only = ON"],
+        }
+    }
+
+    pub fn replica_status(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "SHOW SLAVE STATUS",
+            Dialect::MySql => "SHOW REPLICA STATUS",
+        }
+    }
+
+    /// (executed position, own server id or uuid) of a server.
+    pub fn position(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "SELECT @@global.gtid_binlog_pos AS executed, @@global.gtid_current_pos AS current, @@server_id AS me",
+            Dialect::MySql => "SELECT @@global.gtid_executed AS executed, @@global.gtid_executed AS current, @@server_uuid AS me",
+        }
+    }
+
+    /// Received (relay log) GTID position column of the replica status.
+    pub fn received_column(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "Gtid_IO_Pos",
+            Dialect::MySql => "Retrieved_Gtid_Set",
+        }
+    }
+
+    /// Waits until `pos` is applied; returns 0 on success.
+    pub fn wait_for(self, pos: &str, secs: f64) -> String {
+        match self {
+            Dialect::MariaDb => format!("SELECT MASTER_GTID_WAIT('{pos}', {secs:.3}) AS r"),
+            Dialect::MySql => format!("SELECT WAIT_FOR_EXECUTED_GTID_SET('{pos}', {secs:.3}) AS r"),
+        }
+    }
+}
+
+/// The part of an executed GTID position that the server originated itself (`me`: MariaDB
+/// server_id, MySQL server_uuid). On a replica these are errant unless others have them too.
+pub fn own_entries(dialect: Dialect, executed: &str, me: &str) -> String {
+    let own: Vec<&str> = executed
+        .split(',')
+        .map(str::trim)
+        .filter(|p| match dialect {
+            Dialect::MariaDb => p.split('-').nth(1) == Some(me),
+            Dialect::MySql => p
+                .split(':')
+                .next()
+                .is_some_and(|u| u.eq_ignore_ascii_case(me)),
+        })
+        .collect();
+    own.join(",")
+}
+
+/// Splits "host:port".
+pub fn host_port(address: &str) -> (String, u16) {
+    match address.rsplit_once(':') {
+        Some((h, p)) => (
+            h.trim_matches(['[', ']']).to_string(),
+            p.parse().unwrap_or(3306),
+        ),
+        None => (address.to_string(), 3306),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_entries_are_found() {
+        assert_eq!(own_entries(Dialect::MariaDb, "0-1-100,1-3-2", "3"), "1-3-2");
+        assert_eq!(own_entries(Dialect::MariaDb, "0-1-100", "3"), "");
+        assert_eq!(
+            own_entries(Dialect::MySql, "aaaa:1-10,BBBB:1", "bbbb"),
+            "BBBB:1"
+        );
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(host_port("127.0.0.1:3307"), ("127.0.0.1".into(), 3307));
+        assert_eq!(host_port("[::1]:3307"), ("::1".into(), 3307));
+    }
+}

@@ -1,0 +1,235 @@
+//! Failover and switchover on real topologies. Each test starts its own primary + 2 replicas
+//! (they kill and freeze servers) and removes it afterwards.
+
+mod common;
+use common::admin_get;
+use mysql_async::prelude::*;
+use sluice::app::Proxy;
+use sluice::config::{Config, Dur};
+use sluice::sandbox::{Options, Sandbox};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+struct Topo {
+    sb: Sandbox,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Topo {
+    fn drop(&mut self) {
+        self.sb.shutdown();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn topology(tag: &str) -> Topo {
+    let dir = std::env::temp_dir().join(format!("sluice-fo-{}-{tag}", std::process::id()));
+    let opts = Options {
+        dir: dir.clone(),
+        replicas: 2,
+        base_port: None,
+        fresh: true,
+        progress: false,
+    };
+    let sb = Sandbox::start(opts)
+        .await
+        .unwrap_or_else(|e| panic!("topology: {e}"));
+    Topo { sb, dir }
+}
+
+fn failover_config(t: &Topo) -> Config {
+    let mut cfg = t.sb.proxy_config("127.0.0.1:0", "127.0.0.1:0");
+    cfg.failover.enabled = true;
+    cfg.monitor.as_mut().unwrap().interval = Dur(Duration::from_millis(300));
+    cfg.failover.hold_writes = Dur(Duration::from_secs(10));
+    cfg
+}
+
+async fn client(p: &Proxy) -> mysql_async::Conn {
+    mysql_async::Conn::new(
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(p.addr.port())
+            .user(Some("app"))
+            .pass(Some("apppass"))
+            .prefer_socket(false),
+    )
+    .await
+    .unwrap()
+}
+
+/// Inserts rows through Sluice as fast as it can; remembers what was acknowledged and when
+/// writes failed.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<u64>>>,
+    errors: Arc<AtomicU64>,
+    last_ok: Arc<Mutex<Vec<Instant>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn start_writer(p: &Proxy, table: &'static str) -> Writer {
+    let (stop, acked, errors, last_ok) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(Mutex::new(Vec::new())),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(Mutex::new(Vec::new())),
+    );
+    let port = p.addr.port();
+    let (s, a, e, l) = (stop.clone(), acked.clone(), errors.clone(), last_ok.clone());
+    let task = tokio::spawn(async move {
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(port)
+            .user(Some("app"))
+            .pass(Some("apppass"))
+            .prefer_socket(false);
+        let mut c = mysql_async::Conn::new(opts.clone()).await.unwrap();
+        let mut i = 0u64;
+        while !s.load(Ordering::Relaxed) {
+            i += 1;
+            match c
+                .query_drop(format!("INSERT INTO fo.{table} VALUES ({i})"))
+                .await
+            {
+                Ok(()) => {
+                    a.lock().unwrap().push(i);
+                    l.lock().unwrap().push(Instant::now());
+                }
+                Err(err) => {
+                    e.fetch_add(1, Ordering::Relaxed);
+                    if matches!(
+                        err,
+                        mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)
+                    ) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        if let Ok(nc) = mysql_async::Conn::new(opts.clone()).await {
+                            c = nc;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    Writer {
+        stop,
+        acked,
+        errors,
+        last_ok,
+        task,
+    }
+}
+
+impl Writer {
+    async fn finish(self) -> (Vec<u64>, u64, Vec<Instant>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        let acked = self.acked.lock().unwrap().clone();
+        let oks = self.last_ok.lock().unwrap().clone();
+        (acked, self.errors.load(Ordering::Relaxed), oks)
+    }
+}
+
+async fn primary_name(p: &Proxy) -> String {
+    let (_, body) = admin_get(p, "/status").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["primary"].as_str().unwrap().to_string()
+}
+
+/// Polls `$cond` (an expression that may `.await`) until true, failing after `$limit`.
+macro_rules! wait_for {
+    ($what:expr, $limit:expr, $cond:expr) => {{
+        let started = Instant::now();
+        while !$cond {
+            if started.elapsed() > $limit {
+                panic!("{}: not within {:?}", $what, $limit);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        started.elapsed()
+    }};
+}
+
+async fn present_on(t: &Topo, server: usize, table: &str) -> std::collections::HashSet<u64> {
+    let r =
+        t.sb.sql(server, &format!("SELECT id FROM fo.{table}"))
+            .await
+            .unwrap();
+    r.rows
+        .iter()
+        .map(|row| row[0].as_deref().unwrap().parse().unwrap())
+        .collect()
+}
+
+fn index_of(name: &str) -> usize {
+    name.trim_start_matches("db").parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_primary_under_write_load() {
+    let t = topology("kill").await;
+    let p = common::proxy(failover_config(&t)).await;
+    let mut c = client(&p).await;
+    c.query_drop("CREATE DATABASE fo").await.unwrap();
+    c.query_drop("CREATE TABLE fo.w (id BIGINT PRIMARY KEY)")
+        .await
+        .unwrap();
+    t.sb.wait_caught_up(Duration::from_secs(10)).await.unwrap();
+    let w = start_writer(&p, "w");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killed_at = Instant::now();
+    t.sb.kill(0);
+    let waited = tokio::time::timeout(Duration::from_secs(15), async {
+        while primary_name(&p).await == "db0" {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    if waited.is_err() {
+        panic!(
+            "no new primary within 15s; status: {}",
+            admin_get(&p, "/status").await.1
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (acked, errors, oks) = w.finish().await;
+    let first_ok_after = oks
+        .iter()
+        .find(|&&o| o > killed_at)
+        .map(|o| o.duration_since(killed_at));
+    let new_primary = index_of(&primary_name(&p).await);
+    let present = present_on(&t, new_primary, "w").await;
+    let lost = acked.iter().filter(|i| !present.contains(i)).count();
+    println!(
+        "kill -9 of the primary: writes succeeded again after {first_ok_after:?}; {} acknowledged, {lost} lost (async replication), {errors} failed during the failover; new primary db{new_primary}",
+        acked.len()
+    );
+    let recovery = first_ok_after.expect("writes resumed");
+    assert!(
+        recovery < Duration::from_secs(5),
+        "writes must resume within 5s of the kill: {recovery:?}"
+    );
+    // the other replica replicates from the new primary
+    let other = if new_primary == 1 { 2 } else { 1 };
+    c = client(&p).await;
+    c.query_drop("INSERT INTO fo.w VALUES (999999999)")
+        .await
+        .unwrap();
+    let followed = |r: Result<sluice::backend::QueryResult, _>| {
+        r.map(|r| r.get("n") == Some("1")).unwrap_or(false)
+    };
+    let _ = wait_for!(
+        "the other replica follows the new primary",
+        Duration::from_secs(10),
+        followed(
+            t.sb.sql(other, "SELECT COUNT(*) AS n FROM fo.w WHERE id = 999999999")
+                .await
+        )
+    );
+    let (_, body) = admin_get(&p, "/metrics").await;
+    assert!(
+        body.contains("sluice_failovers_total 1"),
+        "one failover counted"
+    );
+}
