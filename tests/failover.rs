@@ -233,3 +233,166 @@ async fn kill_9_of_the_primary_under_write_load() {
         "one failover counted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_primary_fails_over_and_is_fenced_when_resumed() {
+    let t = topology("freeze").await;
+    let p = common::proxy(failover_config(&t)).await;
+    let mut c = client(&p).await;
+    c.query_drop("CREATE DATABASE fo").await.unwrap();
+    c.query_drop("CREATE TABLE fo.f (id BIGINT PRIMARY KEY, sid INT)")
+        .await
+        .unwrap();
+    t.sb.wait_caught_up(Duration::from_secs(10)).await.unwrap();
+    t.sb.freeze(0).unwrap();
+    let took = wait_for!(
+        "failover away from the frozen primary",
+        Duration::from_secs(30),
+        primary_name(&p).await != "db0"
+    );
+    println!("frozen primary replaced after {took:?}");
+    t.sb.thaw(0).unwrap();
+    let fenced = wait_for!(
+        "the resumed old primary is fenced",
+        Duration::from_secs(15),
+        t.sb.sql(0, "SELECT @@global.read_only AS ro")
+            .await
+            .map(|r| r.get("ro") == Some("1"))
+            .unwrap_or(false)
+    );
+    println!("resumed old primary read-only after {fenced:?}");
+    let (_, body) = admin_get(&p, "/status").await;
+    assert!(body.contains("came back writable"), "{body}");
+    let mut c = client(&p).await;
+    for i in 0..20 {
+        c.query_drop(format!("INSERT INTO fo.f VALUES ({i}, @@server_id)"))
+            .await
+            .unwrap();
+    }
+    let np = index_of(&primary_name(&p).await);
+    let r =
+        t.sb.sql(np, "SELECT COUNT(*) AS n FROM fo.f WHERE sid = 1")
+            .await
+            .unwrap();
+    assert_eq!(r.get("n"), Some("0"), "no write reached the old primary");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_losing_its_link_does_not_trigger_failover() {
+    let t = topology("link").await;
+    let p = common::proxy(failover_config(&t)).await;
+    t.sb.sql(1, "STOP SLAVE IO_THREAD").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(primary_name(&p).await, "db0");
+    let (_, body) = admin_get(&p, "/metrics").await;
+    assert!(body.contains("sluice_failovers_total 0"));
+    let st = common::backend_status(&p, "db1").await;
+    assert_eq!(
+        st["eligible"], false,
+        "a replica that stopped replicating takes no reads: {st}"
+    );
+    t.sb.sql(1, "START SLAVE IO_THREAD").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_under_write_load_loses_and_fails_nothing() {
+    let t = topology("switch").await;
+    let p = common::proxy(failover_config(&t)).await;
+    let mut c = client(&p).await;
+    c.query_drop("CREATE DATABASE fo").await.unwrap();
+    c.query_drop("CREATE TABLE fo.s (id BIGINT PRIMARY KEY)")
+        .await
+        .unwrap();
+    t.sb.wait_caught_up(Duration::from_secs(10)).await.unwrap();
+    let w = start_writer(&p, "s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    let reply = post(&p, "/switchover", r#"{"to": "db2"}"#).await;
+    let took = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (acked, errors, _) = w.finish().await;
+    println!("switchover took {took:?}: {reply}");
+    assert!(reply.contains("\"success\""), "{reply}");
+    assert_eq!(primary_name(&p).await, "db2");
+    let present = present_on(&t, 2, "s").await;
+    let lost = acked.iter().filter(|i| !present.contains(i)).count();
+    println!(
+        "switchover under load: {} acknowledged writes, {lost} lost, {errors} failed statements",
+        acked.len()
+    );
+    assert_eq!(
+        errors, 0,
+        "no client statement may fail during a switchover"
+    );
+    assert_eq!(lost, 0, "no acknowledged write may be lost");
+    // the old primary now replicates from the new one
+    let st = t.sb.sql(0, "SHOW SLAVE STATUS").await.unwrap();
+    assert_eq!(
+        st.get("Master_Port"),
+        Some(t.sb.servers[2].port.to_string().as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sluices_promote_exactly_once() {
+    let t = topology("two").await;
+    let a = common::proxy(failover_config(&t)).await;
+    let b = common::proxy(failover_config(&t)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    t.sb.kill(0);
+    let _ = wait_for!(
+        "a promotes or follows",
+        Duration::from_secs(20),
+        primary_name(&a).await != "db0"
+    );
+    let _ = wait_for!(
+        "b promotes or follows",
+        Duration::from_secs(20),
+        primary_name(&b).await != "db0"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let count = |m: String| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("sluice_failovers_total "))
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+    };
+    let (fa, fb) = (
+        count(admin_get(&a, "/metrics").await.1),
+        count(admin_get(&b, "/metrics").await.1),
+    );
+    println!(
+        "two instances: failovers performed a={fa} b={fb}; primary a={} b={}",
+        primary_name(&a).await,
+        primary_name(&b).await
+    );
+    assert_eq!(fa + fb, 1, "exactly one promotion");
+    assert_eq!(primary_name(&a).await, primary_name(&b).await);
+    let mut ro = 0;
+    for i in 1..=2 {
+        if t.sb
+            .sql(i, "SELECT @@global.read_only AS ro")
+            .await
+            .unwrap()
+            .get("ro")
+            == Some("1")
+        {
+            ro += 1;
+        }
+    }
+    assert_eq!(ro, 1, "exactly one replica was promoted");
+}
+
+async fn post(p: &Proxy, path: &str, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(p.admin_addr).await.unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}

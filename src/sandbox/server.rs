@@ -44,6 +44,9 @@ impl Server {
     pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
     }
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.dir.join("tmp")
+    }
     pub fn error_log(&self) -> PathBuf {
         self.dir.join("error.log")
     }
@@ -81,6 +84,8 @@ impl Server {
     pub fn initialize(&self) -> Result<(), SandboxError> {
         std::fs::create_dir_all(self.data_dir())
             .map_err(|e| self.fail(&format!("create data dir: {e}")))?;
+        std::fs::create_dir_all(self.tmp_dir())
+            .map_err(|e| self.fail(&format!("create tmp dir: {e}")))?;
         let mut cmd = match self.flavor.kind {
             Kind::MariaDb => {
                 let installer = self.flavor.server.with_file_name("mariadb-install-db");
@@ -93,6 +98,7 @@ impl Server {
                 c.arg("--no-defaults")
                     .arg(format!("--datadir={}", self.data_dir().display()))
                     .arg("--auth-root-authentication-method=normal")
+                    .arg(format!("--tmpdir={}", self.tmp_dir().display()))
                     .arg("--innodb-use-native-aio=0")
                     .arg("--skip-test-db");
                 c
@@ -100,6 +106,7 @@ impl Server {
             Kind::MySql => {
                 let mut c = Command::new(&self.flavor.server);
                 c.arg("--no-defaults")
+                    .arg(format!("--tmpdir={}", self.tmp_dir().display()))
                     .arg("--initialize-insecure")
                     .arg(format!("--datadir={}", self.data_dir().display()));
                 c
@@ -160,6 +167,8 @@ impl Server {
     /// Starts the server process (does not wait for readiness).
     pub fn start(&self) -> Result<(), SandboxError> {
         let init = self.write_init_file()?;
+        std::fs::create_dir_all(self.tmp_dir())
+            .map_err(|e| self.fail(&format!("create tmp dir: {e}")))?;
         let d = &self.dir;
         let mut cmd = Command::new(&self.flavor.server);
         cmd.arg("--no-defaults")
@@ -170,6 +179,8 @@ impl Server {
             .arg(format!("--pid-file={}", d.join("server.pid").display()))
             .arg(format!("--log-error={}", self.error_log().display()))
             .arg(format!("--init-file={}", init.display()))
+            // a private tmpdir: servers delete stale #sql files of others in a shared one
+            .arg(format!("--tmpdir={}", self.tmp_dir().display()))
             .arg(format!("--server-id={}", self.server_id))
             .arg("--log-bin=binlog")
             .arg("--relay-log=relay-bin")
