@@ -247,7 +247,7 @@ impl Metrics {
             .set(shared.clients.load(Ordering::Relaxed) as i64);
         self.split_brain
             .set(topo.split_brain.load(Ordering::Relaxed) as i64);
-        for (i, b) in topo.backends.iter().enumerate() {
+        for (i, b) in topo.backends().iter().enumerate() {
             let name = b.pool.name.as_str();
             let st = &b.state;
             let up = st.up.load(Ordering::Relaxed) && !b.pool.is_down();
@@ -263,7 +263,7 @@ impl Metrics {
                 .with_label_values(&[name])
                 .set(lag.map(|l| l as f64 / 1e6).unwrap_or(f64::NAN));
             let eligible =
-                i != primary && up && b.weight > 0 && st.eligible.load(Ordering::Relaxed);
+                i != primary && up && b.weight() > 0 && st.eligible.load(Ordering::Relaxed);
             self.backend_eligible
                 .with_label_values(&[name])
                 .set(eligible as i64);

@@ -50,6 +50,7 @@ pub struct Shared {
     pub classifier: Classifier,
     pub server_version: String,
     pub sessions: Mutex<HashMap<u32, Arc<SessionHandle>>>,
+    user_ids: Mutex<HashMap<String, usize>>,
     next_id: AtomicU32,
     pub clients: AtomicUsize,
     pub clients_total: AtomicU64,
@@ -69,7 +70,7 @@ impl Shared {
             .unwrap_or_default();
         metrics.config_last_reload_success.set(now.as_secs_f64());
         let topology = Topology::from_config(&config);
-        for b in &topology.backends {
+        for b in topology.backends().iter() {
             let _ = b.pool.wait_histogram.set(metrics.pool_wait_seconds.clone());
         }
         Self {
@@ -78,6 +79,7 @@ impl Shared {
             classifier: Classifier::new(),
             server_version,
             sessions: Mutex::new(HashMap::new()),
+            user_ids: Mutex::new(HashMap::new()),
             next_id: AtomicU32::new(1),
             clients: AtomicUsize::new(0),
             clients_total: AtomicU64::new(0),
@@ -86,6 +88,13 @@ impl Shared {
             failover: crate::failover::Failover::default(),
             primary_inflight: AtomicUsize::new(0),
         }
+    }
+
+    /// A stable small id per user name (pool slots), never reused within the process.
+    pub fn user_id(&self, name: &str) -> usize {
+        let mut ids = self.user_ids.lock();
+        let next = ids.len();
+        *ids.entry(name.to_string()).or_insert(next)
     }
 
     pub fn next_connection_id(&self) -> u32 {

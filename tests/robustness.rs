@@ -60,7 +60,7 @@ async fn wrong_password_gets_1045_and_reaches_no_backend() {
     let opened: u64 = p
         .shared
         .topology
-        .backends
+        .backends()
         .iter()
         .map(|b| b.pool.opened.load(Ordering::Relaxed))
         .sum();

@@ -121,7 +121,7 @@ pub fn status(shared: &Shared) -> serde_json::Value {
     let primary = topo.primary();
     let monitored = shared.config.load().monitor.is_some();
     let backends: Vec<_> = topo
-        .backends
+        .backends()
         .iter()
         .enumerate()
         .map(|(i, b)| backend_status(b, i == primary, monitored))
@@ -129,7 +129,7 @@ pub fn status(shared: &Shared) -> serde_json::Value {
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "clients": shared.clients.load(Ordering::Relaxed),
-        "primary": topo.backends.get(primary).map(|b| b.pool.name.clone()),
+        "primary": topo.backends().get(primary).map(|b| b.pool.name.clone()),
         "split_brain": topo.split_brain.load(Ordering::Relaxed),
         "monitoring": monitored,
         "failover": *shared.failover.status.lock(),
@@ -148,10 +148,10 @@ fn backend_status(
     let hb = st.heartbeat_lag_us.load(Ordering::Relaxed);
     let behind = st.seconds_behind.load(Ordering::Relaxed);
     let healthy = st.up.load(Ordering::Relaxed) && !b.pool.is_down();
-    let eligible = !is_primary && healthy && b.weight > 0 && st.eligible.load(Ordering::Relaxed);
+    let eligible = !is_primary && healthy && b.weight() > 0 && st.eligible.load(Ordering::Relaxed);
     let reason = if is_primary {
         "primary".to_string()
-    } else if b.weight == 0 {
+    } else if b.weight() == 0 {
         "weight is 0".to_string()
     } else if b.pool.is_down() {
         "connections refused recently".to_string()
@@ -171,7 +171,7 @@ fn backend_status(
         "gtid_position": d.gtid,
         "eligible": eligible,
         "reason": if eligible { None } else { Some(reason) },
-        "weight": b.weight,
+        "weight": b.weight(),
         "in_flight": b.pool.busy.load(Ordering::Relaxed),
         "pool": { "busy": b.pool.busy.load(Ordering::Relaxed), "idle": b.pool.idle_count(), "opened_total": b.pool.opened.load(Ordering::Relaxed) },
         "probe_error": (!d.probe_error.is_empty()).then_some(d.probe_error),

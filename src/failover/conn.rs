@@ -10,7 +10,7 @@ pub(crate) async fn connect(shared: &Shared, i: usize) -> Result<BackendConn, Ba
         .as_ref()
         .ok_or_else(|| BackendError::Protocol("no [monitor] section".into()))?;
     let opts = ConnectOpts {
-        address: shared.topology.backends[i].pool.address.clone(),
+        address: shared.topology.backend(i).pool.address.clone(),
         user: m.user.clone(),
         password: m.password.clone(),
         database: None,

@@ -17,7 +17,7 @@ pub(crate) struct MajorityLock {
 pub(crate) async fn acquire(shared: &Shared, skip: usize) -> Option<MajorityLock> {
     let mut held = Vec::new();
     let mut reachable = 0;
-    for i in 0..shared.topology.backends.len() {
+    for i in 0..shared.topology.len() {
         if i == skip {
             continue;
         }

@@ -26,7 +26,7 @@ fn note(shared: &Shared, msg: String) {
 }
 
 async fn position(shared: &Shared, i: usize) -> Result<Position, String> {
-    let name = &shared.topology.backends[i].pool.name;
+    let name = &shared.topology.backend(i).pool.name;
     let mut c = conn::connect(shared, i)
         .await
         .map_err(|e| format!("{name}: {e}"))?;
@@ -96,12 +96,12 @@ pub(crate) async fn failover(shared: &Arc<Shared>, old: usize) -> Result<bool, S
     };
     let cfg = shared.config.load_full();
     let topo = &shared.topology;
-    let name = |i: usize| topo.backends[i].pool.name.clone();
-    let healthy: Vec<usize> = (0..topo.backends.len())
+    let name = |i: usize| topo.backend(i).pool.name.clone();
+    let healthy: Vec<usize> = (0..topo.len())
         .filter(|&i| {
             i != old
-                && topo.backends[i].state.up.load(Ordering::Relaxed)
-                && topo.backends[i].state.failures() == 0
+                && topo.backend(i).state.up.load(Ordering::Relaxed)
+                && topo.backend(i).state.failures() == 0
         })
         .collect();
     if healthy.is_empty() {
@@ -113,7 +113,7 @@ pub(crate) async fn failover(shared: &Arc<Shared>, old: usize) -> Result<bool, S
     }
     let seeing: Vec<String> = healthy
         .iter()
-        .filter(|&&i| topo.backends[i].state.io_running.load(Ordering::Relaxed))
+        .filter(|&&i| topo.backend(i).state.io_running.load(Ordering::Relaxed))
         .map(|&i| name(i))
         .collect();
     if !seeing.is_empty() {
@@ -130,7 +130,7 @@ pub(crate) async fn failover(shared: &Arc<Shared>, old: usize) -> Result<bool, S
     if topo.primary() != old
         || healthy
             .iter()
-            .any(|&i| topo.backends[i].state.writable.load(Ordering::Relaxed))
+            .any(|&i| topo.backend(i).state.writable.load(Ordering::Relaxed))
     {
         return Ok(true); // someone else promoted already; the monitor follows read_only
     }
@@ -165,7 +165,7 @@ async fn run_failover(
     rec: &mut Recorder,
 ) -> Result<(), String> {
     let topo = &shared.topology;
-    let name = |i: usize| topo.backends[i].pool.name.clone();
+    let name = |i: usize| topo.backend(i).pool.name.clone();
     let mut positions = Vec::new();
     for &i in healthy {
         if cfg.failover.never_promote.contains(&name(i)) {
@@ -213,7 +213,7 @@ async fn run_failover(
         name(cand)
     ));
     topo.set_primary(cand);
-    topo.backends[cand]
+    topo.backend(cand)
         .state
         .writable
         .store(true, Ordering::Relaxed);
@@ -236,14 +236,14 @@ async fn run_failover(
 /// Points every backend in `others` (except the primary) at `primary`.
 async fn repoint(shared: &Shared, primary: usize, others: &[usize], rec: &mut Recorder) {
     let cfg = shared.config.load();
-    let (host, port) = sql::host_port(&shared.topology.backends[primary].pool.address);
+    let (host, port) = sql::host_port(&shared.topology.backend(primary).pool.address);
     let mut done = Vec::new();
     for &i in others {
         if i == primary || done.contains(&i) {
             continue;
         }
         done.push(i);
-        let name = shared.topology.backends[i].pool.name.clone();
+        let name = shared.topology.backend(i).pool.name.clone();
         let res = async {
             let mut c = conn::connect(shared, i).await?;
             let d = Dialect::of(&c.server_version);
@@ -262,7 +262,7 @@ async fn repoint(shared: &Shared, primary: usize, others: &[usize], rec: &mut Re
         match res {
             Ok(()) => rec.step(format!(
                 "{name} now replicates from {}",
-                shared.topology.backends[primary].pool.name
+                shared.topology.backend(primary).pool.name
             )),
             Err(e) => rec.step(format!("could not re-point {name}: {e}")),
         }
@@ -275,7 +275,7 @@ async fn repoint(shared: &Shared, primary: usize, others: &[usize], rec: &mut Re
 pub(crate) async fn fence_returning(shared: &Arc<Shared>) {
     let topo = &shared.topology;
     let p = topo.primary();
-    for (i, b) in topo.backends.iter().enumerate() {
+    for (i, b) in topo.backends().iter().enumerate() {
         let st = &b.state;
         if i == p
             || !st.up.load(Ordering::Relaxed)
@@ -304,7 +304,7 @@ pub(crate) async fn fence_returning(shared: &Arc<Shared>) {
         st.writable.store(false, Ordering::Relaxed);
         let mut reason = format!(
             "{name} came back writable while {} is primary: made read-only",
-            topo.backends[p].pool.name
+            topo.backend(p).pool.name
         );
         if shared.config.load().failover.auto_rejoin {
             let primary_pos = async {
@@ -322,7 +322,7 @@ pub(crate) async fn fence_returning(shared: &Arc<Shared>) {
             match primary_pos {
                 Some(pp) if GtidSet::parse(&pp).contains(&GtidSet::parse(&mine)) => {
                     let cfg = shared.config.load();
-                    let (host, port) = sql::host_port(&topo.backends[p].pool.address);
+                    let (host, port) = sql::host_port(&topo.backend(p).pool.address);
                     let stmts = d.change_primary(
                         &host,
                         port,

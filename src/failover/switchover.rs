@@ -14,7 +14,7 @@ fn pick_target(shared: &Shared, to: Option<&str>) -> Result<usize, String> {
     let p = topo.primary();
     if let Some(name) = to {
         let i = topo
-            .backends
+            .backends()
             .iter()
             .position(|b| b.pool.name == name)
             .ok_or(format!("no backend named {name:?}"))?;
@@ -23,7 +23,7 @@ fn pick_target(shared: &Shared, to: Option<&str>) -> Result<usize, String> {
         }
         return Ok(i);
     }
-    topo.backends
+    topo.backends()
         .iter()
         .enumerate()
         .filter(|(i, b)| {
@@ -40,7 +40,7 @@ pub async fn switchover(shared: &Arc<Shared>, to: Option<&str>) -> Result<Timeli
     let _busy = shared.failover.busy.lock().await;
     let target = pick_target(shared, to)?;
     let old = shared.topology.primary();
-    let name = |i: usize| shared.topology.backends[i].pool.name.clone();
+    let name = |i: usize| shared.topology.backend(i).pool.name.clone();
     let _lock = lock::acquire(shared, usize::MAX)
         .await
         .ok_or("another Sluice instance holds the failover lock")?;
@@ -82,7 +82,7 @@ async fn run(
 ) -> Result<(), String> {
     let cfg = shared.config.load_full();
     let topo = &shared.topology;
-    let name = |i: usize| topo.backends[i].pool.name.clone();
+    let name = |i: usize| topo.backend(i).pool.name.clone();
     // let statements already running on the primary finish
     let deadline = Instant::now() + Duration::from_secs(5);
     while shared.primary_inflight.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
@@ -139,19 +139,19 @@ async fn run(
         return Err(format!("promotion of {} failed: {e}", name(target)));
     }
     topo.set_primary(target);
-    topo.backends[target]
+    topo.backend(target)
         .state
         .writable
         .store(true, Ordering::Relaxed);
-    topo.backends[old]
+    topo.backend(old)
         .state
         .writable
         .store(false, Ordering::Relaxed);
     shared.failover.holding.store(false, Ordering::Relaxed);
     shared.failover.changed.notify_waiters();
     rec.step(format!("{} promoted; writes released to it", name(target)));
-    let (host, port) = sql::host_port(&topo.backends[target].pool.address);
-    for i in 0..topo.backends.len() {
+    let (host, port) = sql::host_port(&topo.backend(target).pool.address);
+    for i in 0..topo.len() {
         if i == target {
             continue;
         }

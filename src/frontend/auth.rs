@@ -57,7 +57,11 @@ pub fn verify(plugin: &[u8], data: &[u8], nonce: &[u8; 20], password: &str) -> b
 /// The result of a successful login.
 #[derive(Debug, Clone)]
 pub struct Login {
+    /// Index in the config's users at login; sessions replace it with a stable id
+    /// (`Shared::user_id`) because a reload may reorder users.
     pub user_index: usize,
+    /// The user's password as configured at login (for opening backend connections).
+    pub password: String,
     pub user: String,
     pub database: Option<String>,
     pub capabilities: CapabilityFlags,
@@ -166,6 +170,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
         let data = resp.scramble_buf().to_vec();
         let login = Login {
             user_index: 0,
+            password: String::new(),
             user,
             database,
             capabilities: caps,
@@ -218,6 +223,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
             return Err(self.reject(&mut seq, e).await);
         }
         login.user_index = found.unwrap_or(0);
+        login.password = password;
         Ok((login, seq))
     }
 }

@@ -23,8 +23,10 @@ pub struct BackendPool {
     pub address: String,
     limit: Arc<Semaphore>,
     max_idle: usize,
-    /// Idle connections per slot (user index * 2 + found_rows).
-    idle: Vec<Mutex<Vec<Idle>>>,
+    /// Idle connections per slot (stable user id * 2 + found_rows).
+    idle: Mutex<ahash::AHashMap<usize, Vec<Idle>>>,
+    /// Draining: connections are closed instead of returned.
+    closed: std::sync::atomic::AtomicBool,
     pub opened: AtomicU64,
     pub busy: AtomicUsize,
     /// Milliseconds since `epoch` until which new connections are not attempted.
@@ -83,9 +85,13 @@ impl Drop for Lease {
             if conn.busy {
                 return; // mid-command: its state is unknown
             }
-            let mut idle = self.pool.idle[self.slot].lock();
-            if idle.len() < self.pool.max_idle {
-                idle.push(Idle {
+            if self.pool.closed.load(Ordering::Relaxed) {
+                return;
+            }
+            let mut idle = self.pool.idle.lock();
+            let list = idle.entry(self.slot).or_default();
+            if list.len() < self.pool.max_idle {
+                list.push(Idle {
                     conn,
                     since: Instant::now(),
                 });
@@ -104,19 +110,26 @@ fn looks_closed(conn: &mut BackendConn) -> bool {
 }
 
 impl BackendPool {
-    pub fn new(name: &str, address: &str, max_conns: usize, max_idle: usize, users: usize) -> Self {
+    pub fn new(name: &str, address: &str, max_conns: usize, max_idle: usize) -> Self {
         Self {
             name: name.into(),
             address: address.into(),
             limit: Arc::new(Semaphore::new(max_conns)),
             max_idle,
-            idle: (0..users * 2).map(|_| Mutex::new(Vec::new())).collect(),
+            idle: Mutex::new(ahash::AHashMap::new()),
+            closed: std::sync::atomic::AtomicBool::new(false),
             opened: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
             down_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             wait_histogram: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Stops pooling: idle connections are closed now, busy ones when returned.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.idle.lock().clear();
     }
 
     pub fn slot(user: usize, found_rows: bool) -> usize {
@@ -140,13 +153,13 @@ impl BackendPool {
     /// Drops idle connections whose socket was closed by the server (called after one of
     /// them turned out dead, e.g. killed or timed out).
     pub fn purge_dead_idle(&self) {
-        for slot in &self.idle {
-            slot.lock().retain_mut(|i| !looks_closed(&mut i.conn));
+        for list in self.idle.lock().values_mut() {
+            list.retain_mut(|i| !looks_closed(&mut i.conn));
         }
     }
 
     pub fn idle_count(&self) -> usize {
-        self.idle.iter().map(|m| m.lock().len()).sum()
+        self.idle.lock().values().map(Vec::len).sum()
     }
 
     /// Checks out a connection for `opts.user` (slot from `slot`), opening one if none idle.
@@ -178,7 +191,7 @@ impl BackendPool {
             _permit: permit,
         };
         loop {
-            let idle = self.idle[slot].lock().pop();
+            let idle = self.idle.lock().get_mut(&slot).and_then(Vec::pop);
             match idle {
                 Some(mut i) => {
                     if i.since.elapsed() > STALE_CHECK_AFTER && looks_closed(&mut i.conn) {

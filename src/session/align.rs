@@ -18,7 +18,7 @@ impl Session {
             let idx = self
                 .shared
                 .topology
-                .backends
+                .backends()
                 .iter()
                 .position(|b| Arc::ptr_eq(&b.pool, lease.pool()));
             let opts = self.connect_opts(idx.unwrap_or(0));

@@ -131,6 +131,7 @@ impl Session {
         let cfg = self.shared.config.load_full();
         let login = Login {
             user_index: 0,
+            password: String::new(),
             user: cu.user.clone(),
             database: cu.database.clone(),
             capabilities: self.login.capabilities,
@@ -156,6 +157,7 @@ impl Session {
                     self.state.multi_statements,
                 );
                 self.login = login;
+                self.login.user_index = self.shared.user_id(&self.login.user);
                 self.handle
                     .user_index
                     .store(self.login.user_index, std::sync::atomic::Ordering::Relaxed);

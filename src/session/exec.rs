@@ -30,11 +30,10 @@ pub(super) enum RunError {
 impl Session {
     pub(super) fn connect_opts(&self, backend: usize) -> ConnectOpts {
         let cfg = self.shared.config.load();
-        let user = &cfg.users[self.login.user_index.min(cfg.users.len() - 1)];
         ConnectOpts {
-            address: self.shared.topology.backends[backend].pool.address.clone(),
-            user: user.name.clone(),
-            password: user.password.clone(),
+            address: self.shared.topology.backend(backend).pool.address.clone(),
+            user: self.login.user.clone(),
+            password: self.login.password.clone(),
             database: self.state.database.clone(),
             found_rows: self.found_rows,
             timeout: cfg.pool.connect_timeout.0,
@@ -42,7 +41,7 @@ impl Session {
     }
 
     pub(super) async fn checkout(&self, backend: usize) -> Result<Lease, SqlError> {
-        let pool = &self.shared.topology.backends[backend].pool;
+        let pool = &self.shared.topology.backend(backend).pool;
         let slot = BackendPool::slot(self.login.user_index, self.found_rows);
         let wait = self.shared.config.load().pool.checkout_timeout.0;
         let opts = self.connect_opts(backend);

@@ -100,8 +100,8 @@ impl Session {
                 Err(e) if e.code == 1040 => return Err(e), // pool exhausted: do not pile onto the primary
                 Err(e) => {
                     let retry = cfg.routing.replica_retry_after.0;
-                    tracing::warn!(backend = %topo.backends[r].pool.name, error = %e, "replica unavailable; reads skip it for {retry:?}");
-                    topo.backends[r].pool.mark_down(retry);
+                    tracing::warn!(backend = %topo.backend(r).pool.name, error = %e, "replica unavailable; reads skip it for {retry:?}");
+                    topo.backend(r).pool.mark_down(retry);
                     skip = Some(r);
                 }
             }

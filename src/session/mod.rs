@@ -89,6 +89,8 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         Err(HandshakeError::Io(_)) => return,
     };
     drop(cfg);
+    let mut login = login;
+    login.user_index = shared.user_id(&login.user);
     handle
         .user_index
         .store(login.user_index, std::sync::atomic::Ordering::Relaxed);

@@ -10,22 +10,63 @@ pub mod state;
 
 use crate::config::{Config, Role};
 use crate::pool::BackendPool;
+use arc_swap::ArcSwap;
 use gtid::GtidSet;
 use rand::Rng;
 use state::BackendState;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 pub struct Backend {
     pub pool: Arc<BackendPool>,
     /// Role from the config (a hint once the monitor runs).
     pub role: Role,
-    pub weight: u32,
+    weight: AtomicU32,
+    /// Removed from the config: takes no new statements, drains, stays in the list so that
+    /// indices held by sessions remain valid.
+    removed: AtomicBool,
     pub state: BackendState,
 }
 
+impl Backend {
+    pub fn new(cfg: &Config, b: &crate::config::Backend) -> Backend {
+        Backend {
+            pool: Arc::new(BackendPool::new(
+                &b.name,
+                &b.address,
+                cfg.pool.max_connections_per_backend,
+                cfg.pool.max_idle_per_backend,
+            )),
+            role: b.role,
+            weight: AtomicU32::new(b.weight),
+            removed: AtomicBool::new(false),
+            state: BackendState::default(),
+        }
+    }
+    pub fn weight(&self) -> u32 {
+        if self.is_removed() {
+            0
+        } else {
+            self.weight.load(Ordering::Relaxed)
+        }
+    }
+    pub fn set_weight(&self, w: u32) {
+        self.weight.store(w, Ordering::Relaxed);
+    }
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Relaxed)
+    }
+    /// Marks the backend removed and closes its idle connections; busy ones close when
+    /// their statement ends.
+    pub fn remove(&self) {
+        self.removed.store(true, Ordering::Relaxed);
+        self.pool.close();
+    }
+}
+
 pub struct Topology {
-    pub backends: Vec<Backend>,
+    /// Append-only: a backend keeps its index for the life of the process.
+    backends: ArcSwap<Vec<Arc<Backend>>>,
     primary: AtomicUsize,
     /// More than one backend is writable: the primary is kept, and this is raised.
     pub split_brain: AtomicBool,
@@ -44,22 +85,11 @@ pub struct ReadNeeds<'a> {
 
 impl Topology {
     pub fn from_config(cfg: &Config) -> Self {
-        let backends = cfg
+        let backends: Vec<Arc<Backend>> = cfg
             .backends
             .iter()
-            .map(|b| Backend {
-                pool: Arc::new(BackendPool::new(
-                    &b.name,
-                    &b.address,
-                    cfg.pool.max_connections_per_backend,
-                    cfg.pool.max_idle_per_backend,
-                    cfg.users.len(),
-                )),
-                role: b.role,
-                weight: b.weight,
-                state: BackendState::default(),
-            })
-            .collect::<Vec<_>>();
+            .map(|b| Arc::new(Backend::new(cfg, b)))
+            .collect();
         let primary = backends
             .iter()
             .position(|b| b.role == Role::Primary)
@@ -69,10 +99,48 @@ impl Topology {
             .writable
             .store(true, Ordering::Relaxed);
         Self {
-            backends,
+            backends: ArcSwap::from_pointee(backends),
             primary: AtomicUsize::new(primary),
             split_brain: AtomicBool::new(false),
         }
+    }
+
+    /// All backends ever configured (check `is_removed`).
+    pub fn backends(&self) -> arc_swap::Guard<Arc<Vec<Arc<Backend>>>> {
+        self.backends.load()
+    }
+
+    pub fn backend(&self, i: usize) -> Arc<Backend> {
+        self.backends.load()[i].clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.backends.load().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Index of the live (not removed) backend called `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.backends
+            .load()
+            .iter()
+            .position(|b| b.pool.name == name && !b.is_removed())
+    }
+
+    /// Appends a backend; returns its index.
+    pub fn add(&self, b: Backend) -> usize {
+        let b = Arc::new(b);
+        let mut index = 0;
+        self.backends.rcu(|old| {
+            let mut v = Vec::clone(old);
+            index = v.len();
+            v.push(b.clone());
+            v
+        });
+        index
     }
 
     pub fn primary(&self) -> usize {
@@ -91,7 +159,7 @@ impl Topology {
         needs: &ReadNeeds<'_>,
         check_gtid: bool,
     ) -> bool {
-        if i == self.primary() || b.weight == 0 || Some(i) == skip || b.pool.is_down() {
+        if i == self.primary() || b.weight() == 0 || Some(i) == skip || b.pool.is_down() {
             return false;
         }
         let st = &b.state;
@@ -119,6 +187,7 @@ impl Topology {
         needs: &ReadNeeds<'_>,
     ) -> Option<usize> {
         self.backends
+            .load()
             .iter()
             .enumerate()
             .filter(|(i, b)| self.can_read(*i, b, skip, needs, false))
@@ -135,13 +204,13 @@ impl Topology {
         needs: &ReadNeeds<'_>,
         check_gtid: bool,
     ) -> Option<usize> {
+        let backends = self.backends.load();
         let ok = |i: usize, b: &Backend| self.can_read(i, b, skip, needs, check_gtid);
-        let total: u64 = self
-            .backends
+        let total: u64 = backends
             .iter()
             .enumerate()
             .filter(|(i, b)| ok(*i, b))
-            .map(|(_, b)| b.weight as u64)
+            .map(|(_, b)| b.weight() as u64)
             .sum();
         if total == 0 {
             return None;
@@ -149,20 +218,21 @@ impl Topology {
         let mut rng = rand::rng();
         let mut draw = || {
             let mut x = rng.random_range(0..total);
-            for (i, b) in self.backends.iter().enumerate() {
+            for (i, b) in backends.iter().enumerate() {
                 if ok(i, b) {
-                    if x < b.weight as u64 {
+                    let w = b.weight() as u64;
+                    if x < w {
                         return i;
                     }
-                    x -= b.weight as u64;
+                    x -= w;
                 }
             }
             0
         };
         let (a, b) = (draw(), draw());
         let load = |i: usize| {
-            let be = &self.backends[i];
-            be.pool.busy.load(Ordering::Relaxed) as f64 / be.weight as f64
+            let be = &backends[i];
+            be.pool.busy.load(Ordering::Relaxed) as f64 / be.weight().max(1) as f64
         };
         Some(if load(b) < load(a) { b } else { a })
     }
@@ -206,18 +276,18 @@ mod tests {
     #[test]
     fn down_ineligible_and_lagging_replicas_are_skipped() {
         let t = Topology::from_config(&cfg(&[1, 1]));
-        t.backends[1]
+        t.backend(1)
             .pool
             .mark_down(std::time::Duration::from_secs(60));
         assert_eq!(pick(&t), Some(2));
-        t.backends[2].state.eligible.store(false, Ordering::Relaxed);
+        t.backend(2).state.eligible.store(false, Ordering::Relaxed);
         assert_eq!(pick(&t), None);
         let t = Topology::from_config(&cfg(&[1, 1]));
-        t.backends[1]
+        t.backend(1)
             .state
             .heartbeat_lag_us
             .store(900_000, Ordering::Relaxed);
-        t.backends[2]
+        t.backend(2)
             .state
             .heartbeat_lag_us
             .store(100_000, Ordering::Relaxed);
@@ -235,8 +305,8 @@ mod tests {
     #[test]
     fn gtid_requirement() {
         let t = Topology::from_config(&cfg(&[1, 1]));
-        t.backends[1].state.set_gtid("0-1-10");
-        t.backends[2].state.set_gtid("0-1-9");
+        t.backend(1).state.set_gtid("0-1-10");
+        t.backend(2).state.set_gtid("0-1-9");
         let g = GtidSet::parse("0-1-10");
         let needs = ReadNeeds {
             gtid: Some(&g),
@@ -256,7 +326,7 @@ mod tests {
     #[test]
     fn fewer_in_flight_wins() {
         let t = Topology::from_config(&cfg(&[1, 1]));
-        t.backends[1].pool.busy.store(10, Ordering::Relaxed);
+        t.backend(1).pool.busy.store(10, Ordering::Relaxed);
         let picks: Vec<_> = (0..200).filter_map(|_| pick(&t)).collect();
         let to_busy = picks.iter().filter(|&&i| i == 1).count();
         assert!(

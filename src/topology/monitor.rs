@@ -60,7 +60,7 @@ pub fn spawn(shared: &Arc<Shared>, stop: &watch::Receiver<bool>) -> Vec<JoinHand
     if shared.config.load().monitor.is_none() {
         return Vec::new();
     }
-    (0..shared.topology.backends.len())
+    (0..shared.topology.len())
         .map(|i| tokio::spawn(run(shared.clone(), i, stop.clone())))
         .collect()
 }
@@ -112,7 +112,10 @@ impl Task {
     async fn probe(&mut self, m: &Monitor) -> Result<Probe, BackendError> {
         if self.conn.is_none() {
             let opts = ConnectOpts {
-                address: self.shared.topology.backends[self.index]
+                address: self
+                    .shared
+                    .topology
+                    .backend(self.index)
                     .pool
                     .address
                     .clone(),
@@ -212,7 +215,7 @@ impl Task {
                     // 1146: the table has not replicated yet; anything else is worth a warning
                     if s.code != 1146 && !self.heartbeat_warned {
                         self.heartbeat_warned = true;
-                        tracing::warn!(backend = %self.shared.topology.backends[self.index].pool.name, error = %s,
+                        tracing::warn!(backend = %self.shared.topology.backend(self.index).pool.name, error = %s,
                             "heartbeat unavailable; lag falls back to Seconds_Behind (grant the monitor user ALL on sluice.*)");
                     }
                 } else {
@@ -226,8 +229,8 @@ impl Task {
     fn apply(&mut self, m: &Monitor, result: Result<Probe, BackendError>) {
         let shared = self.shared.clone();
         let topo = &shared.topology;
-        let name = &topo.backends[self.index].pool.name;
-        let st = &topo.backends[self.index].state;
+        let name = &topo.backend(self.index).pool.name;
+        let st = &topo.backend(self.index).state;
         st.probes.fetch_add(1, Ordering::Relaxed);
         st.probed.store(true, Ordering::Relaxed);
         match result {
@@ -275,7 +278,7 @@ impl Task {
     fn update_eligibility(&self) {
         let topo = &self.shared.topology;
         let cfg = self.shared.config.load();
-        let b = &topo.backends[self.index];
+        let b = &topo.backend(self.index);
         let st = &b.state;
         let max = cfg.routing.max_replica_lag.0.as_micros() as i64;
         let reentry = cfg.routing.reentry().as_micros() as i64;
@@ -322,7 +325,7 @@ impl Task {
 /// primary and raise `split_brain`. None: keep the last known primary.
 pub fn resolve_roles(topo: &Topology) {
     let writable: Vec<usize> = topo
-        .backends
+        .backends()
         .iter()
         .enumerate()
         .filter(|(_, b)| {
@@ -340,17 +343,17 @@ pub fn resolve_roles(topo: &Topology) {
             let old = topo.primary();
             if one != old {
                 topo.set_primary(one);
-                tracing::warn!(from = %topo.backends[old].pool.name, to = %topo.backends[one].pool.name, "primary changed (read_only observed)");
+                tracing::warn!(from = %topo.backend(old).pool.name, to = %topo.backend(one).pool.name, "primary changed (read_only observed)");
             }
         }
         [] => {}
         _ => {
             if !topo.split_brain.swap(true, Ordering::Relaxed) {
-                let names: Vec<&str> = writable
+                let names: Vec<String> = writable
                     .iter()
-                    .map(|&i| topo.backends[i].pool.name.as_str())
+                    .map(|&i| topo.backend(i).pool.name.clone())
                     .collect();
-                tracing::error!(writable = ?names, keeping = %topo.backends[topo.primary()].pool.name,
+                tracing::error!(writable = ?names, keeping = %topo.backend(topo.primary()).pool.name,
                     "several backends are writable; keeping the last known primary");
             }
         }
