@@ -12,6 +12,8 @@ use tokio::task::JoinHandle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("{0}")]
+    Config(crate::config::LoadError),
     #[error("cannot listen on {address} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -65,12 +67,25 @@ async fn bind(what: &'static str, address: &str) -> Result<TcpListener, StartErr
 }
 
 impl Proxy {
+    /// Starts from a file: reloads on SIGHUP (see `run`), on `POST /reload`, and when the
+    /// file changes.
+    pub async fn start_from_file(path: &std::path::Path) -> Result<Proxy, StartError> {
+        let config = Config::load(path).map_err(StartError::Config)?;
+        let mut proxy = Self::start(config).await?;
+        proxy.shared.reload.lock().path = Some(path.display().to_string());
+        proxy.tasks.push(crate::watch::spawn(
+            proxy.shared.clone(),
+            path.to_path_buf(),
+        ));
+        Ok(proxy)
+    }
+
     pub async fn start(config: Config) -> Result<Proxy, StartError> {
         let listener = bind("listen.address", &config.listen.address).await?;
         let admin = bind("admin.address", &config.admin.address).await?;
         let version = server_version(&config).await;
-        let shared = Arc::new(Shared::new(config, version));
         let (stop, stop_rx) = watch::channel(false);
+        let shared = Arc::new(Shared::new(config, version, stop_rx.clone()));
         let addr = listener
             .local_addr()
             .expect("bound listener has an address");
@@ -132,10 +147,20 @@ impl Proxy {
     }
 }
 
-/// `sluice run`: start, serve until SIGTERM/SIGINT, shut down gracefully.
-pub async fn run(config: Config) -> Result<(), StartError> {
-    let proxy = Proxy::start(config).await?;
-    wait_for_signal().await;
+/// `sluice run`: start, serve until SIGTERM/SIGINT (reloading on SIGHUP), shut down
+/// gracefully.
+pub async fn run(path: &std::path::Path) -> Result<(), StartError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let proxy = Proxy::start_from_file(path).await?;
+    let mut hup = signal(SignalKind::hangup()).expect("install SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = wait_for_signal() => break,
+            _ = hup.recv() => {
+                crate::reload::from_file(&proxy.shared, "sighup").await;
+            }
+        }
+    }
     tracing::info!("shutdown requested");
     proxy.shutdown().await;
     Ok(())

@@ -144,7 +144,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run { config } => {
             let cfg = Config::load(&config)?;
             init_logging(&cfg.log.level);
-            runtime(cfg.listen.worker_threads)?.block_on(sluice::app::run(cfg))?;
+            runtime(cfg.listen.worker_threads)?.block_on(sluice::app::run(&config))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Switchover { admin, to } => {

@@ -8,6 +8,7 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// Every route reason, in `Reason::index` order (metric label values).
 pub const REASONS: [Reason; 9] = [
@@ -46,7 +47,11 @@ pub struct Metrics {
     pub config_reloads_total: IntCounterVec,
     pub config_last_reload_success: Gauge,
     pub split_brain: IntGauge,
-    pub backends: Vec<BackendMetrics>,
+    queries_total: IntCounterVec,
+    query_errors_total: IntCounterVec,
+    pool_timeouts_total: IntCounterVec,
+    /// Indexed like the topology (append-only).
+    pub backends: arc_swap::ArcSwap<Vec<Arc<BackendMetrics>>>,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -55,7 +60,38 @@ fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> 
     c
 }
 
+fn handles(
+    q: &IntCounterVec,
+    e: &IntCounterVec,
+    t: &IntCounterVec,
+    backend: &str,
+) -> BackendMetrics {
+    BackendMetrics {
+        queries: REASONS
+            .iter()
+            .map(|r| q.with_label_values(&[backend, r.as_str()]))
+            .collect(),
+        errors: e.with_label_values(&[backend]),
+        pool_timeouts: t.with_label_values(&[backend]),
+    }
+}
+
 impl Metrics {
+    /// Handles for a backend added by a reload (same index as in the topology).
+    pub fn add_backend(&self, name: &str) {
+        let h = Arc::new(handles(
+            &self.queries_total,
+            &self.query_errors_total,
+            &self.pool_timeouts_total,
+            name,
+        ));
+        self.backends.rcu(|old| {
+            let mut v = Vec::clone(old);
+            v.push(h.clone());
+            v
+        });
+    }
+
     pub fn new(backend_names: &[String]) -> Metrics {
         let r = Registry::new();
         let o = Opts::new;
@@ -110,13 +146,13 @@ impl Metrics {
         );
         let backends = backend_names
             .iter()
-            .map(|b| BackendMetrics {
-                queries: REASONS
-                    .iter()
-                    .map(|reason| queries_total.with_label_values(&[b.as_str(), reason.as_str()]))
-                    .collect(),
-                errors: query_errors_total.with_label_values(&[b.as_str()]),
-                pool_timeouts: pool_timeouts_total.with_label_values(&[b.as_str()]),
+            .map(|b| {
+                Arc::new(handles(
+                    &queries_total,
+                    &query_errors_total,
+                    &pool_timeouts_total,
+                    b,
+                ))
             })
             .collect();
         let reloads = reg(
@@ -235,7 +271,10 @@ impl Metrics {
                 .unwrap(),
             ),
             registry: r,
-            backends,
+            queries_total,
+            query_errors_total,
+            pool_timeouts_total,
+            backends: arc_swap::ArcSwap::from_pointee(backends),
         }
     }
 

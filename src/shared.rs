@@ -59,10 +59,17 @@ pub struct Shared {
     pub failover: crate::failover::Failover,
     /// Statements executing on the primary right now (switchover drains them).
     pub primary_inflight: AtomicUsize,
+    pub reload: Mutex<crate::reload::State>,
+    /// Shutdown signal, for tasks started later (monitors of backends added by a reload).
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Shared {
-    pub fn new(config: Config, server_version: String) -> Self {
+    pub fn new(
+        config: Config,
+        server_version: String,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         let names: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
         let metrics = crate::metrics::Metrics::new(&names);
         let now = std::time::SystemTime::now()
@@ -87,6 +94,11 @@ impl Shared {
             metrics,
             failover: crate::failover::Failover::default(),
             primary_inflight: AtomicUsize::new(0),
+            reload: Mutex::new(crate::reload::State {
+                version: 1,
+                ..Default::default()
+            }),
+            stop,
         }
     }
 

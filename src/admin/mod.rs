@@ -60,7 +60,17 @@ async fn handle(shared: Arc<Shared>, mut stream: TcpStream) -> std::io::Result<(
         String::from_utf8_lossy(&buf[head_end..buf.len().min(head_end + length)]).into_owned();
     let mut parts = head.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (code, ctype, body) = route(&shared, method, path, &body).await;
+    let authorized = authorized(&shared, &head);
+    let (code, ctype, body) = if method == "POST" && !authorized {
+        (
+            "401 Unauthorized",
+            "application/json",
+            json!({"error": "missing or wrong bearer token ([admin] token / SLUICE_ADMIN_TOKEN)"})
+                .to_string(),
+        )
+    } else {
+        route(&shared, method, path, &body).await
+    };
     let head = format!(
         "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -72,10 +82,104 @@ async fn handle(shared: Arc<Shared>, mut stream: TcpStream) -> std::io::Result<(
 
 type Reply = (&'static str, &'static str, String);
 
+/// Whether the request carries the configured admin token (always true without one).
+fn authorized(shared: &Shared, head: &str) -> bool {
+    let token = std::env::var("SLUICE_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| shared.config.load().admin.token.clone());
+    let Some(token) = token else { return true };
+    head.lines().any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.eq_ignore_ascii_case("authorization") && v.trim() == format!("Bearer {token}")
+        })
+    })
+}
+
+/// The running configuration as JSON with secrets redacted.
+fn config_json(shared: &Shared) -> String {
+    fn redact(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, val) in m.iter_mut() {
+                    if k.contains("password") || k == "token" {
+                        *val = json!("***");
+                    } else {
+                        redact(val);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(redact),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(&**shared.config.load()).unwrap_or_default();
+    redact(&mut v);
+    v.to_string()
+}
+
+fn drain(shared: &Shared, path: &str) -> Reply {
+    let rest = path.trim_start_matches("/backends/");
+    let (name, on) = match rest.rsplit_once('/') {
+        Some((n, "drain")) => (n, true),
+        Some((n, "undrain")) => (n, false),
+        _ => return ("404 Not Found", "text/plain", "not found\n".into()),
+    };
+    match shared.topology.index_of(name) {
+        Some(i) => {
+            shared.topology.backend(i).set_drained(on);
+            tracing::warn!(
+                backend = name,
+                drained = on,
+                "backend drain state changed by the admin API"
+            );
+            (
+                "200 OK",
+                "application/json",
+                json!({"backend": name, "drained": on}).to_string(),
+            )
+        }
+        None => (
+            "404 Not Found",
+            "application/json",
+            json!({"error": format!("no backend named {name:?}")}).to_string(),
+        ),
+    }
+}
+
+fn ready(shared: &Shared) -> Reply {
+    let topo = &shared.topology;
+    let p = topo.backend(topo.primary());
+    if p.state.up.load(Ordering::Relaxed) && !p.is_removed() {
+        (
+            "200 OK",
+            "text/plain",
+            format!("ready: primary {}\n", p.pool.name),
+        )
+    } else {
+        (
+            "503 Service Unavailable",
+            "text/plain",
+            "not ready: no healthy primary known\n".into(),
+        )
+    }
+}
+
 async fn route(shared: &Arc<Shared>, method: &str, path: &str, body: &str) -> Reply {
     match (method, path) {
         ("GET", "/live") => ("200 OK", "text/plain", "ok\n".into()),
-        ("GET", "/ready") => ("200 OK", "text/plain", "ready\n".into()),
+        ("GET", "/ready") => ready(shared),
+        ("GET", "/config") => ("200 OK", "application/json", config_json(shared)),
+        ("POST", "/reload") => {
+            let o = crate::reload::from_file(shared, "admin").await;
+            let code = if o.ok {
+                "200 OK"
+            } else {
+                "422 Unprocessable Entity"
+            };
+            (code, "application/json", json!(o).to_string())
+        }
+        ("POST", p) if p.starts_with("/backends/") => drain(shared, p),
         ("GET", "/status") => ("200 OK", "application/json", status(shared).to_string()),
         ("GET", "/metrics") => (
             "200 OK",
@@ -133,6 +237,7 @@ pub fn status(shared: &Shared) -> serde_json::Value {
         "split_brain": topo.split_brain.load(Ordering::Relaxed),
         "monitoring": monitored,
         "failover": *shared.failover.status.lock(),
+        "config": *shared.reload.lock(),
         "backends": backends,
     })
 }
@@ -151,6 +256,10 @@ fn backend_status(
     let eligible = !is_primary && healthy && b.weight() > 0 && st.eligible.load(Ordering::Relaxed);
     let reason = if is_primary {
         "primary".to_string()
+    } else if b.is_removed() {
+        "removed from the configuration (draining)".to_string()
+    } else if b.is_drained() {
+        "drained by the admin API".to_string()
     } else if b.weight() == 0 {
         "weight is 0".to_string()
     } else if b.pool.is_down() {
@@ -172,6 +281,8 @@ fn backend_status(
         "eligible": eligible,
         "reason": if eligible { None } else { Some(reason) },
         "weight": b.weight(),
+        "removed": b.is_removed(),
+        "drained": b.is_drained(),
         "in_flight": b.pool.busy.load(Ordering::Relaxed),
         "pool": { "busy": b.pool.busy.load(Ordering::Relaxed), "idle": b.pool.idle_count(), "opened_total": b.pool.opened.load(Ordering::Relaxed) },
         "probe_error": (!d.probe_error.is_empty()).then_some(d.probe_error),

@@ -136,6 +136,10 @@ pub struct Listen {
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     pub address: String,
+    /// Bearer token required by mutating endpoints (reload, switchover, drain). The
+    /// SLUICE_ADMIN_TOKEN environment variable overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -47,7 +47,7 @@ impl Session {
         let opts = self.connect_opts(backend);
         let r = pool.checkout(slot, &opts, wait).await;
         if matches!(&r, Err(e) if e.code == 1040) {
-            if let Some(b) = self.shared.metrics.backends.get(backend) {
+            if let Some(b) = self.shared.metrics.backends.load().get(backend) {
                 b.pool_timeouts.inc();
             }
         }
@@ -197,7 +197,8 @@ impl Session {
         started: std::time::Instant,
     ) {
         let m = &self.shared.metrics;
-        let Some(b) = m.backends.get(idx) else { return };
+        let backends = m.backends.load();
+        let Some(b) = backends.get(idx) else { return };
         let is_primary = idx == self.shared.topology.primary();
         let reason = if target == Target::Replica && is_primary {
             Reason::Fallback

@@ -25,6 +25,8 @@ pub struct Backend {
     /// Removed from the config: takes no new statements, drains, stays in the list so that
     /// indices held by sessions remain valid.
     removed: AtomicBool,
+    /// Drained by an operator (admin API): no new reads until undrained.
+    drained: AtomicBool,
     pub state: BackendState,
 }
 
@@ -40,11 +42,12 @@ impl Backend {
             role: b.role,
             weight: AtomicU32::new(b.weight),
             removed: AtomicBool::new(false),
+            drained: AtomicBool::new(false),
             state: BackendState::default(),
         }
     }
     pub fn weight(&self) -> u32 {
-        if self.is_removed() {
+        if self.is_removed() || self.is_drained() {
             0
         } else {
             self.weight.load(Ordering::Relaxed)
@@ -52,6 +55,12 @@ impl Backend {
     }
     pub fn set_weight(&self, w: u32) {
         self.weight.store(w, Ordering::Relaxed);
+    }
+    pub fn is_drained(&self) -> bool {
+        self.drained.load(Ordering::Relaxed)
+    }
+    pub fn set_drained(&self, on: bool) {
+        self.drained.store(on, Ordering::Relaxed);
     }
     pub fn is_removed(&self) -> bool {
         self.removed.load(Ordering::Relaxed)

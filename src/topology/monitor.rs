@@ -65,6 +65,11 @@ pub fn spawn(shared: &Arc<Shared>, stop: &watch::Receiver<bool>) -> Vec<JoinHand
         .collect()
 }
 
+/// Starts the monitor of a backend added later (reload).
+pub fn spawn_one(shared: &Arc<Shared>, i: usize) {
+    tokio::spawn(run(shared.clone(), i, shared.stop.clone()));
+}
+
 struct Task {
     shared: Arc<Shared>,
     index: usize,
@@ -86,6 +91,9 @@ async fn run(shared: Arc<Shared>, index: usize, mut stop: watch::Receiver<bool>)
         heartbeat_warned: false,
     };
     loop {
+        if t.shared.topology.backend(t.index).is_removed() {
+            return; // removed by a reload
+        }
         let Some(m) = t.shared.config.load().monitor.clone() else {
             return;
         };

@@ -1,0 +1,187 @@
+//! Hot reload: parse and validate the whole new configuration first; if anything is wrong keep
+//! the running one. Otherwise apply it: reweight backends in place, add new ones (pool,
+//! metrics, monitor task), drain removed ones, and swap the configuration atomically so every
+//! session sees it from its next statement. Client connections stay open.
+
+use crate::config::Config;
+use crate::shared::Shared;
+use crate::topology::Backend;
+use serde::Serialize;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    pub at_unix: f64,
+    /// "sighup", "file", "admin".
+    pub trigger: String,
+    pub ok: bool,
+    pub errors: Vec<String>,
+    pub changes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct State {
+    /// Incremented by every applied configuration (1 = the one loaded at start).
+    pub version: u64,
+    pub path: Option<String>,
+    pub last: Option<Outcome>,
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// Reloads from the file the proxy was started with.
+pub async fn from_file(shared: &Arc<Shared>, trigger: &str) -> Outcome {
+    let path = shared.reload.lock().path.clone();
+    let parsed = match path {
+        None => Err(vec![
+            "Sluice was started without a configuration file; nothing to reload".to_string(),
+        ]),
+        Some(p) => Config::load(Path::new(&p)).map_err(|e| {
+            e.to_string()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        }),
+    };
+    let result = parsed.and_then(|cfg| apply(shared, cfg));
+    record(shared, trigger, result)
+}
+
+fn record(shared: &Shared, trigger: &str, result: Result<Vec<String>, Vec<String>>) -> Outcome {
+    let ok = result.is_ok();
+    let (changes, errors) = match result {
+        Ok(c) => (c, Vec::new()),
+        Err(e) => (Vec::new(), e),
+    };
+    let m = &shared.metrics;
+    if ok {
+        m.config_reloads_total.with_label_values(&["success"]).inc();
+        m.config_last_reload_success.set(now());
+        tracing::info!(trigger, changes = ?changes, "configuration reloaded");
+    } else {
+        m.config_reloads_total.with_label_values(&["failure"]).inc();
+        tracing::error!(trigger, errors = ?errors, "configuration reload rejected; the running configuration stays");
+    }
+    let outcome = Outcome {
+        at_unix: now(),
+        trigger: trigger.into(),
+        ok,
+        errors,
+        changes,
+    };
+    shared.reload.lock().last = Some(outcome.clone());
+    outcome
+}
+
+/// Checks that `new` can replace the running configuration; returns every reason it cannot.
+fn compatible(shared: &Shared, new: &Config) -> Vec<String> {
+    let topo = &shared.topology;
+    let primary = topo.backend(topo.primary());
+    let mut errors = Vec::new();
+    if !primary.is_removed()
+        && !new
+            .backends
+            .iter()
+            .any(|b| b.name == primary.pool.name && b.address == primary.pool.address)
+    {
+        errors.push(format!(
+            "backends: the current primary {} ({}) cannot be removed or moved by a reload; switch over first",
+            primary.pool.name, primary.pool.address
+        ));
+    }
+    if new.monitor.is_some() != shared.config.load().monitor.is_some() {
+        errors.push("monitor: adding or removing the [monitor] section needs a restart".into());
+    }
+    errors
+}
+
+/// Applies a validated configuration; returns the list of changes.
+pub fn apply(shared: &Arc<Shared>, mut new: Config) -> Result<Vec<String>, Vec<String>> {
+    let errors = compatible(shared, &new);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let old = shared.config.load_full();
+    let mut changes = Vec::new();
+    if new.listen.address != old.listen.address
+        || new.admin.address != old.admin.address
+        || new.listen.worker_threads != old.listen.worker_threads
+    {
+        changes.push("listen.address / admin.address / listen.worker_threads change only with a restart; the running values stay".into());
+        new.listen.address = old.listen.address.clone();
+        new.admin.address = old.admin.address.clone();
+        new.listen.worker_threads = old.listen.worker_threads;
+    }
+    let topo = &shared.topology;
+    for b in &new.backends {
+        match topo.index_of(&b.name) {
+            Some(i) if topo.backend(i).pool.address == b.address => {
+                let be = topo.backend(i);
+                if be.weight() != b.weight {
+                    changes.push(format!(
+                        "{}: weight {} -> {}",
+                        b.name,
+                        be.weight(),
+                        b.weight
+                    ));
+                    be.set_weight(b.weight);
+                }
+            }
+            existing => {
+                if let Some(i) = existing {
+                    topo.backend(i).remove();
+                    changes.push(format!(
+                        "{}: address changed; old connections drained",
+                        b.name
+                    ));
+                }
+                let i = topo.add(Backend::new(&new, b));
+                shared.metrics.add_backend(&b.name);
+                let _ = topo
+                    .backend(i)
+                    .pool
+                    .wait_histogram
+                    .set(shared.metrics.pool_wait_seconds.clone());
+                if new.monitor.is_some() {
+                    crate::topology::monitor::spawn_one(shared, i);
+                }
+                changes.push(format!("{}: added ({})", b.name, b.address));
+            }
+        }
+    }
+    for b in topo.backends().iter() {
+        if !b.is_removed() && !new.backends.iter().any(|n| n.name == b.pool.name) {
+            b.remove();
+            changes.push(format!(
+                "{}: removed; running statements finish, then its connections close",
+                b.pool.name
+            ));
+        }
+    }
+    if new.users != old.users {
+        changes.push(
+            "users updated (new logins use them; connected sessions keep their login)".into(),
+        );
+    }
+    if new.routing != old.routing {
+        changes.push("routing settings updated".into());
+    }
+    if new.pool != old.pool {
+        changes.push(
+            "pool settings updated (connection limits apply to backends added from now on)".into(),
+        );
+    }
+    if new.monitor != old.monitor || new.failover != old.failover {
+        changes.push("monitor / failover settings updated".into());
+    }
+    shared.config.store(Arc::new(new));
+    shared.reload.lock().version += 1;
+    Ok(changes)
+}
