@@ -399,6 +399,8 @@ mod tests {
         for f in ["sluice.toml", "minimal.toml"] {
             Config::load(&repo_file(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
         }
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/sluice.compose.toml");
+        Config::load(&deploy).unwrap_or_else(|e| panic!("deploy config: {e}"));
     }
 
     #[test]
