@@ -149,9 +149,13 @@ impl Proxy {
 
 /// `sluice run`: start, serve until SIGTERM/SIGINT (reloading on SIGHUP), shut down
 /// gracefully.
-pub async fn run(path: &std::path::Path) -> Result<(), StartError> {
+pub async fn run(
+    path: &std::path::Path,
+    set_log_level: Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>,
+) -> Result<(), StartError> {
     use tokio::signal::unix::{signal, SignalKind};
     let proxy = Proxy::start_from_file(path).await?;
+    let _ = proxy.shared.set_log_level.set(set_log_level);
     let mut hup = signal(SignalKind::hangup()).expect("install SIGHUP handler");
     loop {
         tokio::select! {

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sluice::config::Config;
+use sluice::config::{Config, LogFormat};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,6 +28,10 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also show how the file differs from what a running Sluice uses (its admin address,
+        /// e.g. http://127.0.0.1:9033).
+        #[arg(long)]
+        diff_with: Option<String>,
     },
     /// Start a local primary + replicas (MariaDB or MySQL) with Sluice in front.
     Sandbox(sluice::sandbox::cli::Args),
@@ -42,13 +46,24 @@ enum Command {
     },
 }
 
-fn init_logging(level: &str) {
+type LevelSetter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Installs the subscriber; returns a function that changes the filter live (RUST_LOG, when
+/// set, wins at startup).
+fn init_logging(level: &str, format: LogFormat) -> LevelSetter {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json().with_current_span(true)).init(),
+        LogFormat::Human => registry.with(tracing_subscriber::fmt::layer().with_target(false)).init(),
+    }
+    Box::new(move |lvl: &str| {
+        let f = tracing_subscriber::EnvFilter::try_new(lvl).map_err(|e| e.to_string())?;
+        handle.reload(f).map_err(|e| e.to_string())
+    })
 }
 
 /// Lets the proxy use as many file descriptors as the hard limit allows (one per client).
@@ -80,29 +95,28 @@ fn main() -> ExitCode {
 
 /// A minimal HTTP POST to the admin listener; returns (status code, body).
 async fn http_post(addr: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
+    http("POST", addr, path, body).await
+}
+
+async fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    http("GET", addr, path, "").await
+}
+
+/// One HTTP/1.1 request to the admin listener (with SLUICE_ADMIN_TOKEN when set).
+async fn http(method: &str, addr: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = addr.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
+    let mut s = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+    let token = std::env::var("SLUICE_ADMIN_TOKEN").map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{token}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await?;
     let mut out = String::new();
     s.read_to_string(&mut out).await?;
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((
-        code,
-        out.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default(),
-    ))
+    let code = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Ok((code, out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
 }
 
 fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
@@ -125,8 +139,20 @@ fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check { config } => match Config::load(&config) {
+        Command::Check { config, diff_with } => match Config::load(&config) {
             Ok(cfg) => {
+                if let Some(admin) = diff_with {
+                    let (code, running) = runtime(1)?.block_on(http_get(&admin, "/config"))?;
+                    anyhow::ensure!(code == 200, "GET {admin}/config answered {code}");
+                    let running: serde_json::Value = serde_json::from_str(&running).context("parsing the running config")?;
+                    let lines = sluice::config::diff::diff(&running, &serde_json::to_value(&cfg)?);
+                    if lines.is_empty() {
+                        println!("no differences from the running configuration at {admin}");
+                    }
+                    for l in lines {
+                        println!("{l}");
+                    }
+                }
                 println!(
                     "{}: OK ({} backends, {} users, listening on {})",
                     config.display(),
@@ -143,8 +169,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Run { config } => {
             let cfg = Config::load(&config)?;
-            init_logging(&cfg.log.level);
-            runtime(cfg.listen.worker_threads)?.block_on(sluice::app::run(&config))?;
+            let set_level = init_logging(&cfg.log.level, cfg.log.format);
+            runtime(cfg.listen.worker_threads)?.block_on(sluice::app::run(&config, set_level))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Switchover { admin, to } => {
@@ -161,7 +187,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Sandbox(args) => {
-            init_logging("warn");
+            let _ = init_logging("warn", LogFormat::Human);
             let workers = std::env::var("SLUICE_WORKER_THREADS")
                 .ok()
                 .and_then(|v| v.parse().ok())

@@ -178,6 +178,16 @@ pub fn apply(shared: &Arc<Shared>, mut new: Config) -> Result<Vec<String>, Vec<S
             "pool settings updated (connection limits apply to backends added from now on)".into(),
         );
     }
+    if new.log.level != old.log.level {
+        match shared.set_log_level.get().map(|f| f(&new.log.level)) {
+            Some(Ok(())) => changes.push(format!("log level {} -> {}", old.log.level, new.log.level)),
+            Some(Err(e)) => changes.push(format!("log level unchanged: {e}")),
+            None => {}
+        }
+    }
+    if new.log.format != old.log.format {
+        changes.push("log.format changes only with a restart".into());
+    }
     if new.monitor != old.monitor || new.failover != old.failover {
         changes.push("monitor / failover settings updated".into());
     }

@@ -60,6 +60,8 @@ pub struct Shared {
     /// Statements executing on the primary right now (switchover drains them).
     pub primary_inflight: AtomicUsize,
     pub reload: Mutex<crate::reload::State>,
+    /// Changes the log filter of the running process (installed by `main`).
+    pub set_log_level: std::sync::OnceLock<Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>>,
     /// Shutdown signal, for tasks started later (monitors of backends added by a reload).
     pub stop: tokio::sync::watch::Receiver<bool>,
 }
@@ -98,6 +100,7 @@ impl Shared {
                 version: 1,
                 ..Default::default()
             }),
+            set_log_level: std::sync::OnceLock::new(),
             stop,
         }
     }

@@ -1,5 +1,6 @@
 //! Configuration: serde types (unknown keys rejected), loading, and validation.
 
+pub mod diff;
 mod duration;
 mod validate;
 
@@ -242,15 +243,27 @@ impl Default for Routing {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Log {
-    /// tracing filter, e.g. "info" or "sluice=debug".
+    /// tracing filter, e.g. "info" or "sluice=debug"; a reload changes it live.
     #[serde(default = "defaults::log_level")]
     pub level: String,
+    /// "human" or "json" (one JSON object per line).
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
 }
 
 impl Default for Log {
     fn default() -> Self {
         Self {
             level: defaults::log_level(),
+            format: LogFormat::Human,
         }
     }
 }
