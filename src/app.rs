@@ -151,7 +151,7 @@ impl Proxy {
 /// gracefully.
 pub async fn run(
     path: &std::path::Path,
-    set_log_level: Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>,
+    set_log_level: crate::shared::LevelSetter,
 ) -> Result<(), StartError> {
     use tokio::signal::unix::{signal, SignalKind};
     let proxy = Proxy::start_from_file(path).await?;

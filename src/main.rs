@@ -46,7 +46,7 @@ enum Command {
     },
 }
 
-type LevelSetter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+use sluice::shared::LevelSetter;
 
 /// Installs the subscriber; returns a function that changes the filter live (RUST_LOG, when
 /// set, wins at startup).
@@ -57,8 +57,16 @@ fn init_logging(level: &str, format: LogFormat) -> LevelSetter {
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json().with_current_span(true)).init(),
-        LogFormat::Human => registry.with(tracing_subscriber::fmt::layer().with_target(false)).init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true),
+            )
+            .init(),
+        LogFormat::Human => registry
+            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .init(),
     }
     Box::new(move |lvl: &str| {
         let f = tracing_subscriber::EnvFilter::try_new(lvl).map_err(|e| e.to_string())?;
@@ -106,8 +114,12 @@ async fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
 async fn http(method: &str, addr: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = addr.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
-    let token = std::env::var("SLUICE_ADMIN_TOKEN").map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    let token = std::env::var("SLUICE_ADMIN_TOKEN")
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{token}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -115,8 +127,17 @@ async fn http(method: &str, addr: &str, path: &str, body: &str) -> anyhow::Resul
     s.write_all(req.as_bytes()).await?;
     let mut out = String::new();
     s.read_to_string(&mut out).await?;
-    let code = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    Ok((code, out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((
+        code,
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    ))
 }
 
 fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
@@ -144,7 +165,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 if let Some(admin) = diff_with {
                     let (code, running) = runtime(1)?.block_on(http_get(&admin, "/config"))?;
                     anyhow::ensure!(code == 200, "GET {admin}/config answered {code}");
-                    let running: serde_json::Value = serde_json::from_str(&running).context("parsing the running config")?;
+                    let running: serde_json::Value =
+                        serde_json::from_str(&running).context("parsing the running config")?;
                     let lines = sluice::config::diff::diff(&running, &serde_json::to_value(&cfg)?);
                     if lines.is_empty() {
                         println!("no differences from the running configuration at {admin}");

@@ -180,7 +180,9 @@ pub fn apply(shared: &Arc<Shared>, mut new: Config) -> Result<Vec<String>, Vec<S
     }
     if new.log.level != old.log.level {
         match shared.set_log_level.get().map(|f| f(&new.log.level)) {
-            Some(Ok(())) => changes.push(format!("log level {} -> {}", old.log.level, new.log.level)),
+            Some(Ok(())) => {
+                changes.push(format!("log level {} -> {}", old.log.level, new.log.level))
+            }
             Some(Err(e)) => changes.push(format!("log level unchanged: {e}")),
             None => {}
         }

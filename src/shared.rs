@@ -44,6 +44,9 @@ impl SessionHandle {
     }
 }
 
+/// Changes the process's log filter (a tracing reload handle behind a closure).
+pub type LevelSetter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
 pub struct Shared {
     pub config: ArcSwap<Config>,
     pub topology: Topology,
@@ -61,7 +64,7 @@ pub struct Shared {
     pub primary_inflight: AtomicUsize,
     pub reload: Mutex<crate::reload::State>,
     /// Changes the log filter of the running process (installed by `main`).
-    pub set_log_level: std::sync::OnceLock<Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>>,
+    pub set_log_level: std::sync::OnceLock<LevelSetter>,
     /// Shutdown signal, for tasks started later (monitors of backends added by a reload).
     pub stop: tokio::sync::watch::Receiver<bool>,
 }

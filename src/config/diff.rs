@@ -8,7 +8,11 @@ fn flatten(prefix: String, v: &Value, out: &mut BTreeMap<String, String>) {
     match v {
         Value::Object(m) => {
             for (k, val) in m {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(key, val, out);
             }
         }
@@ -75,8 +79,14 @@ mod tests {
         let running = json!({"backends": [{"name": "db1", "weight": 1}], "users": [{"name": "app", "password": "x"}]});
         let new = json!({"backends": [{"name": "db1", "weight": 0}, {"name": "db2", "weight": 1}], "users": [{"name": "app", "password": "y"}]});
         let d = diff(&running, &new);
-        assert!(d.contains(&"~ backends[0].weight: 1 -> 0".to_string()), "{d:?}");
-        assert!(d.contains(&"+ backends[1].name = \"db2\"".to_string()), "{d:?}");
+        assert!(
+            d.contains(&"~ backends[0].weight: 1 -> 0".to_string()),
+            "{d:?}"
+        );
+        assert!(
+            d.contains(&"+ backends[1].name = \"db2\"".to_string()),
+            "{d:?}"
+        );
         assert!(!d.iter().any(|l| l.contains("password")), "{d:?}");
     }
 }
