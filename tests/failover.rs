@@ -396,3 +396,69 @@ async fn post(p: &Proxy, path: &str, body: &str) -> String {
     s.read_to_string(&mut out).await.unwrap();
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_semi_sync_replication_no_acknowledged_write_is_lost() {
+    let t = topology("semisync").await;
+    // MariaDB has semi-sync built in: the primary waits for a replica's ack before OK
+    t.sb.sql(0, "SET GLOBAL rpl_semi_sync_master_enabled = ON")
+        .await
+        .unwrap();
+    t.sb.sql(0, "SET GLOBAL rpl_semi_sync_master_timeout = 10000")
+        .await
+        .unwrap();
+    for r in 1..=2 {
+        t.sb.sql(r, "SET GLOBAL rpl_semi_sync_slave_enabled = ON")
+            .await
+            .unwrap();
+        t.sb.sql(r, "STOP SLAVE IO_THREAD").await.unwrap();
+        t.sb.sql(r, "START SLAVE IO_THREAD").await.unwrap();
+    }
+    let clients = |r: Result<sluice::backend::QueryResult, _>| {
+        r.ok()
+            .and_then(|r| r.rows.first().and_then(|row| row[1].clone()))
+            .unwrap_or_default()
+    };
+    let _ = wait_for!(
+        "both replicas are semi-sync clients",
+        Duration::from_secs(10),
+        clients(
+            t.sb.sql(0, "SHOW STATUS LIKE 'Rpl_semi_sync_master_clients'")
+                .await
+        ) == "2"
+    );
+    let p = common::proxy(failover_config(&t)).await;
+    let mut c = client(&p).await;
+    c.query_drop("CREATE DATABASE fo").await.unwrap();
+    c.query_drop("CREATE TABLE fo.ss (id BIGINT PRIMARY KEY)")
+        .await
+        .unwrap();
+    t.sb.wait_caught_up(Duration::from_secs(10)).await.unwrap();
+    let w = start_writer(&p, "ss");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let on = clients(
+        t.sb.sql(0, "SHOW STATUS LIKE 'Rpl_semi_sync_master_status'")
+            .await,
+    );
+    assert_eq!(on, "ON", "semi-sync must be active when the primary dies");
+    t.sb.kill(0);
+    let _ = wait_for!(
+        "a new primary",
+        Duration::from_secs(15),
+        primary_name(&p).await != "db0"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (acked, errors, _) = w.finish().await;
+    let np = index_of(&primary_name(&p).await);
+    let present = present_on(&t, np, "ss").await;
+    let lost: Vec<_> = acked.iter().filter(|i| !present.contains(i)).collect();
+    println!(
+        "semi-sync (status {on}): {} acknowledged writes, {} lost, {errors} failed during failover",
+        acked.len(),
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "acknowledged writes lost with semi-sync: {lost:?}"
+    );
+}

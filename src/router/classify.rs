@@ -318,8 +318,20 @@ pub fn classify(sql: &[u8]) -> Intent {
     let mut stmts: Vec<(Kind, u32)> = Vec::new();
     let mut st = Stmt::new();
     let mut pending: Option<Tok<'_>> = lx.next_tok();
+    // whether the previous token can end an operand (then a following -/+ is binary)
+    let mut after_operand = false;
     while let Some(tok) = pending {
         pending = lx.next_tok();
+        let sign_of_literal = matches!(tok, Tok::Punct(b'-' | b'+'))
+            && !after_operand
+            && pending == Some(Tok::Literal);
+        after_operand = matches!(
+            tok,
+            Tok::Word(_) | Tok::Literal | Tok::UserVar | Tok::SysVar(_) | Tok::Punct(b')')
+        );
+        if sign_of_literal {
+            continue; // `-1` digests like `1`: the sign is part of the literal
+        }
         match tok {
             Tok::Word(w) => {
                 digest.add(w);

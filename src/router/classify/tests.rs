@@ -145,6 +145,15 @@ fn digest_strips_literals() {
         c("select c from t where id=12345").digest
     );
     assert_eq!(c("SELECT 'a'").digest, c("SELECT \"bbb\"").digest);
+    assert_eq!(
+        c("SELECT * FROM t WHERE id = -5").digest,
+        c("SELECT * FROM t WHERE id = 5").digest
+    );
+    assert_ne!(
+        c("SELECT a - 1").digest,
+        c("SELECT a 1").digest,
+        "binary minus stays in the shape"
+    );
     assert_ne!(
         c("SELECT c FROM t WHERE id = 5").digest,
         c("SELECT d FROM t WHERE id = 5").digest
