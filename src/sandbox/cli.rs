@@ -36,7 +36,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         fresh: args.fresh,
         progress: true,
     };
-    let sb = Sandbox::start(opts).await?;
+    let mut signals = crate::app::StopSignals::install();
+    let sb = tokio::select! {
+        sb = Sandbox::start(opts) => sb?,
+        _ = signals.recv() => {
+            // dropping the unfinished start stops the servers it had started
+            anyhow::bail!("interrupted during startup");
+        }
+    };
     let listen = format!("127.0.0.1:{}", args.base_port + 10);
     let admin = format!("127.0.0.1:{}", args.base_port + 11);
     let mut cfg = sb.proxy_config(&listen, &admin);
@@ -67,7 +74,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     println!("Press Ctrl-C to stop Sluice and the servers.");
-    crate::app::wait_for_signal().await;
+    signals.recv().await;
     eprintln!("stopping...");
     proxy.shutdown().await;
     sb.shutdown();

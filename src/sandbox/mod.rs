@@ -93,7 +93,17 @@ impl Sandbox {
                 format!("replica{i}")
             };
             let dir = opts.dir.join(&name);
-            servers.push(Server::new(&flavor, &name, port, 1 + i as u32, dir, i > 0));
+            // on reused data the roles may have moved (failover, switchover): start every
+            // server read-only and open the primary once it is known
+            let reused = dir.join("data").join("mysql").is_dir();
+            servers.push(Server::new(
+                &flavor,
+                &name,
+                port,
+                1 + i as u32,
+                dir,
+                i > 0 || reused,
+            ));
         }
         let sb = Sandbox {
             flavor,
@@ -129,6 +139,14 @@ impl Sandbox {
         }
         if fresh {
             sb.setup_replication().await?;
+        } else {
+            // reused data: every server started read-only; open the primary for writes
+            let p = sb.primary_index().await;
+            sb.sql(p, "SET GLOBAL read_only = OFF").await?;
+            sb.say(&format!(
+                "{} is the primary (no replica configuration)",
+                sb.servers[p].name
+            ));
         }
         sb.say("checking replication...");
         sb.check_replication(Duration::from_secs(30)).await?;
@@ -190,11 +208,25 @@ impl Sandbox {
         self.sql(i, self.flavor.replica_status()).await
     }
 
+    /// The primary: the server without a replica configuration (after a failover or
+    /// switchover it may not be servers[0]).
+    pub async fn primary_index(&self) -> usize {
+        for i in 0..self.servers.len() {
+            if let Ok(st) = self.replica_status(i).await {
+                if st.rows.is_empty() {
+                    return i;
+                }
+            }
+        }
+        0
+    }
+
     /// Waits until every replica's IO and SQL threads run and it has caught up.
     pub async fn check_replication(&self, timeout: Duration) -> Result<(), SandboxError> {
         let deadline = Instant::now() + timeout;
         let (io, sqlt) = self.flavor.thread_columns();
-        for i in 1..self.servers.len() {
+        let primary = self.primary_index().await;
+        for i in (0..self.servers.len()).filter(|&i| i != primary) {
             loop {
                 let st = self.replica_status(i).await?;
                 if st.get(io) == Some("Yes") && st.get(sqlt) == Some("Yes") {
@@ -229,9 +261,10 @@ impl Sandbox {
 
     /// Waits until every running replica has applied the primary's current GTID position.
     pub async fn wait_caught_up(&self, timeout: Duration) -> Result<(), SandboxError> {
-        let pos = self.sql(0, self.flavor.gtid_position()).await?;
+        let primary = self.primary_index().await;
+        let pos = self.sql(primary, self.flavor.gtid_position()).await?;
         let pos = pos.get("pos").unwrap_or("").to_string();
-        for i in 1..self.servers.len() {
+        for i in (0..self.servers.len()).filter(|&i| i != primary) {
             let r = self
                 .sql(
                     i,

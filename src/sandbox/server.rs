@@ -286,7 +286,7 @@ impl Server {
         };
         let _ = process::signal(c.id(), libc::SIGCONT);
         let _ = process::signal(c.id(), libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = c.try_wait() {
                 return;
