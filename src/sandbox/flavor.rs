@@ -1,5 +1,6 @@
 //! Which server is installed (MariaDB or MySQL) and the SQL dialect each needs.
 
+use crate::failover::sql::Dialect;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -61,33 +62,21 @@ impl Flavor {
         }
     }
 
-    /// Statements that point a replica at `primary_port` with GTID auto-positioning.
-    pub fn change_primary(&self, host: &str, port: u16, user: &str, password: &str) -> Vec<String> {
+    /// The replication-control dialect shared with failover.
+    pub fn dialect(&self) -> Dialect {
         match self.kind {
-            Kind::MariaDb => vec![
-                "STOP SLAVE".into(),
-                format!(
-                    "CHANGE MASTER TO MASTER_HOST='{host}', MASTER_PORT={port}, MASTER_USER='{user}', \
-                     MASTER_PASSWORD='{password}', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"
-                ),
-                "START SLAVE".into(),
-            ],
-            Kind::MySql => vec![
-                "STOP REPLICA".into(),
-                format!(
-                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST='{host}', SOURCE_PORT={port}, SOURCE_USER='{user}', \
-                     SOURCE_PASSWORD='{password}', SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1, SOURCE_CONNECT_RETRY=1"
-                ),
-                "START REPLICA".into(),
-            ],
+            Kind::MariaDb => Dialect::MariaDb,
+            Kind::MySql => Dialect::MySql,
         }
     }
 
+    /// Statements that point a replica at `host:port` with GTID auto-positioning.
+    pub fn change_primary(&self, host: &str, port: u16, user: &str, password: &str) -> Vec<String> {
+        self.dialect().change_primary(host, port, user, password)
+    }
+
     pub fn replica_status(&self) -> &'static str {
-        match self.kind {
-            Kind::MariaDb => "SHOW SLAVE STATUS",
-            Kind::MySql => "SHOW REPLICA STATUS",
-        }
+        self.dialect().replica_status()
     }
 
     /// (IO running, SQL running) column names in the replica status.
@@ -108,10 +97,7 @@ impl Flavor {
 
     /// SQL on a replica that waits for `pos`, returning 0 on success.
     pub fn wait_for_gtid(&self, pos: &str, secs: u64) -> String {
-        match self.kind {
-            Kind::MariaDb => format!("SELECT MASTER_GTID_WAIT('{pos}', {secs}) AS r"),
-            Kind::MySql => format!("SELECT WAIT_FOR_EXECUTED_GTID_SET('{pos}', {secs}) AS r"),
-        }
+        self.dialect().wait_for(pos, secs as f64)
     }
 
     pub fn delay_replica(&self, secs: u32) -> Vec<String> {

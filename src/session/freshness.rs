@@ -4,16 +4,16 @@
 use super::Session;
 use crate::config::{Fallback, ReadYourWrites};
 use crate::error::SqlError;
+use crate::failover::sql::Dialect;
 use crate::pool::Lease;
 use crate::router::{Intent, Kind};
 use crate::topology::gtid::GtidSet;
-use crate::topology::monitor::wait_sql;
 use crate::topology::ReadNeeds;
 use std::sync::Arc;
 use std::time::Instant;
 
 fn is_mariadb(lease: &Lease) -> bool {
-    lease.server_version.contains("MariaDB")
+    Dialect::of(&lease.server_version) == Dialect::MariaDb
 }
 
 impl Session {
@@ -82,7 +82,8 @@ impl Session {
                     if !must_wait {
                         return Ok(Some((r, lease)));
                     }
-                    let sql = wait_sql(is_mariadb(&lease), &self.last_gtid_text, wait);
+                    let sql = Dialect::of(&lease.server_version)
+                        .wait_for(&self.last_gtid_text, wait.as_secs_f64());
                     match lease.query(&sql).await {
                         Ok(res) if res.get("r") == Some("0") => {
                             self.state.confirmed |= 1u64 << (r % 64);

@@ -9,7 +9,7 @@ use crate::config::Monitor;
 use crate::shared::Shared;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -365,16 +365,5 @@ pub fn resolve_roles(topo: &Topology) {
                     "several backends are writable; keeping the last known primary");
             }
         }
-    }
-}
-
-/// Time to wait for the GTID in read-your-writes checks, in whole seconds for SQL (MariaDB
-/// accepts fractions).
-pub fn wait_sql(mariadb: bool, gtid: &str, wait: Duration) -> String {
-    let secs = wait.as_secs_f64();
-    if mariadb {
-        format!("SELECT MASTER_GTID_WAIT('{gtid}', {secs:.3}) AS r")
-    } else {
-        format!("SELECT WAIT_FOR_EXECUTED_GTID_SET('{gtid}', {secs:.3}) AS r")
     }
 }
