@@ -381,6 +381,12 @@ async fn metrics_count_traffic_with_labels() {
             r#"sluice_query_duration_seconds_count{role="replica"}"#
         ) >= 11.0
     );
+    let (code, page) = admin_get(&p, "/").await;
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("<table>") && page.contains("db1") && page.contains("primary"),
+        "{page}"
+    );
     for name in [
         "sluice_pool_wait_seconds_count",
         "sluice_failovers_total",

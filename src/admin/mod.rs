@@ -1,6 +1,8 @@
 //! Admin HTTP listener: GET /live, /ready, /status, /metrics; POST /switchover. A deliberately
 //! tiny HTTP/1.1 server (one request per connection).
 
+mod page;
+
 use crate::shared::Shared;
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -167,6 +169,7 @@ fn ready(shared: &Shared) -> Reply {
 
 async fn route(shared: &Arc<Shared>, method: &str, path: &str, body: &str) -> Reply {
     match (method, path) {
+        ("GET", "/") => ("200 OK", "text/html; charset=utf-8", page::render(shared)),
         ("GET", "/live") => ("200 OK", "text/plain", "ok\n".into()),
         ("GET", "/ready") => ready(shared),
         ("GET", "/config") => ("200 OK", "application/json", config_json(shared)),
