@@ -163,10 +163,11 @@ impl BackendPool {
     }
 
     /// Checks out a connection for `opts.user` (slot from `slot`), opening one if none idle.
+    /// `opts` is only called when a new connection must be opened (not per statement).
     pub async fn checkout(
         self: &Arc<Self>,
         slot: usize,
-        opts: &ConnectOpts,
+        opts: impl FnOnce() -> ConnectOpts,
         wait: Duration,
     ) -> Result<Lease, SqlError> {
         let permit = match self.limit.clone().try_acquire_owned() {
@@ -203,7 +204,7 @@ impl BackendPool {
                 None => break,
             }
         }
-        match BackendConn::connect(opts).await {
+        match BackendConn::connect(&opts()).await {
             Ok(conn) => {
                 self.opened.fetch_add(1, Ordering::Relaxed);
                 lease.conn = Some(conn);

@@ -44,8 +44,9 @@ impl Session {
         let pool = &self.shared.topology.backend(backend).pool;
         let slot = BackendPool::slot(self.login.user_index, self.found_rows);
         let wait = self.shared.config.load().pool.checkout_timeout.0;
-        let opts = self.connect_opts(backend);
-        let r = pool.checkout(slot, &opts, wait).await;
+        let r = pool
+            .checkout(slot, || self.connect_opts(backend), wait)
+            .await;
         if matches!(&r, Err(e) if e.code == 1040) {
             if let Some(b) = self.shared.metrics.backends.load().get(backend) {
                 b.pool_timeouts.inc();
