@@ -61,7 +61,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!("  proxy:      {}", proxy.addr);
     println!("  connect:    mariadb -h 127.0.0.1 -P {port} -u {APP_USER} -p{APP_PASSWORD}");
     println!("  try:        SELECT @@server_id;   -- a replica's id; inside BEGIN ... COMMIT the primary's (1)");
-    println!("  admin:      http://{}/status", proxy.admin_addr);
+    println!(
+        "  admin:      http://{}/  (status page; /status, /metrics)",
+        proxy.admin_addr
+    );
+    println!(
+        "  failover:   enabled; try  sluice switchover --admin {} --to db2",
+        proxy.admin_addr
+    );
     println!("  config:     {}", cfg_path.display());
     for s in &sb.servers {
         println!(
