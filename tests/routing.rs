@@ -396,3 +396,27 @@ async fn metrics_count_traffic_with_labels() {
         assert!(text.contains(name), "{name} missing");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_set_statements_do_not_accumulate() {
+    let p = proxy(config()).await;
+    let mut c = client(&p, None).await;
+    for i in 0..200 {
+        c.query_drop("SET NAMES utf8mb4").await.unwrap();
+        c.query_drop(format!("SET SESSION sql_select_limit = {}", 1000 + i % 3))
+            .await
+            .unwrap();
+    }
+    // still routed to replicas with the latest values in effect
+    let mut replicas = 0;
+    for _ in 0..20 {
+        let (sid, limit): (u32, u64) = c
+            .query_first("SELECT @@server_id, @@sql_select_limit")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(limit, 1000 + 199 % 3);
+        replicas += (sid != 1) as u32;
+    }
+    assert!(replicas > 0, "reads still go to replicas");
+}

@@ -8,6 +8,10 @@ use crate::protocol::relay::{Expect, Outcome, Relay, RelayError};
 use crate::router::{flag, Intent, Kind, Reason, Target};
 use std::sync::Arc;
 
+/// Distinct session-variable statements replayed on other connections before the session is
+/// pinned to its primary connection instead.
+const MAX_TRACKED_VARS: usize = 64;
+
 /// Session bookkeeping to do when the command succeeds.
 pub(super) enum OnOk {
     Nothing,
@@ -312,8 +316,14 @@ impl Session {
             match on_ok {
                 OnOk::Nothing => {}
                 OnOk::AddVar(v) => {
-                    self.state.vars.push(v.clone());
-                    lease.state.vars.push(v);
+                    // a repeated SET replaces its earlier copy (same final state); past the
+                    // cap the session keeps its primary connection instead of replaying
+                    self.state.vars.retain(|x| *x != v);
+                    self.state.vars.push(v);
+                    if self.state.vars.len() > MAX_TRACKED_VARS {
+                        self.state.pins |= flag::PIN;
+                    }
+                    lease.state.vars = self.state.vars.clone();
                 }
                 OnOk::SetDb(db) => {
                     self.state.database = Some(db.clone());
