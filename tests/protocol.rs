@@ -10,6 +10,7 @@ use mysql_common::io::ParseBuf;
 use mysql_common::packets::{AuthPlugin, HandshakePacket, HandshakeResponse};
 use mysql_common::proto::{MyDeserialize, MySerialize};
 use sluice::protocol::packet::{PacketReader, PacketWriter};
+use sluice::protocol::reply;
 use tokio::net::TcpStream;
 
 /// Logs in with caching_sha2_password (as MySQL 8 clients do by default); returns the
@@ -225,4 +226,139 @@ async fn load_data_local_infile_and_statistics_via_the_cli() {
         "COM_STATISTICS answer: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Logs in with mysql_native_password and CLIENT_DEPRECATE_EOF as `deprecate_eof` says.
+async fn raw_login(
+    port: u16,
+    deprecate_eof: bool,
+) -> (
+    PacketReader<tokio::net::tcp::OwnedReadHalf>,
+    PacketWriter<tokio::net::tcp::OwnedWriteHalf>,
+) {
+    let (r, w) = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap()
+        .into_split();
+    let (mut r, mut w) = (PacketReader::new(r), PacketWriter::new(w));
+    let mut buf = Vec::new();
+    r.read_logical(&mut buf, 1 << 20).await.unwrap();
+    let hs = HandshakePacket::deserialize((), &mut ParseBuf(&buf)).unwrap();
+    let scramble = mysql_common::auth::plugins::mysql_native_password::scramble_native(
+        &hs.nonce(),
+        b"apppass",
+    )
+    .unwrap();
+    let mut caps = CapabilityFlags::CLIENT_PROTOCOL_41
+        | CapabilityFlags::CLIENT_SECURE_CONNECTION
+        | CapabilityFlags::CLIENT_PLUGIN_AUTH
+        | CapabilityFlags::CLIENT_LONG_PASSWORD;
+    if deprecate_eof {
+        caps |= CapabilityFlags::CLIENT_DEPRECATE_EOF;
+    }
+    let resp = HandshakeResponse::new(
+        Some(&scramble[..]),
+        (8, 0, 36),
+        Some(&b"app"[..]),
+        None::<&[u8]>,
+        Some(AuthPlugin::MysqlNativePassword),
+        caps,
+        None,
+        1 << 24,
+    );
+    let mut out = Vec::new();
+    resp.serialize(&mut out);
+    w.write_packet(&mut 1, &out).await.unwrap();
+    w.flush().await.unwrap();
+    r.read_logical(&mut buf, 1 << 20).await.unwrap();
+    assert_eq!(buf[0], 0x00, "login OK");
+    (r, w)
+}
+
+/// Reads packets until a terminator (EOF/OK with 0xFE header) or ERR; returns them.
+async fn read_until_terminator(
+    r: &mut PacketReader<tokio::net::tcp::OwnedReadHalf>,
+) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    loop {
+        let mut p = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            r.read_logical(&mut p, 1 << 24),
+        )
+        .await
+        .expect("no hang")
+        .unwrap();
+        let end = p[0] == 0xFF || (p[0] == 0xFE && p.len() < 0xFF_FFFF);
+        got.push(p);
+        if end {
+            return got;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_cursor_fetch() {
+    let p = proxy(config()).await;
+    for deprecate_eof in [true, false] {
+        let (mut r, mut w) = raw_login(p.addr.port(), deprecate_eof).await;
+        let mut prep = vec![0x16];
+        prep.extend_from_slice(b"SELECT 1 AS n UNION ALL SELECT 2 UNION ALL SELECT 3");
+        w.write_packet(&mut 0, &prep).await.unwrap();
+        w.flush().await.unwrap();
+        let mut ok = Vec::new();
+        r.read_logical(&mut ok, 1 << 20).await.unwrap();
+        assert_eq!(ok[0], 0x00, "prepare OK");
+        let id = u32::from_le_bytes(ok[1..5].try_into().unwrap());
+        let cols = u16::from_le_bytes(ok[5..7].try_into().unwrap());
+        for _ in 0..cols {
+            r.read_logical(&mut Vec::new(), 1 << 20).await.unwrap();
+        }
+        if !deprecate_eof && cols > 0 {
+            r.read_logical(&mut Vec::new(), 1 << 20).await.unwrap();
+        }
+        // execute with a read-only cursor: metadata and a terminator, no rows yet
+        let mut exec = vec![0x17];
+        exec.extend_from_slice(&id.to_le_bytes());
+        exec.push(0x01);
+        exec.extend_from_slice(&1u32.to_le_bytes());
+        w.write_packet(&mut 0, &exec).await.unwrap();
+        w.flush().await.unwrap();
+        let meta = read_until_terminator(&mut r).await;
+        assert_ne!(meta.last().unwrap()[0], 0xFF, "execute failed: {meta:?}");
+        // fetch 2 rows, then the rest
+        let mut rows = 0;
+        for _ in 0..3 {
+            let mut fetch = vec![0x1C];
+            fetch.extend_from_slice(&id.to_le_bytes());
+            fetch.extend_from_slice(&2u32.to_le_bytes());
+            w.write_packet(&mut 0, &fetch).await.unwrap();
+            w.flush().await.unwrap();
+            let got = read_until_terminator(&mut r).await;
+            assert_ne!(got.last().unwrap()[0], 0xFF, "fetch failed: {got:?}");
+            rows += got.len() - 1;
+            let term = got.last().unwrap();
+            let status = if term.len() >= 5 && !deprecate_eof {
+                u16::from_le_bytes([term[3], term[4]])
+            } else {
+                reply::parse_ok(term).map(|o| o.status).unwrap_or(0)
+            };
+            if status & 0x0080 != 0 {
+                break; // last row sent
+            }
+        }
+        assert_eq!(
+            rows, 3,
+            "all rows fetched (deprecate_eof = {deprecate_eof})"
+        );
+        // the stream is in sync: the next packet answers a ping
+        w.write_packet(&mut 0, &[0x0E]).await.unwrap();
+        w.flush().await.unwrap();
+        let mut pong = Vec::new();
+        r.read_logical(&mut pong, 1 << 20).await.unwrap();
+        assert_eq!(
+            pong[0], 0x00,
+            "stray packet after the cursor (deprecate_eof = {deprecate_eof}): {pong:?}"
+        );
+    }
 }

@@ -70,6 +70,8 @@ pub struct Relay<'a, BR, BW: AsyncWrite, CR, CW: AsyncWrite> {
     pub out_seq: u8,
     pub outcome: Outcome,
     backend_seq: u8,
+    /// Classic-framing client, modern backend: the EOF after column definitions is still due.
+    pending_eof: bool,
 }
 
 impl<'a, BR, BW, CR, CW> Relay<'a, BR, BW, CR, CW>
@@ -100,6 +102,7 @@ where
             out_seq: 1,
             outcome: Outcome::default(),
             backend_seq: 0,
+            pending_eof: false,
         }
     }
 
@@ -184,7 +187,13 @@ where
     }
 
     /// Forwards `n` definition packets and the EOF that follows them in classic framing.
-    async fn forward_definitions(&mut self, n: u64) -> Result<(), RelayError> {
+    /// For a result set's columns (`result_set`), returns the status when the definitions end
+    /// the response: a server-side cursor was opened and rows come with COM_STMT_FETCH.
+    async fn forward_definitions(
+        &mut self,
+        n: u64,
+        result_set: bool,
+    ) -> Result<Option<u16>, RelayError> {
         for _ in 0..n {
             let len = self.read().await?;
             if self.buf.first() == Some(&0xFF) {
@@ -193,21 +202,36 @@ where
             self.forward_long(len).await?;
         }
         if n == 0 {
-            return Ok(());
+            return Ok(None);
         }
         if !self.backend_deprecate_eof {
             self.read().await?;
             if self.buf.first() != Some(&0xFE) {
                 return Err(RelayError::Protocol("missing EOF after definitions"));
             }
+            let (warnings, st) = reply::parse_eof(self.buf).unwrap_or_default();
+            if result_set && st & status::CURSOR_EXISTS != 0 {
+                if self.client_deprecate_eof {
+                    let t = reply::ok_terminator(st, warnings);
+                    self.emit(&t).await?;
+                } else {
+                    self.forward().await?;
+                }
+                return Ok(Some(st));
+            }
             if !self.client_deprecate_eof {
                 self.forward().await?;
             }
         } else if !self.client_deprecate_eof {
-            let t = reply::eof(self.status_hint, 0);
-            self.emit(&t).await?;
+            if result_set {
+                // decided by the next packet: a cursor response has exactly one EOF here
+                self.pending_eof = true;
+            } else {
+                let t = reply::eof(self.status_hint, 0);
+                self.emit(&t).await?;
+            }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Runs the relay to the end of the response. After an error, `out_seq` and
@@ -244,6 +268,19 @@ where
     async fn rows(&mut self) -> Result<Option<u16>, RelayError> {
         loop {
             let len = self.read().await?;
+            if std::mem::take(&mut self.pending_eof) {
+                if self.is_terminator(len) {
+                    let (st, warnings) = self.terminator_fields()?;
+                    if st & status::CURSOR_EXISTS != 0 {
+                        self.outcome.warnings = warnings;
+                        let t = reply::eof(st, warnings);
+                        self.emit(&t).await?;
+                        return Ok(Some(st));
+                    }
+                }
+                let t = reply::eof(self.status_hint, 0);
+                self.emit(&t).await?;
+            }
             match self.buf.first() {
                 Some(0xFF) => {
                     self.finish_err().await?;
@@ -279,7 +316,10 @@ where
                     let cols = lenenc::read_int(self.buf, &mut pos)
                         .ok_or(RelayError::Protocol("bad column count"))?;
                     self.forward_long(len).await?;
-                    self.forward_definitions(cols).await?;
+                    if let Some(st) = self.forward_definitions(cols, true).await? {
+                        self.outcome.status = st;
+                        return Ok(()); // cursor opened
+                    }
                     match self.rows().await? {
                         Some(st) => st,
                         None => return Ok(()),
@@ -341,8 +381,10 @@ where
             self.buf[1..5].copy_from_slice(&client_id.to_le_bytes());
         }
         self.forward().await?;
-        self.forward_definitions(params as u64).await?;
-        self.forward_definitions(cols as u64).await
+        self.forward_definitions(params as u64, false).await?;
+        self.forward_definitions(cols as u64, false)
+            .await
+            .map(|_| ())
     }
 
     async fn field_list(&mut self) -> Result<(), RelayError> {

@@ -124,3 +124,20 @@ async fn prepare_response_translated() {
     assert_eq!(got[2][0], 0xFE);
     assert_eq!(got[4][0], 0xFE);
 }
+
+#[tokio::test]
+async fn cursor_metadata_gets_exactly_one_eof_in_classic_framing() {
+    let st = status::CURSOR_EXISTS | status::AUTOCOMMIT;
+    let backend = vec![vec![1], col("a"), reply::ok_terminator(st, 0)];
+    let got = run(backend, true, false, Expect::ResultSets).await;
+    assert_eq!(got.len(), 3, "column count, definition, one EOF: {got:?}");
+    assert_eq!(got[2], reply::eof(st, 0));
+    // and an empty result set (no cursor) still gets both EOFs
+    let backend = vec![
+        vec![1],
+        col("a"),
+        reply::ok_terminator(status::AUTOCOMMIT, 0),
+    ];
+    let got = run(backend, true, false, Expect::ResultSets).await;
+    assert_eq!(got.len(), 4);
+}
