@@ -100,23 +100,8 @@ fn authorized(shared: &Shared, head: &str) -> bool {
 
 /// The running configuration as JSON with secrets redacted.
 fn config_json(shared: &Shared) -> String {
-    fn redact(v: &mut serde_json::Value) {
-        match v {
-            serde_json::Value::Object(m) => {
-                for (k, val) in m.iter_mut() {
-                    if k.contains("password") || k == "token" {
-                        *val = json!("***");
-                    } else {
-                        redact(val);
-                    }
-                }
-            }
-            serde_json::Value::Array(a) => a.iter_mut().for_each(redact),
-            _ => {}
-        }
-    }
     let mut v = serde_json::to_value(&**shared.config.load()).unwrap_or_default();
-    redact(&mut v);
+    crate::config::diff::redact(&mut v);
     v.to_string()
 }
 

@@ -40,15 +40,18 @@ impl Dialect {
 
     /// Turns a replica into a writable primary.
     pub fn promote(self) -> Vec<&'static str> {
+        let mut stmts = match self {
+            Dialect::MariaDb => vec!["STOP SLAVE", "RESET SLAVE ALL"],
+            Dialect::MySql => vec!["STOP REPLICA", "RESET REPLICA ALL"],
+        };
+        stmts.extend(self.make_writable());
+        stmts
+    }
+
+    pub fn make_writable(self) -> Vec<&'static str> {
         match self {
-            Dialect::MariaDb => vec![
-                "STOP SLAVE",
-                "RESET SLAVE ALL",
-                "SET GLOBAL read_only = OFF",
-            ],
+            Dialect::MariaDb => vec!["SET GLOBAL read_only = OFF"],
             Dialect::MySql => vec![
-                "STOP REPLICA",
-                "RESET REPLICA ALL",
                 "SET GLOBAL super_read_only = OFF",
                 "SET GLOBAL read_only = OFF",
             ],

@@ -97,14 +97,7 @@ async fn run(
         .map_err(|e| e.to_string())?;
     rec.step(format!("{} is read-only", name(old)));
     let undo = |mut oc: crate::backend::BackendConn| async move {
-        let stmts = match d {
-            Dialect::MariaDb => vec!["SET GLOBAL read_only = OFF"],
-            Dialect::MySql => vec![
-                "SET GLOBAL super_read_only = OFF",
-                "SET GLOBAL read_only = OFF",
-            ],
-        };
-        let _ = conn::run_all(&mut oc, &stmts).await;
+        let _ = conn::run_all(&mut oc, &d.make_writable()).await;
     };
     let pos = match conn::query(&mut oc, d.position()).await {
         Ok(r) => r.get("current").unwrap_or("").to_string(),
