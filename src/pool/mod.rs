@@ -142,7 +142,9 @@ impl BackendPool {
 
     /// Whether connection attempts are currently suspended after a failure.
     pub fn is_down(&self) -> bool {
-        self.down_until_ms.load(Ordering::Relaxed) > self.now_ms()
+        // per read and backend: read the clock only if a deadline was ever set
+        let until = self.down_until_ms.load(Ordering::Relaxed);
+        until != 0 && until > self.now_ms()
     }
 
     pub fn mark_down(&self, for_how_long: Duration) {
