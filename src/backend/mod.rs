@@ -2,8 +2,10 @@
 
 mod auth;
 mod query;
+pub mod stmt_cache;
 
 pub use query::QueryResult;
+pub use stmt_cache::StmtCache;
 
 use crate::error::SqlError;
 use crate::protocol::packet::{PacketReader, PacketWriter, ReadError};
@@ -68,12 +70,11 @@ pub struct ConnState {
     pub database: Option<String>,
     /// Session variable statements applied since the last reset, in order.
     pub vars: Vec<Arc<str>>,
-    pub multi_statements: bool,
+    /// CLIENT_MULTI_STATEMENTS as the server has it (`None`: unknown, set it before use).
+    pub multi_statements: Option<bool>,
     pub last_insert_id: u64,
-    /// (database, SQL) -> (backend statement id, params) of statements prepared here.
-    pub prepared: ahash::AHashMap<(Option<String>, Arc<str>), (u32, u16)>,
-    /// Backend statement ids to close with the next command.
-    pub pending_close: Vec<u32>,
+    /// Statements prepared here, by (database, SQL).
+    pub prepared: StmtCache,
 }
 
 pub struct BackendConn {
@@ -83,8 +84,18 @@ pub struct BackendConn {
     pub server_version: String,
     pub deprecate_eof: bool,
     pub state: ConnState,
-    /// Set while a command is in flight; a connection dropped in that state is discarded.
+    /// Set while a command is in flight; a connection dropped in that state has its
+    /// backend thread killed and is closed.
     pub busy: bool,
+    /// The connection must be closed, not reused (I/O failed, state unknown).
+    pub broken: bool,
+    /// Connection-bound state that only COM_RESET_CONNECTION clears (user variables, locks,
+    /// temporary tables, SQL-level prepared statements, XA, a statement of unknown effect).
+    pub dirty: bool,
+    /// Server status flags of the last reply (open transaction, autocommit).
+    pub status: u16,
+    /// How it was opened (to kill its thread from another connection).
+    pub opts: Arc<ConnectOpts>,
     pub buf: Vec<u8>,
 }
 
@@ -108,10 +119,14 @@ impl BackendConn {
             deprecate_eof: false,
             state: ConnState {
                 database: opts.database.clone(),
-                multi_statements: true,
+                multi_statements: Some(true),
                 ..Default::default()
             },
             busy: false,
+            broken: false,
+            dirty: false,
+            status: crate::protocol::status::AUTOCOMMIT,
+            opts: Arc::new(opts.clone()),
             buf: Vec::with_capacity(256),
         };
         auth::handshake(&mut conn, opts).await?;
@@ -141,7 +156,7 @@ impl BackendConn {
     /// Sends a command packet (sequence 0) and flushes.
     pub async fn send(&mut self, payload: &[u8]) -> Result<(), BackendError> {
         self.busy = true;
-        for id in std::mem::take(&mut self.state.pending_close) {
+        for id in std::mem::take(&mut self.state.prepared.pending_close) {
             let mut close = vec![cmd::STMT_CLOSE];
             close.extend_from_slice(&id.to_le_bytes());
             self.w.write_packet(&mut 0, &close).await?;
@@ -152,12 +167,18 @@ impl BackendConn {
         Ok(())
     }
 
+    /// Whether the connection carries state a next user must not inherit.
+    pub fn needs_reset(&self) -> bool {
+        use crate::protocol::status;
+        self.dirty || self.status & status::IN_TRANS != 0 || self.status & status::AUTOCOMMIT == 0
+    }
+
     /// Sends a command answered by exactly one OK or ERR packet.
     pub async fn simple(&mut self, payload: &[u8]) -> Result<OkInfo, BackendError> {
         self.send(payload).await?;
         self.r.read_logical(&mut self.buf, usize::MAX).await?;
         self.busy = false;
-        match self.buf.first() {
+        let ok = match self.buf.first() {
             Some(0xFE) if self.buf.len() == 5 => {
                 let (warnings, status) = reply::parse_eof(&self.buf).unwrap_or_default();
                 Ok(OkInfo {
@@ -168,9 +189,13 @@ impl BackendConn {
             }
             Some(0x00) | Some(0xFE) => reply::parse_ok(&self.buf)
                 .ok_or_else(|| BackendError::Protocol("short OK packet".into())),
-            Some(0xFF) => Err(BackendError::Server(SqlError::from_packet(&self.buf))),
-            _ => Err(BackendError::Protocol("expected OK or ERR".into())),
+            Some(0xFF) => return Err(BackendError::Server(SqlError::from_packet(&self.buf))),
+            _ => return Err(BackendError::Protocol("expected OK or ERR".into())),
+        };
+        if let Ok(info) = &ok {
+            self.status = info.status;
         }
+        ok
     }
 
     pub async fn init_db(&mut self, db: &str) -> Result<(), BackendError> {
@@ -188,9 +213,10 @@ impl BackendConn {
         let db = self.state.database.take();
         self.state = ConnState {
             database: db,
-            multi_statements: true,
+            multi_statements: None,
             ..Default::default()
         };
+        self.dirty = false;
         Ok(())
     }
 
@@ -200,7 +226,7 @@ impl BackendConn {
         let mut p = vec![cmd::SET_OPTION];
         p.extend_from_slice(&opt.to_le_bytes());
         self.simple(&p).await?;
-        self.state.multi_statements = on;
+        self.state.multi_statements = Some(on);
         Ok(())
     }
 }

@@ -179,6 +179,10 @@ pub struct Pool {
     /// Idle backend connections kept per (backend, user).
     #[serde(default = "defaults::max_idle")]
     pub max_idle_per_backend: usize,
+    /// Statements kept prepared per backend connection; past it the least recently used one
+    /// is closed on the server (bounds `Prepared_stmt_count` on the backends).
+    #[serde(default = "defaults::max_prepared")]
+    pub max_prepared_per_connection: usize,
 }
 
 impl Default for Pool {
@@ -188,6 +192,7 @@ impl Default for Pool {
             connect_timeout: defaults::connect_timeout(),
             checkout_timeout: defaults::checkout_timeout(),
             max_idle_per_backend: defaults::max_idle(),
+            max_prepared_per_connection: defaults::max_prepared(),
         }
     }
 }
@@ -291,6 +296,9 @@ mod defaults {
     }
     pub fn max_idle() -> usize {
         100
+    }
+    pub fn max_prepared() -> usize {
+        128
     }
     pub fn connect_timeout() -> Dur {
         Dur(Duration::from_secs(2))

@@ -108,6 +108,12 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             "must be at least 1",
         );
     }
+    if cfg.pool.max_prepared_per_connection == 0 {
+        bad(
+            "pool.max_prepared_per_connection".into(),
+            "must be at least 1",
+        );
+    }
     if cfg.pool.connect_timeout.0.is_zero() {
         bad("pool.connect_timeout".into(), "must be greater than zero");
     }

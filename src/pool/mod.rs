@@ -1,6 +1,8 @@
 //! Backend connection pools: one per (backend, user, client flavour), sharing a per-backend
 //! connection limit. Checkout waits up to `checkout_timeout`; leases return themselves to the
-//! pool on drop unless they were left mid-command (then they are discarded).
+//! pool on drop, only in a known clean state (see `recycle`).
+
+mod recycle;
 
 use crate::backend::{BackendConn, BackendError, ConnectOpts};
 use crate::error::SqlError;
@@ -41,7 +43,8 @@ pub struct Lease {
     conn: Option<BackendConn>,
     pool: Arc<BackendPool>,
     slot: usize,
-    _permit: OwnedSemaphorePermit,
+    /// Taken by the recycler when the connection needs a reset before it goes back.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl std::ops::Deref for Lease {
@@ -72,7 +75,7 @@ impl Lease {
         Ok(())
     }
 
-    /// Drops the connection instead of returning it (broken or unknown state).
+    /// Closes the connection instead of returning it (its socket failed: nothing to reset).
     pub fn discard(mut self) {
         self.conn = None;
     }
@@ -82,20 +85,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         self.pool.busy.fetch_sub(1, Ordering::Relaxed);
         if let Some(conn) = self.conn.take() {
-            if conn.busy {
-                return; // mid-command: its state is unknown
-            }
-            if self.pool.closed.load(Ordering::Relaxed) {
-                return;
-            }
-            let mut idle = self.pool.idle.lock();
-            let list = idle.entry(self.slot).or_default();
-            if list.len() < self.pool.max_idle {
-                list.push(Idle {
-                    conn,
-                    since: Instant::now(),
-                });
-            }
+            recycle::give_back(&self.pool, self.slot, conn, self.permit.take());
         }
     }
 }
@@ -160,6 +150,22 @@ impl BackendPool {
         }
     }
 
+    /// Puts a clean connection on the idle list of `slot` (closed if the pool is full or
+    /// draining).
+    fn put_idle(&self, slot: usize, conn: BackendConn) {
+        if self.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut idle = self.idle.lock();
+        let list = idle.entry(slot).or_default();
+        if list.len() < self.max_idle {
+            list.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
+    }
+
     pub fn idle_count(&self) -> usize {
         self.idle.lock().values().map(Vec::len).sum()
     }
@@ -191,7 +197,7 @@ impl BackendPool {
             conn: None,
             pool: self.clone(),
             slot,
-            _permit: permit,
+            permit: Some(permit),
         };
         loop {
             let idle = self.idle.lock().get_mut(&slot).and_then(Vec::pop);

@@ -57,6 +57,11 @@ pub mod flag {
         TEMP_TABLE | LOCK_TABLES | GET_LOCK | SQL_PREPARE | XA | CALC_FOUND_ROWS | PIN;
     /// Flags that need session context of the primary connection (user vars).
     pub const NEEDS_SESSION: u32 = SESSION_FN | USER_VAR | ASSIGNS_USER_VAR | INTO;
+    /// CALL: a stored procedure may leave any session state behind.
+    pub const CALL: u32 = 1 << 18;
+    /// Flags of statements that may leave connection-bound state only a reset clears: the
+    /// backend connection is reset before another client gets it.
+    pub const LEAVES_STATE: u32 = HARD_PIN | USER_VAR | ASSIGNS_USER_VAR | AUTOCOMMIT | CALL;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +166,9 @@ impl<'a> Stmt<'a> {
         if self.ntok == 0 {
             self.kind = kind_of_first(w);
             self.set_target = self.kind == Kind::SetSession;
+            if eq(w, b"CALL") {
+                self.flags |= flag::CALL;
+            }
         } else {
             self.phrase(w, next_is_paren);
         }

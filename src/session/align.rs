@@ -39,7 +39,7 @@ impl Session {
             lease.exec(v).await?;
             lease.state.vars.push(v.clone());
         }
-        if lease.state.multi_statements != st.multi_statements {
+        if lease.state.multi_statements != Some(st.multi_statements) {
             lease.set_multi_statements(st.multi_statements).await?;
         }
         if flags & flag::LAST_INSERT_ID != 0 && lease.state.last_insert_id != st.last_insert_id {

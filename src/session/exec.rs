@@ -166,7 +166,8 @@ impl Session {
                     return Ok(());
                 }
                 Err(RunError::Client) => {
-                    lease.discard();
+                    // dropped mid-command: the pool kills its backend thread and closes it
+                    drop(lease);
                     return Err(Fatal);
                 }
                 Err(RunError::Backend { sent, error }) => {
@@ -258,6 +259,9 @@ impl Session {
             error: e.to_string(),
         };
         lease.send(payload).await.map_err(fail)?;
+        if !self.reply_or_client_left(lease).await {
+            return Err(RunError::Client);
+        }
         let conn = &mut **lease;
         let mut relay = Relay::new(&mut conn.r, &mut conn.w, conn.deprecate_eof, &mut conn.buf);
         relay.client_w = Some(&mut self.client_w);
@@ -281,6 +285,7 @@ impl Session {
         match res {
             Ok(()) => {
                 conn.busy = false;
+                conn.status = outcome.status;
                 if let Err(e) = self.client_w.flush().await {
                     tracing::debug!(error = %e, "client went away");
                     return Err(RunError::Client);
@@ -295,6 +300,33 @@ impl Session {
         }
     }
 
+    /// Waits until the backend starts answering; `false` if the client disconnected first
+    /// (the lease is then dropped mid-command, so the pool kills the backend thread). Costs no
+    /// system call while the client is quiet: its socket's readiness was cleared by the read
+    /// of the command.
+    async fn reply_or_client_left(&mut self, lease: &Lease) -> bool {
+        if lease.r.buffered() > 0 || self.client_r.buffered() > 0 {
+            return true;
+        }
+        let client = self.client_r.get_ref();
+        let left = async {
+            let mut b = [0u8; 1];
+            match AsRef::<tokio::net::TcpStream>::as_ref(client)
+                .peek(&mut b)
+                .await
+            {
+                Ok(0) | Err(_) => {}
+                // pipelined commands, not a disconnect: keep waiting for the backend only
+                Ok(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = lease.r.get_ref().readable() => true,
+            _ = left => false,
+        }
+    }
+
     /// Bookkeeping after a relayed reply; decides whether the session keeps the lease.
     fn after(
         &mut self,
@@ -306,6 +338,10 @@ impl Session {
         o: Outcome,
     ) {
         self.state.status = o.status;
+        if intent.flags & flag::LEAVES_STATE != 0 {
+            // even a failed statement may have done part of it (multi-statements)
+            lease.dirty = true;
+        }
         if let Some(ok) = o.ok {
             if ok.last_insert_id != 0 {
                 self.state.last_insert_id = ok.last_insert_id;

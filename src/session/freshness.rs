@@ -138,7 +138,7 @@ impl Session {
                     Err(e) => {
                         tracing::debug!(error = %e, "cannot read the last GTID; reads stay on the primary for a while");
                         if e.is_fatal() {
-                            lease.busy = true; // force discard on return
+                            lease.broken = true; // closed on return
                         }
                         // without a GTID, play safe: the session reads from the primary
                         self.state.last_write_gtid = Some(Arc::new(GtidSet::parse(

@@ -10,9 +10,6 @@ use crate::protocol::{cmd, stmt};
 use crate::router::{flag, Intent, Reason, Target};
 use std::sync::Arc;
 
-/// Statements a backend connection keeps prepared before Sluice closes the oldest.
-const MAX_PER_CONNECTION: usize = 512;
-
 pub(super) struct Prepared {
     sql: Arc<str>,
     intent: Intent,
@@ -68,7 +65,7 @@ impl Session {
         let Some((backend_id, _cols, params)) = info else {
             return;
         };
-        remember(lease, self.state.database.clone(), sql, backend_id, params);
+        self.remember(lease, self.state.database.clone(), sql, backend_id, params);
         if let Some(p) = self.stmts.get_mut(&id) {
             p.params = params;
         }
@@ -141,7 +138,7 @@ impl Session {
         if let Some((_, lease)) = self.primary.as_mut() {
             // closes an open cursor, if any, on the pinned connection
             let key = (self.state.database.clone(), sql);
-            if let Some(&(backend_id, _)) = lease.state.prepared.get(&key) {
+            if let Some((backend_id, _)) = lease.state.prepared.get(&key) {
                 let mut p = vec![cmd::STMT_RESET];
                 p.extend_from_slice(&backend_id.to_le_bytes());
                 if lease.simple(&p).await.is_err() {
@@ -203,7 +200,7 @@ impl Session {
     /// The backend statement id of `sql` on `lease`, preparing it there silently if needed.
     async fn ensure_prepared(&mut self, lease: &mut Lease, sql: Arc<str>) -> Result<u32, SqlError> {
         let key = (self.state.database.clone(), sql.clone());
-        if let Some(&(id, _)) = lease.state.prepared.get(&key) {
+        if let Some((id, _)) = lease.state.prepared.get(&key) {
             return Ok(id);
         }
         let name = lease.pool().name.clone();
@@ -228,17 +225,24 @@ impl Session {
             return Err(SqlError::from_packet(&err));
         }
         let (id, _, params) = outcome.prepared.ok_or_else(|| lost(&"no statement id"))?;
-        remember(lease, key.0, key.1, id, params);
+        self.remember(lease, key.0, key.1, id, params);
         Ok(id)
     }
-}
 
-fn remember(lease: &mut Lease, db: Option<String>, sql: Arc<str>, backend_id: u32, params: u16) {
-    if lease.state.prepared.len() >= MAX_PER_CONNECTION {
-        // close them all on the backend (COM_STMT_CLOSE has no reply; sent with the next command)
-        let st = &mut lease.state;
-        st.pending_close
-            .extend(st.prepared.drain().map(|(_, (id, _))| id));
+    /// Records a statement prepared on `lease`; the one it replaces, or the least recently
+    /// used past `pool.max_prepared_per_connection`, is closed with the next command.
+    fn remember(
+        &self,
+        lease: &mut Lease,
+        db: Option<String>,
+        sql: Arc<str>,
+        backend_id: u32,
+        params: u16,
+    ) {
+        let cap = self.shared.config.load().pool.max_prepared_per_connection;
+        lease
+            .state
+            .prepared
+            .insert((db, sql), backend_id, params, cap);
     }
-    lease.state.prepared.insert((db, sql), (backend_id, params));
 }

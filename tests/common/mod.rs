@@ -4,10 +4,16 @@
 
 use mysql_async::prelude::*;
 use mysql_async::{Conn, OptsBuilder};
+use mysql_common::constants::CapabilityFlags;
+use mysql_common::io::ParseBuf;
+use mysql_common::packets::{AuthPlugin, HandshakePacket, HandshakeResponse};
+use mysql_common::proto::{MyDeserialize, MySerialize};
 use sluice::app::Proxy;
 use sluice::config::Config;
+use sluice::protocol::packet::{PacketReader, PacketWriter};
 use sluice::sandbox::{server::remove_stale, Options, Sandbox};
 use std::sync::OnceLock;
+use tokio::net::TcpStream;
 
 static TOPOLOGY: OnceLock<Sandbox> = OnceLock::new();
 
@@ -149,4 +155,109 @@ pub async fn backend_status(proxy: &Proxy, name: &str) -> serde_json::Value {
         .find(|b| b["name"] == name)
         .cloned()
         .expect("backend in status")
+}
+
+/// Logs in with mysql_native_password and CLIENT_DEPRECATE_EOF as `deprecate_eof` says.
+pub async fn raw_login(
+    port: u16,
+    deprecate_eof: bool,
+) -> (
+    PacketReader<tokio::net::tcp::OwnedReadHalf>,
+    PacketWriter<tokio::net::tcp::OwnedWriteHalf>,
+) {
+    let (r, w) = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap()
+        .into_split();
+    let (mut r, mut w) = (PacketReader::new(r), PacketWriter::new(w));
+    let mut buf = Vec::new();
+    r.read_logical(&mut buf, 1 << 20).await.unwrap();
+    let hs = HandshakePacket::deserialize((), &mut ParseBuf(&buf)).unwrap();
+    let scramble = mysql_common::auth::plugins::mysql_native_password::scramble_native(
+        &hs.nonce(),
+        b"apppass",
+    )
+    .unwrap();
+    let mut caps = CapabilityFlags::CLIENT_PROTOCOL_41
+        | CapabilityFlags::CLIENT_SECURE_CONNECTION
+        | CapabilityFlags::CLIENT_PLUGIN_AUTH
+        | CapabilityFlags::CLIENT_LONG_PASSWORD;
+    if deprecate_eof {
+        caps |= CapabilityFlags::CLIENT_DEPRECATE_EOF;
+    }
+    let resp = HandshakeResponse::new(
+        Some(&scramble[..]),
+        (8, 0, 36),
+        Some(&b"app"[..]),
+        None::<&[u8]>,
+        Some(AuthPlugin::MysqlNativePassword),
+        caps,
+        None,
+        1 << 24,
+    );
+    let mut out = Vec::new();
+    resp.serialize(&mut out);
+    w.write_packet(&mut 1, &out).await.unwrap();
+    w.flush().await.unwrap();
+    r.read_logical(&mut buf, 1 << 20).await.unwrap();
+    assert_eq!(buf[0], 0x00, "login OK");
+    (r, w)
+}
+
+/// Reads packets until a terminator (EOF/OK with 0xFE header) or ERR; returns them.
+pub async fn read_until_terminator(
+    r: &mut PacketReader<tokio::net::tcp::OwnedReadHalf>,
+) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    loop {
+        let mut p = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            r.read_logical(&mut p, 1 << 24),
+        )
+        .await
+        .expect("no hang")
+        .unwrap();
+        let end = p[0] == 0xFF || (p[0] == 0xFE && p.len() < 0xFF_FFFF);
+        got.push(p);
+        if end {
+            return got;
+        }
+    }
+}
+
+/// Sends one COM_QUERY on a raw connection (logged in with CLIENT_DEPRECATE_EOF) and reads
+/// the whole reply; returns its packets (the last one is OK, ERR or the terminator).
+pub async fn raw_query(
+    r: &mut PacketReader<tokio::net::tcp::OwnedReadHalf>,
+    w: &mut PacketWriter<tokio::net::tcp::OwnedWriteHalf>,
+    sql: &str,
+) -> Vec<Vec<u8>> {
+    let mut p = vec![0x03];
+    p.extend_from_slice(sql.as_bytes());
+    w.write_packet(&mut 0, &p).await.unwrap();
+    w.flush().await.unwrap();
+    let mut first = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        r.read_logical(&mut first, 1 << 24),
+    )
+    .await
+    .expect("no hang")
+    .unwrap();
+    if first[0] == 0x00 || first[0] == 0xFF {
+        return vec![first];
+    }
+    let mut all = vec![first];
+    all.extend(read_until_terminator(r).await);
+    all
+}
+
+/// Rows of `sql` on server `i` of the topology, first column as text.
+pub async fn column(i: usize, sql: &str) -> Vec<Option<String>> {
+    let r = topology()
+        .sql(i, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    r.rows.into_iter().map(|mut row| row.remove(0)).collect()
 }

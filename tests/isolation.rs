@@ -1,0 +1,231 @@
+//! Session isolation: nothing a client leaves on a backend connection (transaction, rows,
+//! user variables, locks, temporary tables, running statements, prepared statements) reaches
+//! another client, whether the client quits, vanishes or is killed.
+
+mod common;
+use common::*;
+use mysql_async::prelude::*;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Leaves a transaction with a row, a user variable, a named lock and a temporary table on
+/// the primary connection of a raw client, then returns the client's socket halves.
+async fn dirty_session(p: &sluice::app::Proxy, db: &str, id: i32) -> impl Sized {
+    let (mut r, mut w) = raw_login(p.addr.port(), true).await;
+    for sql in [
+        format!("USE {db}"),
+        "BEGIN".into(),
+        format!("INSERT INTO t VALUES ({id})"),
+        "SET @leak = 42".into(),
+        "SELECT GET_LOCK('iso_lock', 0)".into(),
+        "CREATE TEMPORARY TABLE tmp_leak (a INT)".into(),
+    ] {
+        let reply = raw_query(&mut r, &mut w, &sql).await;
+        assert_ne!(reply.last().unwrap()[0], 0xFF, "{sql}: {:?}", reply.last());
+    }
+    (r, w)
+}
+
+/// What the next client sees on the primary: (user variable, in transaction, lock holder).
+async fn assert_clean(p: &sluice::app::Proxy, db: &str, gone_id: i32) {
+    let mut c = client(p, Some(db)).await;
+    let row: (Option<i64>, i64, Option<i64>) = c
+        .query_first("SELECT @leak, @@in_transaction, IS_USED_LOCK('iso_lock')")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row, (None, 0, None), "state of the previous client leaked");
+    c.query_drop("CREATE TEMPORARY TABLE tmp_leak (a INT)")
+        .await
+        .expect("the previous client's temporary table is gone");
+    c.query_drop("DROP TEMPORARY TABLE tmp_leak").await.unwrap();
+    c.query_drop("COMMIT").await.unwrap();
+    drop(c);
+    let rows = column(
+        0,
+        &format!("SELECT COUNT(*) FROM {db}.t WHERE id = {gone_id}"),
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![Some("0".into())],
+        "the abandoned insert must roll back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_session_state_never_reaches_the_next_client() {
+    let db = database("iso_abandon").await;
+    topology()
+        .sql(0, "CREATE TABLE iso_abandon.t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    caught_up().await;
+    let mut cfg = config();
+    // one primary connection: the next client must get the very connection left behind
+    cfg.pool.max_connections_per_backend = 1;
+    let p = proxy(cfg).await;
+
+    // 1. the client vanishes (socket closed, no COM_QUIT)
+    let halves = dirty_session(&p, &db, 1).await;
+    drop(halves);
+    assert_clean(&p, &db, 1).await;
+
+    // 2. the client is killed by another one (its session task is aborted)
+    let mut a = client(&p, Some(&db)).await;
+    let a_id = a.id();
+    a.query_drop("BEGIN").await.unwrap();
+    a.query_drop("INSERT INTO t VALUES (2)").await.unwrap();
+    a.query_drop("SET @leak = 7").await.unwrap();
+    let mut killer = client(&p, None).await;
+    killer.query_drop(format!("KILL {a_id}")).await.unwrap();
+    drop(killer);
+    std::mem::forget(a); // never touch the killed connection again
+    assert_clean(&p, &db, 2).await;
+
+    let primary = &p.shared.topology.backend(0).pool;
+    assert_eq!(
+        primary.opened.load(Ordering::Relaxed),
+        1,
+        "the test must have reused the one primary connection"
+    );
+}
+
+/// Count of statements containing `marker` running on any server.
+async fn running(marker: &str) -> usize {
+    let mut n = 0;
+    for i in 0..3 {
+        let sql = format!(
+            "SELECT COUNT(*) FROM information_schema.processlist \
+             WHERE info LIKE '%{marker}%' AND info NOT LIKE '%processlist%'"
+        );
+        n += column(i, &sql).await[0]
+            .as_deref()
+            .unwrap_or("0")
+            .parse::<usize>()
+            .unwrap();
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_of_a_vanished_client_are_killed() {
+    let p = proxy(config()).await;
+    for (marker, sql) in [
+        ("iso_sleep_read", "SELECT SLEEP(30) AS iso_sleep_read"),
+        (
+            "iso_sleep_write",
+            "SELECT SLEEP(30) AS iso_sleep_write FOR UPDATE",
+        ),
+    ] {
+        let (r, mut w) = raw_login(p.addr.port(), true).await;
+        let mut pkt = vec![0x03];
+        pkt.extend_from_slice(sql.as_bytes());
+        w.write_packet(&mut 0, &pkt).await.unwrap();
+        w.flush().await.unwrap();
+        let started = Instant::now();
+        while running(marker).await == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{marker} never ran"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop((r, w));
+        let left = Instant::now();
+        while running(marker).await > 0 {
+            assert!(
+                left.elapsed() < Duration::from_secs(5),
+                "{marker} still runs on a backend 5 s after its client left"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn prepared_count() -> i64 {
+    let mut n = 0;
+    for i in 0..3 {
+        let r = topology()
+            .sql(i, "SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'")
+            .await
+            .unwrap();
+        n += r.rows[0][1].as_deref().unwrap().parse::<i64>().unwrap();
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_prepared_statements_stay_bounded() {
+    let mut cfg = config();
+    cfg.pool.max_prepared_per_connection = 8;
+    let p = proxy(cfg).await;
+    let before = prepared_count().await;
+    let opts = opts(&p, None).stmt_cache_size(0);
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let opts = opts.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await.unwrap();
+            for i in 0..150 {
+                // the same statement prepared again and again, and many distinct ones
+                let _: Option<i64> = c.exec_first("SELECT ? + 0", (i,)).await.unwrap();
+                let sql = format!("SELECT ? + {} AS iso_distinct_{t}", i);
+                let _: Option<i64> = c.exec_first(sql.as_str(), (i,)).await.unwrap();
+                // and on the primary, inside transactions
+                c.query_drop("BEGIN").await.unwrap();
+                let _: Option<i64> = c.exec_first("SELECT ? + 1 FOR UPDATE", (i,)).await.unwrap();
+                c.query_drop("COMMIT").await.unwrap();
+            }
+            c.disconnect().await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let opened: u64 = p
+        .shared
+        .topology
+        .backends()
+        .iter()
+        .map(|b| b.pool.opened.load(Ordering::Relaxed))
+        .sum();
+    let grown = prepared_count().await - before;
+    // at most the cap per backend connection Sluice ever opened (other tests share servers)
+    assert!(
+        grown <= 8 * opened as i64 + 10,
+        "backend prepared statements grew by {grown} over {opened} connections"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_statement_queries_return_every_result() {
+    let mut cfg = config();
+    cfg.pool.max_connections_per_backend = 1;
+    let p = proxy(cfg).await;
+    // a client without CLIENT_MULTI_STATEMENTS leaves state that makes Sluice reset its
+    // primary connection; the next client (with the capability) gets that connection
+    let (mut r, mut w) = raw_login(p.addr.port(), true).await;
+    let reply = raw_query(&mut r, &mut w, "SELECT 1 FOR UPDATE; SELECT 2").await;
+    assert_eq!(
+        reply.last().unwrap()[0],
+        0xFF,
+        "no multi-statements without the capability"
+    );
+    raw_query(&mut r, &mut w, "SET SESSION sql_mode = ''").await;
+    raw_query(&mut r, &mut w, "SET @x = 1").await;
+    drop((r, w));
+    let mut c = client(&p, None).await;
+    for sql in [
+        "SELECT 1; SELECT 2; SELECT 3",
+        "SELECT 1 FOR UPDATE; SELECT 2; SELECT 3",
+    ] {
+        let mut res = c.query_iter(sql).await.unwrap();
+        let mut got = Vec::new();
+        while !res.is_empty() {
+            let v: Vec<i64> = res.collect().await.unwrap();
+            got.extend(v);
+        }
+        assert_eq!(got, vec![1, 2, 3], "{sql}");
+    }
+}
