@@ -229,3 +229,26 @@ async fn multi_statement_queries_return_every_result() {
         assert_eq!(got, vec![1, 2, 3], "{sql}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_id_is_the_handshake_id_and_kill_takes_it() {
+    let p = proxy(config()).await;
+    let mut victim = client(&p, None).await;
+    let seen: u64 = victim
+        .query_first("SELECT CONNECTION_ID()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen, victim.id() as u64, "CONNECTION_ID() = handshake id");
+    let aliased: u64 = victim
+        .query_first("select connection_id() as cid;")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(aliased, seen);
+    // node-mysql2 style: another connection kills the id the victim reported
+    let mut killer = client(&p, None).await;
+    killer.query_drop(format!("KILL {seen}")).await.unwrap();
+    let after = victim.query_drop("SELECT 1").await;
+    assert!(after.is_err(), "the killed connection must be closed");
+}

@@ -7,6 +7,7 @@ mod align;
 mod control;
 mod exec;
 mod freshness;
+mod local;
 mod prepared;
 pub mod state;
 
@@ -230,6 +231,12 @@ impl Session {
         let intent = self.shared.classifier.classify(sql);
         if self.tx_lost {
             return self.after_lost_transaction(&intent, sql).await;
+        }
+        if intent.has(crate::router::flag::SESSION_FN) {
+            if let Some(name) = local::connection_id_column(sql) {
+                let id = self.handle.id as u64;
+                return self.send_single_int(name, id).await;
+            }
         }
         if intent.kind == Kind::Kill {
             if let Some((query_only, id)) = crate::router::classify::kill_target(sql) {

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# A subset of MariaDB's own test suite (Debian package mariadb-test), each test run with
+# mariadb-test (mysqltest) direct to the primary and through Sluice, on a fresh `test`
+# database. The subset is conformance/mtr-tests.txt (see the README for how it was chosen).
+#   mtr.sh WORK PRIMARY_PORT PROXY_PORT
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+work="$1"; direct="$2"; proxy="$3"
+suite_dir="${MTR_DIR:-/usr/share/mysql/mysql-test}"
+list="${MTR_LIST:-$here/mtr-tests.txt}"
+if [ ! -d "$suite_dir/main" ]; then
+  echo "mtr: $suite_dir/main not found (apt-get install mariadb-test)" >&2
+  exit 2
+fi
+admin=(mariadb -h 127.0.0.1 -P "$direct" -u sluice_admin -psluice_admin_pw)
+# what mariadb-test-run would have set up: the mtr helper schema
+"${admin[@]}" -e "CREATE DATABASE IF NOT EXISTS mtr;
+  CREATE PROCEDURE IF NOT EXISTS mtr.add_suppression(pattern VARCHAR(255)) BEGIN END;
+  CREATE PROCEDURE IF NOT EXISTS mtr.force_restart() BEGIN END;"
+tmp="$work/mtr-tmp"; mkdir -p "$tmp"
+
+run_one() { # port test -> exit status of mariadb-test
+  "${admin[@]}" -e "DROP DATABASE IF EXISTS test; CREATE DATABASE test" >/dev/null 2>&1
+  # wait for the replicas, so that a test starts from the same state everywhere
+  "${admin[@]}" -N -e "SELECT MASTER_GTID_WAIT(@@gtid_binlog_pos, 5)" -h 127.0.0.1 -P "$((direct + 1))" >/dev/null 2>&1 || true
+  timeout 120 mariadb-test --host=127.0.0.1 --port="$1" --protocol=tcp \
+    --user=sluice_admin --password=sluice_admin_pw --database=test \
+    --basedir="$suite_dir/" --tmpdir="$tmp" --logdir="$tmp" \
+    --test-file="main/$2.test" --result-file="main/$2.result" --silent \
+    >"$tmp/$2.out" 2>&1
+}
+
+pass_d=0; fail_d=0; pass_s=0; fail_s=0; gaps=()
+while read -r t; do
+  [ -z "$t" ] || [ "${t:0:1}" = "#" ] && continue
+  if (cd "$suite_dir" && run_one "$direct" "$t"); then d=1; pass_d=$((pass_d + 1)); else d=0; fail_d=$((fail_d + 1)); fi
+  cp "$tmp/$t.out" "$tmp/$t.direct.out"
+  if (cd "$suite_dir" && run_one "$proxy" "$t"); then pass_s=$((pass_s + 1)); else
+    fail_s=$((fail_s + 1))
+    [ "$d" = 1 ] && gaps+=("$t")
+  fi
+  cp "$tmp/$t.out" "$tmp/$t.sluice.out"
+done <"$list"
+echo "mtr: $pass_s passed, $fail_s failed (direct: $pass_d passed, $fail_d failed)"
+if [ ${#gaps[@]} -gt 0 ]; then
+  for t in "${gaps[@]}"; do
+    echo "  passes direct, fails through Sluice: main.$t"
+    sed -n '1,12p' "$tmp/$t.sluice.out" | sed 's/^/    /'
+  done
+  exit 1
+fi

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# mysqlclient's own test suite (from its source release on PyPI), direct and through Sluice.
+#   mysqlclient.sh WORK PRIMARY_PORT PROXY_PORT
+set -euo pipefail
+work="$1"; direct="$2"; proxy="$3"
+version="${MYSQLCLIENT_VERSION:-2.3.2}"
+src="$work/mysqlclient-$version"
+if [ ! -d "$src/tests" ]; then
+  python3 -m pip download -q --no-deps --no-binary :all: -d "$work" "mysqlclient==$version"
+  tar -xzf "$work/mysqlclient-$version.tar.gz" -C "$work"
+fi
+python3 -c "import MySQLdb, pytest" 2>/dev/null || python3 -m pip install -q "mysqlclient==$version" pytest
+mariadb -h 127.0.0.1 -P "$direct" -u sluice_admin -psluice_admin_pw \
+  -e "CREATE DATABASE IF NOT EXISTS mysqlclient_test"
+
+run() { # port label -> "passed failed"
+  cat >"$src/tests/sluice-$2.cnf" <<CNF
+[MySQLdb-tests]
+host = 127.0.0.1
+port = $1
+user = app
+password = apppass
+database = mysqlclient_test
+default-character-set = utf8mb4
+CNF
+  (cd "$src" && TESTDB="sluice-$2.cnf" timeout 600 python3 -m pytest -q -p no:cacheprovider \
+      -o addopts="" -rf tests >"$work/mysqlclient-$2.log" 2>&1) || true
+  local line; line="$(grep -E "(passed|failed)" "$work/mysqlclient-$2.log" | tail -1 || true)"
+  local p f
+  p="$(awk '{for (i = 2; i <= NF; i++) if ($i ~ /^passed/) s += $(i-1)} END {print s+0}' <<<"$line")"
+  f="$(awk '{for (i = 2; i <= NF; i++) if ($i ~ /^(failed|error)/) s += $(i-1)} END {print s+0}' <<<"$line")"
+  echo "$p $f"
+}
+read -r dp df < <(run "$direct" direct)
+read -r sp sf < <(run "$proxy" sluice)
+echo "mysqlclient: $sp passed, $sf failed (direct: $dp passed, $df failed)"
+if [ "$sp" -lt "$dp" ] || [ "$sf" -gt "$df" ]; then
+  grep -E "^FAILED" "$work/mysqlclient-sluice.log" | head -20
+  exit 1
+fi

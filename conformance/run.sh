@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Runs third-party client test suites against Sluice (in front of a sandbox primary + 2
+# replicas) and the same suites direct to the primary, and compares them.
+#
+#   conformance/run.sh [mysqlclient] [mtr]      (default: both)
+#
+# Prints one line per suite: `suite: N passed, N failed (direct: N passed, N failed)` and
+# exits non-zero when a test that passes direct fails through Sluice.
+# Env: SLUICE_BIN (default: target/release/sluice, built if missing), CONF_PORT (default
+# 24306: primary on it, replicas +1 +2, Sluice +20), CONF_DIR (default: a temp folder).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+suites=("$@")
+[ ${#suites[@]} -eq 0 ] && suites=(mysqlclient mtr)
+port="${CONF_PORT:-24306}"
+proxy_port=$((port + 20))
+work="${CONF_DIR:-$(mktemp -d /tmp/sluice-conformance.XXXXXX)}"
+mkdir -p "$work"
+bin="${SLUICE_BIN:-$root/target/release/sluice}"
+if [ ! -x "$bin" ]; then
+  (cd "$root" && cargo build --release -q)
+fi
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# 1. the topology (the sandbox also starts a Sluice of its own; we start ours below)
+"$bin" sandbox --dir "$work/sandbox" --fresh --base-port "$port" >"$work/sandbox.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 120); do
+  grep -q "Press Ctrl-C" "$work/sandbox.log" && break
+  sleep 1
+done
+grep -q "Press Ctrl-C" "$work/sandbox.log" || { cat "$work/sandbox.log"; echo "sandbox did not start" >&2; exit 2; }
+admin=(mariadb -h 127.0.0.1 -P "$port" -u sluice_admin -psluice_admin_pw)
+"${admin[@]}" -e "SET GLOBAL log_bin_trust_function_creators = 1"
+
+# 2. Sluice for the suites: the sandbox config plus the suites' users, no failover
+sed -e "s/^address = \"127.0.0.1:$((port + 10))\"/address = \"127.0.0.1:$proxy_port\"/" \
+    -e "s/^address = \"127.0.0.1:$((port + 11))\"/address = \"127.0.0.1:$((proxy_port + 1))\"/" \
+    -e "s/^enabled = true/enabled = false/" \
+    "$work/sandbox/sluice.toml" >"$work/sluice.toml"
+cat >>"$work/sluice.toml" <<USERS
+
+[[users]]
+name = "sluice_admin"
+password = "sluice_admin_pw"
+
+[[users]]
+name = "root"
+password = ""
+USERS
+"$bin" run --config "$work/sluice.toml" >"$work/sluice.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 50); do
+  mariadb -h 127.0.0.1 -P "$proxy_port" -u app -papppass -e "SELECT 1" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+
+status=0
+for s in "${suites[@]}"; do
+  case "$s" in
+    mysqlclient) "$here/mysqlclient.sh" "$work" "$port" "$proxy_port" || status=1 ;;
+    mtr) "$here/mtr.sh" "$work" "$port" "$proxy_port" || status=1 ;;
+    *) echo "unknown suite: $s (known: mysqlclient mtr)" >&2; status=2 ;;
+  esac
+done
+exit $status

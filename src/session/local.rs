@@ -1,0 +1,106 @@
+//! Statements Sluice answers itself so that what a client sees stays consistent:
+//! `SELECT CONNECTION_ID()` returns the id of the client's handshake (the one `KILL` takes),
+//! not the id of whichever pooled backend connection would run it.
+
+use super::{Fatal, Session};
+use crate::protocol::{lenenc, reply};
+
+/// The column name of `SELECT CONNECTION_ID() [[AS] alias][;]`, else `None`.
+pub(super) fn connection_id_column(sql: &[u8]) -> Option<&[u8]> {
+    let s = sql.trim_ascii();
+    let s = s.strip_suffix(b";").unwrap_or(s).trim_ascii_end();
+    let rest = strip_word(s, b"select")?;
+    let after_fn = strip_word(rest, b"connection_id")?;
+    let after_open = after_fn.trim_ascii_start().strip_prefix(b"(")?;
+    let after_close = after_open.trim_ascii_start().strip_prefix(b")")?;
+    let expr = rest[..rest.len() - after_close.len()].trim_ascii();
+    let alias = after_close.trim_ascii();
+    if alias.is_empty() {
+        return Some(expr);
+    }
+    let alias = strip_word(alias, b"as").unwrap_or(alias).trim_ascii_start();
+    let alias = alias
+        .strip_prefix(b"`")
+        .and_then(|a| a.strip_suffix(b"`"))
+        .unwrap_or(alias);
+    let plain = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$';
+    (!alias.is_empty() && alias.iter().all(plain)).then_some(alias)
+}
+
+/// `s` without its leading keyword `w` (case-insensitive, followed by a non-word byte).
+fn strip_word<'a>(s: &'a [u8], w: &[u8]) -> Option<&'a [u8]> {
+    let s = s.trim_ascii_start();
+    let head = s.get(..w.len())?;
+    if !head.eq_ignore_ascii_case(w) {
+        return None;
+    }
+    let rest = &s[w.len()..];
+    match rest.first() {
+        Some(b) if b.is_ascii_alphanumeric() || *b == b'_' => None,
+        _ => Some(rest),
+    }
+}
+
+/// A BIGINT UNSIGNED NOT NULL column definition (protocol 41).
+fn bigint_column(name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + name.len());
+    lenenc::write_str(&mut out, b"def");
+    for part in [&b""[..], b"", b""] {
+        lenenc::write_str(&mut out, part);
+    }
+    lenenc::write_str(&mut out, name);
+    lenenc::write_str(&mut out, b"");
+    out.push(0x0c);
+    out.extend_from_slice(&63u16.to_le_bytes()); // binary
+    out.extend_from_slice(&21u32.to_le_bytes());
+    out.push(0x08); // MYSQL_TYPE_LONGLONG
+    out.extend_from_slice(&(0x01u16 | 0x20 | 0x80).to_le_bytes()); // NOT NULL, UNSIGNED, BINARY
+    out.extend_from_slice(&[0, 0, 0]);
+    out
+}
+
+impl Session {
+    /// Sends a one-row, one-column result set with an unsigned integer.
+    pub(super) async fn send_single_int(&mut self, name: &[u8], v: u64) -> Result<(), Fatal> {
+        let status = self.state.status;
+        let mut row = Vec::new();
+        lenenc::write_str(&mut row, v.to_string().as_bytes());
+        let w = &mut self.client_w;
+        w.write_packet(&mut self.seq, &[1]).await?;
+        w.write_packet(&mut self.seq, &bigint_column(name)).await?;
+        if !self.deprecate_eof {
+            w.write_packet(&mut self.seq, &reply::eof(status, 0))
+                .await?;
+        }
+        w.write_packet(&mut self.seq, &row).await?;
+        let end = reply::terminator(self.deprecate_eof, status, 0);
+        w.write_packet(&mut self.seq, &end).await?;
+        w.flush().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connection_id_column as col;
+
+    #[test]
+    fn recognises_only_the_plain_shapes() {
+        assert_eq!(
+            col(b"SELECT CONNECTION_ID()"),
+            Some(&b"CONNECTION_ID()"[..])
+        );
+        assert_eq!(
+            col(b" select connection_id ( ) ;"),
+            Some(&b"connection_id ( )"[..])
+        );
+        assert_eq!(col(b"SELECT CONNECTION_ID() AS id"), Some(&b"id"[..]));
+        assert_eq!(col(b"select connection_id() as cid;"), Some(&b"cid"[..]));
+        assert_eq!(col(b"SELECT CONNECTION_ID() `x y`"), None);
+        assert_eq!(col(b"SELECT CONNECTION_ID() cid"), Some(&b"cid"[..]));
+        assert_eq!(col(b"SELECT CONNECTION_ID(), 1"), None);
+        assert_eq!(col(b"SELECT CONNECTION_ID() + 1"), None);
+        assert_eq!(col(b"SELECT CONNECTION_IDS()"), None);
+        assert_eq!(col(b"SELECTCONNECTION_ID()"), None);
+    }
+}
