@@ -44,7 +44,7 @@ async fn server_version(cfg: &Config) -> String {
         user: user.name.clone(),
         password: user.password.clone(),
         database: None,
-        found_rows: false,
+        flavour: Default::default(),
         timeout: cfg.pool.connect_timeout.0,
     };
     match BackendConn::connect(&opts).await {

@@ -67,6 +67,8 @@ pub struct Shared {
     pub set_log_level: std::sync::OnceLock<LevelSetter>,
     /// Shutdown signal, for tasks started later (monitors of backends added by a reload).
     pub stop: tokio::sync::watch::Receiver<bool>,
+    /// The newest write through this proxy (`read_your_writes = "global"`).
+    pub last_write: crate::session::freshness::GlobalWrite,
 }
 
 impl Shared {
@@ -105,6 +107,7 @@ impl Shared {
             }),
             set_log_level: std::sync::OnceLock::new(),
             stop,
+            last_write: Default::default(),
         }
     }
 

@@ -252,3 +252,77 @@ async fn connection_id_is_the_handshake_id_and_kill_takes_it() {
     let after = victim.query_drop("SELECT 1").await;
     assert!(after.is_err(), "the killed connection must be closed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_state_changes_reach_clients_that_ask_for_them() {
+    use mysql_common::constants::CapabilityFlags as C;
+    let p = proxy(config()).await;
+    let caps = C::CLIENT_DEPRECATE_EOF | C::CLIENT_SESSION_TRACK;
+    let (mut r, mut w) = raw_login_with(p.addr.port(), caps).await;
+    let ok = raw_query(&mut r, &mut w, "SET time_zone = '+01:00'").await;
+    let ok = &ok[0];
+    assert_eq!(ok[0], 0x00, "OK");
+    let status = sluice::protocol::reply::parse_ok(ok).unwrap().status;
+    assert!(status & 0x4000 != 0, "SERVER_SESSION_STATE_CHANGED set");
+    let text = String::from_utf8_lossy(ok);
+    assert!(
+        text.contains("time_zone") && text.contains("+01:00"),
+        "{text:?}"
+    );
+    // a client without the capability gets no session-state block
+    let (mut r, mut w) = raw_login(p.addr.port(), true).await;
+    let ok = raw_query(&mut r, &mut w, "SET time_zone = '+02:00'").await;
+    assert!(!String::from_utf8_lossy(&ok[0]).contains("time_zone"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_warnings_follows_a_statement_on_the_sessions_primary_connection() {
+    let db = database("iso_warn").await;
+    let p = proxy(config()).await;
+    let mut c = client(&p, Some(&db)).await;
+    c.query_drop("SET @keep = 1").await.unwrap(); // the session now holds a primary connection
+    c.query_drop("CREATE TABLE IF NOT EXISTS w (a INT)")
+        .await
+        .unwrap();
+    c.query_drop("CREATE TABLE IF NOT EXISTS w (a INT)")
+        .await
+        .unwrap();
+    let notes: Vec<(String, u32, String)> = c.query("SHOW WARNINGS").await.unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0].1, 1050);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_read_your_writes_shows_other_sessions_writes() {
+    let db = database("iso_global").await;
+    topology()
+        .sql(0, "CREATE TABLE iso_global.t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    caught_up().await;
+    let mut cfg = config();
+    cfg.routing.read_your_writes = sluice::config::ReadYourWrites::Global;
+    let p = proxy(cfg).await;
+    let mut writer = client(&p, Some(&db)).await;
+    let mut reader = client(&p, Some(&db)).await;
+    for i in 1..=3 {
+        topology().delay_replica(1, 2).await.unwrap();
+        topology().delay_replica(2, 2).await.unwrap();
+        writer
+            .query_drop(format!("INSERT INTO t VALUES ({i})"))
+            .await
+            .unwrap();
+        // another connection, which never wrote, reads at once
+        let n: i64 = reader
+            .query_first(format!("SELECT COUNT(*) FROM t WHERE id = {i}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            n, 1,
+            "a write acknowledged to one session is visible to the next read"
+        );
+    }
+    topology().delay_replica(1, 0).await.unwrap();
+    topology().delay_replica(2, 0).await.unwrap();
+}

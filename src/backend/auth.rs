@@ -75,7 +75,7 @@ pub(super) async fn handshake(
     if plugin != NATIVE && plugin != SHA2 {
         plugin = NATIVE.to_vec();
     }
-    let caps = BackendConn::wanted_capabilities(opts.found_rows) & server_caps;
+    let caps = BackendConn::wanted_capabilities(opts.flavour) & server_caps;
     conn.deprecate_eof = caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
     let data = scramble(&plugin, &nonce, &opts.password)?;
     let version = hs.server_version_parsed().unwrap_or((5, 7, 0));

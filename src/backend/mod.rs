@@ -59,9 +59,34 @@ pub struct ConnectOpts {
     pub user: String,
     pub password: String,
     pub database: Option<String>,
-    /// CLIENT_FOUND_ROWS (affected rows = matched rows), fixed for a connection's life.
-    pub found_rows: bool,
+    /// Client capabilities the connection shares with its clients, fixed for its life.
+    pub flavour: Flavour,
     pub timeout: Duration,
+}
+
+/// Client capabilities that change what a backend sends, so a backend connection serves
+/// only clients that asked for the same ones (pools keep one slot per flavour).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flavour {
+    /// CLIENT_FOUND_ROWS: affected rows = matched rows.
+    pub found_rows: bool,
+    /// CLIENT_SESSION_TRACK: OK packets carry session state changes.
+    pub session_track: bool,
+}
+
+impl Flavour {
+    pub const COUNT: usize = 4;
+
+    pub fn of_client(caps: CapabilityFlags) -> Self {
+        Self {
+            found_rows: caps.contains(CapabilityFlags::CLIENT_FOUND_ROWS),
+            session_track: caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK),
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self.found_rows as usize | (self.session_track as usize) << 1
+    }
 }
 
 /// Session-dependent state a connection currently carries (see `session::align`).
@@ -134,7 +159,7 @@ impl BackendConn {
     }
 
     /// Capabilities Sluice asks a backend for.
-    pub fn wanted_capabilities(found_rows: bool) -> CapabilityFlags {
+    pub fn wanted_capabilities(flavour: Flavour) -> CapabilityFlags {
         let mut c = CapabilityFlags::CLIENT_LONG_PASSWORD
             | CapabilityFlags::CLIENT_LONG_FLAG
             | CapabilityFlags::CLIENT_LOCAL_FILES
@@ -147,8 +172,11 @@ impl BackendConn {
             | CapabilityFlags::CLIENT_PLUGIN_AUTH
             | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
             | CapabilityFlags::CLIENT_DEPRECATE_EOF;
-        if found_rows {
+        if flavour.found_rows {
             c |= CapabilityFlags::CLIENT_FOUND_ROWS;
+        }
+        if flavour.session_track {
+            c |= CapabilityFlags::CLIENT_SESSION_TRACK;
         }
         c
     }

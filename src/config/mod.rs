@@ -109,6 +109,9 @@ pub enum ReadYourWrites {
     Off,
     Session,
     Gtid,
+    /// Causal reads across sessions: a read waits for (or skips replicas without) the last
+    /// write any session made through this Sluice.
+    Global,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

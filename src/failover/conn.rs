@@ -14,7 +14,7 @@ pub(crate) async fn connect(shared: &Shared, i: usize) -> Result<BackendConn, Ba
         user: m.user.clone(),
         password: m.password.clone(),
         database: None,
-        found_rows: false,
+        flavour: Default::default(),
         timeout: m.timeout.0,
     };
     BackendConn::connect(&opts).await

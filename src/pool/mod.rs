@@ -25,7 +25,7 @@ pub struct BackendPool {
     pub address: String,
     limit: Arc<Semaphore>,
     max_idle: usize,
-    /// Idle connections per slot (stable user id * 2 + found_rows).
+    /// Idle connections per slot (see `slot`).
     idle: Mutex<ahash::AHashMap<usize, Vec<Idle>>>,
     /// Draining: connections are closed instead of returned.
     closed: std::sync::atomic::AtomicBool,
@@ -122,8 +122,9 @@ impl BackendPool {
         self.idle.lock().clear();
     }
 
-    pub fn slot(user: usize, found_rows: bool) -> usize {
-        user * 2 + found_rows as usize
+    /// The idle list of a stable user id and client flavour.
+    pub fn slot(user: usize, flavour: crate::backend::Flavour) -> usize {
+        user * crate::backend::Flavour::COUNT + flavour.index()
     }
 
     fn now_ms(&self) -> u64 {

@@ -234,7 +234,7 @@ impl Server {
             user: ADMIN_USER.into(),
             password: ADMIN_PASSWORD.into(),
             database: None,
-            found_rows: false,
+            flavour: Default::default(),
             timeout: Duration::from_secs(5),
         }
     }

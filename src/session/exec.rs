@@ -39,14 +39,14 @@ impl Session {
             user: self.login.user.clone(),
             password: self.login.password.clone(),
             database: self.state.database.clone(),
-            found_rows: self.found_rows,
+            flavour: self.flavour,
             timeout: cfg.pool.connect_timeout.0,
         }
     }
 
     pub(super) async fn checkout(&self, backend: usize) -> Result<Lease, SqlError> {
         let pool = &self.shared.topology.backend(backend).pool;
-        let slot = BackendPool::slot(self.login.user_index, self.found_rows);
+        let slot = BackendPool::slot(self.login.user_index, self.flavour);
         let wait = self.shared.config.load().pool.checkout_timeout.0;
         let r = pool
             .checkout(slot, || self.connect_opts(backend), wait)
@@ -122,7 +122,9 @@ impl Session {
         let mut held = self.held.take();
         let mut skip = None;
         for attempt in 0..3 {
-            let use_held = intent.has(flag::SHOW_WARNINGS) && !self.state.holds_primary();
+            // SHOW WARNINGS goes where the previous statement ran: a replica connection kept
+            // for it (`held`), else the session's primary connection (see `query`)
+            let use_held = intent.has(flag::SHOW_WARNINGS);
             let acquired = match held.take() {
                 Some(h) if use_held => Ok(h),
                 _ => self.acquire(target, intent, skip).await,
@@ -373,7 +375,9 @@ impl Session {
             }
         }
         let is_primary = idx == self.shared.topology.primary();
+        self.warnings_on_primary = false;
         if is_primary && self.state.holds_primary() {
+            self.warnings_on_primary = o.warnings > 0;
             self.primary = Some((idx, lease));
         } else if o.warnings > 0 {
             self.held = Some((idx, lease));

@@ -24,8 +24,11 @@ impl Session {
         mut skip: Option<usize>,
     ) -> Result<Option<(usize, Lease)>, SqlError> {
         let cfg = self.shared.config.load_full();
-        let topo = &self.shared.topology;
         let mode = cfg.routing.read_your_writes;
+        if mode == ReadYourWrites::Global {
+            self.adopt_global_write();
+        }
+        let topo = &self.shared.topology;
         if mode == ReadYourWrites::Session {
             if let Some(at) = self.state.last_write_at {
                 if at.elapsed() < cfg.routing.read_your_writes_window.0 {
@@ -33,7 +36,7 @@ impl Session {
                 }
             }
         }
-        let gtid = if mode == ReadYourWrites::Gtid {
+        let gtid = if matches!(mode, ReadYourWrites::Gtid | ReadYourWrites::Global) {
             self.state.last_write_gtid.clone()
         } else {
             None
@@ -119,7 +122,7 @@ impl Session {
         match mode {
             ReadYourWrites::Off => {}
             ReadYourWrites::Session => self.state.last_write_at = Some(Instant::now()),
-            ReadYourWrites::Gtid => {
+            ReadYourWrites::Gtid | ReadYourWrites::Global => {
                 self.state.last_write_at = Some(Instant::now());
                 let sql = if is_mariadb(lease) {
                     "SELECT @@last_gtid AS g"
@@ -130,7 +133,11 @@ impl Session {
                     Ok(r) => {
                         let g = r.get("g").unwrap_or("").trim().to_string();
                         if !g.is_empty() && g != self.last_gtid_text {
-                            self.state.last_write_gtid = Some(Arc::new(GtidSet::parse(&g)));
+                            let set = Arc::new(GtidSet::parse(&g));
+                            if mode == ReadYourWrites::Global {
+                                self.publish_global_write(&set, &g);
+                            }
+                            self.state.last_write_gtid = Some(set);
                             self.last_gtid_text = g;
                             self.state.confirmed = 0;
                         }
@@ -148,5 +155,31 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+/// The newest write any session made through this Sluice (`read_your_writes = "global"`).
+pub type GlobalWrite = arc_swap::ArcSwapOption<(Arc<GtidSet>, String)>;
+
+impl Session {
+    /// Makes the proxy-wide last write this session's freshness requirement.
+    fn adopt_global_write(&mut self) {
+        let global = self.shared.last_write.load();
+        if let Some(w) = global.as_deref() {
+            if w.1 != self.last_gtid_text {
+                self.state.last_write_gtid = Some(w.0.clone());
+                self.last_gtid_text = w.1.clone();
+                self.state.confirmed = 0;
+            }
+        }
+    }
+
+    /// Publishes a write unless a newer one (containing it) is already published.
+    fn publish_global_write(&self, set: &Arc<GtidSet>, text: &str) {
+        let new = Arc::new((set.clone(), text.to_string()));
+        self.shared.last_write.rcu(|cur| match cur.as_deref() {
+            Some(c) if c.0.contains(set) => cur.clone(),
+            _ => Some(new.clone()),
+        });
     }
 }

@@ -6,7 +6,7 @@
 mod align;
 mod control;
 mod exec;
-mod freshness;
+pub mod freshness;
 mod local;
 mod prepared;
 pub mod state;
@@ -44,12 +44,14 @@ pub struct Session {
     client_r: PacketReader<OwnedReadHalf>,
     client_w: PacketWriter<OwnedWriteHalf>,
     deprecate_eof: bool,
-    found_rows: bool,
+    flavour: crate::backend::Flavour,
     state: SessionState,
     /// Primary connection kept between statements (transaction, pins, user variables).
     primary: Option<(usize, Lease)>,
     /// Connection of the previous statement, kept while it has warnings (SHOW WARNINGS).
     held: Option<(usize, Lease)>,
+    /// The previous statement left warnings on the session's primary connection.
+    warnings_on_primary: bool,
     stmts: HashMap<u32, Prepared>,
     next_stmt_id: u32,
     /// Sequence id for the next packet to the client.
@@ -109,9 +111,10 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         client_r,
         client_w,
         deprecate_eof: caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF),
-        found_rows: caps.contains(CapabilityFlags::CLIENT_FOUND_ROWS),
+        flavour: crate::backend::Flavour::of_client(caps),
         primary: None,
         held: None,
+        warnings_on_primary: false,
         stmts: HashMap::new(),
         next_stmt_id: 1,
         seq,
@@ -253,7 +256,10 @@ impl Session {
             },
             _ => exec::OnOk::Nothing,
         };
-        let route = crate::router::route(&intent, &self.view());
+        let mut route = crate::router::route(&intent, &self.view());
+        if intent.has(crate::router::flag::SHOW_WARNINGS) && self.warnings_on_primary {
+            route = (Target::Primary, Reason::Session);
+        }
         self.execute(packet, Expect::ResultSets, route, &intent, on_ok)
             .await
     }

@@ -130,7 +130,7 @@ impl Task {
                 user: m.user.clone(),
                 password: m.password.clone(),
                 database: None,
-                found_rows: false,
+                flavour: Default::default(),
                 timeout: m.timeout.0,
             };
             self.conn = Some(BackendConn::connect(&opts).await?);

@@ -165,6 +165,22 @@ pub async fn raw_login(
     PacketReader<tokio::net::tcp::OwnedReadHalf>,
     PacketWriter<tokio::net::tcp::OwnedWriteHalf>,
 ) {
+    let extra = if deprecate_eof {
+        CapabilityFlags::CLIENT_DEPRECATE_EOF
+    } else {
+        CapabilityFlags::empty()
+    };
+    raw_login_with(port, extra).await
+}
+
+/// Logs in with mysql_native_password and `extra` capabilities.
+pub async fn raw_login_with(
+    port: u16,
+    extra: CapabilityFlags,
+) -> (
+    PacketReader<tokio::net::tcp::OwnedReadHalf>,
+    PacketWriter<tokio::net::tcp::OwnedWriteHalf>,
+) {
     let (r, w) = TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap()
@@ -182,9 +198,7 @@ pub async fn raw_login(
         | CapabilityFlags::CLIENT_SECURE_CONNECTION
         | CapabilityFlags::CLIENT_PLUGIN_AUTH
         | CapabilityFlags::CLIENT_LONG_PASSWORD;
-    if deprecate_eof {
-        caps |= CapabilityFlags::CLIENT_DEPRECATE_EOF;
-    }
+    caps |= extra;
     let resp = HandshakeResponse::new(
         Some(&scramble[..]),
         (8, 0, 36),
