@@ -135,7 +135,7 @@ async fn run(full: bool, password: &str) -> (Result<&'static str, String>, Resul
         user: "app".into(),
         password: password.into(),
         database: None,
-        found_rows: false,
+        flavour: Default::default(),
         timeout: Duration::from_secs(5),
     };
     let client = BackendConn::connect(&opts)

@@ -168,6 +168,9 @@ impl<'a> Stmt<'a> {
             self.set_target = self.kind == Kind::SetSession;
             if eq(w, b"CALL") {
                 self.flags |= flag::CALL;
+            } else if eq(w, b"BACKUP") || eq(w, b"HANDLER") {
+                // backup locks and open handlers live on one connection
+                self.flags |= flag::PIN;
             }
         } else {
             self.phrase(w, next_is_paren);

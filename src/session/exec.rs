@@ -161,10 +161,16 @@ impl Session {
             {
                 Ok(outcome) => {
                     if outcome.err.is_none() && idx == self.shared.topology.primary() {
+                        // before the client sees the OK: with read_your_writes = "global" the
+                        // next read of any session must know about this write
                         self.track_write(&mut lease, intent).await;
                     }
                     self.count(idx, target, reason, outcome.err.is_some(), started);
                     self.after(idx, lease, target, intent, on_ok, outcome);
+                    if let Err(e) = self.client_w.flush().await {
+                        tracing::debug!(error = %e, "client went away");
+                        return Err(Fatal);
+                    }
                     return Ok(());
                 }
                 Err(RunError::Client) => {
@@ -288,11 +294,7 @@ impl Session {
             Ok(()) => {
                 conn.busy = false;
                 conn.status = outcome.status;
-                if let Err(e) = self.client_w.flush().await {
-                    tracing::debug!(error = %e, "client went away");
-                    return Err(RunError::Client);
-                }
-                Ok(outcome)
+                Ok(outcome) // the caller flushes the reply to the client
             }
             Err(RelayError::Client(_)) => Err(RunError::Client),
             Err(e) => Err(RunError::Backend {

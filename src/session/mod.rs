@@ -285,7 +285,8 @@ impl Session {
         let e = SqlError::new(
             1180,
             "HY000",
-            "Sluice: the transaction was lost with its primary connection (failover or backend failure);              it was rolled back. Issue ROLLBACK and retry the transaction",
+            "Sluice: the transaction was lost with its primary connection (failover or backend \
+             failure); it was rolled back. Issue ROLLBACK and retry the transaction",
         );
         self.send_err(&e).await
     }

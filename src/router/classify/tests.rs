@@ -101,6 +101,9 @@ fn flags() {
         ("SET @@autocommit=1", flag::AUTOCOMMIT),
         ("SHOW WARNINGS", flag::SHOW_WARNINGS),
         ("SET TRANSACTION READ ONLY", flag::PIN),
+        ("BACKUP STAGE START", flag::PIN),
+        ("HANDLER t OPEN", flag::PIN),
+        ("CALL p(1)", flag::CALL),
     ];
     for (sql, want) in cases {
         let got = c(sql).flags;
