@@ -183,13 +183,7 @@ async fn backend_prepared_statements_stay_bounded() {
     for t in tasks {
         t.await.unwrap();
     }
-    let opened: u64 = p
-        .shared
-        .topology
-        .backends()
-        .iter()
-        .map(|b| b.pool.opened.load(Ordering::Relaxed))
-        .sum();
+    let opened = backend_connections_opened(&p);
     let grown = prepared_count().await - before;
     // at most the cap per backend connection Sluice ever opened (other tests share servers)
     assert!(

@@ -3,7 +3,6 @@
 mod common;
 use common::*;
 use mysql_async::prelude::*;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,13 +56,7 @@ async fn wrong_password_gets_1045_and_reaches_no_backend() {
     }
     let unknown = opts(&p, None).user(Some("nobody"));
     assert!(mysql_async::Conn::new(unknown).await.is_err());
-    let opened: u64 = p
-        .shared
-        .topology
-        .backends()
-        .iter()
-        .map(|b| b.pool.opened.load(Ordering::Relaxed))
-        .sum();
+    let opened = backend_connections_opened(&p);
     assert_eq!(
         opened, 0,
         "a rejected login must not open backend connections"

@@ -275,3 +275,13 @@ pub async fn column(i: usize, sql: &str) -> Vec<Option<String>> {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     r.rows.into_iter().map(|mut row| row.remove(0)).collect()
 }
+
+/// Backend connections a proxy has opened so far, over all backends.
+pub fn backend_connections_opened(p: &Proxy) -> u64 {
+    p.shared
+        .topology
+        .backends()
+        .iter()
+        .map(|b| b.pool.opened.load(std::sync::atomic::Ordering::Relaxed))
+        .sum()
+}
