@@ -252,7 +252,8 @@ async fn session_state_changes_reach_clients_that_ask_for_them() {
     use mysql_common::constants::CapabilityFlags as C;
     let p = proxy(config()).await;
     let caps = C::CLIENT_DEPRECATE_EOF | C::CLIENT_SESSION_TRACK;
-    let (mut r, mut w) = raw_login_with(p.addr.port(), caps).await;
+    let none = mysql_common::constants::MariadbCapabilities::empty();
+    let (mut r, mut w) = raw_login_with(p.addr.port(), caps, none).await;
     let ok = raw_query(&mut r, &mut w, "SET time_zone = '+01:00'").await;
     let ok = &ok[0];
     assert_eq!(ok[0], 0x00, "OK");
@@ -319,4 +320,28 @@ async fn global_read_your_writes_shows_other_sessions_writes() {
     }
     topology().delay_replica(1, 0).await.unwrap();
     topology().delay_replica(2, 0).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_extended_metadata_reaches_clients_that_ask_for_it() {
+    use mysql_common::constants::{CapabilityFlags as C, MariadbCapabilities as M};
+    let db = database("iso_meta").await;
+    topology()
+        .sql(0, "CREATE TABLE iso_meta.j (doc JSON)")
+        .await
+        .unwrap();
+    caught_up().await;
+    let p = proxy(config()).await;
+    let ext = M::MARIADB_CLIENT_EXTENDED_METADATA;
+    for (mariadb, want_json) in [(ext, true), (M::empty(), false)] {
+        let (mut r, mut w) = raw_login_with(p.addr.port(), C::CLIENT_DEPRECATE_EOF, mariadb).await;
+        let sql = format!("SELECT doc, CONNECTION_ID() FROM {db}.j");
+        let reply = raw_query(&mut r, &mut w, &sql).await;
+        assert_ne!(reply.last().unwrap()[0], 0xFF, "{:?}", reply.last());
+        let column = String::from_utf8_lossy(&reply[1]);
+        assert_eq!(column.contains("json"), want_json, "{column:?}");
+        // a column Sluice writes itself follows the same format
+        let reply = raw_query(&mut r, &mut w, "SELECT CONNECTION_ID()").await;
+        assert_eq!(reply.len(), 4, "count, column, row, terminator: {reply:?}");
+    }
 }

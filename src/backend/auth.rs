@@ -5,7 +5,7 @@ use super::{BackendConn, BackendError, ConnectOpts};
 use crate::error::SqlError;
 use mysql_common::auth::plugins::caching_sha2_password::scramble_sha256;
 use mysql_common::auth::plugins::mysql_native_password::scramble_native;
-use mysql_common::constants::CapabilityFlags;
+use mysql_common::constants::{CapabilityFlags, MariadbCapabilities};
 use mysql_common::crypto;
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{AuthPlugin, AuthSwitchRequest, HandshakePacket, HandshakeResponse};
@@ -75,8 +75,22 @@ pub(super) async fn handshake(
     if plugin != NATIVE && plugin != SHA2 {
         plugin = NATIVE.to_vec();
     }
-    let caps = BackendConn::wanted_capabilities(opts.flavour) & server_caps;
+    let mut caps = BackendConn::wanted_capabilities(opts.flavour) & server_caps;
     conn.deprecate_eof = caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
+    let ext = MariadbCapabilities::MARIADB_CLIENT_EXTENDED_METADATA;
+    let mut mariadb_caps = MariadbCapabilities::empty();
+    if opts.flavour.extended_metadata {
+        let offered = !server_caps.contains(CapabilityFlags::CLIENT_LONG_PASSWORD)
+            && hs.mariadb_ext_capabilities().contains(ext);
+        if !offered {
+            return Err(proto(
+                "the client negotiated MariaDB extended metadata, which this backend does not offer",
+            ));
+        }
+        // MariaDB reads the extended capabilities only from a client without CLIENT_MYSQL
+        caps -= CapabilityFlags::CLIENT_LONG_PASSWORD;
+        mariadb_caps = ext;
+    }
     let data = scramble(&plugin, &nonce, &opts.password)?;
     let version = hs.server_version_parsed().unwrap_or((5, 7, 0));
     let resp = HandshakeResponse::new(
@@ -88,7 +102,8 @@ pub(super) async fn handshake(
         caps,
         None,
         1 << 30,
-    );
+    )
+    .with_mariadb_ext_capabilities(mariadb_caps);
     let mut out = Vec::new();
     resp.serialize(&mut out);
     let mut seq = 1;

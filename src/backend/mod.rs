@@ -11,6 +11,7 @@ use crate::error::SqlError;
 use crate::protocol::packet::{PacketReader, PacketWriter, ReadError};
 use crate::protocol::reply::{self, OkInfo};
 use crate::protocol::{cmd, CapabilityFlags};
+use mysql_common::constants::MariadbCapabilities;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,20 +73,27 @@ pub struct Flavour {
     pub found_rows: bool,
     /// CLIENT_SESSION_TRACK: OK packets carry session state changes.
     pub session_track: bool,
+    /// MariaDB's MARIADB_CLIENT_EXTENDED_METADATA: column definitions carry type formats
+    /// (json, uuid, inet6...).
+    pub extended_metadata: bool,
 }
 
 impl Flavour {
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 8;
 
-    pub fn of_client(caps: CapabilityFlags) -> Self {
+    pub fn of_client(caps: CapabilityFlags, mariadb: MariadbCapabilities) -> Self {
         Self {
             found_rows: caps.contains(CapabilityFlags::CLIENT_FOUND_ROWS),
             session_track: caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK),
+            extended_metadata: mariadb
+                .contains(MariadbCapabilities::MARIADB_CLIENT_EXTENDED_METADATA),
         }
     }
 
     pub fn index(self) -> usize {
-        self.found_rows as usize | (self.session_track as usize) << 1
+        self.found_rows as usize
+            | (self.session_track as usize) << 1
+            | (self.extended_metadata as usize) << 2
     }
 }
 

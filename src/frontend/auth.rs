@@ -7,6 +7,7 @@ use crate::protocol::packet::{PacketReader, PacketWriter, ReadError};
 use crate::protocol::{CapabilityFlags, StatusFlags};
 use mysql_common::auth::plugins::caching_sha2_password::scramble_sha256;
 use mysql_common::auth::plugins::mysql_native_password::scramble_native;
+use mysql_common::constants::MariadbCapabilities;
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{AuthSwitchRequest, HandshakePacket, HandshakeResponse};
 use mysql_common::proto::{MyDeserialize, MySerialize};
@@ -16,8 +17,35 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub const NATIVE: &[u8] = b"mysql_native_password";
 pub const SHA2: &[u8] = b"caching_sha2_password";
 
-/// Capabilities Sluice offers clients.
-pub fn server_capabilities() -> CapabilityFlags {
+/// Capabilities Sluice offers clients. In front of MariaDB it presents itself as MariaDB
+/// does: without CLIENT_MYSQL (= CLIENT_LONG_PASSWORD), so that clients send MariaDB's
+/// extended capabilities (extended column metadata).
+pub fn server_capabilities(mariadb: bool) -> CapabilityFlags {
+    let caps = server_capabilities_mysql();
+    if mariadb {
+        caps - CapabilityFlags::CLIENT_LONG_PASSWORD
+    } else {
+        caps
+    }
+}
+
+/// Whether the backends (by the version Sluice announces) are MariaDB 10.5 or later, which
+/// support extended column metadata.
+pub fn offers_extended_metadata(server_version: &str) -> bool {
+    let Some(pos) = server_version.find("-MariaDB") else {
+        return false;
+    };
+    let v = server_version[..pos].trim_start_matches("5.5.5-");
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (10, 5)
+}
+
+/// MariaDB extended capabilities Sluice offers (and passes through to backends).
+pub const MARIADB_EXT_CAPS: MariadbCapabilities =
+    MariadbCapabilities::MARIADB_CLIENT_EXTENDED_METADATA;
+
+fn server_capabilities_mysql() -> CapabilityFlags {
     CapabilityFlags::CLIENT_LONG_PASSWORD
         | CapabilityFlags::CLIENT_FOUND_ROWS
         | CapabilityFlags::CLIENT_LONG_FLAG
@@ -66,6 +94,8 @@ pub struct Login {
     pub user: String,
     pub database: Option<String>,
     pub capabilities: CapabilityFlags,
+    /// MariaDB extended capabilities the client asked for (of `MARIADB_EXT_CAPS`).
+    pub mariadb_caps: MariadbCapabilities,
     pub collation: u8,
     pub nonce: [u8; 20],
 }
@@ -116,17 +146,21 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
         let nonce = nonce();
         let mut scramble_2 = nonce[8..].to_vec();
         scramble_2.push(0);
-        let hs = HandshakePacket::new(
+        let mariadb = offers_extended_metadata(self.server_version);
+        let mut hs = HandshakePacket::new(
             10,
             self.server_version.as_bytes(),
             self.connection_id,
             nonce[..8].try_into().expect("8 bytes"),
             Some(scramble_2),
-            server_capabilities(),
+            server_capabilities(mariadb),
             45, // utf8mb4_general_ci
             StatusFlags::SERVER_STATUS_AUTOCOMMIT,
             Some(NATIVE),
         );
+        if mariadb {
+            hs = hs.with_mariadb_ext_capabilities(MARIADB_EXT_CAPS);
+        }
         let mut out = Vec::new();
         hs.serialize(&mut out);
         let mut seq = 0;
@@ -154,7 +188,18 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
                     .await)
             }
         };
-        let caps = resp.capabilities() & server_capabilities();
+        let caps = resp.capabilities() & server_capabilities(mariadb);
+        // the extended capabilities are only meaningful from a client that did not claim
+        // CLIENT_MYSQL
+        let mariadb_caps = if mariadb
+            && !resp
+                .capabilities()
+                .contains(CapabilityFlags::CLIENT_LONG_PASSWORD)
+        {
+            resp.mariadb_ext_capabilities() & MARIADB_EXT_CAPS
+        } else {
+            MariadbCapabilities::empty()
+        };
         if !caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
             let e = SqlError::new(1043, "08S01", "Sluice requires protocol 4.1 clients");
             return Err(self.reject(&mut seq, e).await);
@@ -175,6 +220,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
             user,
             database,
             capabilities: caps,
+            mariadb_caps,
             collation: resp.collation(),
             nonce,
         };
@@ -245,6 +291,16 @@ mod tests {
         assert!(verify(NATIVE, &[], &n, ""));
         assert!(!verify(NATIVE, &[], &n, "pw"));
         assert!(n.iter().all(|b| (0x21..0x7F).contains(b)));
+    }
+
+    #[test]
+    fn extended_metadata_only_for_mariadb_10_5_and_later() {
+        assert!(offers_extended_metadata(
+            "5.5.5-10.11.19-MariaDB-0+deb12u1-log-sluice"
+        ));
+        assert!(offers_extended_metadata("11.4.2-MariaDB-sluice"));
+        assert!(!offers_extended_metadata("5.5.5-10.4.30-MariaDB-sluice"));
+        assert!(!offers_extended_metadata("8.4.0-sluice"));
     }
 }
 

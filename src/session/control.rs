@@ -135,6 +135,7 @@ impl Session {
             user: cu.user.clone(),
             database: cu.database.clone(),
             capabilities: self.login.capabilities,
+            mariadb_caps: self.login.mariadb_caps,
             collation: cu.collation.unwrap_or(self.login.collation),
             nonce: self.login.nonce,
         };

@@ -41,8 +41,9 @@ fn strip_word<'a>(s: &'a [u8], w: &[u8]) -> Option<&'a [u8]> {
     }
 }
 
-/// A BIGINT UNSIGNED NOT NULL column definition (protocol 41).
-fn bigint_column(name: &[u8]) -> Vec<u8> {
+/// A BIGINT UNSIGNED NOT NULL column definition (protocol 41), with an empty MariaDB
+/// extended-metadata block when the client negotiated one.
+fn bigint_column(name: &[u8], extended_metadata: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(32 + name.len());
     lenenc::write_str(&mut out, b"def");
     for part in [&b""[..], b"", b""] {
@@ -50,6 +51,9 @@ fn bigint_column(name: &[u8]) -> Vec<u8> {
     }
     lenenc::write_str(&mut out, name);
     lenenc::write_str(&mut out, b"");
+    if extended_metadata {
+        lenenc::write_str(&mut out, b"");
+    }
     out.push(0x0c);
     out.extend_from_slice(&63u16.to_le_bytes()); // binary
     out.extend_from_slice(&21u32.to_le_bytes());
@@ -67,7 +71,8 @@ impl Session {
         lenenc::write_str(&mut row, v.to_string().as_bytes());
         let w = &mut self.client_w;
         w.write_packet(&mut self.seq, &[1]).await?;
-        w.write_packet(&mut self.seq, &bigint_column(name)).await?;
+        let column = bigint_column(name, self.flavour.extended_metadata);
+        w.write_packet(&mut self.seq, &column).await?;
         if !self.deprecate_eof {
             w.write_packet(&mut self.seq, &reply::eof(status, 0))
                 .await?;

@@ -99,6 +99,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         .store(login.user_index, std::sync::atomic::Ordering::Relaxed);
     let span = tracing::info_span!("session", id = handle.id, user = %login.user, client = %peer);
     let caps = login.capabilities;
+    let mariadb_caps = login.mariadb_caps;
     let mut s = Session {
         state: SessionState::new(
             login.database.clone(),
@@ -111,7 +112,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         client_r,
         client_w,
         deprecate_eof: caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF),
-        flavour: crate::backend::Flavour::of_client(caps),
+        flavour: crate::backend::Flavour::of_client(caps, mariadb_caps),
         primary: None,
         held: None,
         warnings_on_primary: false,

@@ -4,7 +4,7 @@
 
 use mysql_async::prelude::*;
 use mysql_async::{Conn, OptsBuilder};
-use mysql_common::constants::CapabilityFlags;
+use mysql_common::constants::{CapabilityFlags, MariadbCapabilities};
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{AuthPlugin, HandshakePacket, HandshakeResponse};
 use mysql_common::proto::{MyDeserialize, MySerialize};
@@ -170,13 +170,15 @@ pub async fn raw_login(
     } else {
         CapabilityFlags::empty()
     };
-    raw_login_with(port, extra).await
+    raw_login_with(port, extra, MariadbCapabilities::empty()).await
 }
 
-/// Logs in with mysql_native_password and `extra` capabilities.
+/// Logs in with mysql_native_password and `extra` capabilities; with MariaDB extended
+/// capabilities, as a MariaDB client (without CLIENT_MYSQL).
 pub async fn raw_login_with(
     port: u16,
     extra: CapabilityFlags,
+    mariadb: MariadbCapabilities,
 ) -> (
     PacketReader<tokio::net::tcp::OwnedReadHalf>,
     PacketWriter<tokio::net::tcp::OwnedWriteHalf>,
@@ -199,6 +201,9 @@ pub async fn raw_login_with(
         | CapabilityFlags::CLIENT_PLUGIN_AUTH
         | CapabilityFlags::CLIENT_LONG_PASSWORD;
     caps |= extra;
+    if !mariadb.is_empty() {
+        caps -= CapabilityFlags::CLIENT_LONG_PASSWORD;
+    }
     let resp = HandshakeResponse::new(
         Some(&scramble[..]),
         (8, 0, 36),
@@ -208,7 +213,8 @@ pub async fn raw_login_with(
         caps,
         None,
         1 << 24,
-    );
+    )
+    .with_mariadb_ext_capabilities(mariadb);
     let mut out = Vec::new();
     resp.serialize(&mut out);
     w.write_packet(&mut 1, &out).await.unwrap();
