@@ -2,7 +2,7 @@
 # Runs third-party client test suites against Sluice (in front of a sandbox primary + 2
 # replicas) and the same suites direct to the primary, and compares them.
 #
-#   conformance/run.sh [mysqlclient] [mtr]      (default: both)
+#   conformance/run.sh [mysqlclient] [django] [mtr]      (default: all)
 #
 # Prints one line per suite: `suite: N passed, N failed (direct: N passed, N failed)` and
 # exits non-zero when a test that passes direct fails through Sluice.
@@ -12,7 +12,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(mysqlclient mtr)
+[ ${#suites[@]} -eq 0 ] && suites=(mysqlclient django mtr)
 port="${CONF_PORT:-24306}"
 proxy_port=$((port + 20))
 work="${CONF_DIR:-$(mktemp -d /tmp/sluice-conformance.XXXXXX)}"
@@ -68,8 +68,9 @@ status=0
 for s in "${suites[@]}"; do
   case "$s" in
     mysqlclient) "$here/mysqlclient.sh" "$work" "$port" "$proxy_port" || status=1 ;;
+    django) "$here/django.sh" "$work" "$port" "$proxy_port" || status=1 ;;
     mtr) "$here/mtr.sh" "$work" "$port" "$proxy_port" || status=1 ;;
-    *) echo "unknown suite: $s (known: mysqlclient mtr)" >&2; status=2 ;;
+    *) echo "unknown suite: $s (known: mysqlclient django mtr)" >&2; status=2 ;;
   esac
 done
 exit $status

@@ -345,3 +345,38 @@ async fn mariadb_extended_metadata_reaches_clients_that_ask_for_it() {
         assert_eq!(reply.len(), 4, "count, column, row, terminator: {reply:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_see_writes_committed_with_autocommit_off() {
+    // Django's atomic blocks through mysqlclient: SET autocommit=0, writes, COMMIT,
+    // SET autocommit=1, then a read that must see the writes (was: a stale replica, 1062)
+    let db = database("iso_autocommit").await;
+    topology()
+        .sql(0, "CREATE TABLE iso_autocommit.t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    caught_up().await;
+    let p = proxy(config()).await;
+    let mut c = client(&p, Some(&db)).await;
+    for i in 1..=3 {
+        topology().delay_replica(1, 2).await.unwrap();
+        topology().delay_replica(2, 2).await.unwrap();
+        c.query_drop("SET autocommit = 0").await.unwrap();
+        c.query_drop(format!("INSERT INTO t VALUES ({i})"))
+            .await
+            .unwrap();
+        c.query_drop("COMMIT").await.unwrap();
+        c.query_drop("SET autocommit = 1").await.unwrap();
+        let n: i64 = c
+            .query_first(format!("SELECT COUNT(*) FROM t WHERE id = {i}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            n, 1,
+            "the session's committed write is visible to its next read"
+        );
+    }
+    topology().delay_replica(1, 0).await.unwrap();
+    topology().delay_replica(2, 0).await.unwrap();
+}

@@ -163,7 +163,7 @@ impl Session {
                     if outcome.err.is_none() && idx == self.shared.topology.primary() {
                         // before the client sees the OK: with read_your_writes = "global" the
                         // next read of any session must know about this write
-                        self.track_write(&mut lease, intent).await;
+                        self.track_write(&mut lease, intent, outcome.status).await;
                     }
                     self.count(idx, target, reason, outcome.err.is_some(), started);
                     self.after(idx, lease, target, intent, on_ok, outcome);

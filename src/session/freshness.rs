@@ -114,8 +114,13 @@ impl Session {
 
     /// After a successful statement that may have written on the primary (outside a
     /// transaction, or its COMMIT): remember it for read-your-writes.
-    pub(super) async fn track_write(&mut self, lease: &mut Lease, intent: &Intent) {
-        if !matches!(intent.kind, Kind::Write | Kind::EndTx) || self.state.in_transaction() {
+    /// `status`: the server status after the statement. What counts is whether a transaction
+    /// is still open then, not the autocommit mode: with autocommit off, COMMIT (or DDL, or
+    /// `SET autocommit=1`) commits and leaves the session "in a transaction" by mode only.
+    pub(super) async fn track_write(&mut self, lease: &mut Lease, intent: &Intent, status: u16) {
+        let may_commit = matches!(intent.kind, Kind::Write | Kind::EndTx)
+            || intent.has(crate::router::flag::AUTOCOMMIT);
+        if !may_commit || status & crate::protocol::status::IN_TRANS != 0 {
             return;
         }
         let mode = self.shared.config.load().routing.read_your_writes;
