@@ -34,6 +34,8 @@ pub struct Metrics {
     pub registry: Registry,
     pub client_connections: IntGauge,
     pub client_connections_total: IntCounter,
+    pub auth_failures_total: IntCounter,
+    pub auth_blocked_hosts_total: IntCounter,
     pub query_duration_primary: Histogram,
     pub query_duration_replica: Histogram,
     backend_up: IntGaugeVec,
@@ -179,6 +181,18 @@ impl Metrics {
                 IntCounter::new(
                     "sluice_client_connections_total",
                     "Client connections accepted",
+                )
+                .unwrap(),
+            ),
+            auth_failures_total: reg(
+                &r,
+                IntCounter::new("sluice_auth_failures_total", "Client logins rejected").unwrap(),
+            ),
+            auth_blocked_hosts_total: reg(
+                &r,
+                IntCounter::new(
+                    "sluice_auth_blocked_hosts_total",
+                    "Client hosts blocked after listen.auth_failure_limit failed logins",
                 )
                 .unwrap(),
             ),

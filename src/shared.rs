@@ -69,6 +69,8 @@ pub struct Shared {
     pub stop: tokio::sync::watch::Receiver<bool>,
     /// The newest write through this proxy (`read_your_writes = "global"`).
     pub last_write: crate::session::freshness::GlobalWrite,
+    /// Failed logins per client host.
+    pub auth_throttle: crate::frontend::throttle::AuthThrottle,
 }
 
 impl Shared {
@@ -108,6 +110,7 @@ impl Shared {
             set_log_level: std::sync::OnceLock::new(),
             stop,
             last_write: Default::default(),
+            auth_throttle: Default::default(),
         }
     }
 

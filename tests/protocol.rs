@@ -122,16 +122,6 @@ async fn change_user_reauthenticates_and_resets_the_session() {
     assert!(c.change_user(bad).await.is_err());
 }
 
-fn rss_kib() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_rows_stream_without_growing_memory() {
     let db = database("proto_stream").await;

@@ -134,6 +134,19 @@ pub struct Listen {
     /// Server version announced to clients; default: the primary's, with a "-sluice" suffix.
     #[serde(default)]
     pub server_version: Option<String>,
+    /// A client must complete the login within this time, else it is disconnected.
+    #[serde(default = "defaults::handshake_timeout")]
+    pub handshake_timeout: Dur,
+    /// A logged-in client silent this long (between commands, or inside a half-sent packet)
+    /// is disconnected, like the server's `wait_timeout`.
+    #[serde(default = "defaults::idle_timeout")]
+    pub idle_timeout: Dur,
+    /// Failed logins from one client host before it is blocked (0: never block).
+    #[serde(default = "defaults::auth_failure_limit")]
+    pub auth_failure_limit: u32,
+    /// How long a host that reached `auth_failure_limit` is refused.
+    #[serde(default = "defaults::auth_failure_block")]
+    pub auth_failure_block: Dur,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -287,6 +300,18 @@ mod defaults {
     }
     pub fn shutdown_timeout() -> Dur {
         Dur(Duration::from_secs(10))
+    }
+    pub fn handshake_timeout() -> Dur {
+        Dur(Duration::from_secs(10))
+    }
+    pub fn idle_timeout() -> Dur {
+        Dur(Duration::from_secs(8 * 3600))
+    }
+    pub fn auth_failure_limit() -> u32 {
+        10
+    }
+    pub fn auth_failure_block() -> Dur {
+        Dur(Duration::from_secs(60))
     }
     pub fn worker_threads() -> usize {
         0

@@ -108,6 +108,15 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             "must be at least 1",
         );
     }
+    if cfg.listen.handshake_timeout.0.is_zero() {
+        bad(
+            "listen.handshake_timeout".into(),
+            "must be greater than zero",
+        );
+    }
+    if cfg.listen.idle_timeout.0.is_zero() {
+        bad("listen.idle_timeout".into(), "must be greater than zero");
+    }
     if cfg.pool.max_prepared_per_connection == 0 {
         bad(
             "pool.max_prepared_per_connection".into(),

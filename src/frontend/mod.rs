@@ -1,6 +1,7 @@
 //! Accepting clients: connection cap, accept-error backoff, one task per session.
 
 pub mod auth;
+pub mod throttle;
 
 use crate::error::SqlError;
 use crate::protocol::packet::PacketWriter;

@@ -71,11 +71,19 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
         Ok((u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize, h[3]))
     }
 
-    /// Appends `len` payload bytes to `buf`.
+    /// Appends `len` payload bytes to `buf`. The buffer grows with the bytes that actually
+    /// arrive (at most doubling), never to the announced length up front: a peer that
+    /// announces 16 MiB and sends nothing costs 64 KiB.
     pub async fn read_payload(&mut self, len: usize, buf: &mut Vec<u8>) -> io::Result<()> {
-        let start = buf.len();
-        buf.resize(start + len, 0);
-        self.read_exact_into(&mut buf[start..]).await
+        const FIRST_CHUNK: usize = 64 * 1024;
+        let end = buf.len() + len;
+        while buf.len() < end {
+            let start = buf.len();
+            let chunk = (end - start).min(start.max(FIRST_CHUNK));
+            buf.resize(start + chunk, 0);
+            self.read_exact_into(&mut buf[start..]).await?;
+        }
+        Ok(())
     }
 
     /// Discards `len` payload bytes.
@@ -124,6 +132,11 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
 
     pub fn get_ref(&self) -> &R {
         &self.inner
+    }
+
+    /// The stream (buffered bytes are dropped).
+    pub fn into_inner(self) -> R {
+        self.inner
     }
 
     /// Bytes already buffered but not consumed (used to detect pipelined input).
@@ -205,6 +218,11 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
             self.buf = Vec::new();
         }
         self.inner.flush().await
+    }
+
+    /// The stream (unflushed bytes are dropped).
+    pub fn into_inner(self) -> W {
+        self.inner
     }
 
     pub fn get_mut(&mut self) -> &mut W {

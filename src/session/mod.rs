@@ -66,15 +66,23 @@ pub struct Session {
 
 /// Accepts one client: handshake, login, then the command loop until the client leaves.
 pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHandle>) {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|_| "unknown".into());
+    let peer_ip = stream.peer_addr().map(|a| a.ip()).ok();
+    let peer = peer_ip.map_or_else(|| "unknown".into(), |ip| ip.to_string());
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
     let mut client_r = PacketReader::new(r);
     let mut client_w = PacketWriter::new(w);
     let cfg = shared.config.load();
+    if let Some(ip) = peer_ip.filter(|ip| shared.auth_throttle.is_blocked(*ip)) {
+        let e = SqlError::new(
+            1129,
+            "HY000",
+            format!("Host '{ip}' is blocked because of many failed logins (Sluice listen.auth_failure_limit); it is unblocked after listen.auth_failure_block"),
+        );
+        let _ = client_w.write_packet(&mut 0, &e.to_packet()).await;
+        let _ = client_w.flush().await;
+        return;
+    }
     let hs = Handshake {
         r: &mut client_r,
         w: &mut client_w,
@@ -83,15 +91,33 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         connection_id: handle.id,
         peer_host: peer.clone(),
     };
-    let (login, seq) = match hs.run().await {
-        Ok(x) => x,
-        Err(HandshakeError::Rejected(e)) => {
+    let (login, seq) = match tokio::time::timeout(cfg.listen.handshake_timeout.0, hs.run()).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(HandshakeError::Rejected(e))) => {
             tracing::info!(client = %peer, error = %e, "login rejected");
+            shared.metrics.auth_failures_total.inc();
+            let (limit, block) = (
+                cfg.listen.auth_failure_limit,
+                cfg.listen.auth_failure_block.0,
+            );
+            if let Some(ip) = peer_ip {
+                if shared.auth_throttle.failed(ip, limit, block) {
+                    shared.metrics.auth_blocked_hosts_total.inc();
+                    tracing::warn!(client = %peer, "{limit} failed logins: host blocked for {block:?}");
+                }
+            }
             return;
         }
-        Err(HandshakeError::Io(_)) => return,
+        Ok(Err(HandshakeError::Io(_))) => return,
+        Err(_) => {
+            tracing::info!(client = %peer, "login not completed within listen.handshake_timeout; disconnected");
+            return;
+        }
     };
     drop(cfg);
+    if let Some(ip) = peer_ip {
+        shared.auth_throttle.succeeded(ip);
+    }
     let mut login = login;
     login.user_index = shared.user_id(&login.user);
     handle
@@ -157,17 +183,29 @@ impl Session {
     }
 
     async fn run(&mut self) -> Result<(), Fatal> {
-        let limit = self.shared.config.load().listen.max_packet_size;
+        let (limit, idle) = {
+            let cfg = self.shared.config.load();
+            (cfg.listen.max_packet_size, cfg.listen.idle_timeout.0)
+        };
         loop {
-            if self.client_r.buffered() == 0 {
+            let waits = self.client_r.buffered() == 0;
+            if waits {
                 // idle: hold no buffers while waiting for the next command
                 self.client_r.release_idle();
                 self.client_w.release_idle();
                 self.buf = Vec::new();
-                self.client_r.get_ref().readable().await?;
             }
             let mut buf = std::mem::take(&mut self.buf);
-            let res = self.client_r.read_logical(&mut buf, limit).await;
+            let client_r = &mut self.client_r;
+            let read = async {
+                if waits {
+                    client_r.get_ref().readable().await?;
+                }
+                client_r.read_logical(&mut buf, limit).await
+            };
+            let Ok(res) = tokio::time::timeout(idle, read).await else {
+                return self.disconnect_idle(idle).await;
+            };
             let r = match res {
                 Ok(seq) => {
                     self.seq = seq.wrapping_add(1);
@@ -333,6 +371,20 @@ impl Session {
 
     async fn send_err(&mut self, e: &SqlError) -> Result<(), Fatal> {
         self.send_packet(&e.to_packet()).await
+    }
+
+    /// Tells a client silent for `listen.idle_timeout` why it is disconnected (MySQL 8's
+    /// ER_CLIENT_INTERACTION_TIMEOUT, sequence 0 as an unsolicited packet), then ends.
+    async fn disconnect_idle(&mut self, idle: std::time::Duration) -> Result<(), Fatal> {
+        tracing::info!("client idle for {idle:?} (listen.idle_timeout); disconnected");
+        let e = SqlError::new(
+            4031,
+            "HY000",
+            "The client was disconnected by the server because of inactivity (Sluice listen.idle_timeout)",
+        );
+        self.seq = 0;
+        let _ = self.send_err(&e).await;
+        Err(Fatal)
     }
 
     async fn send_ok(&mut self) -> Result<(), Fatal> {

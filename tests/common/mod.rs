@@ -291,3 +291,14 @@ pub fn backend_connections_opened(p: &Proxy) -> u64 {
         .map(|b| b.pool.opened.load(std::sync::atomic::Ordering::Relaxed))
         .sum()
 }
+
+/// Resident memory of this process (the test and the in-process proxies), in KiB.
+pub fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
