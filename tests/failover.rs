@@ -462,3 +462,57 @@ async fn with_semi_sync_replication_no_acknowledged_write_is_lost() {
         "acknowledged writes lost with semi-sync: {lost:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_password_with_quotes_survives_a_switchover() {
+    use sluice::failover::sql::quote;
+    let t = topology("quote").await;
+    let password = r#"a'b\c"d; --"#;
+    t.sb.sql(
+        0,
+        &format!(
+            "CREATE USER 'repl_q'@'127.0.0.1' IDENTIFIED BY {}",
+            quote(password)
+        ),
+    )
+    .await
+    .unwrap();
+    t.sb.sql(0, "GRANT REPLICATION SLAVE ON *.* TO 'repl_q'@'127.0.0.1'")
+        .await
+        .unwrap();
+    t.sb.wait_caught_up(Duration::from_secs(10)).await.unwrap();
+    let mut cfg = failover_config(&t);
+    cfg.failover.replication_user = "repl_q".into();
+    cfg.failover.replication_password = password.into();
+    let p = common::proxy(cfg).await;
+    let reply = post(&p, "/switchover", r#"{"to": "db2"}"#).await;
+    assert!(reply.contains("\"success\""), "{reply}");
+    assert!(
+        !reply.contains(password),
+        "the password must never be echoed"
+    );
+    // the others really replicate from db2 with those credentials
+    let port = t.sb.servers[2].port.to_string();
+    for i in [0, 1] {
+        let started = Instant::now();
+        loop {
+            let st = t.sb.sql(i, "SHOW SLAVE STATUS").await.unwrap();
+            let ok = st.get("Master_Port") == Some(port.as_str())
+                && st.get("Master_User") == Some("repl_q")
+                && st.get("Slave_IO_Running") == Some("Yes");
+            if ok {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "server {i} does not replicate from db2: {:?} {:?} {:?}",
+                st.get("Master_Port"),
+                st.get("Slave_IO_Running"),
+                st.get("Last_IO_Error")
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let (_, status) = common::admin_get(&p, "/status").await;
+    assert!(!status.contains(password));
+}

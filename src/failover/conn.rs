@@ -17,7 +17,11 @@ pub(crate) async fn connect(shared: &Shared, i: usize) -> Result<BackendConn, Ba
         flavour: Default::default(),
         timeout: m.timeout.0,
     };
-    BackendConn::connect(&opts).await
+    let mut c = BackendConn::connect(&opts).await?;
+    // `sql::quote` escapes with backslashes: make sure they mean what it assumes
+    c.exec("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")
+        .await?;
+    Ok(c)
 }
 
 /// Runs statements in order, stopping at the first error.

@@ -219,7 +219,7 @@ async fn run_failover(
         .store(true, Ordering::Relaxed);
     shared.failover.holding.store(false, Ordering::Relaxed);
     shared.failover.changed.notify_waiters();
-    repoint(
+    let failed = repoint(
         shared,
         cand,
         &eligible
@@ -230,14 +230,27 @@ async fn run_failover(
         rec,
     )
     .await;
+    if !failed.is_empty() {
+        return Err(format!(
+            "{} promoted, but re-pointing failed: {}",
+            name(cand),
+            failed.join("; ")
+        ));
+    }
     Ok(())
 }
 
-/// Points every backend in `others` (except the primary) at `primary`.
-async fn repoint(shared: &Shared, primary: usize, others: &[usize], rec: &mut Recorder) {
+/// Points every backend in `others` (except the primary) at `primary`; returns what failed.
+pub(super) async fn repoint(
+    shared: &Shared,
+    primary: usize,
+    others: &[usize],
+    rec: &mut Recorder,
+) -> Vec<String> {
     let cfg = shared.config.load();
     let (host, port) = sql::host_port(&shared.topology.backend(primary).pool.address);
     let mut done = Vec::new();
+    let mut failed = Vec::new();
     for &i in others {
         if i == primary || done.contains(&i) {
             continue;
@@ -264,9 +277,14 @@ async fn repoint(shared: &Shared, primary: usize, others: &[usize], rec: &mut Re
                 "{name} now replicates from {}",
                 shared.topology.backend(primary).pool.name
             )),
-            Err(e) => rec.step(format!("could not re-point {name}: {e}")),
+            Err(e) => {
+                let e = sql::redact(&e.to_string(), &cfg.failover.replication_password);
+                rec.step(format!("could not re-point {name}: {e}"));
+                failed.push(format!("{name}: {e}"));
+            }
         }
     }
+    failed
 }
 
 /// A backend other than the primary that is up and writable (an old primary back from the

@@ -16,22 +16,24 @@ impl Dialect {
         }
     }
 
-    /// Points a replica at `host:port` with GTID auto-positioning and starts it.
+    /// Points a replica at `host:port` with GTID auto-positioning and starts it. Every value
+    /// is quoted with `quote` (control connections run without NO_BACKSLASH_ESCAPES).
     pub fn change_primary(self, host: &str, port: u16, user: &str, password: &str) -> Vec<String> {
+        let (host, user, password) = (quote(host), quote(user), quote(password));
         match self {
             Dialect::MariaDb => vec![
                 "STOP SLAVE".into(),
                 format!(
-                    "CHANGE MASTER TO MASTER_HOST='{host}', MASTER_PORT={port}, MASTER_USER='{user}', \
-                     MASTER_PASSWORD='{password}', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"
+                    "CHANGE MASTER TO MASTER_HOST={host}, MASTER_PORT={port}, MASTER_USER={user}, \
+                     MASTER_PASSWORD={password}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"
                 ),
                 "START SLAVE".into(),
             ],
             Dialect::MySql => vec![
                 "STOP REPLICA".into(),
                 format!(
-                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST='{host}', SOURCE_PORT={port}, SOURCE_USER='{user}', \
-                     SOURCE_PASSWORD='{password}', SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1, SOURCE_CONNECT_RETRY=1"
+                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST={host}, SOURCE_PORT={port}, SOURCE_USER={user}, \
+                     SOURCE_PASSWORD={password}, SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1, SOURCE_CONNECT_RETRY=1"
                 ),
                 "START REPLICA".into(),
             ],
@@ -114,6 +116,35 @@ pub fn own_entries(dialect: Dialect, executed: &str, me: &str) -> String {
     own.join(",")
 }
 
+/// A MySQL string literal for `s`, safe for any bytes: quotes and backslashes escaped, control
+/// characters spelled out (valid unless the session has NO_BACKSLASH_ESCAPES, which control
+/// connections clear).
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("\\'"),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\u{1a}' => out.push_str("\\Z"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// `text` with every occurrence of `secret` replaced (for errors that may echo SQL).
+pub fn redact(text: &str, secret: &str) -> String {
+    if secret.is_empty() {
+        return text.to_string();
+    }
+    text.replace(secret, "<redacted>")
+}
+
 /// Splits "host:port".
 pub fn host_port(address: &str) -> (String, u16) {
     match address.rsplit_once(':') {
@@ -137,6 +168,19 @@ mod tests {
             own_entries(Dialect::MySql, "aaaa:1-10,BBBB:1", "bbbb"),
             "BBBB:1"
         );
+    }
+
+    #[test]
+    fn quoting_survives_quotes_and_backslashes() {
+        assert_eq!(quote(r#"a'b\c"d"#), r#"'a\'b\\c"d'"#);
+        assert_eq!(quote("x\0y\nz"), r"'x\0y\nz'");
+        let sql = &Dialect::MariaDb.change_primary("h'", 3306, "u\\", "p'; DROP TABLE t; --")[1];
+        assert!(
+            sql.contains(r"MASTER_PASSWORD='p\'; DROP TABLE t; --'"),
+            "{sql}"
+        );
+        assert!(sql.contains(r"MASTER_HOST='h\''") && sql.contains(r"MASTER_USER='u\\'"));
+        assert_eq!(redact("near 'secret' at", "secret"), "near '<redacted>' at");
     }
 
     #[test]

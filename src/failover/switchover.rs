@@ -1,7 +1,7 @@
 //! Planned switchover: hold writes, make the primary read-only, let the target catch up,
 //! promote it, re-point everything else (old primary included). No acknowledged write is lost.
 
-use super::sql::{self, Dialect};
+use super::sql::Dialect;
 use super::{conn, lock, Recorder, Timeline};
 use crate::shared::Shared;
 use std::sync::atomic::Ordering;
@@ -143,26 +143,16 @@ async fn run(
     shared.failover.holding.store(false, Ordering::Relaxed);
     shared.failover.changed.notify_waiters();
     rec.step(format!("{} promoted; writes released to it", name(target)));
-    let (host, port) = sql::host_port(&topo.backend(target).pool.address);
-    for i in 0..topo.len() {
-        if i == target {
-            continue;
-        }
-        let stmts = d.change_primary(
-            &host,
-            port,
-            &cfg.failover.replication_user,
-            &cfg.failover.replication_password,
-        );
-        let res = async {
-            let mut c = conn::connect(shared, i).await?;
-            conn::run_all(&mut c, &stmts).await
-        }
-        .await;
-        match res {
-            Ok(()) => rec.step(format!("{} now replicates from {}", name(i), name(target))),
-            Err(e) => rec.step(format!("could not re-point {}: {e}", name(i))),
-        }
+    let others: Vec<usize> = (0..topo.len())
+        .filter(|&i| i != target && !topo.backend(i).is_removed())
+        .collect();
+    let failed = super::promote::repoint(shared, target, &others, rec).await;
+    if !failed.is_empty() {
+        return Err(format!(
+            "{} promoted, but re-pointing failed: {}",
+            name(target),
+            failed.join("; ")
+        ));
     }
     Ok(())
 }
