@@ -27,5 +27,6 @@ if command -v systemd-analyze >/dev/null; then
 fi
 SLUICE=${SLUICE:-../target/debug/sluice}
 if [ -x "$SLUICE" ]; then
-  "$SLUICE" check --config sluice.compose.toml
+  # the compose file supplies SLUICE_ADMIN_TOKEN (admin listens on 0.0.0.0)
+  SLUICE_ADMIN_TOKEN=validate "$SLUICE" check --config sluice.compose.toml
 fi

@@ -93,3 +93,43 @@ async fn password_guessing_blocks_the_host() {
     assert_eq!(p.shared.metrics.auth_failures_total.get(), 5);
     assert_eq!(p.shared.metrics.auth_blocked_hosts_total.get(), 1);
 }
+
+async fn http(addr: std::net::SocketAddr, req: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await;
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_posts_need_the_token_when_one_is_set() {
+    let mut cfg = config();
+    cfg.admin.token = Some("t0k'\"en".into());
+    let p = proxy(cfg).await;
+    let post = |auth: &str| {
+        format!("POST /backends/db1/undrain HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\n\r\n")
+    };
+    let none = http(p.admin_addr, &post("")).await;
+    assert!(none.starts_with("HTTP/1.1 401"), "{none}");
+    let wrong = http(p.admin_addr, &post("Authorization: Bearer t0k\r\n")).await;
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    let right = http(p.admin_addr, &post("Authorization: Bearer t0k'\"en\r\n")).await;
+    assert!(right.starts_with("HTTP/1.1 200"), "{right}");
+    // reads stay open
+    let live = http(p.admin_addr, "GET /live HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(live.starts_with("HTTP/1.1 200"), "{live}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_admin_connections_do_not_lock_out_the_api() {
+    let p = proxy(config()).await;
+    let mut silent = Vec::new();
+    for _ in 0..80 {
+        silent.push(tokio::net::TcpStream::connect(p.admin_addr).await.unwrap());
+    }
+    // header read timeout (5 s) frees their slots
+    tokio::time::sleep(Duration::from_millis(5600)).await;
+    let live = http(p.admin_addr, "GET /live HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(live.starts_with("HTTP/1.1 200"), "{live:?}");
+}

@@ -1,101 +1,145 @@
-//! Admin HTTP listener: GET /live, /ready, /status, /metrics; POST /switchover. A deliberately
-//! tiny HTTP/1.1 server (one request per connection).
+//! Admin HTTP listener (hyper, HTTP/1.1): GET /, /live, /ready, /status, /config, /metrics;
+//! POST /reload, /switchover, /backends/<name>/drain|undrain.
+//!
+//! Safe by default: POST endpoints need the bearer token (`[admin] token` or
+//! SLUICE_ADMIN_TOKEN, compared in constant time); without a token they answer only to
+//! loopback peers (and `sluice check` refuses a non-loopback `admin.address` without one).
+//! At most `MAX_CONNECTIONS` admin connections are served at once.
 
 mod page;
 
 use crate::shared::Shared;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
 use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+/// Admin connections served at once; more are closed on accept.
+const MAX_CONNECTIONS: usize = 64;
+/// Largest request body accepted (switchover JSON).
+const MAX_BODY: usize = 64 * 1024;
 
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r { Ok(x) => x, Err(_) => { tokio::time::sleep(Duration::from_millis(100)).await; continue } },
             _ = stop.changed() => return,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "admin connection refused: {MAX_CONNECTIONS} already open");
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(60), handle(shared, stream)).await;
+            let _slot = slot;
+            let service = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&shared, peer, req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .keep_alive(false)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
         });
     }
 }
 
-async fn handle(shared: Arc<Shared>, mut stream: TcpStream) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
+async fn handle(
+    shared: &Arc<Shared>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    let (code, ctype, body) = if method == "POST" {
+        match authorize(token(shared).as_deref(), peer, req.headers()) {
+            Err(reply) => reply,
+            Ok(()) => match Limited::new(req.into_body(), MAX_BODY).collect().await {
+                Ok(b) => {
+                    let body = String::from_utf8_lossy(&b.to_bytes()).into_owned();
+                    route(shared, &method, &path, &body).await
+                }
+                Err(_) => (
+                    "413 Payload Too Large",
+                    "text/plain",
+                    format!("request body over {MAX_BODY} bytes\n"),
+                ),
+            },
         }
-        if buf.len() > 64 * 1024 {
-            return Ok(());
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let length = head
-        .lines()
-        .find_map(|l| {
-            l.split_once(':')
-                .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                .map(|(_, v)| v.trim().parse::<usize>().unwrap_or(0))
-        })
-        .unwrap_or(0)
-        .min(64 * 1024);
-    while buf.len() < head_end + length {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let body =
-        String::from_utf8_lossy(&buf[head_end..buf.len().min(head_end + length)]).into_owned();
-    let mut parts = head.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let authorized = authorized(&shared, &head);
-    let (code, ctype, body) = if method == "POST" && !authorized {
-        (
-            "401 Unauthorized",
-            "application/json",
-            json!({"error": "missing or wrong bearer token ([admin] token / SLUICE_ADMIN_TOKEN)"})
-                .to_string(),
-        )
     } else {
-        route(&shared, method, path, &body).await
+        route(shared, &method, &path, "").await
     };
-    let head = format!(
-        "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+    let status = code
+        .get(..3)
+        .and_then(|c| c.parse::<u16>().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    resp
 }
 
 type Reply = (&'static str, &'static str, String);
 
-/// Whether the request carries the configured admin token (always true without one).
-fn authorized(shared: &Shared, head: &str) -> bool {
-    let token = std::env::var("SLUICE_ADMIN_TOKEN")
+/// The admin token in force: SLUICE_ADMIN_TOKEN, else `[admin] token`.
+pub fn token(shared: &Shared) -> Option<String> {
+    std::env::var("SLUICE_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.is_empty())
-        .or_else(|| shared.config.load().admin.token.clone());
-    let Some(token) = token else { return true };
-    head.lines().any(|l| {
-        l.split_once(':').is_some_and(|(k, v)| {
-            k.eq_ignore_ascii_case("authorization") && v.trim() == format!("Bearer {token}")
-        })
-    })
+        .or_else(|| shared.config.load().admin.token.clone())
+}
+
+/// Whether a POST may proceed: the right bearer token, or no token configured and a loopback
+/// peer.
+fn authorize(
+    token: Option<&str>,
+    peer: SocketAddr,
+    headers: &hyper::HeaderMap,
+) -> Result<(), Reply> {
+    let Some(token) = token else {
+        if peer.ip().is_loopback() {
+            return Ok(());
+        }
+        return Err((
+            "403 Forbidden",
+            "application/json",
+            json!({"error": "without [admin] token, POST endpoints answer only on loopback"})
+                .to_string(),
+        ));
+    };
+    let given = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("Bearer "))
+        .unwrap_or("");
+    if token_matches(given, token) {
+        Ok(())
+    } else {
+        Err((
+            "401 Unauthorized",
+            "application/json",
+            json!({"error": "missing or wrong bearer token ([admin] token / SLUICE_ADMIN_TOKEN)"})
+                .to_string(),
+        ))
+    }
+}
+
+/// Constant-time comparison (the time does not depend on where the strings differ).
+fn token_matches(given: &str, token: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    given.len() == token.len() && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
 }
 
 /// The running configuration as JSON with secrets redacted.
@@ -278,4 +322,35 @@ fn backend_status(
         "monitored": monitored,
         "server_version": d.version,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(token: Option<&str>, peer: &str, auth: Option<&str>) -> &'static str {
+        let mut h = hyper::HeaderMap::new();
+        if let Some(a) = auth {
+            h.insert(hyper::header::AUTHORIZATION, a.parse().unwrap());
+        }
+        match authorize(token, peer.parse().unwrap(), &h) {
+            Ok(()) => "ok",
+            Err((c, _, _)) => c,
+        }
+    }
+
+    #[test]
+    fn posts_need_a_token_or_loopback() {
+        assert_eq!(code(None, "127.0.0.1:5000", None), "ok");
+        assert_eq!(code(None, "[::1]:5000", None), "ok");
+        assert_eq!(code(None, "10.1.2.3:5000", None), "403 Forbidden");
+        let t = Some("s3cret");
+        assert_eq!(code(t, "127.0.0.1:5000", None), "401 Unauthorized");
+        assert_eq!(
+            code(t, "10.1.2.3:5000", Some("Bearer s3cre")),
+            "401 Unauthorized"
+        );
+        assert_eq!(code(t, "10.1.2.3:5000", Some("Bearer s3cret")), "ok");
+        assert!(token_matches("abc", "abc") && !token_matches("abd", "abc"));
+    }
 }

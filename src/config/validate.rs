@@ -45,11 +45,17 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             "must be an IP:port such as \"127.0.0.1:6033\"",
         );
     }
-    if cfg.admin.address.parse::<SocketAddr>().is_err() {
-        bad(
+    match cfg.admin.address.parse::<SocketAddr>() {
+        Err(_) => bad(
             "admin.address".into(),
             "must be an IP:port such as \"127.0.0.1:9033\"",
-        );
+        ),
+        Ok(a) if !a.ip().is_loopback() && !has_admin_token(cfg) => bad(
+            "admin.address".into(),
+            "a non-loopback admin address needs [admin] token (or SLUICE_ADMIN_TOKEN): \
+             reload, switchover and drain would be open to anyone who reaches it",
+        ),
+        Ok(_) => {}
     }
     if cfg.listen.max_client_connections == 0 {
         bad("listen.max_client_connections".into(), "must be at least 1");
@@ -193,9 +199,34 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
     out
 }
 
+fn has_admin_token(cfg: &Config) -> bool {
+    cfg.admin.token.as_deref().is_some_and(|t| !t.is_empty())
+        || std::env::var("SLUICE_ADMIN_TOKEN").is_ok_and(|t| !t.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_admin_address_needs_a_token() {
+        let text = |address: &str, token: &str| {
+            format!(
+                "[listen]\naddress = \"127.0.0.1:1\"\n[admin]\naddress = \"{address}\"\n{token}\n\
+                 [[users]]\nname = \"app\"\npassword = \"x\"\n[[backends]]\nname = \"a\"\n\
+                 address = \"127.0.0.1:3\"\nrole = \"primary\"\n"
+            )
+        };
+        let keys = |t: String| -> Vec<String> {
+            let cfg: Config = toml::from_str(&t).unwrap();
+            validate(&cfg).into_iter().map(|p| p.key).collect()
+        };
+        if std::env::var("SLUICE_ADMIN_TOKEN").is_err() {
+            assert_eq!(keys(text("0.0.0.0:9033", "")), vec!["admin.address"]);
+        }
+        assert!(keys(text("0.0.0.0:9033", "token = \"s3cret\"")).is_empty());
+        assert!(keys(text("127.0.0.1:9033", "")).is_empty());
+    }
 
     #[test]
     fn collects_every_problem() {
