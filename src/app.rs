@@ -36,13 +36,23 @@ async fn server_version(cfg: &Config) -> String {
     if let Some(v) = &cfg.listen.server_version {
         return v.clone();
     }
-    let (Some(primary), Some(user)) = (cfg.primary(), cfg.users.first()) else {
+    // the monitor's credentials, else the first user with a plaintext password
+    let creds = cfg
+        .monitor
+        .as_ref()
+        .map(|m| (m.user.clone(), m.password.clone()))
+        .or_else(|| {
+            let u = cfg.users.iter().find(|u| u.password_hash.is_none())?;
+            Some((u.name.clone(), u.password.clone()))
+        });
+    let (Some(primary), Some((user, password))) = (cfg.primary(), creds) else {
         return "8.0.36-sluice".into();
     };
     let opts = ConnectOpts {
         address: primary.address.clone(),
-        user: user.name.clone(),
-        password: user.password.clone(),
+        user,
+        password,
+        native_hash1: None,
         database: None,
         flavour: Default::default(),
         timeout: cfg.pool.connect_timeout.0,
@@ -100,6 +110,7 @@ impl Proxy {
         ];
         tasks.extend(crate::topology::monitor::spawn(&shared, &stop_rx));
         tasks.extend(crate::failover::spawn(&shared, &stop_rx));
+        tasks.push(spawn_account_refresh(&shared, stop_rx.clone()).await);
         tracing::info!(%addr, %admin_addr, version = %shared.server_version, "sluice is serving");
         Ok(Proxy {
             addr,
@@ -145,6 +156,57 @@ impl Proxy {
         }
         tracing::info!("sluice stopped");
     }
+}
+
+/// Loads backend accounts now (when `[auth] users = "backend"`) and then every
+/// `auth.refresh`; the store opens its connections with the monitor credentials to the
+/// current primary.
+async fn spawn_account_refresh(
+    shared: &Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let weak = Arc::downgrade(shared);
+    let _ = shared.accounts.opener.set(Box::new(move || {
+        let shared = weak.upgrade()?;
+        let cfg = shared.config.load();
+        let m = cfg.monitor.as_ref()?;
+        Some(ConnectOpts {
+            address: shared
+                .topology
+                .backend(shared.topology.primary())
+                .pool
+                .address
+                .clone(),
+            user: m.user.clone(),
+            password: m.password.clone(),
+            native_hash1: None,
+            database: None,
+            flavour: Default::default(),
+            timeout: m.timeout.0,
+        })
+    }));
+    let load = |shared: &Shared| shared.backend_accounts().is_some();
+    if load(shared) {
+        match shared.accounts.refresh().await {
+            Ok(n) => tracing::info!(accounts = n, "accounts loaded from the primary"),
+            Err(e) => tracing::warn!(error = %e, "cannot load accounts from the primary"),
+        }
+    }
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        loop {
+            let every = shared.config.load().auth.refresh.0;
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.changed() => return,
+            }
+            if load(&shared) {
+                if let Err(e) = shared.accounts.refresh().await {
+                    tracing::warn!(error = %e, "cannot reload accounts from the primary");
+                }
+            }
+        }
+    })
 }
 
 /// `sluice run`: start, serve until SIGTERM/SIGINT (reloading on SIGHUP), shut down

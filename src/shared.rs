@@ -71,6 +71,8 @@ pub struct Shared {
     pub last_write: crate::session::freshness::GlobalWrite,
     /// Failed logins per client host.
     pub auth_throttle: crate::frontend::throttle::AuthThrottle,
+    /// Accounts loaded from the backend (`[auth] users = "backend"`).
+    pub accounts: crate::frontend::accounts::AccountStore,
 }
 
 impl Shared {
@@ -111,6 +113,7 @@ impl Shared {
             stop,
             last_write: Default::default(),
             auth_throttle: Default::default(),
+            accounts: Default::default(),
         }
     }
 
@@ -119,6 +122,12 @@ impl Shared {
         let mut ids = self.user_ids.lock();
         let next = ids.len();
         *ids.entry(name.to_string()).or_insert(next)
+    }
+
+    /// The backend account store when `[auth] users = "backend"`.
+    pub fn backend_accounts(&self) -> Option<&crate::frontend::accounts::AccountStore> {
+        (self.config.load().auth.users == crate::config::UserSource::Backend)
+            .then_some(&self.accounts)
     }
 
     pub fn next_connection_id(&self) -> u32 {

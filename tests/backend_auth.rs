@@ -134,6 +134,7 @@ async fn run(full: bool, password: &str) -> (Result<&'static str, String>, Resul
         address: addr,
         user: "app".into(),
         password: password.into(),
+        native_hash1: None,
         database: None,
         flavour: Default::default(),
         timeout: Duration::from_secs(5),

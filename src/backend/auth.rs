@@ -19,7 +19,21 @@ fn proto(msg: &str) -> BackendError {
 }
 
 /// The auth response bytes for `plugin` with `nonce`.
-fn scramble(plugin: &[u8], nonce: &[u8], password: &str) -> Result<Vec<u8>, BackendError> {
+fn scramble(plugin: &[u8], nonce: &[u8], opts: &ConnectOpts) -> Result<Vec<u8>, BackendError> {
+    let password = opts.password.as_str();
+    if let Some(h1) = &opts.native_hash1 {
+        return match plugin {
+            NATIVE => Ok(crate::frontend::native::answer(
+                nonce.get(..20).ok_or_else(|| proto("short nonce"))?,
+                h1,
+            )),
+            other => Err(proto(&format!(
+                "the backend asks for {} but Sluice only holds this user's mysql_native_password \
+                 hash (accounts loaded from the backend); give the user's password in [[users]]",
+                String::from_utf8_lossy(other)
+            ))),
+        };
+    }
     if password.is_empty() {
         return Ok(Vec::new());
     }
@@ -91,7 +105,7 @@ pub(super) async fn handshake(
         caps -= CapabilityFlags::CLIENT_LONG_PASSWORD;
         mariadb_caps = ext;
     }
-    let data = scramble(&plugin, &nonce, &opts.password)?;
+    let data = scramble(&plugin, &nonce, opts)?;
     let version = hs.server_version_parsed().unwrap_or((5, 7, 0));
     let resp = HandshakeResponse::new(
         Some(&data[..]),
@@ -118,7 +132,7 @@ pub(super) async fn handshake(
                     .map_err(|e| proto(&format!("bad auth switch: {e}")))?;
                 plugin = sw.auth_plugin().as_bytes().to_vec();
                 nonce = sw.plugin_data().to_vec();
-                let data = scramble(&plugin, &nonce, &opts.password)?;
+                let data = scramble(&plugin, &nonce, opts)?;
                 write(conn, &mut seq, &data).await?;
             }
             Some(0x01) if plugin == SHA2 => match conn.buf.get(1) {

@@ -59,6 +59,9 @@ pub struct ConnectOpts {
     pub address: String,
     pub user: String,
     pub password: String,
+    /// SHA1(password) when the plaintext is unknown (an account loaded from the backend);
+    /// enough for mysql_native_password.
+    pub native_hash1: Option<[u8; 20]>,
     pub database: Option<String>,
     /// Client capabilities the connection shares with its clients, fixed for its life.
     pub flavour: Flavour,

@@ -15,7 +15,10 @@ use std::path::Path;
 pub struct Config {
     pub listen: Listen,
     pub admin: Admin,
+    #[serde(default)]
     pub users: Vec<User>,
+    #[serde(default)]
+    pub auth: Auth,
     pub backends: Vec<Backend>,
     #[serde(default)]
     pub pool: Pool,
@@ -163,7 +166,42 @@ pub struct Admin {
 #[serde(deny_unknown_fields)]
 pub struct User {
     pub name: String,
+    #[serde(default)]
     pub password: String,
+    /// Instead of `password`: the mysql_native_password hash (`*` + 40 hex, as in
+    /// `mysql.user`), so that the config holds no plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+}
+
+/// Where client accounts come from.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UserSource {
+    /// Only `[[users]]`.
+    #[default]
+    Config,
+    /// `[[users]]` first, then the accounts of `mysql.user` on the primary.
+    Backend,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    #[serde(default)]
+    pub users: UserSource,
+    /// How often accounts are reloaded from the primary (also on an unknown user's login).
+    #[serde(default = "defaults::auth_refresh")]
+    pub refresh: Dur,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self {
+            users: UserSource::Config,
+            refresh: defaults::auth_refresh(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -300,6 +338,9 @@ mod defaults {
     }
     pub fn shutdown_timeout() -> Dur {
         Dur(Duration::from_secs(10))
+    }
+    pub fn auth_refresh() -> Dur {
+        Dur(Duration::from_secs(60))
     }
     pub fn handshake_timeout() -> Dur {
         Dur(Duration::from_secs(10))

@@ -66,8 +66,17 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             "must be at least 1024 bytes",
         );
     }
-    if cfg.users.is_empty() {
-        bad("users".into(), "at least one [[users]] entry is required");
+    if cfg.users.is_empty() && cfg.auth.users == super::UserSource::Config {
+        bad(
+            "users".into(),
+            "at least one [[users]] entry is required (or [auth] users = \"backend\")",
+        );
+    }
+    if cfg.auth.users == super::UserSource::Backend && cfg.monitor.is_none() {
+        bad(
+            "auth.users".into(),
+            "\"backend\" reads mysql.user with the [monitor] credentials: add [monitor]",
+        );
     }
     let mut names = HashSet::new();
     for (i, u) in cfg.users.iter().enumerate() {
@@ -75,6 +84,20 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             bad(format!("users[{i}].name"), "must not be empty");
         } else if !names.insert(&u.name) {
             bad(format!("users[{i}].name"), "duplicate user name");
+        }
+        if let Some(h) = &u.password_hash {
+            if crate::frontend::native::parse_stored(h).is_none() {
+                bad(
+                    format!("users[{i}].password_hash"),
+                    "must be \"*\" and 40 hex digits (mysql_native_password, as in mysql.user)",
+                );
+            }
+            if !u.password.is_empty() {
+                bad(
+                    format!("users[{i}].password"),
+                    "give either password or password_hash, not both",
+                );
+            }
         }
     }
     if cfg.backends.is_empty() {

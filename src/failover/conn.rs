@@ -13,6 +13,7 @@ pub(crate) async fn connect(shared: &Shared, i: usize) -> Result<BackendConn, Ba
         address: shared.topology.backend(i).pool.address.clone(),
         user: m.user.clone(),
         password: m.password.clone(),
+        native_hash1: None,
         database: None,
         flavour: Default::default(),
         timeout: m.timeout.0,

@@ -83,6 +83,45 @@ pub fn verify(plugin: &[u8], data: &[u8], nonce: &[u8; 20], password: &str) -> b
     }
 }
 
+/// What Sluice knows of a user's secret.
+enum Known {
+    Plain(String),
+    /// SHA1(SHA1(password)).
+    Hash(super::native::Hash),
+    Unsupported(String),
+}
+
+impl Known {
+    fn of_config(u: &User) -> Known {
+        match u
+            .password_hash
+            .as_deref()
+            .and_then(super::native::parse_stored)
+        {
+            Some(h) => Known::Hash(h),
+            None => Known::Plain(u.password.clone()),
+        }
+    }
+
+    fn of_backend(s: super::accounts::Secret) -> Known {
+        use super::accounts::Secret;
+        match s {
+            Secret::NativeHash(h) => Known::Hash(h),
+            Secret::Empty => Known::Plain(String::new()),
+            Secret::Unsupported(p) => Known::Unsupported(p),
+        }
+    }
+
+    /// Checks a mysql_native_password answer: `Some(SHA1(pw) if only the hash is known)`.
+    fn check(&self, data: &[u8], nonce: &[u8; 20]) -> Option<Option<super::native::Hash>> {
+        match self {
+            Known::Plain(p) => verify(NATIVE, data, nonce, p).then_some(None),
+            Known::Hash(h) => super::native::recover(data, nonce, h).map(Some),
+            Known::Unsupported(_) => None,
+        }
+    }
+}
+
 /// The result of a successful login.
 #[derive(Debug, Clone)]
 pub struct Login {
@@ -91,6 +130,9 @@ pub struct Login {
     pub user_index: usize,
     /// The user's password as configured at login (for opening backend connections).
     pub password: String,
+    /// SHA1(password), recovered from the client's answer, for users known only by their
+    /// mysql_native_password hash (kept for the session only, never logged).
+    pub native_hash1: Option<super::native::Hash>,
     pub user: String,
     pub database: Option<String>,
     pub capabilities: CapabilityFlags,
@@ -123,6 +165,8 @@ pub struct Handshake<'a, R, W: AsyncWrite> {
     pub r: &'a mut PacketReader<R>,
     pub w: &'a mut PacketWriter<W>,
     pub users: &'a [User],
+    /// Accounts loaded from the backend (`[auth] users = "backend"`), after `users`.
+    pub accounts: Option<&'a super::accounts::AccountStore>,
     pub server_version: &'a str,
     pub connection_id: u32,
     pub peer_host: String,
@@ -217,6 +261,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
         let login = Login {
             user_index: 0,
             password: String::new(),
+            native_hash1: None,
             user,
             database,
             capabilities: caps,
@@ -238,17 +283,39 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
         mut seq: u8,
     ) -> Result<(Login, u8), HandshakeError> {
         let found = self.users.iter().position(|u| u.name == login.user);
-        let password = found
-            .map(|i| self.users[i].password.clone())
-            .unwrap_or_default();
+        let known = match found {
+            Some(i) => Some(Known::of_config(&self.users[i])),
+            None => match self.accounts {
+                Some(a) => a
+                    .lookup(&login.user, &self.peer_host)
+                    .await
+                    .map(Known::of_backend),
+                None => None,
+            },
+        };
         tracing::debug!(plugin = %String::from_utf8_lossy(plugin), len = data.len(), "client auth response");
-        let ok = match plugin {
-            NATIVE => found.is_some() && verify(NATIVE, data, &login.nonce, &password),
-            SHA2 if found.is_some() && verify(SHA2, data, &login.nonce, &password) => {
-                if !password.is_empty() {
+        if let Some(Known::Unsupported(p)) = &known {
+            let msg = format!(
+                "Access denied for user '{}': its account uses {p}, which Sluice cannot verify \
+                 (accounts loaded from the backend must use mysql_native_password; or add the \
+                 user to [[users]] with its password)",
+                login.user
+            );
+            return Err(self
+                .reject(&mut seq, SqlError::new(1045, "28000", msg))
+                .await);
+        }
+        let plain = match &known {
+            Some(Known::Plain(p)) => Some(p.as_str()),
+            _ => None,
+        };
+        let checked = match plugin {
+            NATIVE => known.as_ref().and_then(|k| k.check(data, &login.nonce)),
+            SHA2 if plain.is_some_and(|p| verify(SHA2, data, &login.nonce, p)) => {
+                if plain.is_some_and(|p| !p.is_empty()) {
                     self.send(&mut seq, &[0x01, 0x03]).await?; // fast auth success
                 }
-                true
+                Some(None)
             }
             _ => {
                 let mut data = login.nonce.to_vec();
@@ -262,15 +329,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
                     .read_logical(&mut buf, 1 << 16)
                     .await?
                     .wrapping_add(1);
-                found.is_some() && verify(NATIVE, &buf, &login.nonce, &password)
+                known.as_ref().and_then(|k| k.check(&buf, &login.nonce))
             }
         };
-        if !ok {
+        let Some(native_hash1) = checked else {
             let e = SqlError::access_denied(&login.user, &self.peer_host, !data.is_empty());
             return Err(self.reject(&mut seq, e).await);
-        }
+        };
         login.user_index = found.unwrap_or(0);
-        login.password = password;
+        login.password = plain.unwrap_or_default().to_string();
+        login.native_hash1 = native_hash1;
         Ok((login, seq))
     }
 }
@@ -317,6 +385,7 @@ mod handshake_tests {
         let users = vec![User {
             name: "app".into(),
             password: "pw".into(),
+            password_hash: None,
         }];
         let server = tokio::spawn(async move {
             let (mut r, mut w) = (PacketReader::new(sr), PacketWriter::new(sw));

@@ -1,6 +1,8 @@
 //! Accepting clients: connection cap, accept-error backoff, one task per session.
 
+pub mod accounts;
 pub mod auth;
+pub mod native;
 pub mod throttle;
 
 use crate::error::SqlError;

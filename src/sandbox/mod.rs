@@ -183,6 +183,8 @@ impl Sandbox {
                 self.flavor.monitor_grants()
             ),
             format!("GRANT ALL PRIVILEGES ON sluice.* TO '{MONITOR_USER}'@'127.0.0.1'"),
+            // [auth] users = "backend" reads the accounts with the monitor credentials
+            format!("GRANT SELECT ON mysql.* TO '{MONITOR_USER}'@'127.0.0.1'"),
         ];
         for s in &stmts {
             self.sql(0, s).await?;

@@ -233,6 +233,7 @@ impl Server {
             address: self.address(),
             user: ADMIN_USER.into(),
             password: ADMIN_PASSWORD.into(),
+            native_hash1: None,
             database: None,
             flavour: Default::default(),
             timeout: Duration::from_secs(5),

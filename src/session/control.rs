@@ -132,6 +132,7 @@ impl Session {
         let login = Login {
             user_index: 0,
             password: String::new(),
+            native_hash1: None,
             user: cu.user.clone(),
             database: cu.database.clone(),
             capabilities: self.login.capabilities,
@@ -143,9 +144,10 @@ impl Session {
             r: &mut self.client_r,
             w: &mut self.client_w,
             users: &cfg.users,
+            accounts: self.shared.backend_accounts(),
             server_version: &self.shared.server_version,
             connection_id: self.handle.id,
-            peer_host: "sluice".into(),
+            peer_host: self.peer_host.clone(),
         };
         let plugin = cu.plugin.unwrap_or_else(|| NATIVE.to_vec());
         match hs.authenticate(login, &plugin, &cu.auth, self.seq).await {

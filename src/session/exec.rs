@@ -38,6 +38,7 @@ impl Session {
             address: self.shared.topology.backend(backend).pool.address.clone(),
             user: self.login.user.clone(),
             password: self.login.password.clone(),
+            native_hash1: self.login.native_hash1,
             database: self.state.database.clone(),
             flavour: self.flavour,
             timeout: cfg.pool.connect_timeout.0,

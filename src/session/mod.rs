@@ -52,6 +52,8 @@ pub struct Session {
     held: Option<(usize, Lease)>,
     /// The previous statement left warnings on the session's primary connection.
     warnings_on_primary: bool,
+    /// The client's address (account host patterns, COM_CHANGE_USER).
+    peer_host: String,
     stmts: HashMap<u32, Prepared>,
     next_stmt_id: u32,
     /// Sequence id for the next packet to the client.
@@ -87,6 +89,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         r: &mut client_r,
         w: &mut client_w,
         users: &cfg.users,
+        accounts: shared.backend_accounts(),
         server_version: &shared.server_version,
         connection_id: handle.id,
         peer_host: peer.clone(),
@@ -142,6 +145,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         primary: None,
         held: None,
         warnings_on_primary: false,
+        peer_host: peer.clone(),
         stmts: HashMap::new(),
         next_stmt_id: 1,
         seq,

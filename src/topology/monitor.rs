@@ -129,6 +129,7 @@ impl Task {
                     .clone(),
                 user: m.user.clone(),
                 password: m.password.clone(),
+                native_hash1: None,
                 database: None,
                 flavour: Default::default(),
                 timeout: m.timeout.0,

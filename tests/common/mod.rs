@@ -117,6 +117,7 @@ pub fn config_for(name: &str, password: &str) -> Config {
     cfg.users = vec![sluice::config::User {
         name: name.into(),
         password: password.into(),
+        password_hash: None,
     }];
     cfg
 }

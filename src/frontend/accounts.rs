@@ -1,0 +1,181 @@
+//! Accounts loaded from the backend (`[auth] users = "backend"`): user, host pattern and
+//! stored mysql_native_password hash from `mysql.user` on the primary, read with the monitor
+//! credentials. Refreshed on an interval and when an unknown user tries to log in (at most once
+//! per `MIN_REFRESH_GAP`, so random user names cannot hammer the primary).
+
+use super::native::{self, Hash};
+use crate::backend::{BackendConn, ConnectOpts};
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const MIN_REFRESH_GAP: Duration = Duration::from_secs(1);
+
+/// What an account's secret is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Secret {
+    /// SHA1(SHA1(password)) (mysql_native_password).
+    NativeHash(Hash),
+    /// No password.
+    Empty,
+    /// An authentication plugin Sluice cannot verify (ed25519, caching_sha2_password...).
+    Unsupported(String),
+}
+
+#[derive(Debug, Clone)]
+struct Account {
+    host: String,
+    secret: Secret,
+}
+
+/// Opens a connection to the current primary with the monitor credentials.
+pub type Opener = Box<dyn Fn() -> Option<ConnectOpts> + Send + Sync>;
+
+#[derive(Default)]
+pub struct AccountStore {
+    accounts: ArcSwap<HashMap<String, Vec<Account>>>,
+    last_refresh: parking_lot::Mutex<Option<Instant>>,
+    refreshing: tokio::sync::Mutex<()>,
+    pub opener: OnceLock<Opener>,
+}
+
+impl AccountStore {
+    /// The secret of `user` connecting from `host`, refreshing once if the user is unknown.
+    pub async fn lookup(&self, user: &str, host: &str) -> Option<Secret> {
+        if let Some(s) = self.find(user, host) {
+            return Some(s);
+        }
+        // an unknown user waits for the next allowed refresh (at most MIN_REFRESH_GAP)
+        let since = self.last_refresh.lock().map(|t| t.elapsed());
+        if let Some(since) = since.filter(|s| *s < MIN_REFRESH_GAP) {
+            tokio::time::sleep(MIN_REFRESH_GAP - since).await;
+        }
+        if let Err(e) = self.refresh_older_than(MIN_REFRESH_GAP).await {
+            tracing::warn!(error = %e, "cannot load accounts from the primary");
+        }
+        self.find(user, host)
+    }
+
+    /// Reloads the accounts unless another task did within `age`.
+    async fn refresh_older_than(&self, age: Duration) -> Result<usize, String> {
+        let _one = self.refreshing.lock().await;
+        if self.last_refresh.lock().is_some_and(|t| t.elapsed() < age) {
+            return Ok(0);
+        }
+        self.load().await
+    }
+
+    fn find(&self, user: &str, host: &str) -> Option<Secret> {
+        let all = self.accounts.load();
+        let mut matching: Vec<&Account> = all
+            .get(user)?
+            .iter()
+            .filter(|a| host_matches(&a.host, host))
+            .collect();
+        // the most specific host pattern wins (exact, then fewer wildcards)
+        matching.sort_by_key(|a| {
+            let wild = a.host.chars().filter(|c| *c == '%' || *c == '_').count();
+            (wild, usize::MAX - a.host.len())
+        });
+        matching.first().map(|a| a.secret.clone())
+    }
+
+    /// Reloads every account from the primary.
+    pub async fn refresh(&self) -> Result<usize, String> {
+        let _one = self.refreshing.lock().await;
+        self.load().await
+    }
+
+    async fn load(&self) -> Result<usize, String> {
+        *self.last_refresh.lock() = Some(Instant::now());
+        let opts = self
+            .opener
+            .get()
+            .and_then(|o| o())
+            .ok_or("no [monitor] credentials to read mysql.user with")?;
+        let mut c = BackendConn::connect(&opts)
+            .await
+            .map_err(|e| e.to_string())?;
+        let r = c
+            .query("SELECT User, Host, plugin, authentication_string FROM mysql.user")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut map: HashMap<String, Vec<Account>> = HashMap::new();
+        for row in &r.rows {
+            let cell = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+            let (user, host, plugin, auth) = (cell(0), cell(1), cell(2), cell(3));
+            let secret = match plugin.as_str() {
+                "" | "mysql_native_password" if auth.is_empty() => Secret::Empty,
+                "" | "mysql_native_password" => match native::parse_stored(&auth) {
+                    Some(h) => Secret::NativeHash(h),
+                    None => Secret::Unsupported(plugin.clone()),
+                },
+                other => Secret::Unsupported(other.to_string()),
+            };
+            map.entry(user).or_default().push(Account { host, secret });
+        }
+        let n = map.values().map(Vec::len).sum();
+        self.accounts.store(std::sync::Arc::new(map));
+        Ok(n)
+    }
+}
+
+/// MySQL host pattern match (`%` any run, `_` one character, case-insensitive); `localhost`
+/// also matches loopback addresses (clients reach Sluice over TCP).
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    if pattern.eq_ignore_ascii_case("localhost") {
+        return host == "127.0.0.1" || host == "::1" || host.eq_ignore_ascii_case("localhost");
+    }
+    fn m(p: &[u8], h: &[u8]) -> bool {
+        match p.split_first() {
+            None => h.is_empty(),
+            Some((b'%', rest)) => (0..=h.len()).any(|i| m(rest, &h[i..])),
+            Some((b'_', rest)) => !h.is_empty() && m(rest, &h[1..]),
+            Some((c, rest)) => {
+                h.first().is_some_and(|x| x.eq_ignore_ascii_case(c)) && m(rest, &h[1..])
+            }
+        }
+    }
+    m(pattern.as_bytes(), host.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_patterns() {
+        assert!(host_matches("%", "10.1.2.3"));
+        assert!(host_matches("10.%", "10.1.2.3"));
+        assert!(!host_matches("10.%", "110.1.2.3"));
+        assert!(host_matches("10.1.2._", "10.1.2.3"));
+        assert!(!host_matches("10.1.2._", "10.1.2.33"));
+        assert!(host_matches("127.0.0.1", "127.0.0.1"));
+        assert!(host_matches("localhost", "127.0.0.1"));
+        assert!(!host_matches("localhost", "10.0.0.1"));
+    }
+
+    #[test]
+    fn most_specific_host_wins() {
+        let s = AccountStore::default();
+        let mut m = HashMap::new();
+        m.insert(
+            "u".to_string(),
+            vec![
+                Account {
+                    host: "%".into(),
+                    secret: Secret::Empty,
+                },
+                Account {
+                    host: "127.0.0.1".into(),
+                    secret: Secret::NativeHash([1; 20]),
+                },
+            ],
+        );
+        s.accounts.store(std::sync::Arc::new(m));
+        assert_eq!(s.find("u", "127.0.0.1"), Some(Secret::NativeHash([1; 20])));
+        assert_eq!(s.find("u", "10.0.0.9"), Some(Secret::Empty));
+        assert_eq!(s.find("v", "10.0.0.9"), None);
+    }
+}
