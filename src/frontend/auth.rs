@@ -393,6 +393,7 @@ mod handshake_tests {
                 r: &mut r,
                 w: &mut w,
                 users: &users,
+                accounts: None,
                 server_version: "8.0-test",
                 connection_id: 1,
                 peer_host: "t".into(),
