@@ -193,6 +193,16 @@ pub fn apply(shared: &Arc<Shared>, mut new: Config) -> Result<Vec<String>, Vec<S
     if new.monitor != old.monitor || new.failover != old.failover {
         changes.push("monitor / failover settings updated".into());
     }
+    // certificates are re-read on every reload (renewed files on the same paths)
+    let tls = new
+        .tls
+        .as_ref()
+        .and_then(|t| crate::frontend::tls::acceptor(t).ok())
+        .map(Arc::new);
+    if tls.is_some() || old.tls.is_some() {
+        changes.push("TLS certificate and key reloaded (new connections use them)".into());
+    }
+    shared.tls.store(tls);
     shared.config.store(Arc::new(new));
     shared.reload.lock().version += 1;
     Ok(changes)

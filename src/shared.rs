@@ -73,6 +73,8 @@ pub struct Shared {
     pub auth_throttle: crate::frontend::throttle::AuthThrottle,
     /// Accounts loaded from the backend (`[auth] users = "backend"`).
     pub accounts: crate::frontend::accounts::AccountStore,
+    /// TLS toward clients (`[tls]`), rebuilt by reloads.
+    pub tls: arc_swap::ArcSwapOption<tokio_rustls::TlsAcceptor>,
 }
 
 impl Shared {
@@ -91,6 +93,11 @@ impl Shared {
         for b in topology.backends().iter() {
             let _ = b.pool.wait_histogram.set(metrics.pool_wait_seconds.clone());
         }
+        let tls = config
+            .tls
+            .as_ref()
+            .and_then(|t| crate::frontend::tls::acceptor(t).ok())
+            .map(Arc::new);
         Self {
             topology,
             config: ArcSwap::from_pointee(config),
@@ -114,6 +121,7 @@ impl Shared {
             last_write: Default::default(),
             auth_throttle: Default::default(),
             accounts: Default::default(),
+            tls: arc_swap::ArcSwapOption::from(tls),
         }
     }
 

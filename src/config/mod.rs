@@ -19,6 +19,9 @@ pub struct Config {
     pub users: Vec<User>,
     #[serde(default)]
     pub auth: Auth,
+    /// TLS toward clients; absent: Sluice offers no TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
     pub backends: Vec<Backend>,
     #[serde(default)]
     pub pool: Pool,
@@ -172,6 +175,21 @@ pub struct User {
     /// `mysql.user`), so that the config holds no plaintext.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_hash: Option<String>,
+    /// This user must connect with TLS.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_tls: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate chain presented to clients.
+    pub cert: std::path::PathBuf,
+    /// PEM private key of `cert`.
+    pub key: std::path::PathBuf,
+    /// Refuse clients that did not switch to TLS (MySQL's `require_secure_transport`).
+    #[serde(default)]
+    pub require_secure_transport: bool,
 }
 
 /// Where client accounts come from.

@@ -137,6 +137,17 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             "must be at least 1",
         );
     }
+    if let Some(tls) = &cfg.tls {
+        if let Err(e) = crate::frontend::tls::acceptor(tls) {
+            bad("tls".into(), &e);
+        }
+    }
+    if cfg.tls.is_none() && cfg.users.iter().any(|u| u.require_tls) {
+        bad(
+            "users.require_tls".into(),
+            "needs a [tls] section (cert, key)",
+        );
+    }
     if cfg.listen.handshake_timeout.0.is_zero() {
         bad(
             "listen.handshake_timeout".into(),

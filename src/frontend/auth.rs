@@ -83,6 +83,34 @@ pub fn verify(plugin: &[u8], data: &[u8], nonce: &[u8; 20], password: &str) -> b
     }
 }
 
+/// The initial handshake packet; `tls` offers CLIENT_SSL.
+pub fn greeting(server_version: &str, connection_id: u32, nonce: &[u8; 20], tls: bool) -> Vec<u8> {
+    let mut scramble_2 = nonce[8..].to_vec();
+    scramble_2.push(0);
+    let mariadb = offers_extended_metadata(server_version);
+    let mut caps = server_capabilities(mariadb);
+    if tls {
+        caps |= CapabilityFlags::CLIENT_SSL;
+    }
+    let mut hs = HandshakePacket::new(
+        10,
+        server_version.as_bytes(),
+        connection_id,
+        nonce[..8].try_into().expect("8 bytes"),
+        Some(scramble_2),
+        caps,
+        45, // utf8mb4_general_ci
+        StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+        Some(NATIVE),
+    );
+    if mariadb {
+        hs = hs.with_mariadb_ext_capabilities(MARIADB_EXT_CAPS);
+    }
+    let mut out = Vec::new();
+    hs.serialize(&mut out);
+    out
+}
+
 /// What Sluice knows of a user's secret.
 enum Known {
     Plain(String),
@@ -184,47 +212,40 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
         HandshakeError::Rejected(e)
     }
 
-    /// Runs the exchange up to a verified login; returns it with the sequence id the final
-    /// OK (or ERR) must carry. The caller sends that packet.
+    /// Runs the exchange up to a verified login without TLS; returns it with the sequence id
+    /// the final OK (or ERR) must carry. The caller sends that packet.
     pub async fn run(mut self) -> Result<(Login, u8), HandshakeError> {
         let nonce = nonce();
-        let mut scramble_2 = nonce[8..].to_vec();
-        scramble_2.push(0);
-        let mariadb = offers_extended_metadata(self.server_version);
-        let mut hs = HandshakePacket::new(
-            10,
-            self.server_version.as_bytes(),
-            self.connection_id,
-            nonce[..8].try_into().expect("8 bytes"),
-            Some(scramble_2),
-            server_capabilities(mariadb),
-            45, // utf8mb4_general_ci
-            StatusFlags::SERVER_STATUS_AUTOCOMMIT,
-            Some(NATIVE),
-        );
-        if mariadb {
-            hs = hs.with_mariadb_ext_capabilities(MARIADB_EXT_CAPS);
-        }
-        let mut out = Vec::new();
-        hs.serialize(&mut out);
+        let out = greeting(self.server_version, self.connection_id, &nonce, false);
         let mut seq = 0;
         self.send(&mut seq, &out).await?;
-
         let mut buf = Vec::new();
         seq = self
             .r
             .read_logical(&mut buf, 1 << 16)
             .await?
             .wrapping_add(1);
+        self.login(nonce, &buf, seq).await
+    }
+
+    /// Continues from the client's handshake response `buf` (after TLS, if any); `seq` is
+    /// the sequence id of Sluice's next packet.
+    pub async fn login(
+        mut self,
+        nonce: [u8; 20],
+        buf: &[u8],
+        mut seq: u8,
+    ) -> Result<(Login, u8), HandshakeError> {
         if buf.len() == 32 {
             let e = SqlError::new(
                 1043,
                 "08S01",
-                "Sluice does not offer TLS yet; connect without SSL",
+                "Sluice offers no TLS here ([tls] not configured); connect without SSL",
             );
             return Err(self.reject(&mut seq, e).await);
         }
-        let resp = match HandshakeResponse::deserialize((), &mut ParseBuf(&buf)) {
+        let mariadb = offers_extended_metadata(self.server_version);
+        let resp = match HandshakeResponse::deserialize((), &mut ParseBuf(buf)) {
             Ok(r) => r,
             Err(_) => {
                 return Err(self
@@ -386,6 +407,7 @@ mod handshake_tests {
             name: "app".into(),
             password: "pw".into(),
             password_hash: None,
+            require_tls: false,
         }];
         let server = tokio::spawn(async move {
             let (mut r, mut w) = (PacketReader::new(sr), PacketWriter::new(sw));

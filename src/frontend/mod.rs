@@ -2,8 +2,10 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod login;
 pub mod native;
 pub mod throttle;
+pub mod tls;
 
 use crate::error::SqlError;
 use crate::protocol::packet::PacketWriter;

@@ -8,6 +8,7 @@ pub mod packet;
 pub mod relay;
 pub mod reply;
 pub mod stmt;
+pub mod stream;
 
 pub use mysql_common::constants::{CapabilityFlags, StatusFlags};
 

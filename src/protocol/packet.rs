@@ -97,6 +97,26 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
         Ok(())
     }
 
+    /// Reads one packet of at most `limit` bytes without reading ahead, so that what the peer
+    /// sends next (a TLS ClientHello after an SSL request) stays in the socket.
+    pub async fn read_packet_exact(
+        &mut self,
+        buf: &mut Vec<u8>,
+        limit: usize,
+    ) -> Result<u8, ReadError> {
+        debug_assert_eq!(self.buffered(), 0);
+        let mut h = [0u8; 4];
+        self.inner.read_exact(&mut h).await?;
+        let len = u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
+        if len > limit {
+            return Err(ReadError::TooLarge { size: len, limit });
+        }
+        buf.clear();
+        buf.resize(len, 0);
+        self.inner.read_exact(buf).await?;
+        Ok(h[3])
+    }
+
     /// Reads one physical packet into `buf` (cleared first); returns its sequence id.
     pub async fn read_physical(&mut self, buf: &mut Vec<u8>) -> io::Result<u8> {
         let (len, seq) = self.read_header().await?;

@@ -60,6 +60,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     println!("  proxy:      {}", proxy.addr);
     println!("  connect:    mariadb -h 127.0.0.1 -P {port} -u {APP_USER} -p{APP_PASSWORD}");
+    let ca = sb.dir.join("tls").join("ca.pem");
+    if ca.exists() {
+        println!(
+            "  with TLS:   mariadb -h 127.0.0.1 -P {port} -u {APP_USER} -p{APP_PASSWORD} --ssl --ssl-ca={} --ssl-verify-server-cert",
+            ca.display()
+        );
+    }
     println!("  try:        SELECT @@server_id;   -- a replica's id; inside BEGIN ... COMMIT the primary's (1)");
     println!(
         "  admin:      http://{}/  (status page; /status, /metrics)",

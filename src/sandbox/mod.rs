@@ -4,6 +4,7 @@
 //! user, replicas with their own server_id, read_only, pointed at the primary with GTID
 //! auto-positioning, started, and checked.
 
+pub mod certs;
 pub mod cli;
 pub mod flavor;
 pub mod process;
@@ -335,6 +336,14 @@ impl Sandbox {
             "[monitor]\nuser = \"{MONITOR_USER}\"\npassword = \"{MONITOR_PASSWORD}\"\ninterval = \"500ms\"\n\n\
              [failover]\nenabled = false\nreplication_user = \"{REPL_USER}\"\nreplication_password = \"{REPL_PASSWORD}\"\n"
         ));
+        match certs::ensure(&self.dir) {
+            Ok(c) => text.push_str(&format!(
+                "\n[tls]\ncert = {:?}\nkey = {:?}\n",
+                c.cert.display().to_string(),
+                c.key.display().to_string()
+            )),
+            Err(e) => tracing::warn!(error = %e, "sandbox without TLS"),
+        }
         Config::parse(&text, "sandbox").expect("generated sandbox config is valid")
     }
 

@@ -313,13 +313,14 @@ impl Session {
         if lease.r.buffered() > 0 || self.client_r.buffered() > 0 {
             return true;
         }
-        let client = self.client_r.get_ref();
+        // TLS clients are not watched (the TLS layer owns the socket): a vanished one is
+        // noticed when the reply is written, and its connection then killed and closed
+        let Some(client) = self.client_r.get_ref().tcp() else {
+            return true;
+        };
         let left = async {
             let mut b = [0u8; 1];
-            match AsRef::<tokio::net::TcpStream>::as_ref(client)
-                .peek(&mut b)
-                .await
-            {
+            match client.peek(&mut b).await {
                 Ok(0) | Err(_) => {}
                 // pipelined commands, not a disconnect: keep waiting for the backend only
                 Ok(_) => std::future::pending::<()>().await,

@@ -12,10 +12,11 @@ mod prepared;
 pub mod state;
 
 use crate::error::SqlError;
-use crate::frontend::auth::{Handshake, HandshakeError, Login};
+use crate::frontend::auth::{HandshakeError, Login};
 use crate::pool::Lease;
 use crate::protocol::packet::{PacketReader, PacketWriter, ReadError};
 use crate::protocol::relay::Expect;
+use crate::protocol::stream::{ClientRead, ClientWrite};
 use crate::protocol::{cmd, reply, CapabilityFlags};
 use crate::router::{Kind, Reason, Target};
 use crate::shared::{SessionHandle, Shared};
@@ -23,7 +24,6 @@ use prepared::Prepared;
 use state::SessionState;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
@@ -41,8 +41,8 @@ pub struct Session {
     shared: Arc<Shared>,
     handle: Arc<SessionHandle>,
     login: Login,
-    client_r: PacketReader<OwnedReadHalf>,
-    client_w: PacketWriter<OwnedWriteHalf>,
+    client_r: PacketReader<ClientRead>,
+    client_w: PacketWriter<ClientWrite>,
     deprecate_eof: bool,
     flavour: crate::backend::Flavour,
     state: SessionState,
@@ -71,9 +71,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
     let peer_ip = stream.peer_addr().map(|a| a.ip()).ok();
     let peer = peer_ip.map_or_else(|| "unknown".into(), |ip| ip.to_string());
     let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
-    let mut client_r = PacketReader::new(r);
-    let mut client_w = PacketWriter::new(w);
+    let mut stream = stream;
     let cfg = shared.config.load();
     if let Some(ip) = peer_ip.filter(|ip| shared.auth_throttle.is_blocked(*ip)) {
         let e = SqlError::new(
@@ -81,23 +79,21 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
             "HY000",
             format!("Host '{ip}' is blocked because of many failed logins (Sluice listen.auth_failure_limit); it is unblocked after listen.auth_failure_block"),
         );
-        let _ = client_w.write_packet(&mut 0, &e.to_packet()).await;
-        let _ = client_w.flush().await;
+        let mut w = PacketWriter::new(&mut stream);
+        let _ = w.write_packet(&mut 0, &e.to_packet()).await;
+        let _ = w.flush().await;
         return;
     }
-    let hs = Handshake {
-        r: &mut client_r,
-        w: &mut client_w,
-        users: &cfg.users,
-        accounts: shared.backend_accounts(),
-        server_version: &shared.server_version,
-        connection_id: handle.id,
-        peer_host: peer.clone(),
-    };
-    let (login, seq) = match tokio::time::timeout(cfg.listen.handshake_timeout.0, hs.run()).await {
+    let login = crate::frontend::login::accept(&shared, stream, handle.id, &peer);
+    let (login, seq, client) = match tokio::time::timeout(cfg.listen.handshake_timeout.0, login)
+        .await
+    {
         Ok(Ok(x)) => x,
         Ok(Err(HandshakeError::Rejected(e))) => {
             tracing::info!(client = %peer, error = %e, "login rejected");
+            if e.code == 3159 {
+                return; // right password, insecure transport: not a guessing attempt
+            }
             shared.metrics.auth_failures_total.inc();
             let (limit, block) = (
                 cfg.listen.auth_failure_limit,
@@ -118,6 +114,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         }
     };
     drop(cfg);
+    let (client_r, client_w) = (client.r, client.w);
     if let Some(ip) = peer_ip {
         shared.auth_throttle.succeeded(ip);
     }

@@ -214,8 +214,8 @@ impl Session {
             '_,
             _,
             _,
-            tokio::net::tcp::OwnedReadHalf,
-            tokio::net::tcp::OwnedWriteHalf,
+            crate::protocol::stream::ClientRead,
+            crate::protocol::stream::ClientWrite,
         > = Relay::new(&mut conn.r, &mut conn.w, conn.deprecate_eof, &mut conn.buf);
         relay.run(Expect::Prepare).await.map_err(|e| lost(&e))?;
         let outcome = std::mem::take(&mut relay.outcome);

@@ -118,6 +118,7 @@ pub fn config_for(name: &str, password: &str) -> Config {
         name: name.into(),
         password: password.into(),
         password_hash: None,
+        require_tls: false,
     }];
     cfg
 }

@@ -1,0 +1,101 @@
+//! The client connection's two halves, plain TCP or TLS. Plain TCP keeps the readiness
+//! tricks of the session loop (idle wait without a buffer, disconnect watch by peeking); TLS
+//! halves support reading and writing only.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+pub enum ClientRead {
+    Tcp(OwnedReadHalf),
+    Tls(ReadHalf<TlsStream<TcpStream>>),
+}
+
+pub enum ClientWrite {
+    Tcp(OwnedWriteHalf),
+    Tls(WriteHalf<TlsStream<TcpStream>>),
+}
+
+impl ClientRead {
+    /// Waits until the socket is readable (TLS: returns at once; the read itself waits).
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            ClientRead::Tcp(r) => r.readable().await,
+            ClientRead::Tls(_) => Ok(()),
+        }
+    }
+
+    /// The TCP socket, when the connection is not encrypted.
+    pub fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            ClientRead::Tcp(r) => Some(r.as_ref()),
+            ClientRead::Tls(_) => None,
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, ClientRead::Tls(_))
+    }
+}
+
+impl AsyncRead for ClientRead {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientRead::Tcp(r) => Pin::new(r).poll_read(cx, buf),
+            ClientRead::Tls(r) => Pin::new(r).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientWrite {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientWrite::Tcp(w) => Pin::new(w).poll_write(cx, buf),
+            ClientWrite::Tls(w) => Pin::new(w).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientWrite::Tcp(w) => Pin::new(w).poll_flush(cx),
+            ClientWrite::Tls(w) => Pin::new(w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientWrite::Tcp(w) => Pin::new(w).poll_shutdown(cx),
+            ClientWrite::Tls(w) => Pin::new(w).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientWrite::Tcp(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+            ClientWrite::Tls(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ClientWrite::Tcp(w) => w.is_write_vectored(),
+            ClientWrite::Tls(w) => w.is_write_vectored(),
+        }
+    }
+}

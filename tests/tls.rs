@@ -1,0 +1,83 @@
+//! TLS toward clients: the real `mariadb` CLI with certificate verification, TLS versions,
+//! and require_secure_transport.
+
+mod common;
+use common::*;
+
+/// Runs the `mariadb` CLI against the proxy; returns (success, stdout + stderr).
+async fn cli(p: &sluice::app::Proxy, extra: &[&str], sql: &str) -> (bool, String) {
+    let out = tokio::process::Command::new("mariadb")
+        .args(["--no-defaults", "-h", "127.0.0.1", "-u", "app", "-papppass"])
+        .arg(format!("-P{}", p.addr.port()))
+        .args(extra)
+        .args(["-e", sql])
+        .output()
+        .await
+        .expect("mariadb client");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn verified(ca: &str, version: &str) -> Vec<String> {
+    [
+        "--ssl",
+        "--ssl-verify-server-cert",
+        "--ssl-ca",
+        ca,
+        "--tls-version",
+        version,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_with_a_verified_certificate_gets_tls_1_2_and_1_3() {
+    let p = proxy(config()).await;
+    let ca = topology().dir.join("tls").join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    for version in ["TLSv1.3", "TLSv1.2"] {
+        let args = verified(ca, version);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, out) = cli(&p, &args, "status; SELECT 'through tls' AS x").await;
+        assert!(ok, "{version}: {out}");
+        assert!(
+            out.contains("Cipher in use"),
+            "{version}: no TLS cipher in: {out}"
+        );
+        assert!(out.contains("through tls"), "{out}");
+    }
+    // older protocol versions are refused
+    let args = verified(ca, "TLSv1.1");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out) = cli(&p, &args, "SELECT 1").await;
+    assert!(!ok, "TLS 1.1 must be refused: {out}");
+    // a client that trusts another CA refuses Sluice's certificate
+    let other = topology().dir.join("tls").join("server.pem");
+    let args = verified(other.to_str().unwrap(), "TLSv1.3");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, _) = cli(&p, &args, "SELECT 1").await;
+    assert!(!ok, "verification against the wrong CA must fail");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_secure_transport_refuses_plain_clients() {
+    let mut cfg = config();
+    cfg.tls
+        .as_mut()
+        .expect("the sandbox config has [tls]")
+        .require_secure_transport = true;
+    let p = proxy(cfg).await;
+    let (ok, out) = cli(&p, &["--skip-ssl"], "SELECT 1").await;
+    assert!(!ok && out.contains("3159"), "{out}");
+    let ca = topology().dir.join("tls").join("ca.pem");
+    let args = verified(ca.to_str().unwrap(), "TLSv1.3");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out) = cli(&p, &args, "SELECT 1").await;
+    assert!(ok, "{out}");
+}
