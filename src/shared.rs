@@ -73,6 +73,8 @@ pub struct Shared {
     pub auth_throttle: crate::frontend::throttle::AuthThrottle,
     /// Accounts loaded from the backend (`[auth] users = "backend"`).
     pub accounts: crate::frontend::accounts::AccountStore,
+    /// Open sessions per user (`[[users]] max_connections`).
+    pub user_counts: Arc<crate::frontend::user_limit::UserCounts>,
     /// TLS toward clients (`[tls]`), rebuilt by reloads.
     pub tls: arc_swap::ArcSwapOption<tokio_rustls::TlsAcceptor>,
 }
@@ -121,6 +123,7 @@ impl Shared {
             last_write: Default::default(),
             auth_throttle: Default::default(),
             accounts: Default::default(),
+            user_counts: Default::default(),
             tls: arc_swap::ArcSwapOption::from(tls),
         }
     }

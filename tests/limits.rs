@@ -133,3 +133,28 @@ async fn silent_admin_connections_do_not_lock_out_the_api() {
     let live = http(p.admin_addr, "GET /live HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(live.starts_with("HTTP/1.1 200"), "{live:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_connection_limit() {
+    let mut cfg = config();
+    cfg.users[0].max_connections = 2;
+    let p = proxy(cfg).await;
+    let a = mysql_async::Conn::new(opts(&p, None)).await.unwrap();
+    let b = mysql_async::Conn::new(opts(&p, None)).await.unwrap();
+    let e = mysql_async::Conn::new(opts(&p, None)).await.unwrap_err();
+    assert!(
+        matches!(e, mysql_async::Error::Server(ref s) if s.code == 1226),
+        "{e:?}"
+    );
+    drop(a);
+    drop(b);
+    // slots come back when sessions end, however they end
+    let started = Instant::now();
+    loop {
+        match mysql_async::Conn::new(opts(&p, None)).await {
+            Ok(_) => break,
+            Err(e) => assert!(started.elapsed() < Duration::from_secs(5), "{e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

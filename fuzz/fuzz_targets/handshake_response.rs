@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
             password: "pw".into(),
             password_hash: None,
             require_tls: false,
+            max_connections: 0,
         }];
         // the first half is the response, the rest what the client sends after it
         let (resp, rest) = data.split_at(data.len() / 2);

@@ -178,6 +178,9 @@ pub struct User {
     /// This user must connect with TLS.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_tls: bool,
+    /// Client sessions this user may have open at once (0: no limit).
+    #[serde(default)]
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -408,6 +408,7 @@ mod handshake_tests {
             password: "pw".into(),
             password_hash: None,
             require_tls: false,
+            max_connections: 0,
         }];
         let server = tokio::spawn(async move {
             let (mut r, mut w) = (PacketReader::new(sr), PacketWriter::new(sw));

@@ -6,6 +6,7 @@ pub mod login;
 pub mod native;
 pub mod throttle;
 pub mod tls;
+pub mod user_limit;
 
 use crate::error::SqlError;
 use crate::protocol::packet::PacketWriter;

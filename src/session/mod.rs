@@ -113,8 +113,27 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
             return;
         }
     };
+    let limit = cfg
+        .users
+        .iter()
+        .find(|u| u.name == login.user)
+        .map_or(0, |u| u.max_connections);
     drop(cfg);
-    let (client_r, client_w) = (client.r, client.w);
+    let (client_r, mut client_w) = (client.r, client.w);
+    let Some(user_slot) = shared.user_counts.take(&login.user, limit) else {
+        let e = SqlError::new(
+            1226,
+            "42000",
+            format!(
+                "User '{}' has exceeded the 'max_user_connections' resource (current value: {limit}; Sluice [[users]] max_connections)",
+                login.user
+            ),
+        );
+        let mut seq = seq;
+        let _ = client_w.write_packet(&mut seq, &e.to_packet()).await;
+        let _ = client_w.flush().await;
+        return;
+    };
     if let Some(ip) = peer_ip {
         shared.auth_throttle.succeeded(ip);
     }
@@ -151,6 +170,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         buf: Vec::new(),
     };
     async move {
+        let _user_slot = user_slot;
         if s.finish_login().await.is_ok() {
             tracing::debug!("client logged in");
             let _ = s.run().await;

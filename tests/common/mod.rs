@@ -119,6 +119,7 @@ pub fn config_for(name: &str, password: &str) -> Config {
         password: password.into(),
         password_hash: None,
         require_tls: false,
+        max_connections: 0,
     }];
     cfg
 }
