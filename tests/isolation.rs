@@ -380,3 +380,23 @@ async fn reads_see_writes_committed_with_autocommit_off() {
     topology().delay_replica(1, 0).await.unwrap();
     topology().delay_replica(2, 0).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_variables_set_by_prepared_statements_stick() {
+    // node-mysql2's charset tests: execute('set character_set_results = ?', ['cp1251'])
+    let p = proxy(config()).await;
+    let mut c = client(&p, None).await;
+    for cs in ["cp1251", "koi8r", "utf8mb4"] {
+        c.exec_drop("SET character_set_results = ?", (cs,))
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            let got: String = c
+                .query_first("SELECT @@character_set_results")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(got, cs);
+        }
+    }
+}

@@ -7,7 +7,7 @@ use crate::error::SqlError;
 use crate::pool::Lease;
 use crate::protocol::relay::{Expect, Relay};
 use crate::protocol::{cmd, stmt};
-use crate::router::{flag, Intent, Reason, Target};
+use crate::router::{flag, Intent, Kind, Reason, Target};
 use std::sync::Arc;
 
 pub(super) struct Prepared {
@@ -78,12 +78,15 @@ impl Session {
         };
         let mut intent = p.intent;
         let cursor = packet.get(5).copied().unwrap_or(0) != 0;
-        if cursor {
-            // an open cursor lives on one connection: pin the session to the primary
+        // a session change with parameters (`SET character_set_results = ?`, `USE`) cannot be
+        // replayed on other connections from its text: the session keeps its primary
+        // connection instead, like an open cursor does
+        let changes_session = matches!(intent.kind, Kind::SetSession | Kind::SetOther | Kind::Use);
+        if cursor || changes_session {
             intent.flags |= flag::PIN;
         }
         let mut route = crate::router::route(&intent, &self.view());
-        if cursor {
+        if cursor || changes_session {
             route = (Target::Primary, Reason::Pinned);
         }
         self.execute(packet, Expect::ResultSets, route, &intent, OnOk::Nothing)
