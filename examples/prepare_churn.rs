@@ -37,7 +37,9 @@ async fn main() {
                 let r1 = c.exec_first::<i64, _, _>("SELECT ? + 0", (i,)).await;
                 let r2 = c.exec_first::<i64, _, _>(distinct.as_str(), (i,)).await;
                 let r3 = c.query_drop("BEGIN").await;
-                let r4 = c.exec_first::<i64, _, _>("SELECT ? + 1 FOR UPDATE", (i,)).await;
+                let r4 = c
+                    .exec_first::<i64, _, _>("SELECT ? + 1 FOR UPDATE", (i,))
+                    .await;
                 let r5 = c.query_drop("COMMIT").await;
                 if r1.is_ok() && r2.is_ok() && r3.is_ok() && r4.is_ok() && r5.is_ok() {
                     ok += 1;

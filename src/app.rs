@@ -170,20 +170,8 @@ async fn spawn_account_refresh(
         let shared = weak.upgrade()?;
         let cfg = shared.config.load();
         let m = cfg.monitor.as_ref()?;
-        Some(ConnectOpts {
-            address: shared
-                .topology
-                .backend(shared.topology.primary())
-                .pool
-                .address
-                .clone(),
-            user: m.user.clone(),
-            password: m.password.clone(),
-            native_hash1: None,
-            database: None,
-            flavour: Default::default(),
-            timeout: m.timeout.0,
-        })
+        let primary = shared.topology.backend(shared.topology.primary());
+        Some(ConnectOpts::monitor(m, primary.pool.address.clone()))
     }));
     let load = |shared: &Shared| shared.backend_accounts().is_some();
     if load(shared) {

@@ -485,6 +485,9 @@ async fn replication_password_with_quotes_survives_a_switchover() {
     cfg.failover.replication_user = "repl_q".into();
     cfg.failover.replication_password = password.into();
     let p = common::proxy(cfg).await;
+    // let the monitors' first probes (heartbeat table DDL on the primary) finish first: a
+    // switchover racing them can lose that DDL on the new primary (noted for issue 11)
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let reply = post(&p, "/switchover", r#"{"to": "db2"}"#).await;
     assert!(reply.contains("\"success\""), "{reply}");
     assert!(

@@ -301,25 +301,19 @@ async fn global_read_your_writes_shows_other_sessions_writes() {
     let mut writer = client(&p, Some(&db)).await;
     let mut reader = client(&p, Some(&db)).await;
     for i in 1..=3 {
-        topology().delay_replica(1, 2).await.unwrap();
-        topology().delay_replica(2, 2).await.unwrap();
+        delay_replicas(2).await;
         writer
             .query_drop(format!("INSERT INTO t VALUES ({i})"))
             .await
             .unwrap();
         // another connection, which never wrote, reads at once
-        let n: i64 = reader
-            .query_first(format!("SELECT COUNT(*) FROM t WHERE id = {i}"))
-            .await
-            .unwrap()
-            .unwrap();
+        let n = rows_with_id(&mut reader, i).await;
         assert_eq!(
             n, 1,
             "a write acknowledged to one session is visible to the next read"
         );
     }
-    topology().delay_replica(1, 0).await.unwrap();
-    topology().delay_replica(2, 0).await.unwrap();
+    delay_replicas(0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,26 +353,20 @@ async fn reads_see_writes_committed_with_autocommit_off() {
     let p = proxy(config()).await;
     let mut c = client(&p, Some(&db)).await;
     for i in 1..=3 {
-        topology().delay_replica(1, 2).await.unwrap();
-        topology().delay_replica(2, 2).await.unwrap();
+        delay_replicas(2).await;
         c.query_drop("SET autocommit = 0").await.unwrap();
         c.query_drop(format!("INSERT INTO t VALUES ({i})"))
             .await
             .unwrap();
         c.query_drop("COMMIT").await.unwrap();
         c.query_drop("SET autocommit = 1").await.unwrap();
-        let n: i64 = c
-            .query_first(format!("SELECT COUNT(*) FROM t WHERE id = {i}"))
-            .await
-            .unwrap()
-            .unwrap();
+        let n = rows_with_id(&mut c, i).await;
         assert_eq!(
             n, 1,
             "the session's committed write is visible to its next read"
         );
     }
-    topology().delay_replica(1, 0).await.unwrap();
-    topology().delay_replica(2, 0).await.unwrap();
+    delay_replicas(0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,4 +387,18 @@ async fn session_variables_set_by_prepared_statements_stick() {
             assert_eq!(got, cs);
         }
     }
+}
+
+/// Makes both replicas apply events `secs` seconds late (0 undoes it).
+async fn delay_replicas(secs: u32) {
+    for i in [1, 2] {
+        topology().delay_replica(i, secs).await.unwrap();
+    }
+}
+
+async fn rows_with_id(c: &mut mysql_async::Conn, id: i32) -> i64 {
+    c.query_first(format!("SELECT COUNT(*) FROM t WHERE id = {id}"))
+        .await
+        .unwrap()
+        .unwrap()
 }

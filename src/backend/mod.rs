@@ -68,6 +68,21 @@ pub struct ConnectOpts {
     pub timeout: Duration,
 }
 
+impl ConnectOpts {
+    /// A control connection to `address` with the `[monitor]` credentials.
+    pub fn monitor(m: &crate::config::Monitor, address: String) -> ConnectOpts {
+        ConnectOpts {
+            address,
+            user: m.user.clone(),
+            password: m.password.clone(),
+            native_hash1: None,
+            database: None,
+            flavour: Flavour::default(),
+            timeout: m.timeout.0,
+        }
+    }
+}
+
 /// Client capabilities that change what a backend sends, so a backend connection serves
 /// only clients that asked for the same ones (pools keep one slot per flavour).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

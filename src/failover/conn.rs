@@ -9,15 +9,7 @@ pub(crate) async fn connect(shared: &Shared, i: usize) -> Result<BackendConn, Ba
         .monitor
         .as_ref()
         .ok_or_else(|| BackendError::Protocol("no [monitor] section".into()))?;
-    let opts = ConnectOpts {
-        address: shared.topology.backend(i).pool.address.clone(),
-        user: m.user.clone(),
-        password: m.password.clone(),
-        native_hash1: None,
-        database: None,
-        flavour: Default::default(),
-        timeout: m.timeout.0,
-    };
+    let opts = ConnectOpts::monitor(m, shared.topology.backend(i).pool.address.clone());
     let mut c = BackendConn::connect(&opts).await?;
     // `sql::quote` escapes with backslashes: make sure they mean what it assumes
     c.exec("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")

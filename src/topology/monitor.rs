@@ -119,21 +119,14 @@ fn yes(v: Option<&str>) -> bool {
 impl Task {
     async fn probe(&mut self, m: &Monitor) -> Result<Probe, BackendError> {
         if self.conn.is_none() {
-            let opts = ConnectOpts {
-                address: self
-                    .shared
-                    .topology
-                    .backend(self.index)
-                    .pool
-                    .address
-                    .clone(),
-                user: m.user.clone(),
-                password: m.password.clone(),
-                native_hash1: None,
-                database: None,
-                flavour: Default::default(),
-                timeout: m.timeout.0,
-            };
+            let address = self
+                .shared
+                .topology
+                .backend(self.index)
+                .pool
+                .address
+                .clone();
+            let opts = ConnectOpts::monitor(m, address);
             self.conn = Some(BackendConn::connect(&opts).await?);
             self.heartbeat_table_ready = false;
         }
@@ -179,7 +172,13 @@ impl Task {
     /// Writes the heartbeat on the primary, reads it elsewhere; returns the lag when read.
     async fn heartbeat(&mut self, writable: bool) -> Option<i64> {
         let hb = &self.shared.heartbeat;
-        let is_primary = self.index == self.shared.topology.primary();
+        // during a switchover or failover the old primary is being fenced: no writes there
+        let holding = self
+            .shared
+            .failover
+            .holding
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let is_primary = self.index == self.shared.topology.primary() && !holding;
         let conn = self.conn.as_mut()?;
         let now = hb.now_us();
         let res = if writable && is_primary {
@@ -199,7 +198,12 @@ impl Task {
             if r.is_ok() {
                 r = conn
                     .exec(&format!(
-                        "REPLACE INTO sluice.heartbeat (id, ts) VALUES ({}, {now})",
+                        // conditional on the server being writable at that instant: the
+                        // monitor may bypass read_only (SUPER), and a write after a switchover
+                        // made the primary read-only would be a transaction the new primary
+                        // never gets
+                        "REPLACE INTO sluice.heartbeat (id, ts) SELECT {}, {now} FROM DUAL \
+                         WHERE @@global.read_only = 0",
                         hb.id
                     ))
                     .await;
