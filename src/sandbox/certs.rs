@@ -11,14 +11,21 @@ pub struct Certs {
     pub key: PathBuf,
 }
 
-/// Writes the files (kept if they already exist, so clients keep trusting the CA).
-pub fn ensure(dir: &Path) -> Result<Certs, String> {
+/// Where the files of the sandbox in `dir` are.
+pub fn paths(dir: &Path) -> Certs {
     let d = dir.join("tls");
-    let certs = Certs {
+    Certs {
         ca: d.join("ca.pem"),
         cert: d.join("server.pem"),
         key: d.join("server-key.pem"),
-    };
+    }
+}
+
+/// Writes the files (kept if they already exist, so clients keep trusting the CA). Each file
+/// is written under a temporary name and renamed.
+pub fn ensure(dir: &Path) -> Result<Certs, String> {
+    let d = dir.join("tls");
+    let certs = paths(dir);
     if certs.ca.exists() && certs.cert.exists() && certs.key.exists() {
         return Ok(certs);
     }
@@ -36,8 +43,12 @@ pub fn ensure(dir: &Path) -> Result<Certs, String> {
         .push(DnType::CommonName, "localhost");
     let key = KeyPair::generate().map_err(err)?;
     let cert = server.signed_by(&key, &ca).map_err(err)?;
-    let write =
-        |p: &Path, s: String| std::fs::write(p, s).map_err(|e| format!("{}: {e}", p.display()));
+    let write = |p: &Path, s: String| {
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, s)
+            .and_then(|_| std::fs::rename(&tmp, p))
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
     write(&certs.ca, ca.pem())?;
     write(&certs.cert, cert.pem())?;
     write(&certs.key, key.serialize_pem())?;

@@ -151,6 +151,10 @@ impl Sandbox {
         }
         sb.say("checking replication...");
         sb.check_replication(Duration::from_secs(30)).await?;
+        // once per topology, before any proxy config refers to them
+        if let Err(e) = certs::ensure(&sb.dir) {
+            tracing::warn!(error = %e, "sandbox without TLS");
+        }
         Ok(sb)
     }
 
@@ -336,13 +340,13 @@ impl Sandbox {
             "[monitor]\nuser = \"{MONITOR_USER}\"\npassword = \"{MONITOR_PASSWORD}\"\ninterval = \"500ms\"\n\n\
              [failover]\nenabled = false\nreplication_user = \"{REPL_USER}\"\nreplication_password = \"{REPL_PASSWORD}\"\n"
         ));
-        match certs::ensure(&self.dir) {
-            Ok(c) => text.push_str(&format!(
+        let c = certs::paths(&self.dir);
+        if c.ca.exists() && c.cert.exists() && c.key.exists() {
+            text.push_str(&format!(
                 "\n[tls]\ncert = {:?}\nkey = {:?}\n",
                 c.cert.display().to_string(),
                 c.key.display().to_string()
-            )),
-            Err(e) => tracing::warn!(error = %e, "sandbox without TLS"),
+            ));
         }
         Config::parse(&text, "sandbox").expect("generated sandbox config is valid")
     }
