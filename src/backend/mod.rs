@@ -221,6 +221,23 @@ impl BackendConn {
         Ok(())
     }
 
+    /// Kills backend thread `thread` (its statement only with `query_only`) from a new
+    /// connection opened with `opts` (no database), bounded by `opts.timeout`.
+    pub async fn kill_thread(
+        opts: &ConnectOpts,
+        thread: u32,
+        query_only: bool,
+    ) -> Result<(), BackendError> {
+        let mut opts = opts.clone();
+        opts.database = None;
+        let mut c = BackendConn::connect(&opts).await?;
+        let what = if query_only { "QUERY " } else { "" };
+        match tokio::time::timeout(opts.timeout, c.exec(&format!("KILL {what}{thread}"))).await {
+            Ok(r) => r,
+            Err(_) => Err(BackendError::Timeout(opts.timeout)),
+        }
+    }
+
     /// Whether the connection carries state a next user must not inherit.
     pub fn needs_reset(&self) -> bool {
         use crate::protocol::status;

@@ -60,26 +60,15 @@ fn spawn_or_close(f: impl std::future::Future<Output = ()> + Send + 'static) {
 
 /// Kills the backend thread of a connection left mid-command, then closes it.
 async fn kill(conn: BackendConn) {
-    let mut opts = (*conn.opts).clone();
-    opts.database = None;
-    let thread = conn.thread_id;
+    let (opts, thread) = (conn.opts.clone(), conn.thread_id);
     // close ours first: a server blocked writing to it notices at once
     drop(conn);
-    match BackendConn::connect(&opts).await {
-        Ok(mut c) => {
-            let r = tokio::time::timeout(opts.timeout, c.exec(&format!("KILL {thread}"))).await;
-            match r {
-                Ok(Ok(())) => tracing::debug!(
-                    thread,
-                    "killed the backend thread of an abandoned statement"
-                ),
-                // 1094: it had already ended
-                Ok(Err(e)) => tracing::debug!(thread, error = %e, "KILL of an abandoned statement"),
-                Err(_) => tracing::warn!(thread, "KILL of an abandoned statement timed out"),
-            }
-        }
-        Err(e) => {
-            tracing::warn!(thread, error = %e, "cannot reach the backend to kill an abandoned statement")
-        }
+    match BackendConn::kill_thread(&opts, thread, false).await {
+        Ok(()) => tracing::debug!(
+            thread,
+            "killed the backend thread of an abandoned statement"
+        ),
+        // ERR 1094: it had already ended
+        Err(e) => tracing::debug!(thread, error = %e, "KILL of an abandoned statement"),
     }
 }

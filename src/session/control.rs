@@ -78,15 +78,13 @@ impl Session {
                 .await;
         }
         if let Some((backend, thread)) = h.running() {
-            let mut opts = self.connect_opts(backend);
-            opts.database = None;
-            match BackendConn::connect(&opts).await {
-                Ok(mut c) => {
-                    if let Err(e) = c.exec(&format!("KILL QUERY {thread}")).await {
-                        tracing::debug!(error = %e, "KILL QUERY on backend failed");
-                    }
+            let opts = self.connect_opts(backend);
+            match BackendConn::kill_thread(&opts, thread, true).await {
+                Ok(()) => {}
+                Err(e) if e.is_fatal() => {
+                    tracing::warn!(error = %e, "cannot reach the backend to kill a query")
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot reach backend to kill a query"),
+                Err(e) => tracing::debug!(error = %e, "KILL QUERY on the backend failed"),
             }
         }
         if !query_only {
