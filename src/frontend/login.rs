@@ -1,12 +1,15 @@
-//! A client's way in: greeting, optional switch to TLS after the client's SSL request, then
-//! authentication (`auth::Handshake`).
+//! A client's way in: refused while its host is blocked, greeting, optional switch to TLS
+//! after the client's SSL request, authentication (`auth::Handshake`) within
+//! `listen.handshake_timeout`, failed logins counted per host, and a per-user session slot.
 
 use super::auth::{greeting, nonce, Handshake, HandshakeError, Login};
+use super::user_limit::UserSlot;
 use crate::error::SqlError;
 use crate::protocol::packet::{PacketReader, PacketWriter};
 use crate::protocol::stream::{ClientRead, ClientWrite};
 use crate::protocol::CapabilityFlags;
 use crate::shared::Shared;
+use std::net::IpAddr;
 use tokio::net::TcpStream;
 
 pub struct Client {
@@ -101,4 +104,99 @@ pub async fn accept(
 fn tls_required(cfg: &crate::config::Config, user: &str) -> bool {
     cfg.tls.as_ref().is_some_and(|t| t.require_secure_transport)
         || cfg.users.iter().any(|u| u.name == user && u.require_tls)
+}
+
+/// A logged-in client, before Sluice's final OK (sequence id `seq`).
+pub struct Admitted {
+    pub login: Login,
+    pub seq: u8,
+    pub client: Client,
+    /// Counts the session against `[[users]] max_connections` until dropped.
+    pub user_slot: UserSlot,
+}
+
+/// Runs a new client's way in; `None` when it is gone or was refused (and told why).
+pub async fn admit(
+    shared: &Shared,
+    mut stream: TcpStream,
+    peer_ip: Option<IpAddr>,
+    connection_id: u32,
+) -> Option<Admitted> {
+    let peer = peer_ip.map_or_else(|| "unknown".into(), |ip| ip.to_string());
+    let _ = stream.set_nodelay(true);
+    if let Some(ip) = peer_ip.filter(|ip| shared.auth_throttle.is_blocked(*ip)) {
+        let e = SqlError::new(
+            1129,
+            "HY000",
+            format!("Host '{ip}' is blocked because of many failed logins (Sluice listen.auth_failure_limit); it is unblocked after listen.auth_failure_block"),
+        );
+        let mut w = PacketWriter::new(&mut stream);
+        let _ = w.write_packet(&mut 0, &e.to_packet()).await;
+        let _ = w.flush().await;
+        return None;
+    }
+    let timeout = shared.config.load().listen.handshake_timeout.0;
+    let login = accept(shared, stream, connection_id, &peer);
+    let (login, seq, mut client) = match tokio::time::timeout(timeout, login).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(HandshakeError::Rejected(e))) => {
+            tracing::info!(client = %peer, error = %e, "login rejected");
+            // 3159: right password, insecure transport: not a guessing attempt
+            if e.code != 3159 {
+                count_failure(shared, peer_ip, &peer);
+            }
+            return None;
+        }
+        Ok(Err(HandshakeError::Io(_))) => return None,
+        Err(_) => {
+            tracing::info!(client = %peer, "login not completed within listen.handshake_timeout; disconnected");
+            return None;
+        }
+    };
+    let limit = shared
+        .config
+        .load()
+        .users
+        .iter()
+        .find(|u| u.name == login.user)
+        .map_or(0, |u| u.max_connections);
+    let Some(user_slot) = shared.user_counts.take(&login.user, limit) else {
+        let e = SqlError::new(
+            1226,
+            "42000",
+            format!(
+                "User '{}' has exceeded the 'max_user_connections' resource (current value: {limit}; Sluice [[users]] max_connections)",
+                login.user
+            ),
+        );
+        let mut seq = seq;
+        let _ = client.w.write_packet(&mut seq, &e.to_packet()).await;
+        let _ = client.w.flush().await;
+        return None;
+    };
+    if let Some(ip) = peer_ip {
+        shared.auth_throttle.succeeded(ip);
+    }
+    Some(Admitted {
+        login,
+        seq,
+        client,
+        user_slot,
+    })
+}
+
+/// A failed login: counted, and the host blocked once it reaches the limit.
+fn count_failure(shared: &Shared, peer_ip: Option<IpAddr>, peer: &str) {
+    shared.metrics.auth_failures_total.inc();
+    let cfg = shared.config.load();
+    let (limit, block) = (
+        cfg.listen.auth_failure_limit,
+        cfg.listen.auth_failure_block.0,
+    );
+    if let Some(ip) = peer_ip {
+        if shared.auth_throttle.failed(ip, limit, block) {
+            shared.metrics.auth_blocked_hosts_total.inc();
+            tracing::warn!(client = %peer, "{limit} failed logins: host blocked for {block:?}");
+        }
+    }
 }

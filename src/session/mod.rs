@@ -12,7 +12,7 @@ mod prepared;
 pub mod state;
 
 use crate::error::SqlError;
-use crate::frontend::auth::{HandshakeError, Login};
+use crate::frontend::auth::Login;
 use crate::pool::Lease;
 use crate::protocol::packet::{PacketReader, PacketWriter, ReadError};
 use crate::protocol::relay::Expect;
@@ -70,73 +70,17 @@ pub struct Session {
 pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHandle>) {
     let peer_ip = stream.peer_addr().map(|a| a.ip()).ok();
     let peer = peer_ip.map_or_else(|| "unknown".into(), |ip| ip.to_string());
-    let _ = stream.set_nodelay(true);
-    let mut stream = stream;
-    let cfg = shared.config.load();
-    if let Some(ip) = peer_ip.filter(|ip| shared.auth_throttle.is_blocked(*ip)) {
-        let e = SqlError::new(
-            1129,
-            "HY000",
-            format!("Host '{ip}' is blocked because of many failed logins (Sluice listen.auth_failure_limit); it is unblocked after listen.auth_failure_block"),
-        );
-        let mut w = PacketWriter::new(&mut stream);
-        let _ = w.write_packet(&mut 0, &e.to_packet()).await;
-        let _ = w.flush().await;
-        return;
-    }
-    let login = crate::frontend::login::accept(&shared, stream, handle.id, &peer);
-    let (login, seq, client) = match tokio::time::timeout(cfg.listen.handshake_timeout.0, login)
-        .await
-    {
-        Ok(Ok(x)) => x,
-        Ok(Err(HandshakeError::Rejected(e))) => {
-            tracing::info!(client = %peer, error = %e, "login rejected");
-            if e.code == 3159 {
-                return; // right password, insecure transport: not a guessing attempt
-            }
-            shared.metrics.auth_failures_total.inc();
-            let (limit, block) = (
-                cfg.listen.auth_failure_limit,
-                cfg.listen.auth_failure_block.0,
-            );
-            if let Some(ip) = peer_ip {
-                if shared.auth_throttle.failed(ip, limit, block) {
-                    shared.metrics.auth_blocked_hosts_total.inc();
-                    tracing::warn!(client = %peer, "{limit} failed logins: host blocked for {block:?}");
-                }
-            }
-            return;
-        }
-        Ok(Err(HandshakeError::Io(_))) => return,
-        Err(_) => {
-            tracing::info!(client = %peer, "login not completed within listen.handshake_timeout; disconnected");
-            return;
-        }
-    };
-    let limit = cfg
-        .users
-        .iter()
-        .find(|u| u.name == login.user)
-        .map_or(0, |u| u.max_connections);
-    drop(cfg);
-    let (client_r, mut client_w) = (client.r, client.w);
-    let Some(user_slot) = shared.user_counts.take(&login.user, limit) else {
-        let e = SqlError::new(
-            1226,
-            "42000",
-            format!(
-                "User '{}' has exceeded the 'max_user_connections' resource (current value: {limit}; Sluice [[users]] max_connections)",
-                login.user
-            ),
-        );
-        let mut seq = seq;
-        let _ = client_w.write_packet(&mut seq, &e.to_packet()).await;
-        let _ = client_w.flush().await;
+    let admit = crate::frontend::login::admit(&shared, stream, peer_ip, handle.id);
+    let Some(admitted) = admit.await else {
         return;
     };
-    if let Some(ip) = peer_ip {
-        shared.auth_throttle.succeeded(ip);
-    }
+    let crate::frontend::login::Admitted {
+        login,
+        seq,
+        client,
+        user_slot,
+    } = admitted;
+    let (client_r, client_w) = (client.r, client.w);
     let mut login = login;
     login.user_index = shared.user_id(&login.user);
     handle
