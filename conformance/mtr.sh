@@ -22,13 +22,8 @@ tmp="$work/mtr-tmp"; mkdir -p "$tmp"
 
 run_one() { # port test -> exit status of mariadb-test
   "${admin[@]}" -e "DROP DATABASE IF EXISTS test; CREATE DATABASE test" >/dev/null 2>&1
-  # wait until both replicas have the primary's position, so that a test starts from the
-  # same state everywhere (the reset above did not go through Sluice)
-  local pos
-  pos="$("${admin[@]}" -N -e "SELECT @@gtid_binlog_pos" 2>/dev/null || true)"
-  for r in 1 2; do
-    "${admin[@]}" -P "$((direct + r))" -N -e "SELECT MASTER_GTID_WAIT('$pos', 5)" >/dev/null 2>&1 || true
-  done
+  # wait for the replicas, so that a test starts from the same state everywhere
+  "${admin[@]}" -N -e "SELECT MASTER_GTID_WAIT(@@gtid_binlog_pos, 5)" -h 127.0.0.1 -P "$((direct + 1))" >/dev/null 2>&1 || true
   timeout 120 mariadb-test --host=127.0.0.1 --port="$1" --protocol=tcp \
     --user=sluice_admin --password=sluice_admin_pw --database=test \
     --basedir="$suite_dir/" --tmpdir="$tmp" --logdir="$tmp" \
