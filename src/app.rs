@@ -55,6 +55,7 @@ async fn server_version(cfg: &Config) -> String {
         native_hash1: None,
         database: None,
         flavour: Default::default(),
+        tls: crate::topology::backend_tls(cfg, primary),
         timeout: cfg.pool.connect_timeout.0,
     };
     match BackendConn::connect(&opts).await {
@@ -171,7 +172,7 @@ async fn spawn_account_refresh(
         let cfg = shared.config.load();
         let m = cfg.monitor.as_ref()?;
         let primary = shared.topology.backend(shared.topology.primary());
-        Some(ConnectOpts::monitor(m, primary.pool.address.clone()))
+        Some(ConnectOpts::monitor(m, &primary.pool))
     }));
     let load = |shared: &Shared| shared.backend_accounts().is_some();
     if load(shared) {

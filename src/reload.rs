@@ -3,7 +3,7 @@
 //! metrics, monitor task), drain removed ones, and swap the configuration atomically so every
 //! session sees it from its next statement. Client connections stay open.
 
-use crate::config::Config;
+use crate::config::{Config, TlsMode};
 use crate::shared::Shared;
 use crate::topology::Backend;
 use serde::Serialize;
@@ -133,6 +133,7 @@ pub fn apply(shared: &Arc<Shared>, mut new: Config) -> Result<Vec<String>, Vec<S
                     ));
                     be.set_weight(b.weight);
                 }
+                reload_backend_tls(&new, &old, b, &be.pool, &mut changes);
             }
             existing => {
                 if let Some(i) = existing {
@@ -193,7 +194,7 @@ pub fn apply(shared: &Arc<Shared>, mut new: Config) -> Result<Vec<String>, Vec<S
     if new.monitor != old.monitor || new.failover != old.failover {
         changes.push("monitor / failover settings updated".into());
     }
-    // certificates are re-read on every reload (renewed files on the same paths)
+    // client certificates are re-read on every reload (renewed files on the same paths)
     let tls = new
         .tls
         .as_ref()
@@ -206,4 +207,31 @@ pub fn apply(shared: &Arc<Shared>, mut new: Config) -> Result<Vec<String>, Vec<S
     shared.config.store(Arc::new(new));
     shared.reload.lock().version += 1;
     Ok(changes)
+}
+
+/// Re-reads backend `b`'s TLS files (renewed on the same paths) and applies a changed mode.
+fn reload_backend_tls(
+    new: &Config,
+    old: &Config,
+    b: &crate::config::Backend,
+    pool: &crate::pool::BackendPool,
+    changes: &mut Vec<String>,
+) {
+    let was = old
+        .backends
+        .iter()
+        .find(|o| o.name == b.name)
+        .and_then(|o| o.tls);
+    let mode = b.tls.unwrap_or(new.backend_tls.mode);
+    let old_mode = was.unwrap_or(old.backend_tls.mode);
+    if mode == TlsMode::Disabled && old_mode == TlsMode::Disabled {
+        return;
+    }
+    pool.set_tls(crate::topology::backend_tls(new, b));
+    changes.push(format!(
+        "{}: backend TLS {} -> {} (files re-read; new connections use it)",
+        b.name,
+        old_mode.name(),
+        mode.name()
+    ));
 }

@@ -121,6 +121,7 @@ async fn adding_a_replica_puts_it_in_rotation_and_removing_one_drains_it() {
             address: replica1.clone(),
             role: sluice::config::Role::Replica,
             weight: 5,
+            tls: None,
         })
     });
     let t = Instant::now();

@@ -1,8 +1,10 @@
 //! Client-side handshake toward a backend: mysql_native_password and caching_sha2_password
 //! (fast path, and full authentication with the server's RSA public key when not on TLS).
 
+use super::stream::{split_tcp, split_tls};
 use super::{BackendConn, BackendError, ConnectOpts};
 use crate::error::SqlError;
+use crate::protocol::packet::PacketReader;
 use mysql_common::auth::plugins::caching_sha2_password::scramble_sha256;
 use mysql_common::auth::plugins::mysql_native_password::scramble_native;
 use mysql_common::constants::{CapabilityFlags, MariadbCapabilities};
@@ -10,6 +12,8 @@ use mysql_common::crypto;
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{AuthPlugin, AuthSwitchRequest, HandshakePacket, HandshakeResponse};
 use mysql_common::proto::{MyDeserialize, MySerialize};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 const NATIVE: &[u8] = b"mysql_native_password";
 const SHA2: &[u8] = b"caching_sha2_password";
@@ -67,30 +71,27 @@ async fn write(conn: &mut BackendConn, seq: &mut u8, payload: &[u8]) -> Result<(
     Ok(())
 }
 
-pub(super) async fn handshake(
-    conn: &mut BackendConn,
-    opts: &ConnectOpts,
-) -> Result<(), BackendError> {
-    read(conn).await?;
-    if conn.buf.first() == Some(&0xFF) {
-        return Err(BackendError::Server(SqlError::from_packet(&conn.buf)));
-    }
-    let hs = HandshakePacket::deserialize((), &mut ParseBuf(&conn.buf))
-        .map_err(|e| proto(&format!("bad handshake: {e}")))?;
+/// What the greeting and the options decided.
+struct Negotiated {
+    caps: CapabilityFlags,
+    mariadb_caps: MariadbCapabilities,
+    plugin: Vec<u8>,
+    nonce: Vec<u8>,
+    version: (u16, u16, u16),
+}
+
+fn negotiate(hs: &HandshakePacket<'_>, opts: &ConnectOpts) -> Result<Negotiated, BackendError> {
     let server_caps = hs.capabilities();
     if !server_caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
         return Err(proto("backend does not speak protocol 4.1"));
     }
     let mut nonce = hs.nonce();
     nonce.truncate(20);
-    conn.thread_id = hs.connection_id();
-    conn.server_version = String::from_utf8_lossy(hs.server_version_ref()).into_owned();
     let mut plugin = hs.auth_plugin_name_ref().unwrap_or(NATIVE).to_vec();
     if plugin != NATIVE && plugin != SHA2 {
         plugin = NATIVE.to_vec();
     }
     let mut caps = BackendConn::wanted_capabilities(opts.flavour) & server_caps;
-    conn.deprecate_eof = caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
     let ext = MariadbCapabilities::MARIADB_CLIENT_EXTENDED_METADATA;
     let mut mariadb_caps = MariadbCapabilities::empty();
     if opts.flavour.extended_metadata {
@@ -105,8 +106,93 @@ pub(super) async fn handshake(
         caps -= CapabilityFlags::CLIENT_LONG_PASSWORD;
         mariadb_caps = ext;
     }
+    if let Some(t) = &opts.tls {
+        if server_caps.contains(CapabilityFlags::CLIENT_SSL) {
+            caps |= CapabilityFlags::CLIENT_SSL;
+        } else if t.required() {
+            return Err(proto(&format!(
+                "the backend does not offer TLS (tls = \"{}\" for it; enable TLS on the server \
+                 or lower the mode)",
+                t.mode.name()
+            )));
+        }
+    }
+    Ok(Negotiated {
+        caps,
+        mariadb_caps,
+        plugin,
+        nonce,
+        version: hs.server_version_parsed().unwrap_or((5, 7, 0)),
+    })
+}
+
+/// The SSL request: the start of a handshake response, after which TLS begins.
+fn ssl_request(n: &Negotiated) -> Vec<u8> {
+    let mut p = Vec::with_capacity(36);
+    p.extend_from_slice(&[32, 0, 0, 1]); // 32-byte payload, sequence id 1
+    p.extend_from_slice(&n.caps.bits().to_le_bytes());
+    p.extend_from_slice(&(1u32 << 30).to_le_bytes());
+    p.push(45); // utf8mb4_general_ci
+    p.extend_from_slice(&[0; 19]);
+    p.extend_from_slice(&n.mariadb_caps.bits().to_le_bytes());
+    p
+}
+
+/// Opens and logs in a connection (TLS first when configured and offered).
+pub(super) async fn connect(opts: &ConnectOpts) -> Result<BackendConn, BackendError> {
+    let tcp = TcpStream::connect(&opts.address).await?;
+    tcp.set_nodelay(true)?;
+    let mut r = PacketReader::new(tcp);
+    let mut buf = Vec::new();
+    r.read_logical(&mut buf, 1 << 20).await?;
+    if buf.first() == Some(&0xFF) {
+        return Err(BackendError::Server(SqlError::from_packet(&buf)));
+    }
+    let hs = HandshakePacket::deserialize((), &mut ParseBuf(&buf))
+        .map_err(|e| proto(&format!("bad handshake: {e}")))?;
+    let n = negotiate(&hs, opts)?;
+    if r.buffered() > 0 {
+        return Err(proto("unexpected bytes after the server greeting"));
+    }
+    let mut tcp = r.into_inner();
+    let (rd, wr, seq) = match &opts.tls {
+        Some(t) if n.caps.contains(CapabilityFlags::CLIENT_SSL) => {
+            tcp.write_all(&ssl_request(&n)).await?;
+            let s = t
+                .connector
+                .connect(t.server_name.clone(), tcp)
+                .await
+                .map_err(|e| proto(&format!("TLS handshake failed: {e}")))?;
+            let (rd, wr) = split_tls(s);
+            (rd, wr, 2)
+        }
+        _ => {
+            let (rd, wr) = split_tcp(tcp);
+            (rd, wr, 1)
+        }
+    };
+    let mut conn = BackendConn::new(rd, wr, opts);
+    conn.thread_id = hs.connection_id();
+    conn.server_version = String::from_utf8_lossy(hs.server_version_ref()).into_owned();
+    conn.deprecate_eof = n.caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
+    authenticate(&mut conn, opts, n, seq).await?;
+    Ok(conn)
+}
+
+async fn authenticate(
+    conn: &mut BackendConn,
+    opts: &ConnectOpts,
+    n: Negotiated,
+    mut seq: u8,
+) -> Result<(), BackendError> {
+    let Negotiated {
+        caps,
+        mariadb_caps,
+        mut plugin,
+        mut nonce,
+        version,
+    } = n;
     let data = scramble(&plugin, &nonce, opts)?;
-    let version = hs.server_version_parsed().unwrap_or((5, 7, 0));
     let resp = HandshakeResponse::new(
         Some(&data[..]),
         version,
@@ -120,7 +206,6 @@ pub(super) async fn handshake(
     .with_mariadb_ext_capabilities(mariadb_caps);
     let mut out = Vec::new();
     resp.serialize(&mut out);
-    let mut seq = 1;
     write(conn, &mut seq, &out).await?;
     loop {
         seq = read(conn).await?.wrapping_add(1);
@@ -137,6 +222,12 @@ pub(super) async fn handshake(
             }
             Some(0x01) if plugin == SHA2 => match conn.buf.get(1) {
                 Some(0x03) => continue, // fast auth succeeded; OK follows
+                Some(0x04) if conn.r.get_ref().is_tls() => {
+                    // full authentication over TLS: the password itself
+                    let mut pass = opts.password.as_bytes().to_vec();
+                    pass.push(0);
+                    write(conn, &mut seq, &pass).await?;
+                }
                 Some(0x04) => {
                     // full authentication: request the public key, answer RSA-encrypted
                     write(conn, &mut seq, &[0x02]).await?;

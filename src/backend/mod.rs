@@ -3,9 +3,13 @@
 mod auth;
 mod query;
 pub mod stmt_cache;
+mod stream;
+pub mod tls;
 
 pub use query::QueryResult;
 pub use stmt_cache::StmtCache;
+pub use stream::{BackendRead, BackendWrite};
+pub use tls::TlsClient;
 
 use crate::error::SqlError;
 use crate::protocol::packet::{PacketReader, PacketWriter, ReadError};
@@ -15,8 +19,6 @@ use mysql_common::constants::MariadbCapabilities;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -66,13 +68,16 @@ pub struct ConnectOpts {
     /// Client capabilities the connection shares with its clients, fixed for its life.
     pub flavour: Flavour,
     pub timeout: Duration,
+    /// TLS toward this backend (`None`: plain TCP).
+    pub tls: Option<Arc<TlsClient>>,
 }
 
 impl ConnectOpts {
     /// A control connection to `address` with the `[monitor]` credentials.
-    pub fn monitor(m: &crate::config::Monitor, address: String) -> ConnectOpts {
+    pub fn monitor(m: &crate::config::Monitor, pool: &crate::pool::BackendPool) -> ConnectOpts {
         ConnectOpts {
-            address,
+            address: pool.address.clone(),
+            tls: pool.tls(),
             user: m.user.clone(),
             password: m.password.clone(),
             native_hash1: None,
@@ -129,8 +134,8 @@ pub struct ConnState {
 }
 
 pub struct BackendConn {
-    pub r: PacketReader<OwnedReadHalf>,
-    pub w: PacketWriter<OwnedWriteHalf>,
+    pub r: PacketReader<BackendRead>,
+    pub w: PacketWriter<BackendWrite>,
     pub thread_id: u32,
     pub server_version: String,
     pub deprecate_eof: bool,
@@ -152,17 +157,15 @@ pub struct BackendConn {
 
 impl BackendConn {
     pub async fn connect(opts: &ConnectOpts) -> Result<BackendConn, BackendError> {
-        match tokio::time::timeout(opts.timeout, Self::connect_inner(opts)).await {
+        match tokio::time::timeout(opts.timeout, auth::connect(opts)).await {
             Ok(r) => r,
             Err(_) => Err(BackendError::Timeout(opts.timeout)),
         }
     }
 
-    async fn connect_inner(opts: &ConnectOpts) -> Result<BackendConn, BackendError> {
-        let stream = TcpStream::connect(&opts.address).await?;
-        stream.set_nodelay(true)?;
-        let (r, w) = stream.into_split();
-        let mut conn = BackendConn {
+    /// A connection over `r`/`w` whose login is still to be done.
+    fn new(r: BackendRead, w: BackendWrite, opts: &ConnectOpts) -> BackendConn {
+        BackendConn {
             r: PacketReader::new(r),
             w: PacketWriter::new(w),
             thread_id: 0,
@@ -179,9 +182,7 @@ impl BackendConn {
             status: crate::protocol::status::AUTOCOMMIT,
             opts: Arc::new(opts.clone()),
             buf: Vec::with_capacity(256),
-        };
-        auth::handshake(&mut conn, opts).await?;
-        Ok(conn)
+        }
     }
 
     /// Capabilities Sluice asks a backend for.

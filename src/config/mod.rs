@@ -22,6 +22,9 @@ pub struct Config {
     /// TLS toward clients; absent: Sluice offers no TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Tls>,
+    /// TLS toward the backends (all of them; `backends.tls` overrides the mode per backend).
+    #[serde(default)]
+    pub backend_tls: BackendTls,
     pub backends: Vec<Backend>,
     #[serde(default)]
     pub pool: Pool,
@@ -195,6 +198,53 @@ pub struct Tls {
     pub require_secure_transport: bool,
 }
 
+/// How Sluice's connections to a backend use TLS (MySQL's `--ssl-mode`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    /// Plain TCP.
+    #[default]
+    Disabled,
+    /// TLS when the backend offers it, else plain TCP; the certificate is not checked.
+    Preferred,
+    /// TLS or no connection; the certificate is not checked (encryption only).
+    Required,
+    /// TLS, and the backend's certificate must chain to `backend_tls.ca`.
+    VerifyCa,
+    /// As `verify_ca`, and the certificate must name the host of the backend's address.
+    VerifyIdentity,
+}
+
+impl TlsMode {
+    /// The name used in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsMode::Disabled => "disabled",
+            TlsMode::Preferred => "preferred",
+            TlsMode::Required => "required",
+            TlsMode::VerifyCa => "verify_ca",
+            TlsMode::VerifyIdentity => "verify_identity",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BackendTls {
+    /// Mode of every backend without its own `tls`.
+    #[serde(default)]
+    pub mode: TlsMode,
+    /// PEM CA certificate(s) trusted for `verify_ca` / `verify_identity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<std::path::PathBuf>,
+    /// Client certificate chain (PEM) presented to backends that ask for one (`REQUIRE X509`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<std::path::PathBuf>,
+    /// Private key of `cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<std::path::PathBuf>,
+}
+
 /// Where client accounts come from.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
@@ -240,6 +290,9 @@ pub struct Backend {
     pub role: Role,
     #[serde(default = "defaults::weight")]
     pub weight: u32,
+    /// TLS mode toward this backend (default: `backend_tls.mode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsMode>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -142,6 +142,11 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             bad("tls".into(), &e);
         }
     }
+    for b in &cfg.backends {
+        if let Err(e) = crate::backend::tls::client(&cfg.backend_tls, b.tls, &b.address) {
+            bad(format!("backends[{}].tls", b.name), &e);
+        }
+    }
     if cfg.tls.is_none() && cfg.users.iter().any(|u| u.require_tls) {
         bad(
             "users.require_tls".into(),

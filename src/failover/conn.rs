@@ -9,7 +9,7 @@ pub(crate) async fn connect(shared: &Shared, i: usize) -> Result<BackendConn, Ba
         .monitor
         .as_ref()
         .ok_or_else(|| BackendError::Protocol("no [monitor] section".into()))?;
-    let opts = ConnectOpts::monitor(m, shared.topology.backend(i).pool.address.clone());
+    let opts = ConnectOpts::monitor(m, &shared.topology.backend(i).pool);
     let mut c = BackendConn::connect(&opts).await?;
     // `sql::quote` escapes with backslashes: make sure they mean what it assumes
     c.exec("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")

@@ -23,6 +23,8 @@ struct Idle {
 pub struct BackendPool {
     pub name: String,
     pub address: String,
+    /// TLS toward the backend (replaced by reloads; new connections use the current one).
+    tls: arc_swap::ArcSwapOption<crate::backend::TlsClient>,
     limit: Arc<Semaphore>,
     max_idle: usize,
     /// Idle connections per slot (see `slot`).
@@ -95,8 +97,7 @@ fn looks_closed(conn: &mut BackendConn) -> bool {
     if conn.r.buffered() > 0 {
         return true;
     }
-    let mut b = [0u8; 1];
-    !matches!(conn.r.get_ref().try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    !conn.r.get_ref().is_quiet()
 }
 
 impl BackendPool {
@@ -104,6 +105,7 @@ impl BackendPool {
         Self {
             name: name.into(),
             address: address.into(),
+            tls: arc_swap::ArcSwapOption::empty(),
             limit: Arc::new(Semaphore::new(max_conns)),
             max_idle,
             idle: Mutex::new(ahash::AHashMap::new()),
@@ -114,6 +116,15 @@ impl BackendPool {
             epoch: Instant::now(),
             wait_histogram: std::sync::OnceLock::new(),
         }
+    }
+
+    /// TLS for new connections to this backend.
+    pub fn tls(&self) -> Option<Arc<crate::backend::TlsClient>> {
+        self.tls.load_full()
+    }
+
+    pub fn set_tls(&self, tls: Option<Arc<crate::backend::TlsClient>>) {
+        self.tls.store(tls);
     }
 
     /// Stops pooling: idle connections are closed now, busy ones when returned.

@@ -126,9 +126,17 @@ impl Sandbox {
                 s.initialize_from(&sb.servers[0])?;
             }
         }
+        // the servers offer TLS with the same certificate as Sluice (backend_tls tests)
+        let tls = match certs::ensure(&sb.dir) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "sandbox without TLS");
+                None
+            }
+        };
         sb.say("starting servers...");
         for s in &sb.servers {
-            s.start()?;
+            s.start(tls.as_ref())?;
         }
         for i in 0..sb.servers.len() {
             sb.servers[i].wait_ready(Duration::from_secs(60)).await?;
@@ -151,10 +159,6 @@ impl Sandbox {
         }
         sb.say("checking replication...");
         sb.check_replication(Duration::from_secs(30)).await?;
-        // once per topology, before any proxy config refers to them
-        if let Err(e) = certs::ensure(&sb.dir) {
-            tracing::warn!(error = %e, "sandbox without TLS");
-        }
         Ok(sb)
     }
 
@@ -318,7 +322,9 @@ impl Sandbox {
     /// Stops (if running) and starts server `i` again on the same data and port.
     pub async fn restart(&self, i: usize) -> Result<(), SandboxError> {
         self.servers[i].stop();
-        self.servers[i].start()?;
+        let c = certs::paths(&self.dir);
+        let tls = (c.ca.exists() && c.cert.exists() && c.key.exists()).then_some(&c);
+        self.servers[i].start(tls)?;
         self.servers[i].wait_ready(Duration::from_secs(60)).await
     }
 

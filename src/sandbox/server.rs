@@ -165,7 +165,7 @@ impl Server {
     }
 
     /// Starts the server process (does not wait for readiness).
-    pub fn start(&self) -> Result<(), SandboxError> {
+    pub fn start(&self, tls: Option<&super::certs::Certs>) -> Result<(), SandboxError> {
         let init = self.write_init_file()?;
         std::fs::create_dir_all(self.tmp_dir())
             .map_err(|e| self.fail(&format!("create tmp dir: {e}")))?;
@@ -212,6 +212,11 @@ impl Server {
         if self.replica {
             cmd.arg("--read-only=ON");
         }
+        if let Some(c) = tls {
+            cmd.arg(format!("--ssl-cert={}", c.cert.display()))
+                .arg(format!("--ssl-key={}", c.key.display()))
+                .arg(format!("--ssl-ca={}", c.ca.display()));
+        }
         if is_root() {
             cmd.arg("--user=root");
         }
@@ -236,6 +241,7 @@ impl Server {
             native_hash1: None,
             database: None,
             flavour: Default::default(),
+            tls: None,
             timeout: Duration::from_secs(5),
         }
     }

@@ -42,6 +42,7 @@ impl Session {
             database: self.state.database.clone(),
             flavour: self.flavour,
             timeout: cfg.pool.connect_timeout.0,
+            tls: self.shared.topology.backend(backend).pool.tls(),
         }
     }
 

@@ -30,15 +30,29 @@ pub struct Backend {
     pub state: BackendState,
 }
 
+/// The TLS client of backend `b` (the config was validated, so building it succeeds unless
+/// a file changed since; then the backend gets no TLS client and the error is logged).
+pub fn backend_tls(
+    cfg: &Config,
+    b: &crate::config::Backend,
+) -> Option<Arc<crate::backend::TlsClient>> {
+    crate::backend::tls::client(&cfg.backend_tls, b.tls, &b.address).unwrap_or_else(|e| {
+        tracing::error!(backend = %b.name, error = %e, "backend TLS settings unusable");
+        None
+    })
+}
+
 impl Backend {
     pub fn new(cfg: &Config, b: &crate::config::Backend) -> Backend {
+        let pool = BackendPool::new(
+            &b.name,
+            &b.address,
+            cfg.pool.max_connections_per_backend,
+            cfg.pool.max_idle_per_backend,
+        );
+        pool.set_tls(backend_tls(cfg, b));
         Backend {
-            pool: Arc::new(BackendPool::new(
-                &b.name,
-                &b.address,
-                cfg.pool.max_connections_per_backend,
-                cfg.pool.max_idle_per_backend,
-            )),
+            pool: Arc::new(pool),
             role: b.role,
             weight: AtomicU32::new(b.weight),
             removed: AtomicBool::new(false),

@@ -119,14 +119,7 @@ fn yes(v: Option<&str>) -> bool {
 impl Task {
     async fn probe(&mut self, m: &Monitor) -> Result<Probe, BackendError> {
         if self.conn.is_none() {
-            let address = self
-                .shared
-                .topology
-                .backend(self.index)
-                .pool
-                .address
-                .clone();
-            let opts = ConnectOpts::monitor(m, address);
+            let opts = ConnectOpts::monitor(m, &self.shared.topology.backend(self.index).pool);
             self.conn = Some(BackendConn::connect(&opts).await?);
             self.heartbeat_table_ready = false;
         }

@@ -1,0 +1,127 @@
+//! A backend connection's two halves, plain TCP or TLS. TLS halves share the stream behind a
+//! mutex (held only inside one poll) so that the reader can still wait for readability of the
+//! socket without reading (see `session::exec::reply_or_client_left`).
+
+use parking_lot::Mutex;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+type Shared = Arc<Mutex<TlsStream<TcpStream>>>;
+
+pub enum BackendRead {
+    Tcp(OwnedReadHalf),
+    Tls(Shared),
+}
+
+pub enum BackendWrite {
+    Tcp(OwnedWriteHalf),
+    Tls(Shared),
+}
+
+/// Splits a stream into halves.
+pub fn split_tcp(s: TcpStream) -> (BackendRead, BackendWrite) {
+    let (r, w) = s.into_split();
+    (BackendRead::Tcp(r), BackendWrite::Tcp(w))
+}
+
+pub fn split_tls(s: TlsStream<TcpStream>) -> (BackendRead, BackendWrite) {
+    let s = Arc::new(Mutex::new(s));
+    (BackendRead::Tls(s.clone()), BackendWrite::Tls(s))
+}
+
+impl BackendRead {
+    /// Waits until the socket is readable (bytes, or the peer closed).
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            BackendRead::Tcp(r) => r.readable().await,
+            BackendRead::Tls(s) => {
+                std::future::poll_fn(|cx| s.lock().get_ref().0.poll_read_ready(cx)).await
+            }
+        }
+    }
+
+    /// Whether the socket is open with nothing to read (an idle connection's expected state;
+    /// bytes or end of stream mean the server closed it or sent something unexpected).
+    pub fn is_quiet(&self) -> bool {
+        let mut b = [0u8; 1];
+        let mut rb = ReadBuf::new(&mut b);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self {
+            BackendRead::Tcp(r) => r.as_ref().poll_peek(&mut cx, &mut rb).is_pending(),
+            BackendRead::Tls(s) => s
+                .lock()
+                .get_ref()
+                .0
+                .poll_peek(&mut cx, &mut rb)
+                .is_pending(),
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, BackendRead::Tls(_))
+    }
+}
+
+impl AsyncRead for BackendRead {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BackendRead::Tcp(r) => Pin::new(r).poll_read(cx, buf),
+            BackendRead::Tls(s) => Pin::new(&mut *s.lock()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for BackendWrite {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            BackendWrite::Tcp(w) => Pin::new(w).poll_write(cx, buf),
+            BackendWrite::Tls(s) => Pin::new(&mut *s.lock()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BackendWrite::Tcp(w) => Pin::new(w).poll_flush(cx),
+            BackendWrite::Tls(s) => Pin::new(&mut *s.lock()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BackendWrite::Tcp(w) => Pin::new(w).poll_shutdown(cx),
+            BackendWrite::Tls(s) => Pin::new(&mut *s.lock()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            BackendWrite::Tcp(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+            BackendWrite::Tls(s) => Pin::new(&mut *s.lock()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            BackendWrite::Tcp(w) => w.is_write_vectored(),
+            BackendWrite::Tls(_) => true,
+        }
+    }
+}
