@@ -137,6 +137,7 @@ async fn run(full: bool, password: &str) -> (Result<&'static str, String>, Resul
         native_hash1: None,
         database: None,
         flavour: Default::default(),
+        tls: None,
         timeout: Duration::from_secs(5),
     };
     let client = BackendConn::connect(&opts)
