@@ -2,7 +2,7 @@
 # Runs third-party client test suites against Sluice (in front of a sandbox primary + 2
 # replicas) and the same suites direct to the primary, and compares them.
 #
-#   conformance/run.sh [mysqlclient] [django] [mtr]      (default: all)
+#   conformance/run.sh [mysqlclient] [django] [mtr] [tls]      (default: all)
 #
 # Prints one line per suite: `suite: N passed, N failed (direct: N passed, N failed)` and
 # exits non-zero when a test that passes direct fails through Sluice.
@@ -12,7 +12,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(mysqlclient django mtr)
+[ ${#suites[@]} -eq 0 ] && suites=(mysqlclient django mtr tls)
 port="${CONF_PORT:-24306}"
 proxy_port=$((port + 20))
 work="${CONF_DIR:-$(mktemp -d /tmp/sluice-conformance.XXXXXX)}"
@@ -56,6 +56,11 @@ password = "sluice_admin_pw"
 [[users]]
 name = "root"
 password = ""
+
+# known only by its caching_sha2_password hash (conformance/tls.sh)
+[[users]]
+name = "sha2app"
+password_hash = "$(echo sha2pass | "$bin" password-hash | sed -n 's/^caching_sha2_password: password_hash = "\(.*\)"$/\1/p')"
 USERS
 "$bin" run --config "$work/sluice.toml" >"$work/sluice.log" 2>&1 &
 pids+=($!)
@@ -70,7 +75,8 @@ for s in "${suites[@]}"; do
     mysqlclient) "$here/mysqlclient.sh" "$work" "$port" "$proxy_port" || status=1 ;;
     django) "$here/django.sh" "$work" "$port" "$proxy_port" || status=1 ;;
     mtr) "$here/mtr.sh" "$work" "$port" "$proxy_port" || status=1 ;;
-    *) echo "unknown suite: $s (known: mysqlclient django mtr)" >&2; status=2 ;;
+    tls) "$here/tls.sh" "$work" "$port" "$proxy_port" || status=1 ;;
+    *) echo "unknown suite: $s (known: mysqlclient django mtr tls)" >&2; status=2 ;;
   esac
 done
 exit $status

@@ -44,6 +44,9 @@ enum Command {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Print the `password_hash` forms of a password read from standard input (one line), for
+    /// `[[users]]` without plaintext: mysql_native_password and caching_sha2_password.
+    PasswordHash,
 }
 
 use sluice::shared::LevelSetter;
@@ -193,6 +196,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = Config::load(&config)?;
             let set_level = init_logging(&cfg.log.level, cfg.log.format);
             runtime(cfg.listen.worker_threads)?.block_on(sluice::app::run(&config, set_level))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::PasswordHash => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let pw = line.trim_end_matches(['\r', '\n']);
+            let (native, sha2) = sluice::frontend::password_hashes(pw);
+            println!("mysql_native_password: password_hash = \"{native}\"");
+            println!("caching_sha2_password: password_hash = \"{sha2}\"");
             Ok(ExitCode::SUCCESS)
         }
         Command::Switchover { admin, to } => {

@@ -3,11 +3,24 @@
 
 mod common;
 use common::*;
+use mysql_async::prelude::*;
 
 /// Runs the `mariadb` CLI against the proxy; returns (success, stdout + stderr).
 async fn cli(p: &sluice::app::Proxy, extra: &[&str], sql: &str) -> (bool, String) {
+    cli_as(p, "app", "apppass", extra, sql).await
+}
+
+async fn cli_as(
+    p: &sluice::app::Proxy,
+    user: &str,
+    password: &str,
+    extra: &[&str],
+    sql: &str,
+) -> (bool, String) {
     let out = tokio::process::Command::new("mariadb")
-        .args(["--no-defaults", "-h", "127.0.0.1", "-u", "app", "-papppass"])
+        .args(["--no-defaults", "-h", "127.0.0.1"])
+        .arg(format!("-u{user}"))
+        .arg(format!("-p{password}"))
         .arg(format!("-P{}", p.addr.port()))
         .args(extra)
         .args(["-e", sql])
@@ -80,4 +93,46 @@ async fn require_secure_transport_refuses_plain_clients() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (ok, out) = cli(&p, &args, "SELECT 1").await;
     assert!(ok, "{out}");
+}
+
+/// A user known to Sluice only by its caching_sha2_password string (as MySQL 8 stores it):
+/// Sluice asks the client for full authentication and logs in to the backend with the
+/// password it received, over TLS (in the clear) and without (RSA-encrypted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caching_sha2_full_authentication_over_tls_and_rsa() {
+    user("sha2app", "sha2 pass!word").await;
+    let stored = sluice::frontend::sha2crypt::Sha2Crypt::new(
+        b"sha2 pass!word",
+        b"0123456789abcdefghij",
+        5000,
+    );
+    let mut cfg = config_for("sha2app", "");
+    cfg.users[0].password_hash = Some(String::from_utf8(stored.to_bytes()).unwrap());
+    let p = proxy(cfg).await;
+    let ca = topology().dir.join("tls").join("ca.pem");
+    let tls = verified(ca.to_str().unwrap(), "TLSv1.3");
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let sql = "SELECT CONCAT('user=', CURRENT_USER())";
+    let (ok, out) = cli_as(&p, "sha2app", "sha2 pass!word", &tls, sql).await;
+    assert!(ok && out.contains("user=sha2app@"), "over TLS: {out}");
+    let (ok, out) = cli_as(&p, "sha2app", "wrong", &tls, sql).await;
+    assert!(
+        !ok && out.contains("1045"),
+        "wrong password over TLS: {out}"
+    );
+
+    // no TLS: the client fetches Sluice's RSA public key and encrypts the password
+    let plain = opts(&p, None)
+        .user(Some("sha2app"))
+        .pass(Some("sha2 pass!word"));
+    let mut c = mysql_async::Conn::new(plain.clone())
+        .await
+        .expect("caching_sha2 full authentication with RSA");
+    let who: Option<String> = c.query_first("SELECT CURRENT_USER()").await.unwrap();
+    assert!(who.unwrap().starts_with("sha2app@"));
+    let e = mysql_async::Conn::new(plain.pass(Some("wrong")))
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(e.to_string().contains("1045"), "{e}");
 }

@@ -86,10 +86,14 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             bad(format!("users[{i}].name"), "duplicate user name");
         }
         if let Some(h) = &u.password_hash {
-            if crate::frontend::native::parse_stored(h).is_none() {
+            if crate::frontend::native::parse_stored(h).is_none()
+                && crate::frontend::sha2crypt::Sha2Crypt::parse(h.as_bytes()).is_none()
+            {
                 bad(
                     format!("users[{i}].password_hash"),
-                    "must be \"*\" and 40 hex digits (mysql_native_password, as in mysql.user)",
+                    "must be \"*\" and 40 hex digits (mysql_native_password) or a \
+                     caching_sha2_password string (\"$A$005$...\", or 0x and its hex), as in \
+                     mysql.user",
                 );
             }
             if !u.password.is_empty() {

@@ -17,6 +17,8 @@ const MIN_REFRESH_GAP: Duration = Duration::from_secs(1);
 pub enum Secret {
     /// SHA1(SHA1(password)) (mysql_native_password).
     NativeHash(Hash),
+    /// caching_sha2_password's stored form (MySQL 8).
+    Sha2(super::sha2crypt::Sha2Crypt),
     /// No password.
     Empty,
     /// An authentication plugin Sluice cannot verify (ed25519, caching_sha2_password...).
@@ -111,6 +113,13 @@ impl AccountStore {
                     Some(h) => Secret::NativeHash(h),
                     None => Secret::Unsupported(plugin.clone()),
                 },
+                "caching_sha2_password" => {
+                    match super::sha2crypt::Sha2Crypt::parse(auth.as_bytes()) {
+                        Some(c) => Secret::Sha2(c),
+                        None if auth.is_empty() => Secret::Empty,
+                        None => Secret::Unsupported(plugin.clone()),
+                    }
+                }
                 other => Secret::Unsupported(other.to_string()),
             };
             map.entry(user).or_default().push(Account { host, secret });

@@ -116,18 +116,22 @@ enum Known {
     Plain(String),
     /// SHA1(SHA1(password)).
     Hash(super::native::Hash),
+    /// caching_sha2_password's stored form: needs the plaintext (full authentication).
+    Sha2(super::sha2crypt::Sha2Crypt),
     Unsupported(String),
 }
 
 impl Known {
     fn of_config(u: &User) -> Known {
-        match u
-            .password_hash
-            .as_deref()
-            .and_then(super::native::parse_stored)
-        {
+        let Some(stored) = u.password_hash.as_deref() else {
+            return Known::Plain(u.password.clone());
+        };
+        match super::native::parse_stored(stored) {
             Some(h) => Known::Hash(h),
-            None => Known::Plain(u.password.clone()),
+            None => match super::sha2crypt::Sha2Crypt::parse(stored.as_bytes()) {
+                Some(c) => Known::Sha2(c),
+                None => Known::Unsupported("an unreadable password_hash".into()),
+            },
         }
     }
 
@@ -135,6 +139,7 @@ impl Known {
         use super::accounts::Secret;
         match s {
             Secret::NativeHash(h) => Known::Hash(h),
+            Secret::Sha2(c) => Known::Sha2(c),
             Secret::Empty => Known::Plain(String::new()),
             Secret::Unsupported(p) => Known::Unsupported(p),
         }
@@ -145,7 +150,7 @@ impl Known {
         match self {
             Known::Plain(p) => verify(NATIVE, data, nonce, p).then_some(None),
             Known::Hash(h) => super::native::recover(data, nonce, h).map(Some),
-            Known::Unsupported(_) => None,
+            Known::Sha2(_) | Known::Unsupported(_) => None,
         }
     }
 }
@@ -198,6 +203,9 @@ pub struct Handshake<'a, R, W: AsyncWrite> {
     pub server_version: &'a str,
     pub connection_id: u32,
     pub peer_host: String,
+    /// The client is on TLS (caching_sha2_password full authentication sends the password
+    /// in the clear then).
+    pub tls: bool,
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
@@ -326,6 +334,20 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
                 .reject(&mut seq, SqlError::new(1045, "28000", msg))
                 .await);
         }
+        if let Some(Known::Sha2(stored)) = &known {
+            let plain = self.sha2_full_auth(&login.nonce, plugin, &mut seq).await?;
+            return match plain.filter(|p| stored.verify(p.as_bytes())) {
+                Some(p) => {
+                    login.user_index = found.unwrap_or(0);
+                    login.password = p;
+                    Ok((login, seq))
+                }
+                None => {
+                    let e = SqlError::access_denied(&login.user, &self.peer_host, true);
+                    Err(self.reject(&mut seq, e).await)
+                }
+            };
+        }
         let plain = match &known {
             Some(Known::Plain(p)) => Some(p.as_str()),
             _ => None,
@@ -361,6 +383,71 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
         login.password = plain.unwrap_or_default().to_string();
         login.native_hash1 = native_hash1;
         Ok((login, seq))
+    }
+
+    /// caching_sha2_password full authentication: the client's password, in the clear over
+    /// TLS or RSA-encrypted with Sluice's key (sent on request) without. `None`: the client
+    /// sent nothing usable.
+    async fn sha2_full_auth(
+        &mut self,
+        nonce: &[u8; 20],
+        plugin: &[u8],
+        seq: &mut u8,
+    ) -> Result<Option<String>, HandshakeError> {
+        let mut buf = Vec::new();
+        if plugin != SHA2 {
+            let mut data = nonce.to_vec();
+            data.push(0);
+            let mut out = Vec::new();
+            AuthSwitchRequest::new(SHA2, data).serialize(&mut out);
+            self.send(seq, &out).await?;
+            *seq = self
+                .r
+                .read_logical(&mut buf, 1 << 16)
+                .await?
+                .wrapping_add(1);
+        }
+        self.send(seq, &[0x01, 0x04]).await?; // perform full authentication
+        *seq = self
+            .r
+            .read_logical(&mut buf, 1 << 16)
+            .await?
+            .wrapping_add(1);
+        let internal = |e: String| {
+            tracing::error!(error = %e, "caching_sha2_password key exchange");
+            HandshakeError::Rejected(SqlError::new(1045, "28000", "Sluice: RSA key unavailable"))
+        };
+        let mut plain = if self.tls {
+            buf
+        } else {
+            if buf == [0x02] {
+                // the client asks for the public key
+                let mut out = vec![0x01];
+                out.extend_from_slice(
+                    super::rsa_key::public_pem()
+                        .await
+                        .map_err(internal)?
+                        .as_bytes(),
+                );
+                self.send(seq, &out).await?;
+                *seq = self
+                    .r
+                    .read_logical(&mut buf, 1 << 16)
+                    .await?
+                    .wrapping_add(1);
+            }
+            let Some(mut p) = super::rsa_key::decrypt(&buf).await.map_err(internal)? else {
+                return Ok(None);
+            };
+            for (i, b) in p.iter_mut().enumerate() {
+                *b ^= nonce[i % nonce.len()];
+            }
+            p
+        };
+        if plain.last() == Some(&0) {
+            plain.pop();
+        }
+        Ok(String::from_utf8(plain).ok())
     }
 }
 
@@ -420,6 +507,7 @@ mod handshake_tests {
                 server_version: "8.0-test",
                 connection_id: 1,
                 peer_host: "t".into(),
+                tls: false,
             };
             let res = hs.run().await;
             if let Ok((_, mut seq)) = res {

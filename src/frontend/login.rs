@@ -77,6 +77,7 @@ pub async fn accept(
         seq = client.r.read_logical(&mut buf, 1 << 16).await?;
     }
     let cfg = shared.config.load();
+    let tls = client.is_tls();
     let hs = Handshake {
         r: &mut client.r,
         w: &mut client.w,
@@ -85,6 +86,7 @@ pub async fn accept(
         server_version: &shared.server_version,
         connection_id,
         peer_host: peer_host.to_string(),
+        tls,
     };
     let (login, mut seq) = hs.login(nonce, &buf, seq.wrapping_add(1)).await?;
     if !client.is_tls() && tls_required(&cfg, &login.user) {

@@ -138,6 +138,7 @@ impl Session {
             collation: cu.collation.unwrap_or(self.login.collation),
             nonce: self.login.nonce,
         };
+        let tls = self.client_r.get_ref().is_tls();
         let mut hs = Handshake {
             r: &mut self.client_r,
             w: &mut self.client_w,
@@ -146,6 +147,7 @@ impl Session {
             server_version: &self.shared.server_version,
             connection_id: self.handle.id,
             peer_host: self.peer_host.clone(),
+            tls,
         };
         let plugin = cu.plugin.unwrap_or_else(|| NATIVE.to_vec());
         match hs.authenticate(login, &plugin, &cu.auth, self.seq).await {
