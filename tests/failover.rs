@@ -384,6 +384,51 @@ async fn two_sluices_promote_exactly_once() {
     assert_eq!(ro, 1, "exactly one replica was promoted");
 }
 
+/// Two instances partitioned from each other, each reaching the primary and a different
+/// replica (the other replica's address is unreachable from it): when the primary dies,
+/// each holds the lock on 1 of 3 configured backends, so neither promotes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_instances_never_both_promote() {
+    let t = topology("partition").await;
+    let cut_off = |cfg: &mut Config, name: &str| {
+        let b = cfg.backends.iter_mut().find(|b| b.name == name).unwrap();
+        b.address = "127.0.0.1:1".into(); // nothing listens there
+    };
+    let mut ca = failover_config(&t);
+    cut_off(&mut ca, "db2");
+    let mut cb = failover_config(&t);
+    cut_off(&mut cb, "db1");
+    let a = common::proxy(ca).await;
+    let b = common::proxy(cb).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    t.sb.kill(0);
+    // failover.after = 3 x 300 ms: give both ample time to try
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let count = |m: String| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("sluice_failovers_total "))
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+    };
+    let (fa, fb) = (
+        count(admin_get(&a, "/metrics").await.1),
+        count(admin_get(&b, "/metrics").await.1),
+    );
+    let note = admin_get(&a, "/status").await.1;
+    println!("partitioned instances: failovers a={fa} b={fb}");
+    assert!(fa + fb <= 1, "at most one promotion: a={fa} b={fb}");
+    assert_eq!(fa + fb, 0, "neither side has a majority of 3: {note}");
+    assert!(note.contains("1 of 3 configured backends"), "{note}");
+    for i in 1..=2 {
+        let ro =
+            t.sb.sql(i, "SELECT @@global.read_only AS ro")
+                .await
+                .unwrap();
+        assert_eq!(ro.get("ro"), Some("1"), "db{i} must not have been promoted");
+    }
+}
+
 async fn post(p: &Proxy, path: &str, body: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(p.admin_addr).await.unwrap();

@@ -120,12 +120,12 @@ pub(crate) async fn failover(shared: &Arc<Shared>, old: usize) -> Result<bool, S
         note(shared, format!("primary {} fails Sluice's checks but replicas {seeing:?} still replicate from it: not promoting", name(old)));
         return Ok(false);
     }
-    let Some(_lock) = lock::acquire(shared, old).await else {
-        note(
-            shared,
-            "another Sluice instance holds the failover lock; following it".into(),
-        );
-        return Ok(false);
+    let _lock = match lock::acquire(shared, old).await {
+        Ok(l) => l,
+        Err(e) => {
+            note(shared, format!("not promoting: {e}; following the servers"));
+            return Ok(false);
+        }
     };
     if topo.primary() != old
         || healthy
@@ -348,7 +348,13 @@ pub(crate) async fn fence_returning(shared: &Arc<Shared>) {
                         &cfg.failover.replication_password,
                     );
                     match conn::run_all(&mut c, &stmts).await {
-                        Ok(()) => reason.push_str("; rejoined as a replica"),
+                        Ok(()) => {
+                            // back in the topology: no longer listed as fenced
+                            tracing::warn!("{reason}; rejoined as a replica");
+                            let mut fs = shared.failover.status.lock();
+                            fs.fenced.retain(|f| !f.starts_with(&format!("{name} ")));
+                            continue;
+                        }
                         Err(e) => reason.push_str(&format!("; rejoin failed: {e}")),
                     }
                 }

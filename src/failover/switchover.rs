@@ -41,9 +41,7 @@ pub async fn switchover(shared: &Arc<Shared>, to: Option<&str>) -> Result<Timeli
     let target = pick_target(shared, to)?;
     let old = shared.topology.primary();
     let name = |i: usize| shared.topology.backend(i).pool.name.clone();
-    let _lock = lock::acquire(shared, usize::MAX)
-        .await
-        .ok_or("another Sluice instance holds the failover lock")?;
+    let _lock = lock::acquire(shared, usize::MAX).await?;
     let mut rec = Recorder::new("switchover", &name(old));
     rec.timeline.to = Some(name(target));
     shared.failover.holding.store(true, Ordering::Relaxed);

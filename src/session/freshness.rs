@@ -47,7 +47,7 @@ impl Session {
             let needs = ReadNeeds {
                 max_lag_us,
                 gtid: gtid.as_deref(),
-                confirmed: self.state.confirmed,
+                confirmed: Some(&self.state.confirmed),
             };
             let known = topo.pick_replica(skip, &needs, true);
             let pick = match known {
@@ -89,7 +89,7 @@ impl Session {
                         .wait_for(&self.last_gtid_text, wait.as_secs_f64());
                     match lease.query(&sql).await {
                         Ok(res) if res.get("r") == Some("0") => {
-                            self.state.confirmed |= 1u64 << (r % 64);
+                            self.state.confirmed.insert(r);
                             return Ok(Some((r, lease)));
                         }
                         Ok(_) => return Ok(None), // not applied in time: the primary has it
@@ -144,7 +144,7 @@ impl Session {
                             }
                             self.state.last_write_gtid = Some(set);
                             self.last_gtid_text = g;
-                            self.state.confirmed = 0;
+                            self.state.confirmed.clear();
                         }
                     }
                     Err(e) => {
@@ -174,7 +174,7 @@ impl Session {
             if w.1 != self.last_gtid_text {
                 self.state.last_write_gtid = Some(w.0.clone());
                 self.last_gtid_text = w.1.clone();
-                self.state.confirmed = 0;
+                self.state.confirmed.clear();
             }
         }
     }

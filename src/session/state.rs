@@ -22,8 +22,8 @@ pub struct SessionState {
     /// Read-your-writes: when the session last wrote, and what (GTID) if known.
     pub last_write_at: Option<std::time::Instant>,
     pub last_write_gtid: Option<Arc<GtidSet>>,
-    /// Replicas confirmed (bit per backend index) to have applied `last_write_gtid`.
-    pub confirmed: u64,
+    /// Replicas confirmed to have applied `last_write_gtid`.
+    pub confirmed: crate::topology::set::BackendSet,
 }
 
 impl SessionState {
@@ -42,7 +42,7 @@ impl SessionState {
             user_vars: false,
             last_write_at: None,
             last_write_gtid: None,
-            confirmed: 0,
+            confirmed: Default::default(),
         }
     }
 

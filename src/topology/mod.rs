@@ -6,6 +6,7 @@
 
 pub mod gtid;
 pub mod monitor;
+pub mod set;
 pub mod state;
 
 use crate::config::{Config, Role};
@@ -102,8 +103,8 @@ pub struct ReadNeeds<'a> {
     pub max_lag_us: Option<i64>,
     /// The replica must have applied this (read-your-writes).
     pub gtid: Option<&'a GtidSet>,
-    /// Replicas known to have applied `gtid` regardless of what the monitor saw (bit per index).
-    pub confirmed: u64,
+    /// Replicas known to have applied `gtid` regardless of what the monitor saw.
+    pub confirmed: Option<&'a set::BackendSet>,
 }
 
 impl Topology {
@@ -196,7 +197,7 @@ impl Topology {
         }
         if check_gtid {
             if let Some(g) = needs.gtid {
-                return needs.confirmed & (1u64 << (i % 64)) != 0 || st.has_applied(g);
+                return needs.confirmed.is_some_and(|c| c.contains(i)) || st.has_applied(g);
             }
         }
         true
@@ -338,9 +339,11 @@ mod tests {
         for _ in 0..50 {
             assert_eq!(t.pick_replica(None, &needs, true), Some(1));
         }
+        let mut two = set::BackendSet::default();
+        two.insert(2);
         let needs = ReadNeeds {
             gtid: Some(&g),
-            confirmed: 1 << 2,
+            confirmed: Some(&two),
             ..Default::default()
         };
         assert!(t.pick_replica(Some(1), &needs, true) == Some(2));
