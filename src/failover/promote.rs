@@ -195,9 +195,13 @@ async fn run_failover(
         .await
         .map_err(|e| e.to_string())?;
     let wait = cfg.failover.relay_log_wait.0.as_secs_f64();
-    let r = conn::query(&mut c, &pos.dialect.wait_for(&pos.received_text, wait))
-        .await
-        .map_err(|e| e.to_string())?;
+    let r = conn::query_within(
+        &mut c,
+        &pos.dialect.wait_for(&pos.received_text, wait),
+        cfg.failover.relay_log_wait.0,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     if r.get("r") != Some("0") {
         rec.step(format!(
             "relay log not fully applied within {wait}s; promoting anyway"

@@ -111,9 +111,10 @@ async fn run(
             return Err(format!("{}: {e}", name(target)));
         }
     };
-    let caught_up = conn::query(
+    let caught_up = conn::query_within(
         &mut tc,
         &d.wait_for(&pos, cfg.failover.relay_log_wait.0.as_secs_f64()),
+        cfg.failover.relay_log_wait.0,
     )
     .await;
     if !matches!(&caught_up, Ok(r) if r.get("r") == Some("0")) {
