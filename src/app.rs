@@ -14,11 +14,12 @@ use tokio::task::JoinHandle;
 pub enum StartError {
     #[error("{0}")]
     Config(crate::config::LoadError),
-    #[error("cannot listen on {address} ({what}): {source}")]
+    // `cause` is not the error's source: the message already says it, once
+    #[error("cannot listen on {address} ({what}): {cause}")]
     Bind {
         what: &'static str,
         address: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -73,7 +74,7 @@ async fn bind(what: &'static str, address: &str) -> Result<TcpListener, StartErr
         .map_err(|source| StartError::Bind {
             what,
             address: address.into(),
-            source,
+            cause: source,
         })
 }
 

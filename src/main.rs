@@ -68,7 +68,12 @@ fn init_logging(level: &str, format: LogFormat) -> LevelSetter {
             )
             .init(),
         LogFormat::Human => registry
-            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    // colour only on a terminal: no escape codes in files and journals
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
+            )
             .init(),
     }
     Box::new(move |lvl: &str| {
