@@ -1,7 +1,9 @@
 //! Sluice: a read/write-splitting MySQL/MariaDB proxy.
 //!
 //! Query flow: `frontend` -> `session` -> `router` -> `pool` -> `backend`, with `protocol`
-//! doing the wire work. See DESIGN notes in the README.
+//! doing the wire work. User documentation (configuration, routing, failover, metrics,
+//! security, limits) is `README.md` at the repository root; each module's header comment
+//! describes its part.
 
 pub mod admin;
 pub mod app;
