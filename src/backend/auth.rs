@@ -4,15 +4,16 @@
 use super::stream::{split_tcp, split_tls};
 use super::{BackendConn, BackendError, ConnectOpts};
 use crate::error::SqlError;
-use crate::protocol::packet::PacketReader;
+use crate::protocol::packet::{PacketReader, PacketWriter};
 use mysql_common::auth::plugins::caching_sha2_password::scramble_sha256;
 use mysql_common::auth::plugins::mysql_native_password::scramble_native;
 use mysql_common::constants::{CapabilityFlags, MariadbCapabilities};
 use mysql_common::crypto;
 use mysql_common::io::ParseBuf;
-use mysql_common::packets::{AuthPlugin, AuthSwitchRequest, HandshakePacket, HandshakeResponse};
+use mysql_common::packets::{
+    AuthPlugin, AuthSwitchRequest, HandshakePacket, HandshakeResponse, SslRequest,
+};
 use mysql_common::proto::{MyDeserialize, MySerialize};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const NATIVE: &[u8] = b"mysql_native_password";
@@ -126,16 +127,17 @@ fn negotiate(hs: &HandshakePacket<'_>, opts: &ConnectOpts) -> Result<Negotiated,
     })
 }
 
-/// The SSL request: the start of a handshake response, after which TLS begins.
-fn ssl_request(n: &Negotiated) -> Vec<u8> {
-    let mut p = Vec::with_capacity(36);
-    p.extend_from_slice(&[32, 0, 0, 1]); // 32-byte payload, sequence id 1
-    p.extend_from_slice(&n.caps.bits().to_le_bytes());
-    p.extend_from_slice(&(1u32 << 30).to_le_bytes());
-    p.push(45); // utf8mb4_general_ci
-    p.extend_from_slice(&[0; 19]);
-    p.extend_from_slice(&n.mariadb_caps.bits().to_le_bytes());
-    p
+/// Sends the SSL request (sequence id 1): the start of a handshake response, after which
+/// TLS begins.
+async fn send_ssl_request(tcp: &mut TcpStream, n: &Negotiated) -> Result<(), BackendError> {
+    let mut payload = Vec::new();
+    SslRequest::new(n.caps, 1 << 30, 45) // utf8mb4_general_ci
+        .with_mariadb_capabilities(n.mariadb_caps)
+        .serialize(&mut payload);
+    let mut w = PacketWriter::new(tcp);
+    w.write_packet(&mut 1, &payload).await?;
+    w.flush().await?;
+    Ok(())
 }
 
 /// Opens and logs in a connection (TLS first when configured and offered).
@@ -157,7 +159,7 @@ pub(super) async fn connect(opts: &ConnectOpts) -> Result<BackendConn, BackendEr
     let mut tcp = r.into_inner();
     let (rd, wr, seq) = match &opts.tls {
         Some(t) if n.caps.contains(CapabilityFlags::CLIENT_SSL) => {
-            tcp.write_all(&ssl_request(&n)).await?;
+            send_ssl_request(&mut tcp, &n).await?;
             let s = t
                 .connector
                 .connect(t.server_name.clone(), tcp)
