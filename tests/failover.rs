@@ -351,17 +351,7 @@ async fn two_sluices_promote_exactly_once() {
         primary_name(&b).await != "db0"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let count = |m: String| {
-        m.lines()
-            .find_map(|l| l.strip_prefix("sluice_failovers_total "))
-            .unwrap()
-            .parse::<u32>()
-            .unwrap()
-    };
-    let (fa, fb) = (
-        count(admin_get(&a, "/metrics").await.1),
-        count(admin_get(&b, "/metrics").await.1),
-    );
+    let (fa, fb) = (failovers(&a).await, failovers(&b).await);
     println!(
         "two instances: failovers performed a={fa} b={fb}; primary a={} b={}",
         primary_name(&a).await,
@@ -404,17 +394,7 @@ async fn partitioned_instances_never_both_promote() {
     t.sb.kill(0);
     // failover.after = 3 x 300 ms: give both ample time to try
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let count = |m: String| {
-        m.lines()
-            .find_map(|l| l.strip_prefix("sluice_failovers_total "))
-            .unwrap()
-            .parse::<u32>()
-            .unwrap()
-    };
-    let (fa, fb) = (
-        count(admin_get(&a, "/metrics").await.1),
-        count(admin_get(&b, "/metrics").await.1),
-    );
+    let (fa, fb) = (failovers(&a).await, failovers(&b).await);
     let note = admin_get(&a, "/status").await.1;
     println!("partitioned instances: failovers a={fa} b={fb}");
     assert!(fa + fb <= 1, "at most one promotion: a={fa} b={fb}");
@@ -427,6 +407,18 @@ async fn partitioned_instances_never_both_promote() {
                 .unwrap();
         assert_eq!(ro.get("ro"), Some("1"), "db{i} must not have been promoted");
     }
+}
+
+/// `sluice_failovers_total` of `p`.
+async fn failovers(p: &Proxy) -> u32 {
+    admin_get(p, "/metrics")
+        .await
+        .1
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_failovers_total "))
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 async fn post(p: &Proxy, path: &str, body: &str) -> String {
