@@ -302,8 +302,8 @@ impl Metrics {
             .set(topo.split_brain.load(Ordering::Relaxed) as i64);
         for (i, b) in topo.backends().iter().enumerate() {
             let name = b.pool.name.as_str();
-            let st = &b.state;
-            let up = st.up.load(Ordering::Relaxed) && !b.pool.is_down();
+            let st = b.state.load();
+            let up = st.up && !b.pool.is_down();
             self.backend_up.with_label_values(&[name]).set(up as i64);
             self.backend_role
                 .with_label_values(&[name, "primary"])
@@ -315,8 +315,7 @@ impl Metrics {
             self.replication_lag
                 .with_label_values(&[name])
                 .set(lag.map(|l| l as f64 / 1e6).unwrap_or(f64::NAN));
-            let eligible =
-                i != primary && up && b.weight() > 0 && st.eligible.load(Ordering::Relaxed);
+            let eligible = i != primary && up && b.weight() > 0 && st.eligible;
             self.backend_eligible
                 .with_label_values(&[name])
                 .set(eligible as i64);

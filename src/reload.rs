@@ -38,6 +38,9 @@ fn now() -> f64 {
 
 /// Reloads from the file the proxy was started with.
 pub async fn from_file(shared: &Arc<Shared>, trigger: &str) -> Outcome {
+    // SIGHUP, the admin API and the file watcher may fire together: one reload at a time,
+    // each reading the file afresh, so the last one to run applies the newest file
+    let _serial = shared.reload_serial.lock().await;
     let path = shared.reload.lock().path.clone();
     let parsed = match path {
         None => Err(vec![

@@ -63,6 +63,8 @@ pub struct Shared {
     /// Statements executing on the primary right now (switchover drains them).
     pub primary_inflight: AtomicUsize,
     pub reload: Mutex<crate::reload::State>,
+    /// Held for the whole of a reload (`reload::from_file`).
+    pub reload_serial: tokio::sync::Mutex<()>,
     /// Changes the log filter of the running process (installed by `main`).
     pub set_log_level: std::sync::OnceLock<LevelSetter>,
     /// Shutdown signal, for tasks started later (monitors of backends added by a reload).
@@ -118,6 +120,7 @@ impl Shared {
                 version: 1,
                 ..Default::default()
             }),
+            reload_serial: tokio::sync::Mutex::new(()),
             set_log_level: std::sync::OnceLock::new(),
             stop,
             last_write: Default::default(),

@@ -181,7 +181,7 @@ fn drain(shared: &Shared, path: &str) -> Reply {
 fn ready(shared: &Shared) -> Reply {
     let topo = &shared.topology;
     let p = topo.backend(topo.primary());
-    if p.state.up.load(Ordering::Relaxed) && !p.is_removed() {
+    if p.state.load().up && !p.is_removed() {
         (
             "200 OK",
             "text/plain",
@@ -279,13 +279,11 @@ fn backend_status(
     is_primary: bool,
     monitored: bool,
 ) -> serde_json::Value {
-    let st = &b.state;
-    let d = st.detail.lock().clone();
-    let lag = st.lag_us().map(|us| us as f64 / 1e6);
-    let hb = st.heartbeat_lag_us.load(Ordering::Relaxed);
-    let behind = st.seconds_behind.load(Ordering::Relaxed);
-    let healthy = st.up.load(Ordering::Relaxed) && !b.pool.is_down();
-    let eligible = !is_primary && healthy && b.weight() > 0 && st.eligible.load(Ordering::Relaxed);
+    let d = b.state.load();
+    let lag = d.lag_us().map(|us| us as f64 / 1e6);
+    let (hb, behind) = (d.heartbeat_lag_us, d.seconds_behind);
+    let healthy = d.up && !b.pool.is_down();
+    let eligible = !is_primary && healthy && b.weight() > 0 && d.eligible;
     let reason = if is_primary {
         "primary".to_string()
     } else if b.is_removed() {
@@ -304,12 +302,12 @@ fn backend_status(
         "address": b.pool.address,
         "role": if is_primary { "primary" } else { "replica" },
         "healthy": healthy,
-        "writable": st.writable.load(Ordering::Relaxed),
+        "writable": d.writable,
         "lag_seconds": if is_primary { Some(0.0) } else { lag },
         "heartbeat_lag_seconds": (hb >= 0).then(|| hb as f64 / 1e6),
         "seconds_behind": (behind >= 0).then_some(behind),
-        "replication": { "io_running": st.io_running.load(Ordering::Relaxed), "sql_running": st.sql_running.load(Ordering::Relaxed), "last_error": d.last_error },
-        "gtid_position": d.gtid,
+        "replication": { "io_running": d.io_running, "sql_running": d.sql_running, "last_error": d.last_error },
+        "gtid_position": d.gtid_text,
         "eligible": eligible,
         "reason": if eligible { None } else { Some(reason) },
         "weight": b.weight(),
@@ -317,8 +315,8 @@ fn backend_status(
         "drained": b.is_drained(),
         "in_flight": b.pool.busy.load(Ordering::Relaxed),
         "pool": { "busy": b.pool.busy.load(Ordering::Relaxed), "idle": b.pool.idle_count(), "opened_total": b.pool.opened.load(Ordering::Relaxed) },
-        "probe_error": (!d.probe_error.is_empty()).then_some(d.probe_error),
-        "probes": st.probes.load(Ordering::Relaxed),
+        "probe_error": (!d.probe_error.is_empty()).then_some(&d.probe_error),
+        "probes": b.state.probes(),
         "monitored": monitored,
         "server_version": d.version,
     })

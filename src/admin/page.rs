@@ -30,8 +30,8 @@ pub fn render(shared: &Shared) -> String {
         if b.is_removed() {
             continue;
         }
-        let st = &b.state;
-        let up = st.up.load(Ordering::Relaxed) && !b.pool.is_down();
+        let st = b.state.load();
+        let up = st.up && !b.pool.is_down();
         let lag = if i == primary {
             "-".to_string()
         } else {
@@ -39,7 +39,7 @@ pub fn render(shared: &Shared) -> String {
                 .map(|l| format!("{:.3} s", l as f64 / 1e6))
                 .unwrap_or_else(|| "unknown".into())
         };
-        let eligible = i != primary && up && b.weight() > 0 && st.eligible.load(Ordering::Relaxed);
+        let eligible = i != primary && up && b.weight() > 0 && st.eligible;
         let share = served[i] as f64 * 100.0 / total as f64;
         let _ = write!(
             rows,
@@ -50,7 +50,7 @@ pub fn render(shared: &Shared) -> String {
             if i == primary { "primary" } else { "replica" },
             if up { "up" } else { "DOWN" },
             lag,
-            if i == primary { "writes".to_string() } else if eligible { "yes".to_string() } else { esc(&st.detail.lock().reason) },
+            if i == primary { "writes".to_string() } else if eligible { "yes".to_string() } else { esc(&st.reason) },
             b.weight(),
             b.pool.busy.load(Ordering::Relaxed),
             b.pool.idle_count(),

@@ -128,8 +128,7 @@ impl Failover {
         loop {
             let topo = &shared.topology;
             let p = topo.primary();
-            let healthy = topo.backend(p).state.up.load(Ordering::Relaxed)
-                && topo.backend(p).state.failures() == 0;
+            let healthy = topo.backend(p).state.load().healthy();
             if !self.holding.load(Ordering::Relaxed) && (p != old || (old == usize::MAX && healthy))
             {
                 return true;
@@ -170,8 +169,7 @@ async fn coordinate(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         }
         let topo = &shared.topology;
         let p = topo.primary();
-        let failing = topo.backend(p).state.failures() > 0
-            || !topo.backend(p).state.up.load(Ordering::Relaxed);
+        let failing = !topo.backend(p).state.load().healthy();
         if !failing {
             if failing_since.take().is_some() {
                 shared.failover.set_state("normal");

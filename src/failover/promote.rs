@@ -98,11 +98,7 @@ pub(crate) async fn failover(shared: &Arc<Shared>, old: usize) -> Result<bool, S
     let topo = &shared.topology;
     let name = |i: usize| topo.backend(i).pool.name.clone();
     let healthy: Vec<usize> = (0..topo.len())
-        .filter(|&i| {
-            i != old
-                && topo.backend(i).state.up.load(Ordering::Relaxed)
-                && topo.backend(i).state.failures() == 0
-        })
+        .filter(|&i| i != old && topo.backend(i).state.load().healthy())
         .collect();
     if healthy.is_empty() {
         note(
@@ -113,7 +109,7 @@ pub(crate) async fn failover(shared: &Arc<Shared>, old: usize) -> Result<bool, S
     }
     let seeing: Vec<String> = healthy
         .iter()
-        .filter(|&&i| topo.backend(i).state.io_running.load(Ordering::Relaxed))
+        .filter(|&&i| topo.backend(i).state.load().io_running)
         .map(|&i| name(i))
         .collect();
     if !seeing.is_empty() {
@@ -130,7 +126,7 @@ pub(crate) async fn failover(shared: &Arc<Shared>, old: usize) -> Result<bool, S
     if topo.primary() != old
         || healthy
             .iter()
-            .any(|&i| topo.backend(i).state.writable.load(Ordering::Relaxed))
+            .any(|&i| topo.backend(i).state.load().writable)
     {
         return Ok(true); // someone else promoted already; the monitor follows read_only
     }
@@ -216,11 +212,7 @@ async fn run_failover(
         "{} promoted (replication reset, writable)",
         name(cand)
     ));
-    topo.set_primary(cand);
-    topo.backend(cand)
-        .state
-        .writable
-        .store(true, Ordering::Relaxed);
+    topo.promoted(cand, None);
     shared.failover.holding.store(false, Ordering::Relaxed);
     shared.failover.changed.notify_waiters();
     let failed = repoint(
@@ -298,12 +290,8 @@ pub(crate) async fn fence_returning(shared: &Arc<Shared>) {
     let topo = &shared.topology;
     let p = topo.primary();
     for (i, b) in topo.backends().iter().enumerate() {
-        let st = &b.state;
-        if i == p
-            || !st.up.load(Ordering::Relaxed)
-            || !st.writable.load(Ordering::Relaxed)
-            || st.failures() > 0
-        {
+        let st = b.state.load();
+        if i == p || !st.writable || !st.healthy() {
             continue;
         }
         let Ok(_busy) = shared.failover.busy.try_lock() else {
@@ -323,7 +311,7 @@ pub(crate) async fn fence_returning(shared: &Arc<Shared>) {
         }
         .await;
         let Ok((mut c, d, mine)) = res else { continue };
-        st.writable.store(false, Ordering::Relaxed);
+        b.state.update(|s| s.writable = false);
         let mut reason = format!(
             "{name} came back writable while {} is primary: made read-only",
             topo.backend(p).pool.name

@@ -27,11 +27,9 @@ fn pick_target(shared: &Shared, to: Option<&str>) -> Result<usize, String> {
         .iter()
         .enumerate()
         .filter(|(i, b)| {
-            *i != p
-                && b.state.up.load(Ordering::Relaxed)
-                && !cfg.failover.never_promote.contains(&b.pool.name)
+            *i != p && b.state.load().up && !cfg.failover.never_promote.contains(&b.pool.name)
         })
-        .min_by_key(|(_, b)| b.state.lag_us().unwrap_or(i64::MAX))
+        .min_by_key(|(_, b)| b.state.load().lag_us().unwrap_or(i64::MAX))
         .map(|(i, _)| i)
         .ok_or_else(|| "no healthy replica to switch to".to_string())
 }
@@ -130,15 +128,7 @@ async fn run(
         undo(oc).await;
         return Err(format!("promotion of {} failed: {e}", name(target)));
     }
-    topo.set_primary(target);
-    topo.backend(target)
-        .state
-        .writable
-        .store(true, Ordering::Relaxed);
-    topo.backend(old)
-        .state
-        .writable
-        .store(false, Ordering::Relaxed);
+    topo.promoted(target, Some(old));
     shared.failover.holding.store(false, Ordering::Relaxed);
     shared.failover.changed.notify_waiters();
     rec.step(format!("{} promoted; writes released to it", name(target)));

@@ -94,6 +94,8 @@ pub struct Topology {
     primary: AtomicUsize,
     /// More than one backend is writable: the primary is kept, and this is raised.
     pub split_brain: AtomicBool,
+    /// Serialises role resolution (`monitor::resolve_roles`).
+    roles: parking_lot::Mutex<()>,
 }
 
 /// Extra conditions for one read.
@@ -118,14 +120,12 @@ impl Topology {
             .iter()
             .position(|b| b.role == Role::Primary)
             .unwrap_or(0);
-        backends[primary]
-            .state
-            .writable
-            .store(true, Ordering::Relaxed);
+        backends[primary].state.update(|s| s.writable = true);
         Self {
             backends: ArcSwap::from_pointee(backends),
             primary: AtomicUsize::new(primary),
             split_brain: AtomicBool::new(false),
+            roles: parking_lot::Mutex::new(()),
         }
     }
 
@@ -175,6 +175,17 @@ impl Topology {
         self.primary.store(i, Ordering::Relaxed);
     }
 
+    /// A failover or switchover made `new` the primary (and `old`, if reachable, read-only):
+    /// recorded under the same lock as the monitor's role resolution.
+    pub fn promoted(&self, new: usize, old: Option<usize>) {
+        let _one = self.roles.lock();
+        self.set_primary(new);
+        self.backend(new).state.update(|s| s.writable = true);
+        if let Some(old) = old {
+            self.backend(old).state.update(|s| s.writable = false);
+        }
+    }
+
     fn can_read(
         &self,
         i: usize,
@@ -186,8 +197,8 @@ impl Topology {
         if i == self.primary() || b.weight() == 0 || Some(i) == skip || b.pool.is_down() {
             return false;
         }
-        let st = &b.state;
-        if !st.up.load(Ordering::Relaxed) || !st.eligible.load(Ordering::Relaxed) {
+        let st = b.state.load();
+        if !st.up || !st.eligible {
             return false;
         }
         if let Some(max) = needs.max_lag_us {
@@ -197,7 +208,7 @@ impl Topology {
         }
         if check_gtid {
             if let Some(g) = needs.gtid {
-                return needs.confirmed.is_some_and(|c| c.contains(i)) || st.has_applied(g);
+                return needs.confirmed.is_some_and(|c| c.contains(i)) || st.gtid.contains(g);
             }
         }
         true
@@ -215,7 +226,7 @@ impl Topology {
             .iter()
             .enumerate()
             .filter(|(i, b)| self.can_read(*i, b, skip, needs, false))
-            .min_by_key(|(_, b)| b.state.lag_us().unwrap_or(i64::MAX))
+            .min_by_key(|(_, b)| b.state.load().lag_us().unwrap_or(i64::MAX))
             .map(|(i, _)| i)
     }
 
@@ -304,17 +315,11 @@ mod tests {
             .pool
             .mark_down(std::time::Duration::from_secs(60));
         assert_eq!(pick(&t), Some(2));
-        t.backend(2).state.eligible.store(false, Ordering::Relaxed);
+        t.backend(2).state.update(|s| s.eligible = false);
         assert_eq!(pick(&t), None);
         let t = Topology::from_config(&cfg(&[1, 1]));
-        t.backend(1)
-            .state
-            .heartbeat_lag_us
-            .store(900_000, Ordering::Relaxed);
-        t.backend(2)
-            .state
-            .heartbeat_lag_us
-            .store(100_000, Ordering::Relaxed);
+        t.backend(1).state.update(|s| s.heartbeat_lag_us = 900_000);
+        t.backend(2).state.update(|s| s.heartbeat_lag_us = 100_000);
         let needs = ReadNeeds {
             max_lag_us: Some(500_000),
             ..Default::default()
@@ -329,8 +334,8 @@ mod tests {
     #[test]
     fn gtid_requirement() {
         let t = Topology::from_config(&cfg(&[1, 1]));
-        t.backend(1).state.set_gtid("0-1-10");
-        t.backend(2).state.set_gtid("0-1-9");
+        t.backend(1).state.update(|s| s.set_gtid("0-1-10"));
+        t.backend(2).state.update(|s| s.set_gtid("0-1-9"));
         let g = GtidSet::parse("0-1-10");
         let needs = ReadNeeds {
             gtid: Some(&g),

@@ -3,6 +3,7 @@
 //! position, and lag (heartbeat row written on the primary on Sluice's own clock, read on
 //! each replica; Seconds_Behind_* as the fallback).
 
+use super::state::Snapshot;
 use super::Topology;
 use crate::backend::{BackendConn, BackendError, ConnectOpts};
 use crate::config::Monitor;
@@ -235,109 +236,124 @@ impl Task {
     fn apply(&mut self, m: &Monitor, result: Result<Probe, BackendError>) {
         let shared = self.shared.clone();
         let topo = &shared.topology;
-        let name = &topo.backend(self.index).pool.name;
-        let st = &topo.backend(self.index).state;
-        st.probes.fetch_add(1, Ordering::Relaxed);
-        st.probed.store(true, Ordering::Relaxed);
-        match result {
-            Ok(p) => {
+        let b = topo.backend(self.index);
+        let name = &b.pool.name;
+        b.state.count_probe();
+        let (was_up, was_eligible) = {
+            let s = b.state.load();
+            (s.up, s.eligible)
+        };
+        let mut up = was_up;
+        match &result {
+            Ok(_) => {
                 self.fails = 0;
-                st.consecutive_failures.store(0, Ordering::Relaxed);
                 self.oks += 1;
-                let was_up = st.up.load(Ordering::Relaxed);
                 if !was_up && self.oks >= m.recover_after {
-                    st.up.store(true, Ordering::Relaxed);
+                    up = true;
                     tracing::warn!(backend = %name, "backend is up again");
                 }
-                st.writable.store(!p.read_only, Ordering::Relaxed);
-                let repl = p.replication.clone().unwrap_or_default();
-                st.io_running.store(repl.io, Ordering::Relaxed);
-                st.sql_running.store(repl.sql, Ordering::Relaxed);
-                st.seconds_behind
-                    .store(repl.behind.unwrap_or(-1), Ordering::Relaxed);
-                st.heartbeat_lag_us
-                    .store(p.heartbeat_lag_us.unwrap_or(-1), Ordering::Relaxed);
-                st.set_gtid(&p.gtid);
-                let mut d = st.detail.lock();
-                d.gtid = p.gtid;
-                d.version = p.version;
-                d.last_error = repl.last_error;
-                d.probe_error.clear();
             }
             Err(e) => {
                 self.conn = None;
                 self.oks = 0;
                 self.fails += 1;
-                st.consecutive_failures
-                    .store(self.fails as u64, Ordering::Relaxed);
-                if st.up.load(Ordering::Relaxed) && self.fails >= m.fail_after {
-                    st.up.store(false, Ordering::Relaxed);
+                if was_up && self.fails >= m.fail_after {
+                    up = false;
                     tracing::warn!(backend = %name, error = %e, failures = self.fails, "backend is down");
                 }
-                st.detail.lock().probe_error = e.to_string();
             }
+        }
+        let cfg = shared.config.load();
+        let limits = Limits {
+            max: cfg.routing.max_replica_lag.0.as_micros() as i64,
+            reentry: cfg.routing.reentry().as_micros() as i64,
+            is_primary: self.index == topo.primary(),
+        };
+        let fails = self.fails as u64;
+        b.state.update(|s| {
+            s.probed = true;
+            s.up = up;
+            s.failures = fails;
+            match &result {
+                Ok(p) => record_probe(s, p),
+                Err(e) => s.probe_error = e.to_string(),
+            }
+            set_eligibility(s, &limits);
+        });
+        let now = b.state.load();
+        if now.eligible != was_eligible && !limits.is_primary {
+            tracing::info!(backend = %name, eligible = now.eligible, reason = %now.reason, "replica eligibility changed");
         }
         resolve_roles(topo);
-        self.update_eligibility();
     }
+}
 
-    fn update_eligibility(&self) {
-        let topo = &self.shared.topology;
-        let cfg = self.shared.config.load();
-        let b = &topo.backend(self.index);
-        let st = &b.state;
-        let max = cfg.routing.max_replica_lag.0.as_micros() as i64;
-        let reentry = cfg.routing.reentry().as_micros() as i64;
-        let was = st.eligible.load(Ordering::Relaxed);
-        let secs = |us: i64| format!("{:.3}s", us as f64 / 1e6);
-        let (eligible, reason) = if self.index == topo.primary() {
-            (false, "primary".to_string())
-        } else if !st.up.load(Ordering::Relaxed) {
-            (false, format!("down: {}", st.detail.lock().probe_error))
-        } else if !(st.io_running.load(Ordering::Relaxed) && st.sql_running.load(Ordering::Relaxed))
-        {
-            let io = st.io_running.load(Ordering::Relaxed);
-            let sql = st.sql_running.load(Ordering::Relaxed);
-            (
+/// Writes what a successful probe found into the snapshot.
+fn record_probe(s: &mut Snapshot, p: &Probe) {
+    s.writable = !p.read_only;
+    let repl = p.replication.clone().unwrap_or_default();
+    s.io_running = repl.io;
+    s.sql_running = repl.sql;
+    s.seconds_behind = repl.behind.unwrap_or(-1);
+    s.heartbeat_lag_us = p.heartbeat_lag_us.unwrap_or(-1);
+    s.set_gtid(&p.gtid);
+    s.version.clone_from(&p.version);
+    s.last_error = repl.last_error;
+    s.probe_error.clear();
+}
+
+/// The lag bounds a replica's eligibility is judged by.
+struct Limits {
+    max: i64,
+    reentry: i64,
+    is_primary: bool,
+}
+
+/// Eligibility with hysteresis: a replica leaves above `max` and comes back below `reentry`.
+fn set_eligibility(s: &mut Snapshot, l: &Limits) {
+    let was = s.eligible;
+    let secs = |us: i64| format!("{:.3}s", us as f64 / 1e6);
+    let (eligible, reason) = if l.is_primary {
+        (false, "primary".to_string())
+    } else if !s.up {
+        (false, format!("down: {}", s.probe_error))
+    } else if !(s.io_running && s.sql_running) {
+        let (io, sql) = (s.io_running, s.sql_running);
+        let why = format!(
+            "replication not running (IO: {io}, SQL: {sql}) {}",
+            s.last_error
+        );
+        (false, why)
+    } else {
+        match s.lag_us() {
+            None => (false, "lag unknown".to_string()),
+            Some(lag) if was && lag > l.max => (
                 false,
-                format!(
-                    "replication not running (IO: {io}, SQL: {sql}) {}",
-                    st.detail.lock().last_error
-                ),
-            )
-        } else {
-            match st.lag_us() {
-                None => (false, "lag unknown".to_string()),
-                Some(l) if was && l > max => (
-                    false,
-                    format!("lag {} > max_replica_lag {}", secs(l), secs(max)),
-                ),
-                Some(l) if !was && l >= reentry => (
-                    false,
-                    format!("lag {} not yet below {}", secs(l), secs(reentry)),
-                ),
-                Some(_) => (true, String::new()),
-            }
-        };
-        if was != eligible && self.index != topo.primary() {
-            tracing::info!(backend = %b.pool.name, eligible, %reason, "replica eligibility changed");
+                format!("lag {} > max_replica_lag {}", secs(lag), secs(l.max)),
+            ),
+            Some(lag) if !was && lag >= l.reentry => (
+                false,
+                format!("lag {} not yet below {}", secs(lag), secs(l.reentry)),
+            ),
+            Some(_) => (true, String::new()),
         }
-        st.eligible.store(eligible, Ordering::Relaxed);
-        st.detail.lock().reason = reason;
-    }
+    };
+    s.eligible = eligible;
+    s.reason = reason;
 }
 
 /// Exactly one writable, healthy backend is the primary. Two or more: keep the last known
 /// primary and raise `split_brain`. None: keep the last known primary.
 pub fn resolve_roles(topo: &Topology) {
+    // one resolution at a time: every monitor task calls this after its probe
+    let _one = topo.roles.lock();
     let writable: Vec<usize> = topo
         .backends()
         .iter()
         .enumerate()
         .filter(|(_, b)| {
-            b.state.probed.load(Ordering::Relaxed)
-                && b.state.up.load(Ordering::Relaxed)
-                && b.state.writable.load(Ordering::Relaxed)
+            let s = b.state.load();
+            s.probed && s.up && s.writable
         })
         .map(|(i, _)| i)
         .collect();
