@@ -31,7 +31,7 @@ async fn post_reload(p: &sluice::app::Proxy) -> String {
 /// ..., 13) or comes back under a new name (every other reload). 63 of them add it again, so
 /// it ends at index 2 + 63 = 65, which is 1 modulo 64: the index of the first replica.
 fn entry_for(n: usize, address: &str) -> Option<Backend> {
-    (n > 14 || n % 2 == 0).then(|| Backend {
+    (n > 14 || n.is_multiple_of(2)).then(|| Backend {
         name: format!("again{n}"),
         address: address.to_string(),
         role: Role::Replica,
