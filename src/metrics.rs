@@ -46,6 +46,8 @@ pub struct Metrics {
     pub pool_wait_seconds: Histogram,
     pub failovers_total: IntCounter,
     pub switchovers_total: IntCounter,
+    /// Transactions rerun on a new primary, by result.
+    pub transaction_replays_total: IntCounterVec,
     pub config_reloads_total: IntCounterVec,
     pub config_last_reload_success: Gauge,
     pub split_brain: IntGauge,
@@ -266,6 +268,17 @@ impl Metrics {
                 &r,
                 IntCounter::new("sluice_switchovers_total", "Planned switchovers performed")
                     .unwrap(),
+            ),
+            transaction_replays_total: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "sluice_transaction_replays_total",
+                        "Open transactions rerun on a new primary (success, mismatch, failed, not_replayable)",
+                    ),
+                    &["result"],
+                )
+                .unwrap(),
             ),
             config_reloads_total: reloads,
             config_last_reload_success: reg(

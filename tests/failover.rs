@@ -2,169 +2,13 @@
 //! (they kill and freeze servers) and removes it afterwards.
 
 mod common;
+#[path = "support/failover.rs"]
+mod fo;
 use common::admin_get;
+use fo::*;
 use mysql_async::prelude::*;
-use sluice::app::Proxy;
-use sluice::config::{Config, Dur};
-use sluice::sandbox::{Options, Sandbox};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use sluice::config::Config;
 use std::time::{Duration, Instant};
-
-struct Topo {
-    sb: Sandbox,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Topo {
-    fn drop(&mut self) {
-        self.sb.shutdown();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn topology(tag: &str) -> Topo {
-    let dir = std::env::temp_dir().join(format!("sluice-fo-{}-{tag}", std::process::id()));
-    let opts = Options {
-        dir: dir.clone(),
-        replicas: 2,
-        base_port: None,
-        fresh: true,
-        progress: false,
-    };
-    let sb = Sandbox::start(opts)
-        .await
-        .unwrap_or_else(|e| panic!("topology: {e}"));
-    Topo { sb, dir }
-}
-
-fn failover_config(t: &Topo) -> Config {
-    let mut cfg = t.sb.proxy_config("127.0.0.1:0", "127.0.0.1:0");
-    cfg.failover.enabled = true;
-    cfg.monitor.as_mut().unwrap().interval = Dur(Duration::from_millis(300));
-    cfg.failover.hold_writes = Dur(Duration::from_secs(10));
-    cfg
-}
-
-async fn client(p: &Proxy) -> mysql_async::Conn {
-    mysql_async::Conn::new(
-        mysql_async::OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(p.addr.port())
-            .user(Some("app"))
-            .pass(Some("apppass"))
-            .prefer_socket(false),
-    )
-    .await
-    .unwrap()
-}
-
-/// Inserts rows through Sluice as fast as it can; remembers what was acknowledged and when
-/// writes failed.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<u64>>>,
-    errors: Arc<AtomicU64>,
-    last_ok: Arc<Mutex<Vec<Instant>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-fn start_writer(p: &Proxy, table: &'static str) -> Writer {
-    let (stop, acked, errors, last_ok) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(Mutex::new(Vec::new())),
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(Mutex::new(Vec::new())),
-    );
-    let port = p.addr.port();
-    let (s, a, e, l) = (stop.clone(), acked.clone(), errors.clone(), last_ok.clone());
-    let task = tokio::spawn(async move {
-        let opts = mysql_async::OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(port)
-            .user(Some("app"))
-            .pass(Some("apppass"))
-            .prefer_socket(false);
-        let mut c = mysql_async::Conn::new(opts.clone()).await.unwrap();
-        let mut i = 0u64;
-        while !s.load(Ordering::Relaxed) {
-            i += 1;
-            match c
-                .query_drop(format!("INSERT INTO fo.{table} VALUES ({i})"))
-                .await
-            {
-                Ok(()) => {
-                    a.lock().unwrap().push(i);
-                    l.lock().unwrap().push(Instant::now());
-                }
-                Err(err) => {
-                    e.fetch_add(1, Ordering::Relaxed);
-                    if matches!(
-                        err,
-                        mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)
-                    ) {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        if let Ok(nc) = mysql_async::Conn::new(opts.clone()).await {
-                            c = nc;
-                        }
-                    }
-                }
-            }
-        }
-    });
-    Writer {
-        stop,
-        acked,
-        errors,
-        last_ok,
-        task,
-    }
-}
-
-impl Writer {
-    async fn finish(self) -> (Vec<u64>, u64, Vec<Instant>) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap();
-        let acked = self.acked.lock().unwrap().clone();
-        let oks = self.last_ok.lock().unwrap().clone();
-        (acked, self.errors.load(Ordering::Relaxed), oks)
-    }
-}
-
-async fn primary_name(p: &Proxy) -> String {
-    let (_, body) = admin_get(p, "/status").await;
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["primary"].as_str().unwrap().to_string()
-}
-
-/// Polls `$cond` (an expression that may `.await`) until true, failing after `$limit`.
-macro_rules! wait_for {
-    ($what:expr, $limit:expr, $cond:expr) => {{
-        let started = Instant::now();
-        while !$cond {
-            if started.elapsed() > $limit {
-                panic!("{}: not within {:?}", $what, $limit);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        started.elapsed()
-    }};
-}
-
-async fn present_on(t: &Topo, server: usize, table: &str) -> std::collections::HashSet<u64> {
-    let r =
-        t.sb.sql(server, &format!("SELECT id FROM fo.{table}"))
-            .await
-            .unwrap();
-    r.rows
-        .iter()
-        .map(|row| row[0].as_deref().unwrap().parse().unwrap())
-        .collect()
-}
-
-fn index_of(name: &str) -> usize {
-    name.trim_start_matches("db").parse().unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_primary_under_write_load() {
@@ -407,31 +251,6 @@ async fn partitioned_instances_never_both_promote() {
                 .unwrap();
         assert_eq!(ro.get("ro"), Some("1"), "db{i} must not have been promoted");
     }
-}
-
-/// `sluice_failovers_total` of `p`.
-async fn failovers(p: &Proxy) -> u32 {
-    admin_get(p, "/metrics")
-        .await
-        .1
-        .lines()
-        .find_map(|l| l.strip_prefix("sluice_failovers_total "))
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-async fn post(p: &Proxy, path: &str, body: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(p.admin_addr).await.unwrap();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

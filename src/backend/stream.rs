@@ -66,6 +66,25 @@ impl BackendRead {
     pub fn is_tls(&self) -> bool {
         matches!(self, BackendRead::Tls(_))
     }
+
+    /// Before a command is sent on a connection that should be silent: whether the server
+    /// closed it (or sent something unasked). No system call unless the socket was reported
+    /// readable since the last read.
+    pub fn closed_by_peer(&self) -> bool {
+        fn gone(tcp: &tokio::net::TcpStream) -> bool {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            if tcp.poll_read_ready(&mut cx).is_pending() {
+                return false;
+            }
+            let mut b = [0u8; 1];
+            let mut rb = ReadBuf::new(&mut b);
+            !tcp.poll_peek(&mut cx, &mut rb).is_pending()
+        }
+        match self {
+            BackendRead::Tcp(r) => gone(r.as_ref()),
+            BackendRead::Tls(s) => gone(s.lock().get_ref().0),
+        }
+    }
 }
 
 impl AsyncRead for BackendRead {

@@ -90,6 +90,14 @@ pub struct Failover {
     /// Re-point a returning old primary as a replica when its history allows it.
     #[serde(default)]
     pub auto_rejoin: bool,
+    /// Keep each open transaction's statements (and a checksum of each reply) and rerun
+    /// them on the new primary when the old one is lost or switched over; the transaction
+    /// continues only if every reply matches.
+    #[serde(default)]
+    pub transaction_replay: bool,
+    /// A transaction whose statements exceed this many bytes is not replayable.
+    #[serde(default = "defaults::replay_max_bytes")]
+    pub transaction_replay_max_bytes: usize,
 }
 
 impl Default for Failover {
@@ -103,6 +111,8 @@ impl Default for Failover {
             hold_writes: defaults::hold_writes(),
             relay_log_wait: defaults::relay_wait(),
             auto_rejoin: false,
+            transaction_replay: false,
+            transaction_replay_max_bytes: defaults::replay_max_bytes(),
         }
     }
 }
@@ -409,6 +419,9 @@ mod defaults {
     }
     pub fn gtid_wait() -> Dur {
         Dur(Duration::from_millis(50))
+    }
+    pub fn replay_max_bytes() -> usize {
+        1 << 20
     }
     pub fn hold_writes() -> Dur {
         Dur(Duration::from_secs(10))

@@ -223,6 +223,12 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             );
         }
     }
+    if f.transaction_replay && f.transaction_replay_max_bytes == 0 {
+        bad(
+            "failover.transaction_replay_max_bytes".into(),
+            "must be more than 0 when transaction_replay is on",
+        );
+    }
     for (i, n) in f.never_promote.iter().enumerate() {
         if !cfg.backends.iter().any(|b| &b.name == n) {
             bad(format!("failover.never_promote[{i}]"), "names no backend");

@@ -50,6 +50,8 @@ pub struct Outcome {
     pub warnings: u16,
     /// Number of packets written to the client.
     pub sent: u32,
+    /// Checksum of the reply's content (see `Relay::digest`); 0 when not computed.
+    pub digest: u64,
 }
 
 /// Borrowed streams and framing for one response.
@@ -69,6 +71,10 @@ pub struct Relay<'a, BR, BW: AsyncWrite, CR, CW: AsyncWrite> {
     pub buf: &'a mut Vec<u8>,
     pub out_seq: u8,
     pub outcome: Outcome,
+    /// When set, a checksum of what the reply says (column definitions, rows, affected rows,
+    /// insert id, error code; not status flags or session-tracking data, which differ from
+    /// server to server) for transaction replay. Off: no cost.
+    pub digest: Option<std::hash::DefaultHasher>,
     backend_seq: u8,
     /// Classic-framing client, modern backend: the EOF after column definitions is still due.
     pending_eof: bool,
@@ -101,6 +107,7 @@ where
             buf,
             out_seq: 1,
             outcome: Outcome::default(),
+            digest: None,
             backend_seq: 0,
             pending_eof: false,
         }
@@ -139,12 +146,31 @@ where
 
     /// Forwards a packet that may be continued (length == MAX_PAYLOAD) with its continuations.
     async fn forward_long(&mut self, mut len: usize) -> Result<(), RelayError> {
+        self.hash(self.buf.len() as u64);
         self.forward().await?;
         while len == MAX_PAYLOAD {
             len = self.read().await?;
+            self.hash(0);
             self.forward().await?;
         }
         Ok(())
+    }
+
+    /// Adds the packet in `buf` (and `extra`) to the reply checksum, when one is kept.
+    fn hash(&mut self, extra: u64) {
+        use std::hash::Hasher;
+        if let Some(h) = self.digest.as_mut() {
+            h.write(self.buf);
+            h.write_u64(extra);
+        }
+    }
+
+    fn hash_ok(&mut self, ok: &OkInfo) {
+        use std::hash::Hasher;
+        if let Some(h) = self.digest.as_mut() {
+            h.write_u64(ok.affected_rows);
+            h.write_u64(ok.last_insert_id);
+        }
     }
 
     fn is_terminator(&self, len: usize) -> bool {
@@ -182,6 +208,9 @@ where
     }
 
     async fn finish_err(&mut self) -> Result<(), RelayError> {
+        if let Some(h) = self.digest.as_mut() {
+            std::hash::Hasher::write(h, self.buf.get(..3).unwrap_or_default());
+        }
         self.outcome.err = Some(self.buf.clone());
         self.forward().await
     }
@@ -237,6 +266,14 @@ where
     /// Runs the relay to the end of the response. After an error, `out_seq` and
     /// `outcome.sent` tell what the client already received.
     pub async fn run(&mut self, expect: Expect) -> Result<(), RelayError> {
+        let r = self.run_inner(expect).await;
+        if let Some(h) = &self.digest {
+            self.outcome.digest = std::hash::Hasher::finish(h);
+        }
+        r
+    }
+
+    async fn run_inner(&mut self, expect: Expect) -> Result<(), RelayError> {
         self.outcome.status = self.status_hint;
         match expect {
             Expect::ResultSets => self.result_sets().await?,
@@ -300,6 +337,7 @@ where
             let st = match self.buf.first().copied() {
                 Some(0x00) => {
                     let ok = reply::parse_ok(self.buf).ok_or(RelayError::Protocol("short OK"))?;
+                    self.hash_ok(&ok);
                     self.outcome.ok = Some(ok);
                     self.outcome.warnings = ok.warnings;
                     self.forward().await?;

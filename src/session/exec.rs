@@ -23,9 +23,11 @@ pub(super) enum OnOk {
 
 /// How a command on a lease failed.
 pub(super) enum RunError {
-    /// The backend failed; `sent` packets had reached the client.
+    /// The backend failed; `sent` packets had reached the client. `unsent`: the command
+    /// never reached the server whole (it cannot have run).
     Backend {
         sent: u32,
+        unsent: bool,
         error: String,
     },
     Client,
@@ -63,7 +65,7 @@ impl Session {
 
     /// A lease on a fresh-enough replica for reads, else on the primary (the session's own
     /// if it holds one).
-    async fn acquire(
+    pub(super) async fn acquire(
         &mut self,
         target: Target,
         intent: &Intent,
@@ -123,6 +125,13 @@ impl Session {
         let started = std::time::Instant::now();
         let mut held = self.held.take();
         let mut skip = None;
+        if target == Target::Primary && self.primary.is_some() {
+            self.follow_primary(intent).await;
+            if self.tx_lost {
+                return self.send_err(&super::lost_transaction()).await;
+            }
+        }
+        let replay_on = self.replay_on(target);
         for attempt in 0..3 {
             // SHOW WARNINGS goes where the previous statement ran: a replica connection kept
             // for it (`held`), else the session's primary connection (see `query`)
@@ -140,9 +149,9 @@ impl Session {
                 if e.is_fatal() {
                     lease.pool().purge_dead_idle();
                     lease.discard();
-                    self.lost_primary_if(target);
-                    if attempt == 0 && !self.state.holds_primary() {
-                        continue; // a stale pooled connection: nothing was executed yet
+                    let was_alone = !self.state.holds_primary();
+                    if (self.after_loss(target, intent).await? || was_alone) && attempt < 2 {
+                        continue; // nothing of this statement ran yet
                     }
                 }
                 return self.send_err(&e.to_sql_error(&name)).await;
@@ -158,10 +167,21 @@ impl Session {
                     sent_payload.as_deref().unwrap_or(payload),
                     expect,
                     &on_ok,
+                    replay_on,
                 )
                 .await
             {
                 Ok(outcome) => {
+                    if replay_on {
+                        let limit = self
+                            .shared
+                            .config
+                            .load()
+                            .failover
+                            .transaction_replay_max_bytes;
+                        self.tx_log
+                            .record(payload, intent, outcome.digest, outcome.status, limit);
+                    }
                     if outcome.err.is_none() && idx == self.shared.topology.primary() {
                         // before the client sees the OK: with read_your_writes = "global" the
                         // next read of any session must know about this write
@@ -180,18 +200,24 @@ impl Session {
                     drop(lease);
                     return Err(Fatal);
                 }
-                Err(RunError::Backend { sent, error }) => {
+                Err(RunError::Backend {
+                    sent,
+                    unsent,
+                    error,
+                }) => {
                     let name = lease.pool().name.clone();
                     lease.pool().purge_dead_idle();
                     lease.discard();
-                    self.lost_primary_if(target);
-                    if sent == 0
-                        && attempt < 2
-                        && target == Target::Replica
-                        && intent.kind == Kind::Read
-                    {
-                        tracing::warn!(backend = %name, %error, "read failed before any reply; retrying elsewhere");
-                        skip = Some(idx);
+                    let was_alone = !self.state.holds_primary();
+                    if sent == 0 && self.after_loss(target, intent).await? && attempt < 2 {
+                        continue; // the transaction is back on the new primary: run it again
+                    }
+                    // a read, or a statement that never reached the server, runs again (on a
+                    // new primary once there is one); anything else may have run
+                    let rerun = (target == Target::Replica && intent.kind == Kind::Read) || unsent;
+                    if sent == 0 && attempt < 2 && was_alone && rerun {
+                        tracing::warn!(backend = %name, %error, "statement failed before any reply; running it again");
+                        skip = (target == Target::Replica).then_some(idx);
                         continue;
                     }
                     self.count(idx, target, reason, true, started);
@@ -200,7 +226,24 @@ impl Session {
                 }
             }
         }
-        Ok(())
+        let msg = "Sluice: the statement could not be run after 3 attempts (backends failing)";
+        self.send_err(&SqlError::new(2013, "HY000", msg)).await
+    }
+
+    /// The session's connection died before the statement got any reply. Inside a
+    /// transaction that can be replayed (and for a statement that cannot have committed it),
+    /// reruns the transaction on the new primary: `Ok(true)` when the statement may run
+    /// again. Otherwise whatever lived on the connection is gone.
+    async fn after_loss(&mut self, target: Target, intent: &Intent) -> Result<bool, Fatal> {
+        let replay =
+            target == Target::Primary && self.state.in_transaction() && self.can_replay(intent);
+        self.lost_primary_if(target);
+        if !replay {
+            return Ok(false);
+        }
+        let r = self.replay(intent).await;
+        self.replay_done(&r);
+        Ok(r.is_ok())
     }
 
     /// Metrics for one statement (pre-resolved handles only).
@@ -256,7 +299,16 @@ impl Session {
         payload: &[u8],
         expect: Expect,
         on_ok: &OnOk,
+        digest: bool,
     ) -> Result<Outcome, RunError> {
+        if lease.r.buffered() > 0 || lease.r.get_ref().closed_by_peer() {
+            // found closed (or with unasked bytes) before sending: the command cannot run
+            return Err(RunError::Backend {
+                sent: 0,
+                unsent: true,
+                error: "the server had closed the connection".into(),
+            });
+        }
         self.handle.set_running(idx, lease.thread_id);
         let on_primary = idx == self.shared.topology.primary();
         if on_primary {
@@ -266,6 +318,7 @@ impl Session {
         }
         let fail = |e: BackendError| RunError::Backend {
             sent: 0,
+            unsent: true,
             error: e.to_string(),
         };
         lease.send(payload).await.map_err(fail)?;
@@ -279,6 +332,9 @@ impl Session {
         relay.client_deprecate_eof = self.deprecate_eof;
         relay.status_hint = self.state.status;
         relay.out_seq = self.seq;
+        if digest {
+            relay.digest = Some(std::hash::DefaultHasher::new());
+        }
         if let OnOk::Prepared(id, _) = on_ok {
             relay.stmt_id_for_client = Some(*id);
         }
@@ -301,6 +357,7 @@ impl Session {
             Err(RelayError::Client(_)) => Err(RunError::Client),
             Err(e) => Err(RunError::Backend {
                 sent: outcome.sent,
+                unsent: false,
                 error: e.to_string(),
             }),
         }

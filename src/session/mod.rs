@@ -9,6 +9,7 @@ mod exec;
 pub mod freshness;
 mod local;
 mod prepared;
+mod replay;
 pub mod state;
 
 use crate::error::SqlError;
@@ -63,7 +64,19 @@ pub struct Session {
     /// The primary connection died inside a transaction: statements fail until the client
     /// ends the transaction (never a silent replay in autocommit mode).
     tx_lost: bool,
+    /// The open transaction's statements (`failover.transaction_replay`).
+    tx_log: replay::TxLog,
     buf: Vec<u8>,
+}
+
+/// The error for statements of a transaction lost with its primary connection.
+fn lost_transaction() -> SqlError {
+    SqlError::new(
+        1180,
+        "HY000",
+        "Sluice: the transaction was lost with its primary connection (failover, switchover or \
+         backend failure); it was rolled back. Issue ROLLBACK and retry the transaction",
+    )
 }
 
 /// Accepts one client: handshake, login, then the command loop until the client leaves.
@@ -111,6 +124,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         seq,
         last_gtid_text: String::new(),
         tx_lost: false,
+        tx_log: Default::default(),
         buf: Vec::new(),
     };
     async move {
@@ -286,13 +300,7 @@ impl Session {
         if intent.kind == Kind::EndTx {
             self.tx_lost = false;
         }
-        let e = SqlError::new(
-            1180,
-            "HY000",
-            "Sluice: the transaction was lost with its primary connection (failover or backend \
-             failure); it was rolled back. Issue ROLLBACK and retry the transaction",
-        );
-        self.send_err(&e).await
+        self.send_err(&lost_transaction()).await
     }
 
     async fn init_db(&mut self, packet: &[u8]) -> Result<(), Fatal> {
