@@ -256,33 +256,7 @@ async fn partitioned_instances_never_both_promote() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_semi_sync_replication_no_acknowledged_write_is_lost() {
     let t = topology("semisync").await;
-    // MariaDB has semi-sync built in: the primary waits for a replica's ack before OK
-    t.sb.sql(0, "SET GLOBAL rpl_semi_sync_master_enabled = ON")
-        .await
-        .unwrap();
-    t.sb.sql(0, "SET GLOBAL rpl_semi_sync_master_timeout = 10000")
-        .await
-        .unwrap();
-    for r in 1..=2 {
-        t.sb.sql(r, "SET GLOBAL rpl_semi_sync_slave_enabled = ON")
-            .await
-            .unwrap();
-        t.sb.sql(r, "STOP SLAVE IO_THREAD").await.unwrap();
-        t.sb.sql(r, "START SLAVE IO_THREAD").await.unwrap();
-    }
-    let clients = |r: Result<sluice::backend::QueryResult, _>| {
-        r.ok()
-            .and_then(|r| r.rows.first().and_then(|row| row[1].clone()))
-            .unwrap_or_default()
-    };
-    let _ = wait_for!(
-        "both replicas are semi-sync clients",
-        Duration::from_secs(10),
-        clients(
-            t.sb.sql(0, "SHOW STATUS LIKE 'Rpl_semi_sync_master_clients'")
-                .await
-        ) == "2"
-    );
+    enable_semi_sync(&t).await;
     let p = common::proxy(failover_config(&t)).await;
     let mut c = client(&p).await;
     c.query_drop("CREATE DATABASE fo").await.unwrap();
@@ -292,10 +266,7 @@ async fn with_semi_sync_replication_no_acknowledged_write_is_lost() {
     t.sb.wait_caught_up(Duration::from_secs(10)).await.unwrap();
     let w = start_writer(&p, "ss");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let on = clients(
-        t.sb.sql(0, "SHOW STATUS LIKE 'Rpl_semi_sync_master_status'")
-            .await,
-    );
+    let on = status_of(&t, "Rpl_semi_sync_master_status").await;
     assert_eq!(on, "ON", "semi-sync must be active when the primary dies");
     t.sb.kill(0);
     let _ = wait_for!(

@@ -190,3 +190,35 @@ pub async fn post(p: &Proxy, path: &str, body: &str) -> String {
     s.read_to_string(&mut out).await.unwrap();
     out
 }
+
+/// A global status value of the primary (server 0).
+pub async fn status_of(t: &Topo, name: &str) -> String {
+    t.sb.sql(0, &format!("SHOW STATUS LIKE '{name}'"))
+        .await
+        .ok()
+        .and_then(|r| r.rows.first().and_then(|row| row[1].clone()))
+        .unwrap_or_default()
+}
+
+/// Semi-synchronous replication (built into MariaDB): the primary acknowledges a commit only
+/// once a replica has it.
+pub async fn enable_semi_sync(t: &Topo) {
+    t.sb.sql(0, "SET GLOBAL rpl_semi_sync_master_enabled = ON")
+        .await
+        .unwrap();
+    t.sb.sql(0, "SET GLOBAL rpl_semi_sync_master_timeout = 10000")
+        .await
+        .unwrap();
+    for r in 1..=2 {
+        t.sb.sql(r, "SET GLOBAL rpl_semi_sync_slave_enabled = ON")
+            .await
+            .unwrap();
+        t.sb.sql(r, "STOP SLAVE IO_THREAD").await.unwrap();
+        t.sb.sql(r, "START SLAVE IO_THREAD").await.unwrap();
+    }
+    let _ = wait_for!(
+        "both replicas are semi-sync clients",
+        Duration::from_secs(10),
+        status_of(t, "Rpl_semi_sync_master_clients").await == "2"
+    );
+}
