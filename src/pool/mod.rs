@@ -16,7 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 const STALE_CHECK_AFTER: Duration = Duration::from_millis(100);
 
 struct Idle {
-    conn: BackendConn,
+    conn: Box<BackendConn>,
     since: Instant,
 }
 
@@ -42,7 +42,8 @@ pub struct BackendPool {
 
 /// A checked-out backend connection.
 pub struct Lease {
-    conn: Option<BackendConn>,
+    /// Boxed: a lease moves through several futures per statement, a pointer is cheap to move.
+    conn: Option<Box<BackendConn>>,
     pool: Arc<BackendPool>,
     slot: usize,
     /// Taken by the recycler when the connection needs a reset before it goes back.
@@ -73,7 +74,7 @@ impl Lease {
     pub async fn reconnect(&mut self, opts: &ConnectOpts) -> Result<(), BackendError> {
         let conn = BackendConn::connect(opts).await?;
         self.pool.opened.fetch_add(1, Ordering::Relaxed);
-        self.conn = Some(conn);
+        self.conn = Some(Box::new(conn));
         Ok(())
     }
 
@@ -164,7 +165,7 @@ impl BackendPool {
 
     /// Puts a clean connection on the idle list of `slot` (closed if the pool is full or
     /// draining).
-    fn put_idle(&self, slot: usize, conn: BackendConn) {
+    fn put_idle(&self, slot: usize, conn: Box<BackendConn>) {
         if self.closed.load(Ordering::Relaxed) {
             return;
         }
@@ -227,7 +228,7 @@ impl BackendPool {
         match BackendConn::connect(&opts()).await {
             Ok(conn) => {
                 self.opened.fetch_add(1, Ordering::Relaxed);
-                lease.conn = Some(conn);
+                lease.conn = Some(Box::new(conn));
                 Ok(lease)
             }
             Err(e) => {

@@ -17,7 +17,7 @@ use tokio::sync::OwnedSemaphorePermit;
 pub(super) fn give_back(
     pool: &Arc<BackendPool>,
     slot: usize,
-    conn: BackendConn,
+    conn: Box<BackendConn>,
     permit: Option<OwnedSemaphorePermit>,
 ) {
     if conn.busy {
@@ -59,7 +59,7 @@ fn spawn_or_close(f: impl std::future::Future<Output = ()> + Send + 'static) {
 }
 
 /// Kills the backend thread of a connection left mid-command, then closes it.
-async fn kill(conn: BackendConn) {
+async fn kill(conn: Box<BackendConn>) {
     let (opts, thread) = (conn.opts.clone(), conn.thread_id);
     // close ours first: a server blocked writing to it notices at once
     drop(conn);

@@ -82,9 +82,9 @@ impl Session {
             match BackendConn::kill_thread(&opts, thread, true).await {
                 Ok(()) => {}
                 Err(e) if e.is_fatal() => {
-                    tracing::warn!(error = %e, "cannot reach the backend to kill a query")
+                    tracing::warn!(parent: &self.span, error = %e, "cannot reach the backend to kill a query")
                 }
-                Err(e) => tracing::debug!(error = %e, "KILL QUERY on the backend failed"),
+                Err(e) => tracing::debug!(parent: &self.span, error = %e, "KILL QUERY on the backend failed"),
             }
         }
         if !query_only {

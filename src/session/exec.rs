@@ -79,29 +79,23 @@ impl Session {
         if let Some(p) = self.primary.take() {
             return Ok(p);
         }
-        let shared = self.shared.clone();
-        let hold = shared.config.load().failover.hold_writes.0;
-        let p = shared.topology.primary();
-        if shared
-            .failover
-            .holding
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
+        let holding = &self.shared.failover.holding;
+        if holding.load(std::sync::atomic::Ordering::Relaxed) {
             // failover or switchover in progress: wait for the new primary instead of failing
+            let shared = self.shared.clone();
+            let hold = shared.config.load().failover.hold_writes.0;
             shared
                 .failover
                 .wait_for_primary(&shared, usize::MAX, hold)
                 .await;
         }
-        let p = if p == shared.topology.primary() {
-            p
-        } else {
-            shared.topology.primary()
-        };
+        let p = self.shared.topology.primary();
         match self.checkout(p).await {
             Ok(l) => Ok((p, l)),
-            Err(e) if e.code != 1040 && shared.config.load().failover.enabled => {
-                tracing::warn!(error = %e, "primary unreachable; holding the write for a new primary");
+            Err(e) if e.code != 1040 && self.shared.config.load().failover.enabled => {
+                let shared = self.shared.clone();
+                let hold = shared.config.load().failover.hold_writes.0;
+                tracing::warn!(parent: &self.span, error = %e, "primary unreachable; holding the write for a new primary");
                 if shared.failover.wait_for_primary(&shared, p, hold).await {
                     let np = shared.topology.primary();
                     Ok((np, self.checkout(np).await?))
@@ -122,7 +116,8 @@ impl Session {
         intent: &Intent,
         on_ok: OnOk,
     ) -> Result<(), Fatal> {
-        let started = std::time::Instant::now();
+        // the command's arrival: one clock read per statement for both idleness and metrics
+        let started = self.idle.last_active.into_std();
         let mut held = self.held.take();
         let mut skip = None;
         if target == Target::Primary && self.primary.is_some() {
@@ -190,7 +185,7 @@ impl Session {
                     self.count(idx, target, reason, outcome.err.is_some(), started);
                     self.after(idx, lease, target, intent, on_ok, outcome);
                     if let Err(e) = self.client_w.flush().await {
-                        tracing::debug!(error = %e, "client went away");
+                        tracing::debug!(parent: &self.span, error = %e, "client went away");
                         return Err(Fatal);
                     }
                     return Ok(());
@@ -216,7 +211,7 @@ impl Session {
                     // new primary once there is one); anything else may have run
                     let rerun = (target == Target::Replica && intent.kind == Kind::Read) || unsent;
                     if sent == 0 && attempt < 2 && was_alone && rerun {
-                        tracing::warn!(backend = %name, %error, "statement failed before any reply; running it again");
+                        tracing::warn!(parent: &self.span, backend = %name, %error, "statement failed before any reply; running it again");
                         skip = (target == Target::Replica).then_some(idx);
                         continue;
                     }
@@ -280,7 +275,7 @@ impl Session {
     /// tables, locks, user variables) is gone.
     fn lost_primary_if(&mut self, target: Target) {
         if target == Target::Primary && self.state.holds_primary() {
-            tracing::warn!(
+            tracing::warn!(parent: &self.span, 
                 "primary connection lost; transaction and connection-bound state discarded"
             );
             if self.state.in_transaction() {

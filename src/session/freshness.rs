@@ -23,7 +23,7 @@ impl Session {
         intent: &Intent,
         mut skip: Option<usize>,
     ) -> Result<Option<(usize, Lease)>, SqlError> {
-        let cfg = self.shared.config.load_full();
+        let cfg = self.shared.config.load();
         let mode = cfg.routing.read_your_writes;
         if mode == ReadYourWrites::Global {
             self.adopt_global_write();
@@ -104,7 +104,7 @@ impl Session {
                 Err(e) if e.code == 1040 => return Err(e), // pool exhausted: do not pile onto the primary
                 Err(e) => {
                     let retry = cfg.routing.replica_retry_after.0;
-                    tracing::warn!(backend = %topo.backend(r).pool.name, error = %e, "replica unavailable; reads skip it for {retry:?}");
+                    tracing::warn!(parent: &self.span, backend = %topo.backend(r).pool.name, error = %e, "replica unavailable; reads skip it for {retry:?}");
                     topo.backend(r).pool.mark_down(retry);
                     skip = Some(r);
                 }
@@ -148,7 +148,7 @@ impl Session {
                         }
                     }
                     Err(e) => {
-                        tracing::debug!(error = %e, "cannot read the last GTID; reads stay on the primary for a while");
+                        tracing::debug!(parent: &self.span, error = %e, "cannot read the last GTID; reads stay on the primary for a while");
                         if e.is_fatal() {
                             lease.broken = true; // closed on return
                         }

@@ -7,6 +7,7 @@ mod align;
 mod control;
 mod exec;
 pub mod freshness;
+mod idle;
 mod local;
 mod prepared;
 mod replay;
@@ -26,7 +27,6 @@ use state::SessionState;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::net::TcpStream;
-use tracing::Instrument;
 
 /// The session cannot continue (client gone or protocol broken).
 #[derive(Debug)]
@@ -66,6 +66,11 @@ pub struct Session {
     tx_lost: bool,
     /// The open transaction's statements (`failover.transaction_replay`).
     tx_log: replay::TxLog,
+    /// When the last command arrived; releases buffers and ends idle sessions.
+    idle: idle::Idle,
+    /// The session's log context (id, user, client), given as the parent of its events
+    /// rather than entered on every poll of the session's future.
+    span: tracing::Span,
     buf: Vec<u8>,
 }
 
@@ -101,6 +106,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         .store(login.user_index, std::sync::atomic::Ordering::Relaxed);
     let span = tracing::info_span!("session", id = handle.id, user = %login.user, client = %peer);
     let caps = login.capabilities;
+    let idle_limit = shared.config.load().listen.idle_timeout.0;
     let mariadb_caps = login.mariadb_caps;
     let mut s = Session {
         state: SessionState::new(
@@ -125,18 +131,16 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         last_gtid_text: String::new(),
         tx_lost: false,
         tx_log: Default::default(),
+        idle: idle::Idle::new(idle_limit),
+        span,
         buf: Vec::new(),
     };
-    async move {
-        let _user_slot = user_slot;
-        if s.finish_login().await.is_ok() {
-            tracing::debug!("client logged in");
-            let _ = s.run().await;
-        }
-        tracing::debug!("client session ended");
+    let _user_slot = user_slot;
+    if s.finish_login().await.is_ok() {
+        tracing::debug!(parent: &s.span, "client logged in");
+        let _ = s.run().await;
     }
-    .instrument(span)
-    .await
+    tracing::debug!(parent: &s.span, "client session ended");
 }
 
 impl Session {
@@ -161,30 +165,55 @@ impl Session {
         self.send_ok().await
     }
 
-    async fn run(&mut self) -> Result<(), Fatal> {
-        let (limit, idle) = {
-            let cfg = self.shared.config.load();
-            (cfg.listen.max_packet_size, cfg.listen.idle_timeout.0)
-        };
+    /// Waits until the client's socket is readable, releasing the buffers of a quiet client;
+    /// `Ok(false)`: idle for `listen.idle_timeout`.
+    async fn wait_readable(&mut self) -> Result<bool, Fatal> {
         loop {
-            let waits = self.client_r.buffered() == 0;
-            if waits {
-                // idle: hold no buffers while waiting for the next command
-                self.client_r.release_idle();
-                self.client_w.release_idle();
-                self.buf = Vec::new();
+            tokio::select! {
+                biased;
+                r = self.client_r.get_ref().readable() => {
+                    r?;
+                    return Ok(true);
+                }
+                _ = self.idle.timer.as_mut() => match self.idle.fired() {
+                    idle::Tick::Disconnect => return Ok(false),
+                    idle::Tick::ReleaseBuffers => {
+                        self.client_r.release_idle();
+                        self.client_w.release_idle();
+                        self.buf = Vec::new();
+                    }
+                    idle::Tick::Continue => {}
+                },
+            }
+        }
+    }
+
+    async fn run(&mut self) -> Result<(), Fatal> {
+        let limit = self.shared.config.load().listen.max_packet_size;
+        loop {
+            if self.client_r.buffered() == 0 && !self.wait_readable().await? {
+                return self.disconnect_idle().await;
             }
             let mut buf = std::mem::take(&mut self.buf);
-            let client_r = &mut self.client_r;
-            let read = async {
-                if waits {
-                    client_r.get_ref().readable().await?;
+            // a partial packet followed by silence ends the session at the idle limit too
+            let res = {
+                let (client_r, idle) = (&mut self.client_r, &mut self.idle);
+                let read = client_r.read_logical(&mut buf, limit);
+                tokio::pin!(read);
+                loop {
+                    tokio::select! {
+                        biased;
+                        r = &mut read => break Some(r),
+                        _ = idle.timer.as_mut() => if let idle::Tick::Disconnect = idle.fired() {
+                            break None;
+                        },
+                    }
                 }
-                client_r.read_logical(&mut buf, limit).await
             };
-            let Ok(res) = tokio::time::timeout(idle, read).await else {
-                return self.disconnect_idle(idle).await;
+            let Some(res) = res else {
+                return self.disconnect_idle().await;
             };
+            self.idle.active(tokio::time::Instant::now());
             let r = match res {
                 Ok(seq) => {
                     self.seq = seq.wrapping_add(1);
@@ -348,8 +377,9 @@ impl Session {
 
     /// Tells a client silent for `listen.idle_timeout` why it is disconnected (MySQL 8's
     /// ER_CLIENT_INTERACTION_TIMEOUT, sequence 0 as an unsolicited packet), then ends.
-    async fn disconnect_idle(&mut self, idle: std::time::Duration) -> Result<(), Fatal> {
-        tracing::info!("client idle for {idle:?} (listen.idle_timeout); disconnected");
+    async fn disconnect_idle(&mut self) -> Result<(), Fatal> {
+        let idle = self.shared.config.load().listen.idle_timeout.0;
+        tracing::info!(parent: &self.span, "client idle for {idle:?} (listen.idle_timeout); disconnected");
         let e = SqlError::new(
             4031,
             "HY000",

@@ -121,7 +121,7 @@ impl Session {
             }
             last_status = st;
         }
-        tracing::warn!(backend = %name, statements = log.entries.len(), "transaction replayed on the new primary");
+        tracing::warn!(parent: &self.span, backend = %name, statements = log.entries.len(), "transaction replayed on the new primary");
         self.state.status = last_status;
         self.tx_lost = false;
         self.tx_log = log;
@@ -135,7 +135,7 @@ impl Session {
             Ok(()) => "success",
             Err(ReplayFailure::NotReplayable) => "not_replayable",
             Err(ReplayFailure::Mismatch(why)) | Err(ReplayFailure::Failed(why)) => {
-                tracing::warn!(reason = %why, "transaction replay failed; the transaction is lost");
+                tracing::warn!(parent: &self.span, reason = %why, "transaction replay failed; the transaction is lost");
                 if matches!(r, Err(ReplayFailure::Mismatch(_))) {
                     "mismatch"
                 } else {

@@ -1,0 +1,102 @@
+//! Waiting for a client's next command with one timer per session, re-armed only when it
+//! fires (no timer operation per command): it releases the session's buffers once the
+//! client has been quiet for `KEEP_BUFFERS` (a busy client keeps them, an idle one holds
+//! none) and ends the session after `listen.idle_timeout`.
+
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio::time::Sleep;
+
+/// How long a quiet client keeps its read/write buffers.
+pub(super) const KEEP_BUFFERS: Duration = Duration::from_secs(1);
+
+pub(super) struct Idle {
+    pub(super) timer: Pin<Box<Sleep>>,
+    /// When the last command arrived (also the start time of its statement).
+    pub(super) last_active: Instant,
+    limit: Duration,
+    holds_buffers: bool,
+}
+
+/// What a fired timer means.
+pub(super) enum Tick {
+    Continue,
+    ReleaseBuffers,
+    Disconnect,
+}
+
+impl Idle {
+    pub(super) fn new(limit: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            timer: Box::pin(tokio::time::sleep_until(now + KEEP_BUFFERS.min(limit))),
+            last_active: now,
+            limit,
+            holds_buffers: true,
+        }
+    }
+
+    /// A command arrived at `now`.
+    pub(super) fn active(&mut self, now: Instant) {
+        self.last_active = now;
+        if !self.holds_buffers {
+            // back from a quiet spell: the timer was armed for the idle limit
+            self.holds_buffers = true;
+            self.timer
+                .as_mut()
+                .reset(now + KEEP_BUFFERS.min(self.limit));
+        }
+    }
+
+    /// The timer fired: decides, then re-arms it for the next decision.
+    pub(super) fn fired(&mut self) -> Tick {
+        let quiet = self.last_active.elapsed();
+        if quiet >= self.limit {
+            return Tick::Disconnect;
+        }
+        let release = self.holds_buffers && quiet >= KEEP_BUFFERS;
+        if release {
+            self.holds_buffers = false;
+        }
+        let wait = if self.holds_buffers {
+            KEEP_BUFFERS.min(self.limit)
+        } else {
+            self.limit
+        };
+        self.timer
+            .as_mut()
+            .reset(self.last_active + wait);
+        if release {
+            Tick::ReleaseBuffers
+        } else {
+            Tick::Continue
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn buffers_go_after_a_quiet_second_and_the_session_after_the_limit() {
+        let mut idle = Idle::new(Duration::from_secs(5));
+        idle.timer.as_mut().await;
+        assert!(matches!(idle.fired(), Tick::ReleaseBuffers));
+        idle.timer.as_mut().await;
+        assert!(matches!(idle.fired(), Tick::Disconnect));
+        assert!(idle.last_active.elapsed() >= Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_client_keeps_its_buffers() {
+        let mut idle = Idle::new(Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        idle.active(Instant::now());
+        idle.timer.as_mut().await;
+        assert!(matches!(idle.fired(), Tick::Continue), "active 0.1 s ago");
+        idle.timer.as_mut().await;
+        assert!(matches!(idle.fired(), Tick::ReleaseBuffers));
+    }
+}
