@@ -113,6 +113,7 @@ impl Proxy {
         tasks.extend(crate::topology::monitor::spawn(&shared, &stop_rx));
         tasks.extend(crate::failover::spawn(&shared, &stop_rx));
         tasks.push(spawn_account_refresh(&shared, stop_rx.clone()).await);
+        tasks.push(crate::memory::spawn(&shared, stop_rx.clone()));
         tracing::info!(%addr, %admin_addr, version = %shared.server_version, "sluice is serving");
         Ok(Proxy {
             addr,

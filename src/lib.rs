@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod failover;
 pub mod frontend;
+pub mod memory;
 pub mod metrics;
 pub mod pool;
 pub mod protocol;

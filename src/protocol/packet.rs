@@ -10,6 +10,8 @@ use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const BUF_SIZE: usize = 16 * 1024;
+/// The read buffer's first size; it doubles (up to `BUF_SIZE`) when a read fills it.
+const FIRST_BUF: usize = 1024;
 
 /// Error reading a logical packet that was larger than the allowed maximum. The stream has been
 /// drained past the packet, so the connection stays usable.
@@ -55,9 +57,14 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
             }
             self.buf.clear();
             self.pos = 0;
-            self.buf.reserve(BUF_SIZE);
-            if self.inner.read_buf(&mut self.buf).await? == 0 {
+            // small at first (an idle client holds little), up to BUF_SIZE once reads fill it
+            self.buf.reserve(FIRST_BUF);
+            let n = self.inner.read_buf(&mut self.buf).await?;
+            if n == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            if n == self.buf.capacity() && n < BUF_SIZE {
+                self.buf.reserve(n); // the socket had more: twice the room next time
             }
             filled += self.take_buffered(&mut out[filled..]);
         }

@@ -29,6 +29,18 @@ impl ClientRead {
         }
     }
 
+    /// Clears a readiness left over from reads that ended exactly at the data's end (the
+    /// login reads exact lengths), so that the next `readable` waits for new bytes. One
+    /// `peek` system call; for the start of a session, not per command.
+    pub fn clear_stale_readiness(&self) {
+        if let ClientRead::Tcp(r) = self {
+            let mut b = [0u8; 1];
+            let mut rb = ReadBuf::new(&mut b);
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let _ = r.as_ref().poll_peek(&mut cx, &mut rb);
+        }
+    }
+
     /// The TCP socket, when the connection is not encrypted.
     pub fn tcp(&self) -> Option<&TcpStream> {
         match self {

@@ -84,7 +84,9 @@ impl Session {
                 Err(e) if e.is_fatal() => {
                     tracing::warn!(parent: &self.span, error = %e, "cannot reach the backend to kill a query")
                 }
-                Err(e) => tracing::debug!(parent: &self.span, error = %e, "KILL QUERY on the backend failed"),
+                Err(e) => {
+                    tracing::debug!(parent: &self.span, error = %e, "KILL QUERY on the backend failed")
+                }
             }
         }
         if !query_only {

@@ -275,7 +275,7 @@ impl Session {
     /// tables, locks, user variables) is gone.
     fn lost_primary_if(&mut self, target: Target) {
         if target == Target::Primary && self.state.holds_primary() {
-            tracing::warn!(parent: &self.span, 
+            tracing::warn!(parent: &self.span,
                 "primary connection lost; transaction and connection-bound state discarded"
             );
             if self.state.in_transaction() {

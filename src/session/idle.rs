@@ -64,9 +64,7 @@ impl Idle {
         } else {
             self.limit
         };
-        self.timer
-            .as_mut()
-            .reset(self.last_active + wait);
+        self.timer.as_mut().reset(self.last_active + wait);
         if release {
             Tick::ReleaseBuffers
         } else {

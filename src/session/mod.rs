@@ -88,7 +88,10 @@ fn lost_transaction() -> SqlError {
 pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHandle>) {
     let peer_ip = stream.peer_addr().map(|a| a.ip()).ok();
     let peer = peer_ip.map_or_else(|| "unknown".into(), |ip| ip.to_string());
-    let admit = crate::frontend::login::admit(&shared, stream, peer_ip, handle.id);
+    // boxed: the login's state would otherwise size every idle session's task
+    let admit = Box::pin(crate::frontend::login::admit(
+        &shared, stream, peer_ip, handle.id,
+    ));
     let Some(admitted) = admit.await else {
         return;
     };
@@ -136,7 +139,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         buf: Vec::new(),
     };
     let _user_slot = user_slot;
-    if s.finish_login().await.is_ok() {
+    if Box::pin(s.finish_login()).await.is_ok() {
         tracing::debug!(parent: &s.span, "client logged in");
         let _ = s.run().await;
     }
@@ -190,6 +193,7 @@ impl Session {
 
     async fn run(&mut self) -> Result<(), Fatal> {
         let limit = self.shared.config.load().listen.max_packet_size;
+        self.client_r.get_ref().clear_stale_readiness();
         loop {
             if self.client_r.buffered() == 0 && !self.wait_readable().await? {
                 return self.disconnect_idle().await;
@@ -217,7 +221,9 @@ impl Session {
             let r = match res {
                 Ok(seq) => {
                     self.seq = seq.wrapping_add(1);
-                    self.dispatch(&buf).await
+                    // boxed: a running command's state (kilobytes) is allocated while it
+                    // runs, not carried by every idle session
+                    Box::pin(self.dispatch(&buf)).await
                 }
                 Err(ReadError::TooLarge { size, limit }) => {
                     self.seq = 1;
