@@ -4,7 +4,7 @@
 # alternating target by target in every round, on a sandbox topology (1 primary, 2 replicas)
 # started for the run. Prints, per workload, the worst round of each target: throughput and
 # p95 relative to direct, CPU microseconds per query of haproxy and of Sluice (user/system),
-# read+write system calls and context switches per query; then Sluice's user-space
+# context switches per query, system calls per query (strace); then Sluice's user-space
 # instructions per query under callgrind (deterministic, for judging a change without noise).
 #
 #   bash bench/proxy.sh            # full run (~15 min on 2 cores)
@@ -130,11 +130,32 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
+# system calls per query: strace counts them exactly (and slows the run, so it is a run of
+# its own, not one of the measured ones)
+SYSCALLS=""
+if command -v strace >/dev/null; then
+  for t in haproxy sluice; do
+    pid=$SLUICE_PID port=$SLUICE_PORT
+    if [ "$t" = haproxy ]; then
+      [ -n "$HAPROXY" ] || continue
+      pid=$HAPROXY_PID port=$HAPROXY_PORT
+    fi
+    timeout 20 strace -c -f -q -p "$pid" -o "$DIR/strace-$t.txt" &
+    ST=$!
+    sleep 1
+    q=$(sysbench oltp_point_select "${SB[@]}" --mysql-port="$port" --threads="$THREADS" --time=5 \
+      --db-ps-mode=disable run | awk '/queries:/ {print $2; exit}')
+    kill -INT "$ST" 2>/dev/null; wait "$ST" 2>/dev/null || true
+    calls=$(awk '$NF == "total" {print $(NF-2) + 0}' "$DIR/strace-$t.txt")
+    [ -n "$calls" ] && SYSCALLS="$SYSCALLS $t=$(awk -v c="$calls" -v q="$q" 'BEGIN {printf "%.2f", c / q}')"
+  done
+fi
+
 INSTR=""
 if [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
   echo "bench: Sluice under callgrind (instructions per point_select)"
   kill "$SLUICE_PID"; wait "$SLUICE_PID" 2>/dev/null || true
-  (cd "$DIR" && valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$DIR/cg.out" \
+  (cd "$DIR" && valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$DIR/cg.out" \
     "$BIN" run -c "$DIR/bench.toml" >"$DIR/callgrind.log" 2>&1) &
   CG_PID=$!
   PIDS+=($CG_PID)
@@ -148,16 +169,16 @@ if [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
   callgrind_control -i off "$CG_PID" >/dev/null
   callgrind_control -d "$CG_PID" >/dev/null
   sleep 2
-  IR=$(cat "$DIR"/cg.out* 2>/dev/null | awk '/^summary:|^totals:/ {s += $2} END {print s + 0}')
+  IR=$(cat "$DIR"/cg.out* 2>/dev/null | awk '/^totals:/ {s += $2} END {print s + 0}')
   [ "$IR" -gt 0 ] && INSTR=$(awk -v ir="$IR" -v n=$EVENTS 'BEGIN {printf "%.0f", ir / n}')
 elif [ "$CALLGRIND" = 1 ]; then
   echo "bench: valgrind not installed: no instruction count (apt-get install valgrind)"
 fi
 
-python3 - "$OUT" "$(getconf CLK_TCK)" "$INSTR" "$THREADS" "$SECS" "$ROUNDS" <<'EOF'
+python3 - "$OUT" "$(getconf CLK_TCK)" "$INSTR" "$THREADS" "$SECS" "$ROUNDS" "$SYSCALLS" <<'EOF'
 import sys
 from collections import defaultdict
-path, tck, instr, threads, secs, rounds = sys.argv[1], int(sys.argv[2]), sys.argv[3], *sys.argv[4:]
+path, tck, instr, threads, secs, rounds, syscalls = sys.argv[1], int(sys.argv[2]), sys.argv[3], *sys.argv[4:]
 runs = defaultdict(list)
 for line in open(path):
     wl, ps, target, q, p95, before, after = line.rstrip("\n").split("\t")
@@ -180,8 +201,8 @@ def worst(key):
     return q, p95, cpu
 
 print(f"\nsysbench, {threads} threads, {secs} s per run, worst of {rounds} alternating rounds")
-print("(qps and p95 relative to direct; CPU us/query user+sys; syscalls = read+write per query)\n")
-hdr = f"{'workload':<22}{'ps':<8}{'direct qps':>11}{'haproxy':>9}{'sluice':>8}{'p95 d ms':>9}{'p95 h':>7}{'p95 s':>7}  {'haproxy cpu':<17}{'sluice cpu':<17}{'sys/q h':>8}{'sys/q s':>8}{'cs/q h':>7}{'cs/q s':>7}"
+print("(qps and p95 relative to direct; CPU us/query total (user/system); cs = context switches per query)\n")
+hdr = f"{'workload':<22}{'ps':<8}{'direct qps':>11}{'haproxy':>9}{'sluice':>8}{'p95 d ms':>9}{'p95 h':>7}{'p95 s':>7}  {'haproxy cpu':<17}{'sluice cpu':<17}{'cs/q h':>7}{'cs/q s':>7}"
 print(hdr)
 for (wl, ps) in sorted({(k[0], k[1]) for k in runs}):
     d = worst((wl, ps, "direct"))
@@ -191,9 +212,10 @@ for (wl, ps) in sorted({(k[0], k[1]) for k in runs}):
     ratio = lambda x: f"{x[0] / d[0]:.2f}x" if x else "-"
     p = lambda x: f"{x[1] / d[1]:.2f}x" if x else "-"
     c = lambda x: f"{x[2][0] + x[2][1]:.1f} ({x[2][0]:.1f}/{x[2][1]:.1f})" if x and x[2] else "-"
-    sc = lambda x: f"{x[2][2]:.2f}" if x and x[2] else "-"
     cs = lambda x: f"{x[2][3]:.2f}" if x and x[2] else "-"
-    print(f"{wl:<22}{ps:<8}{qd:>11.0f}{ratio(h):>9}{ratio(s):>8}{d[1]:>9.2f}{p(h):>7}{p(s):>7}  {c(h):<17}{c(s):<17}{sc(h):>8}{sc(s):>8}{cs(h):>7}{cs(s):>7}")
+    print(f"{wl:<22}{ps:<8}{qd:>11.0f}{ratio(h):>9}{ratio(s):>8}{d[1]:>9.2f}{p(h):>7}{p(s):>7}  {c(h):<17}{c(s):<17}{cs(h):>7}{cs(s):>7}")
+if syscalls.strip():
+    print("\nsystem calls per point_select (strace -c, a separate 5 s run):", ", ".join(syscalls.split()))
 if instr:
     print(f"\nSluice user-space instructions per point_select (callgrind, 20,000 queries): {int(instr):,}")
 EOF

@@ -21,5 +21,6 @@ pub mod router;
 pub mod sandbox;
 pub mod session;
 pub mod shared;
+pub mod stats;
 pub mod topology;
 pub mod watch;

@@ -43,6 +43,9 @@ enum Command {
         /// Backend to promote (default: the best candidate).
         #[arg(long)]
         to: Option<String>,
+        /// Print the admin API's JSON reply instead of the timeline.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the `password_hash` forms of a password read from standard input (one line), for
     /// `[[users]]` without plaintext: mysql_native_password and caching_sha2_password.
@@ -212,13 +215,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("caching_sha2_password: password_hash = \"{sha2}\"");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Switchover { admin, to } => {
+        Command::Switchover { admin, to, json } => {
             let body = match to {
                 Some(t) => serde_json::json!({ "to": t }).to_string(),
                 None => String::new(),
             };
             let (code, reply) = runtime(1)?.block_on(http_post(&admin, "/switchover", &body))?;
-            println!("{reply}");
+            if json {
+                println!("{reply}");
+            } else {
+                print!("{}", timeline_text(&reply));
+            }
             Ok(if code == 200 {
                 ExitCode::SUCCESS
             } else {
@@ -234,5 +241,47 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime(workers)?.block_on(sluice::sandbox::cli::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The admin API's switchover reply as lines for a terminal: the outcome, then each step
+/// with its time since the start. Anything unexpected is printed as it came.
+fn timeline_text(reply: &str) -> String {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(reply) else {
+        return format!("{reply}\n");
+    };
+    if let Some(e) = v["error"].as_str() {
+        return format!("switchover failed: {e}\n");
+    }
+    let t = &v["timeline"];
+    let mut out = format!(
+        "switchover {} -> {}: {}\n",
+        t["from"].as_str().unwrap_or("?"),
+        t["to"].as_str().unwrap_or("?"),
+        v["result"].as_str().unwrap_or("?")
+    );
+    for step in t["steps"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  {:>6} ms  {}\n",
+            step["at_ms"].as_u64().unwrap_or(0),
+            step["what"].as_str().unwrap_or("")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn switchover_reply_reads_as_a_timeline() {
+        let reply = r#"{"result":"success","timeline":{"kind":"switchover","from":"db0","to":"db2","result":"success","steps":[{"at_ms":0,"what":"holding new writes"},{"at_ms":31,"what":"db2 promoted"}]}}"#;
+        assert_eq!(
+            super::timeline_text(reply),
+            "switchover db0 -> db2: success\n       0 ms  holding new writes\n      31 ms  db2 promoted\n"
+        );
+        assert_eq!(
+            super::timeline_text(r#"{"error":"no healthy replica to switch to"}"#),
+            "switchover failed: no healthy replica to switch to\n"
+        );
     }
 }

@@ -25,6 +25,7 @@ pub const REASONS: [Reason; 9] = [
 
 /// Handles for one backend, resolved once.
 pub struct BackendMetrics {
+    pub name: Arc<str>,
     pub queries: Vec<IntCounter>,
     pub errors: IntCounter,
     pub pool_timeouts: IntCounter,
@@ -48,6 +49,9 @@ pub struct Metrics {
     pub switchovers_total: IntCounter,
     /// Transactions rerun on a new primary, by result.
     pub transaction_replays_total: IntCounterVec,
+    /// Why sessions started keeping a primary connection to themselves.
+    pub session_pins_total: IntCounterVec,
+    pub pinned_sessions: IntGauge,
     pub config_reloads_total: IntCounterVec,
     pub config_last_reload_success: Gauge,
     pub split_brain: IntGauge,
@@ -71,6 +75,7 @@ fn handles(
     backend: &str,
 ) -> BackendMetrics {
     BackendMetrics {
+        name: Arc::from(backend),
         queries: REASONS
             .iter()
             .map(|r| q.with_label_values(&[backend, r.as_str()]))
@@ -268,6 +273,25 @@ impl Metrics {
                 &r,
                 IntCounter::new("sluice_switchovers_total", "Planned switchovers performed")
                     .unwrap(),
+            ),
+            session_pins_total: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "sluice_session_pins_total",
+                        "Sessions that started keeping one primary connection, by reason",
+                    ),
+                    &["reason"],
+                )
+                .unwrap(),
+            ),
+            pinned_sessions: reg(
+                &r,
+                IntGauge::new(
+                    "sluice_pinned_sessions",
+                    "Sessions keeping one primary connection to themselves now",
+                )
+                .unwrap(),
             ),
             transaction_replays_total: reg(
                 &r,

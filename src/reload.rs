@@ -122,6 +122,10 @@ pub fn apply(shared: &Arc<Shared>, mut new: Config) -> Result<Vec<String>, Vec<S
         new.admin.address = old.admin.address.clone();
         new.listen.worker_threads = old.listen.worker_threads;
     }
+    if new.stats != old.stats {
+        shared.digests.configure(&new.stats);
+        changes.push("stats: digest statistics / slow-query settings applied".into());
+    }
     let topo = &shared.topology;
     for b in &new.backends {
         match topo.index_of(&b.name) {

@@ -77,6 +77,8 @@ pub struct Shared {
     pub accounts: crate::frontend::accounts::AccountStore,
     /// Open sessions per user (`[[users]] max_connections`).
     pub user_counts: Arc<crate::frontend::user_limit::UserCounts>,
+    /// Query digest statistics (`[stats]`).
+    pub digests: crate::stats::Digests,
     /// TLS toward clients (`[tls]`), rebuilt by reloads.
     pub tls: arc_swap::ArcSwapOption<tokio_rustls::TlsAcceptor>,
 }
@@ -94,6 +96,8 @@ impl Shared {
             .unwrap_or_default();
         metrics.config_last_reload_success.set(now.as_secs_f64());
         let topology = Topology::from_config(&config);
+        let digests = crate::stats::Digests::new(config.stats.max_digests);
+        digests.configure(&config.stats);
         for b in topology.backends().iter() {
             let _ = b.pool.wait_histogram.set(metrics.pool_wait_seconds.clone());
         }
@@ -127,6 +131,7 @@ impl Shared {
             auth_throttle: Default::default(),
             accounts: Default::default(),
             user_counts: Default::default(),
+            digests,
             tls: arc_swap::ArcSwapOption::from(tls),
         }
     }

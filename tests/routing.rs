@@ -420,3 +420,47 @@ async fn repeated_set_statements_do_not_accumulate() {
     }
     assert!(replicas > 0, "reads still go to replicas");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_metrics_say_why_sessions_keep_a_connection() {
+    let db = database("pins").await;
+    let p = proxy(config()).await;
+    let mut a = client(&p, Some(&db)).await;
+    let mut b = client(&p, None).await;
+    a.query_drop("CREATE TEMPORARY TABLE pinned_tmp (x INT)")
+        .await
+        .unwrap();
+    b.query_drop("SET @v = 1").await.unwrap();
+    b.query_drop("SET @w = 2").await.unwrap(); // already pinned: counted once
+    let (_, text) = admin_get(&p, "/metrics").await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"sluice_session_pins_total{reason="temporary_table"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"sluice_session_pins_total{reason="user_variable"}"#
+        ),
+        1.0
+    );
+    assert_eq!(metric(&text, "sluice_pinned_sessions"), 2.0);
+    a.reset().await.unwrap(); // COM_RESET_CONNECTION unpins
+    drop(b.disconnect().await);
+    let t = std::time::Instant::now();
+    loop {
+        let (_, text) = admin_get(&p, "/metrics").await;
+        if metric(&text, "sluice_pinned_sessions") == 0.0 {
+            break;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(3),
+            "pinned sessions back to 0"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    p.shutdown().await;
+}

@@ -6,6 +6,7 @@
 //! loopback peers (and `sluice check` refuses a non-loopback `admin.address` without one).
 //! At most `MAX_CONNECTIONS` admin connections are served at once.
 
+mod digests;
 mod page;
 
 use crate::shared::Shared;
@@ -60,13 +61,14 @@ async fn handle(
 ) -> Response<Full<Bytes>> {
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
     let (code, ctype, body) = if method == "POST" {
         match authorize(token(shared).as_deref(), peer, req.headers()) {
             Err(reply) => reply,
             Ok(()) => match Limited::new(req.into_body(), MAX_BODY).collect().await {
                 Ok(b) => {
                     let body = String::from_utf8_lossy(&b.to_bytes()).into_owned();
-                    route(shared, &method, &path, &body).await
+                    route(shared, &method, &path, &body, &query).await
                 }
                 Err(_) => (
                     "413 Payload Too Large",
@@ -76,7 +78,7 @@ async fn handle(
             },
         }
     } else {
-        route(shared, &method, &path, "").await
+        route(shared, &method, &path, "", &query).await
     };
     let status = code
         .get(..3)
@@ -196,8 +198,10 @@ fn ready(shared: &Shared) -> Reply {
     }
 }
 
-async fn route(shared: &Arc<Shared>, method: &str, path: &str, body: &str) -> Reply {
+async fn route(shared: &Arc<Shared>, method: &str, path: &str, body: &str, query: &str) -> Reply {
     match (method, path) {
+        ("GET", "/digests") => digests::get(shared, query),
+        ("POST", "/digests/reset") => digests::reset(shared),
         ("GET", "/") => ("200 OK", "text/html; charset=utf-8", page::render(shared)),
         ("GET", "/live") => ("200 OK", "text/plain", "ok\n".into()),
         ("GET", "/ready") => ready(shared),

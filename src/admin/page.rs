@@ -77,10 +77,44 @@ pub fn render(shared: &Shared) -> String {
          <h1>Sluice</h1><p>{} client connections &middot; failover state: {} &middot; {}{}</p>\
          <table><tr><th>backend</th><th>address</th><th>role</th><th>health</th><th>lag</th><th>takes reads</th>\
          <th>weight</th><th>busy / idle</th><th>share of statements</th></tr>{rows}</table>\
+         <h2>Top statements by total time</h2>{}\
          <p><a href=/status>/status</a> &middot; <a href=/metrics>/metrics</a> &middot; <a href=/config>/config</a></p></body></html>",
         shared.clients.load(Ordering::Relaxed),
         esc(&fo.state),
         last,
         if topo.split_brain.load(Ordering::Relaxed) { " &middot; <b>SPLIT BRAIN: several writable backends</b>" } else { "" },
+        top_digests(shared),
     )
+}
+
+/// The ten statements with the most total time (`GET /digests` has them all).
+fn top_digests(shared: &Shared) -> String {
+    let (mut rows, _) = shared.digests.snapshot();
+    if rows.is_empty() {
+        return "<p>no statements yet</p>".into();
+    }
+    rows.sort_by_key(|r| std::cmp::Reverse(r.figures.total_us));
+    let mut out = String::from(
+        "<table><tr><th>statement</th><th>user</th><th>backend</th><th>route</th><th>count</th>\
+         <th>errors</th><th>total</th><th>avg</th><th>p99</th></tr>",
+    );
+    for r in rows.iter().take(10) {
+        let f = &r.figures;
+        let ms = |us: u64| format!("{:.2} ms", us as f64 / 1e3);
+        let _ = write!(
+            out,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.text),
+            esc(&r.user),
+            esc(&r.backend),
+            r.route,
+            f.count,
+            f.errors,
+            ms(f.total_us),
+            ms(f.total_us / f.count.max(1)),
+            ms(f.percentile_us(0.99)),
+        );
+    }
+    out.push_str("</table><p><a href=\"/digests?sort=total_time&amp;limit=50\">/digests</a></p>");
+    out
 }

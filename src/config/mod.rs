@@ -2,10 +2,12 @@
 
 pub mod diff;
 mod duration;
+mod stats;
 mod tls;
 mod validate;
 
 pub use duration::Dur;
+pub use stats::Stats;
 pub use tls::{BackendTls, Tls, TlsMode};
 pub use validate::{validate, Problem};
 
@@ -36,6 +38,8 @@ pub struct Config {
     pub monitor: Option<Monitor>,
     #[serde(default)]
     pub failover: Failover,
+    #[serde(default)]
+    pub stats: Stats,
     #[serde(default)]
     pub log: Log,
 }

@@ -50,6 +50,8 @@ pub struct Outcome {
     pub warnings: u16,
     /// Number of packets written to the client.
     pub sent: u32,
+    /// Rows relayed (counted by packet, never decoded).
+    pub rows: u64,
     /// Checksum of the reply's content (see `Relay::digest`); 0 when not computed.
     pub digest: u64,
 }
@@ -326,7 +328,10 @@ where
                 Some(0xFE) if self.is_terminator(len) => {
                     return self.forward_terminator().await.map(Some);
                 }
-                _ => self.forward_long(len).await?,
+                _ => {
+                    self.outcome.rows += 1;
+                    self.forward_long(len).await?
+                }
             }
         }
     }

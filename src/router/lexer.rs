@@ -257,3 +257,57 @@ mod tests {
         }
     }
 }
+
+/// The statement with its literals as `?` and spacing normalised (`SELECT c FROM t WHERE id
+/// = ?`), at most `max` bytes: what digest statistics and the slow-query log show.
+pub fn normalized(sql: &[u8], max: usize) -> String {
+    let mut lx = Lexer::new(sql);
+    let mut out = String::new();
+    let mut prev = None;
+    while let Some(t) = lx.next_tok() {
+        if out.len() >= max {
+            break;
+        }
+        let piece: std::borrow::Cow<'_, str> = match t {
+            Tok::Word(w) => String::from_utf8_lossy(w),
+            Tok::Literal => "?".into(),
+            Tok::UserVar => "@var".into(),
+            Tok::SysVar(n) => format!("@@{}", String::from_utf8_lossy(n)).into(),
+            Tok::Assign => ":=".into(),
+            Tok::Punct(p) => (p as char).to_string().into(),
+        };
+        // `f(x)`, `a.b`, `x, y`: no space; a word's `(` is a call's (or `IN(`)
+        let glue = matches!(t, Tok::Punct(b',' | b')' | b'.' | b';'))
+            || (t == Tok::Punct(b'(') && matches!(prev, Some(Tok::Word(_))))
+            || out.ends_with('(')
+            || out.ends_with('.');
+        prev = Some(t);
+        if !out.is_empty() && !glue {
+            out.push(' ');
+        }
+        out.push_str(&piece);
+    }
+    if out.len() > max {
+        let mut cut = max;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
+}
+
+#[cfg(test)]
+mod normalized_tests {
+    #[test]
+    fn literals_become_placeholders() {
+        assert_eq!(
+            super::normalized(
+                b"select  c from sbtest1 where id=42 and name in ('a','b')",
+                200
+            ),
+            "select c from sbtest1 where id = ? and name in(?, ?)"
+        );
+        assert_eq!(super::normalized(b"SELECT 'x'", 4), "SELE");
+    }
+}

@@ -5,6 +5,7 @@ mod lexer;
 pub mod policy;
 
 pub use classify::{classify, flag, Intent, Kind};
+pub use lexer::normalized;
 pub use policy::{route, Reason, SessionView, Target};
 
 use parking_lot::RwLock;

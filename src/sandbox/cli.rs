@@ -48,6 +48,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let admin = format!("127.0.0.1:{}", args.base_port + 11);
     let mut cfg = sb.proxy_config(&listen, &admin);
     cfg.failover.enabled = true;
+    // after a switchover or failover in an earlier run the primary may be another server
+    let primary = sb.primary_index().await;
+    for (i, b) in cfg.backends.iter_mut().enumerate() {
+        b.role = if i == primary {
+            crate::config::Role::Primary
+        } else {
+            crate::config::Role::Replica
+        };
+    }
     let cfg_path = dir.join("sluice.toml");
     std::fs::write(&cfg_path, toml::to_string_pretty(&cfg)?)?;
     let proxy = Proxy::start(cfg).await?;
@@ -72,15 +81,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "  admin:      http://{}/  (status page; /status, /metrics)",
         proxy.admin_addr
     );
+    let other = (0..sb.servers.len())
+        .rev()
+        .find(|&i| i != primary)
+        .unwrap_or(0);
     println!(
-        "  failover:   enabled; try  sluice switchover --admin {} --to db2",
+        "  failover:   enabled; try  {} switchover --admin {} --to db{other}",
+        command_name(),
         proxy.admin_addr
     );
     println!("  config:     {}", cfg_path.display());
-    for s in &sb.servers {
+    for (i, s) in sb.servers.iter().enumerate() {
         println!(
-            "  {:<10}  127.0.0.1:{}  server_id={}  data={}  log={}",
+            "  {:<4} {:<8} 127.0.0.1:{}  server_id={}  data={}  log={}",
             s.name,
+            if i == primary { "primary" } else { "replica" },
             s.port,
             s.server_id,
             s.data_dir().display(),
@@ -97,4 +112,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         dir.display()
     );
     Ok(())
+}
+
+/// How to run this binary from the current folder: `./target/release/sluice` after
+/// `cargo build --release`, `sluice` when it is the one on the PATH, else its full path.
+fn command_name() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "sluice".into();
+    };
+    if let Ok(cwd) = std::env::current_dir() {
+        if let Ok(rel) = exe.strip_prefix(&cwd) {
+            return format!("./{}", rel.display());
+        }
+    }
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("sluice") == exe));
+    if on_path {
+        "sluice".into()
+    } else {
+        exe.display().to_string()
+    }
 }

@@ -88,11 +88,8 @@ impl Sandbox {
                 None => process::free_port()
                     .map_err(|e| SandboxError::Other(format!("no free port: {e}")))?,
             };
-            let name = if i == 0 {
-                "primary".to_string()
-            } else {
-                format!("replica{i}")
-            };
+            // named as the generated Sluice config names the backends
+            let name = format!("db{i}");
             let dir = opts.dir.join(&name);
             // on reused data the roles may have moved (failover, switchover): start every
             // server read-only and open the primary once it is known

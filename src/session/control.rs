@@ -118,6 +118,7 @@ impl Session {
             self.login.collation,
             self.state.multi_statements,
         );
+        self.count_pinned();
         self.send_ok().await
     }
 
@@ -161,6 +162,7 @@ impl Session {
                     login.collation,
                     self.state.multi_statements,
                 );
+                self.count_pinned();
                 self.login = login;
                 self.login.user_index = self.shared.user_id(&self.login.user);
                 self.handle

@@ -21,6 +21,12 @@ pub(super) enum OnOk {
     Prepared(u32, Arc<str>),
 }
 
+/// How a statement ended, for metrics and digests.
+struct Done {
+    failed: bool,
+    rows: u64,
+}
+
 /// How a command on a lease failed.
 pub(super) enum RunError {
     /// The backend failed; `sent` packets had reached the client. `unsent`: the command
@@ -182,7 +188,11 @@ impl Session {
                         // next read of any session must know about this write
                         self.track_write(&mut lease, intent, outcome.status).await;
                     }
-                    self.count(idx, target, reason, outcome.err.is_some(), started);
+                    let done = Done {
+                        failed: outcome.err.is_some(),
+                        rows: outcome.rows,
+                    };
+                    self.count(idx, (target, reason), done, started, (payload, intent));
                     self.after(idx, lease, target, intent, on_ok, outcome);
                     if let Err(e) = self.client_w.flush().await {
                         tracing::debug!(parent: &self.span, error = %e, "client went away");
@@ -215,7 +225,11 @@ impl Session {
                         skip = (target == Target::Replica).then_some(idx);
                         continue;
                     }
-                    self.count(idx, target, reason, true, started);
+                    let done = Done {
+                        failed: true,
+                        rows: 0,
+                    };
+                    self.count(idx, (target, reason), done, started, (payload, intent));
                     let msg = format!("Lost connection to backend {name} during query: {error}");
                     return self.send_err(&SqlError::new(2013, "HY000", msg)).await;
                 }
@@ -241,14 +255,14 @@ impl Session {
         Ok(r.is_ok())
     }
 
-    /// Metrics for one statement (pre-resolved handles only).
+    /// Metrics and digest statistics for one statement (pre-resolved handles only).
     fn count(
         &self,
         idx: usize,
-        target: Target,
-        reason: Reason,
-        failed: bool,
+        (target, reason): (Target, Reason),
+        Done { failed, rows }: Done,
         started: std::time::Instant,
+        (payload, intent): (&[u8], &Intent),
     ) {
         let m = &self.shared.metrics;
         let backends = m.backends.load();
@@ -268,7 +282,18 @@ impl Session {
         } else {
             &m.query_duration_replica
         };
-        h.observe(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        h.observe(took.as_secs_f64());
+        let stmt = super::digest::Statement {
+            payload,
+            digest: intent.digest,
+            backend: &b.name,
+            reason,
+            took,
+            rows,
+            failed,
+        };
+        self.record_statement(&stmt);
     }
 
     /// The session's primary connection died: whatever lived on it (transaction, temporary
@@ -283,6 +308,7 @@ impl Session {
             }
             self.state.pins = 0;
             self.state.user_vars = false;
+            self.count_pinned();
             self.state.status = crate::protocol::status::AUTOCOMMIT;
         }
     }
@@ -407,6 +433,7 @@ impl Session {
                 lease.state.last_insert_id = ok.last_insert_id;
             }
         }
+        let pins_before = (self.state.pins, self.state.user_vars);
         if o.err.is_none() {
             match on_ok {
                 OnOk::Nothing => {}
@@ -429,6 +456,9 @@ impl Session {
             self.state.pins |= intent.flags & flag::HARD_PIN;
             if target == Target::Primary && intent.has(flag::USER_VAR | flag::ASSIGNS_USER_VAR) {
                 self.state.user_vars = true;
+            }
+            if (self.state.pins, self.state.user_vars) != pins_before {
+                self.pins_changed(pins_before);
             }
         }
         let is_primary = idx == self.shared.topology.primary();

@@ -5,10 +5,12 @@
 
 mod align;
 mod control;
+mod digest;
 mod exec;
 pub mod freshness;
 mod idle;
 mod local;
+mod pins;
 mod prepared;
 mod replay;
 pub mod state;
@@ -68,6 +70,8 @@ pub struct Session {
     tx_log: replay::TxLog,
     /// When the last command arrived; releases buffers and ends idle sessions.
     idle: idle::Idle,
+    /// Counted in `sluice_pinned_sessions`.
+    pinned_counted: bool,
     /// The session's log context (id, user, client), given as the parent of its events
     /// rather than entered on every poll of the session's future.
     span: tracing::Span,
@@ -135,6 +139,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         tx_lost: false,
         tx_log: Default::default(),
         idle: idle::Idle::new(idle_limit),
+        pinned_counted: false,
         span,
         buf: Vec::new(),
     };
@@ -143,6 +148,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         tracing::debug!(parent: &s.span, "client logged in");
         let _ = s.run().await;
     }
+    s.unpin_at_end();
     tracing::debug!(parent: &s.span, "client session ended");
 }
 

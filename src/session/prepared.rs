@@ -20,6 +20,13 @@ pub(super) struct Prepared {
     long_data: Vec<Vec<u8>>,
 }
 
+impl Session {
+    /// The SQL of client statement `id`, if prepared.
+    pub(super) fn prepared_sql(&self, id: u32) -> Option<&str> {
+        self.stmts.get(&id).map(|p| &*p.sql)
+    }
+}
+
 fn unknown(id: u32) -> SqlError {
     SqlError::new(
         1243,

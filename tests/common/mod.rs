@@ -16,10 +16,38 @@ use std::sync::OnceLock;
 use tokio::net::TcpStream;
 
 static TOPOLOGY: OnceLock<Sandbox> = OnceLock::new();
+/// Set when a test panicked (failed): the topology's folder is then kept for a look.
+static FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// At process exit: stop the servers and remove their folder unless a test failed (or
+/// `SLUICE_KEEP_TEST_DATA` is set). Folders left behind are removed by the next run.
+extern "C" fn clean_up_topology() {
+    if let Some(sb) = TOPOLOGY.get() {
+        sb.shutdown();
+        let keep = FAILED.load(std::sync::atomic::Ordering::Relaxed)
+            || std::env::var_os("SLUICE_KEEP_TEST_DATA").is_some();
+        if !keep {
+            let _ = std::fs::remove_dir_all(&sb.dir);
+        }
+    }
+}
+
+fn watch_for_failures() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        FAILED.store(true, std::sync::atomic::Ordering::Relaxed);
+        default(info)
+    }));
+    // SAFETY: registers a plain function to run at exit
+    unsafe {
+        libc::atexit(clean_up_topology);
+    }
+}
 
 /// The shared topology (servers[0] = primary, server_id 1; replicas 2 and 3).
 pub fn topology() -> &'static Sandbox {
     TOPOLOGY.get_or_init(|| {
+        watch_for_failures();
         std::thread::spawn(|| {
             let tmp = std::env::temp_dir();
             remove_stale(&tmp, "sluice-test-");

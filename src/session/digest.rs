@@ -1,0 +1,81 @@
+//! Per-statement digest statistics and the slow-query log (`[stats]`).
+
+use super::Session;
+use crate::protocol::cmd;
+use crate::router::Reason;
+use crate::stats::{Sample, MAX_TEXT};
+use std::time::Duration;
+
+/// One finished statement.
+pub(super) struct Statement<'a> {
+    pub payload: &'a [u8],
+    pub digest: u64,
+    pub backend: &'a str,
+    pub reason: Reason,
+    pub took: Duration,
+    pub rows: u64,
+    pub failed: bool,
+}
+
+impl Session {
+    /// The statement's text with literals as `?` (the prepared SQL for an execution).
+    fn statement_text(&self, payload: &[u8]) -> String {
+        match payload.first() {
+            Some(&cmd::QUERY) => crate::router::normalized(&payload[1..], MAX_TEXT),
+            Some(&cmd::STMT_EXECUTE) => {
+                let id = crate::protocol::lenenc::u32_at(payload, 1).unwrap_or(0);
+                self.prepared_sql(id)
+                    .map(|sql| crate::router::normalized(sql.as_bytes(), MAX_TEXT))
+                    .unwrap_or_else(|| format!("(prepared statement {id})"))
+            }
+            Some(&c) => format!("(command 0x{c:02x})"),
+            None => String::new(),
+        }
+    }
+
+    pub(super) fn record_statement(&self, s: &Statement<'_>) {
+        let shared = &self.shared;
+        let sample = Sample {
+            digest: s.digest,
+            user: &self.login.user,
+            database: self.state.database.as_deref(),
+            backend: s.backend,
+            route: s.reason.as_str(),
+            micros: s.took.as_micros() as u64,
+            rows: s.rows,
+            error: s.failed,
+        };
+        shared
+            .digests
+            .record(&sample, || self.statement_text(s.payload));
+        if let Some(limit) = shared.digests.slow_query() {
+            if s.took >= limit {
+                self.log_slow(s);
+            }
+        }
+    }
+
+    fn log_slow(&self, s: &Statement<'_>) {
+        let text = if self.shared.digests.log_values() && s.payload.first() == Some(&cmd::QUERY) {
+            String::from_utf8_lossy(&s.payload[1..])
+                .chars()
+                .take(MAX_TEXT)
+                .collect()
+        } else {
+            self.statement_text(s.payload)
+        };
+        tracing::warn!(
+            target: "sluice::slow",
+            parent: &self.span,
+            digest = %format!("{:016x}", s.digest),
+            user = %self.login.user,
+            backend = %s.backend,
+            route = s.reason.as_str(),
+            duration_ms = s.took.as_secs_f64() * 1e3,
+            rows = s.rows,
+            failed = s.failed,
+            statement = %text,
+            "slow query"
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! Digest statistics (`GET /digests`, `POST /digests/reset`, the status page) and the
+//! slow-query log, through a real topology.
+
+mod common;
+use common::*;
+use mysql_async::prelude::*;
+use std::io::Write;
+use std::sync::Mutex;
+
+/// Everything the proxy logs in this test binary.
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct Capture;
+impl Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        LOG.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn post(p: &sluice::app::Proxy, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(p.admin_addr).await.unwrap();
+    s.write_all(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digests_slow_log_and_status_page() {
+    tracing_subscriber::fmt()
+        .with_writer(|| Capture)
+        .with_ansi(false)
+        .with_env_filter("sluice::slow=warn")
+        .init();
+    let db = database("obs").await;
+    topology()
+        .sql(0, &format!("CREATE TABLE {db}.t (id INT PRIMARY KEY)"))
+        .await
+        .unwrap();
+    topology()
+        .sql(
+            0,
+            &format!("INSERT INTO {db}.t SELECT seq FROM mysql.seq_0_to_19"),
+        )
+        .await
+        .unwrap();
+    caught_up().await;
+    let mut cfg = config();
+    cfg.stats.slow_query = Some(sluice::config::Dur(std::time::Duration::from_millis(100)));
+    let p = proxy(cfg).await;
+    let mut c = client(&p, Some(&db)).await;
+    for i in 0..20 {
+        c.query_drop(format!("SELECT id FROM t WHERE id = {i}"))
+            .await
+            .unwrap();
+    }
+    c.query_drop("SELECT SLEEP(0.2)").await.unwrap();
+
+    let (code, body) = admin_get(&p, "/digests?sort=count&limit=3").await;
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // one row per backend that served the shape (the two replicas here)
+    let rows: Vec<&serde_json::Value> = v["digests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["text"] == "SELECT id FROM t WHERE id = ?")
+        .collect();
+    let sum = |k: &str| rows.iter().map(|r| r[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!((sum("count"), sum("rows")), (20, 20), "{body}");
+    let top = rows[0];
+    assert_eq!(top["user"], "app");
+    assert_eq!(top["database"], db.as_str());
+    assert_eq!(top["route"], "read");
+    assert!(top["p99_us"].as_u64().unwrap() >= top["p50_us"].as_u64().unwrap());
+    assert!(v["digests"].as_array().unwrap().len() <= 3);
+    let (code, _) = admin_get(&p, "/digests?sort=nonsense").await;
+    assert_eq!(code, 400);
+
+    let log = String::from_utf8(LOG.lock().unwrap().clone()).unwrap();
+    let slow: Vec<&str> = log.lines().filter(|l| l.contains("slow query")).collect();
+    assert_eq!(slow.len(), 1, "only the sleeping statement is slow: {log}");
+    assert!(
+        slow[0].contains("SELECT SLEEP(?)") && !slow[0].contains("0.2"),
+        "{}",
+        slow[0]
+    );
+    assert!(
+        slow[0].contains("user=app") && slow[0].contains("digest="),
+        "{}",
+        slow[0]
+    );
+
+    let (_, page) = admin_get(&p, "/").await;
+    assert!(page.contains("Top statements") && page.contains("SELECT SLEEP(?)"));
+
+    assert!(post(&p, "/digests/reset").await.starts_with("HTTP/1.1 200"));
+    let (_, body) = admin_get(&p, "/digests").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["rows_held"], 0, "{body}");
+    p.shutdown().await;
+}
