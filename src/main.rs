@@ -47,6 +47,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Explain where a statement would go and why (POST /explain on a running Sluice's admin
+    /// address), without running it.
+    Explain {
+        /// Admin address of the running Sluice, e.g. 127.0.0.1:9033.
+        #[arg(long)]
+        admin: String,
+        /// The statement.
+        sql: String,
+    },
     /// Print the `password_hash` forms of a password read from standard input (one line), for
     /// `[[users]]` without plaintext: mysql_native_password and caching_sha2_password.
     PasswordHash,
@@ -231,6 +240,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Explain { admin, sql } => {
+            let (code, reply) = runtime(1)?.block_on(http_post(&admin, "/explain", &sql))?;
+            match serde_json::from_str::<Vec<serde_json::Value>>(&reply) {
+                Ok(rows) if code == 200 => {
+                    for r in rows {
+                        println!(
+                            "{:<18} {}",
+                            r["item"].as_str().unwrap_or(""),
+                            r["value"].as_str().unwrap_or("")
+                        );
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                _ => {
+                    eprintln!("{reply}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Sandbox(args) => {
             let _ = init_logging("warn", LogFormat::Human);

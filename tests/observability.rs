@@ -112,3 +112,72 @@ async fn digests_slow_log_and_status_page() {
     assert_eq!(v["rows_held"], 0, "{body}");
     p.shutdown().await;
 }
+
+fn value(rows: &[(String, String)], item: &str) -> String {
+    rows.iter()
+        .find(|(i, _)| i == item)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("no {item} in {rows:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_route_says_where_and_why_without_running() {
+    let db = database("explained").await;
+    topology()
+        .sql(0, &format!("CREATE TABLE {db}.t (id INT PRIMARY KEY)"))
+        .await
+        .unwrap();
+    caught_up().await;
+    let p = proxy(config()).await;
+    let mut c = client(&p, Some(&db)).await;
+    let rows: Vec<(String, String)> = c
+        .query("EXPLAIN ROUTE SELECT id FROM t WHERE id = 5")
+        .await
+        .unwrap();
+    assert_eq!(value(&rows, "route"), "replica (reason: read)", "{rows:?}");
+    assert_eq!(value(&rows, "statement"), "SELECT id FROM t WHERE id = ?");
+    assert!(
+        value(&rows, "backend db1").contains("takes reads"),
+        "{rows:?}"
+    );
+    assert!(
+        value(&rows, "backend db0").starts_with("primary"),
+        "{rows:?}"
+    );
+    let rows: Vec<(String, String)> = c
+        .query("EXPLAIN ROUTE SELECT id FROM t WHERE id = 5 FOR UPDATE")
+        .await
+        .unwrap();
+    assert_eq!(value(&rows, "route"), "primary (reason: locking_read)");
+    assert!(value(&rows, "flags").contains("locking read"));
+    c.query_drop("BEGIN").await.unwrap();
+    let rows: Vec<(String, String)> = c.query("EXPLAIN ROUTE SELECT 1").await.unwrap();
+    assert_eq!(value(&rows, "route"), "primary (reason: transaction)");
+    assert!(value(&rows, "session").contains("in transaction: true"));
+    c.query_drop("ROLLBACK").await.unwrap();
+    // nothing runs
+    let _: Vec<(String, String)> = c
+        .query("EXPLAIN ROUTE INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let n: u64 = c
+        .query_first("SELECT COUNT(*) FROM t")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 0);
+    // from a shell: the admin API (what `sluice explain` calls)
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sql = "UPDATE t SET id = 2";
+    let mut s = tokio::net::TcpStream::connect(p.admin_addr).await.unwrap();
+    s.write_all(format!("POST /explain HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{sql}", sql.len()).as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(
+        out.contains(r#""value":"primary (reason: write)""#),
+        "{out}"
+    );
+    p.shutdown().await;
+}

@@ -1,4 +1,4 @@
-//! `GET /digests?sort=total_time&limit=50` and `POST /digests/reset`.
+//! `GET /digests?sort=total_time&limit=50`, `POST /digests/reset` and `POST /explain`.
 
 use super::Reply;
 use crate::shared::Shared;
@@ -24,6 +24,24 @@ pub(super) fn get(shared: &Shared, query: &str) -> Reply {
         Ok(v) => ("200 OK", "application/json", v.to_string()),
         Err(e) => bad(e),
     }
+}
+
+/// `POST /explain` with a statement as the body: the `EXPLAIN ROUTE` rows for a new session.
+pub(super) fn explain(shared: &Shared, body: &str) -> Reply {
+    if body.trim().is_empty() {
+        return bad("the body must be the statement to explain".into());
+    }
+    let state = crate::session::state::SessionState::new(None, 45, false);
+    let rows = crate::session::explain::explain(shared, body.as_bytes(), &state, "");
+    let v: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|(item, value)| serde_json::json!({ "item": item, "value": value }))
+        .collect();
+    (
+        "200 OK",
+        "application/json",
+        serde_json::Value::from(v).to_string(),
+    )
 }
 
 pub(super) fn reset(shared: &Shared) -> Reply {

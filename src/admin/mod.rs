@@ -202,6 +202,7 @@ async fn route(shared: &Arc<Shared>, method: &str, path: &str, body: &str, query
     match (method, path) {
         ("GET", "/digests") => digests::get(shared, query),
         ("POST", "/digests/reset") => digests::reset(shared),
+        ("POST", "/explain") => digests::explain(shared, body),
         ("GET", "/") => ("200 OK", "text/html; charset=utf-8", page::render(shared)),
         ("GET", "/live") => ("200 OK", "text/plain", "ok\n".into()),
         ("GET", "/ready") => ready(shared),

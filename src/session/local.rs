@@ -41,9 +41,20 @@ fn strip_word<'a>(s: &'a [u8], w: &[u8]) -> Option<&'a [u8]> {
     }
 }
 
-/// A BIGINT UNSIGNED NOT NULL column definition (protocol 41), with an empty MariaDB
-/// extended-metadata block when the client negotiated one.
+/// A BIGINT UNSIGNED NOT NULL column definition.
 fn bigint_column(name: &[u8], extended_metadata: bool) -> Vec<u8> {
+    // 63 = binary, MYSQL_TYPE_LONGLONG; NOT NULL, UNSIGNED, BINARY
+    column_def(name, extended_metadata, (63, 21, 0x08, 0x01 | 0x20 | 0x80))
+}
+
+/// A column definition (protocol 41) of a result set Sluice makes itself: `(charset,
+/// length, type, flags)`, with an empty MariaDB extended-metadata block when the client
+/// negotiated one.
+pub(super) fn column_def(
+    name: &[u8],
+    extended_metadata: bool,
+    (charset, length, ty, flags): (u16, u32, u8, u16),
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(32 + name.len());
     lenenc::write_str(&mut out, b"def");
     for part in [&b""[..], b"", b""] {
@@ -55,10 +66,10 @@ fn bigint_column(name: &[u8], extended_metadata: bool) -> Vec<u8> {
         lenenc::write_str(&mut out, b"");
     }
     out.push(0x0c);
-    out.extend_from_slice(&63u16.to_le_bytes()); // binary
-    out.extend_from_slice(&21u32.to_le_bytes());
-    out.push(0x08); // MYSQL_TYPE_LONGLONG
-    out.extend_from_slice(&(0x01u16 | 0x20 | 0x80).to_le_bytes()); // NOT NULL, UNSIGNED, BINARY
+    out.extend_from_slice(&charset.to_le_bytes());
+    out.extend_from_slice(&length.to_le_bytes());
+    out.push(ty);
+    out.extend_from_slice(&flags.to_le_bytes());
     out.extend_from_slice(&[0, 0, 0]);
     out
 }

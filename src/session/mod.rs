@@ -7,6 +7,7 @@ mod align;
 mod control;
 mod digest;
 mod exec;
+pub mod explain;
 pub mod freshness;
 mod idle;
 mod local;
@@ -298,6 +299,11 @@ impl Session {
             if let Some(name) = local::connection_id_column(sql) {
                 let id = self.handle.id as u64;
                 return self.send_single_int(name, id).await;
+            }
+        }
+        if intent.kind == Kind::Read {
+            if let Some(stmt) = explain::explain_route_target(sql) {
+                return self.explain_route(stmt).await;
             }
         }
         if intent.kind == Kind::Kill {
