@@ -66,6 +66,8 @@ sed -e "s/127.0.0.1:$((BASE + 10))/127.0.0.1:$SLUICE_PORT/" \
 "$BIN" run -c "$DIR/bench.toml" >"$DIR/sluice.log" 2>&1 &
 SLUICE_PID=$!
 PIDS+=($SLUICE_PID)
+sleep 1
+kill -0 "$SLUICE_PID" 2>/dev/null || { echo "bench: Sluice did not start:"; cat "$DIR/sluice.log"; exit 1; }
 
 if [ -n "$HAPROXY" ]; then
   cat >"$DIR/haproxy.cfg" <<EOF
@@ -84,6 +86,8 @@ EOF
   "$HAPROXY" -db -f "$DIR/haproxy.cfg" >"$DIR/haproxy.log" 2>&1 &
   HAPROXY_PID=$!
   PIDS+=($HAPROXY_PID)
+  sleep 1
+  kill -0 "$HAPROXY_PID" 2>/dev/null || { echo "bench: haproxy did not start:"; cat "$DIR/haproxy.log"; exit 1; }
 fi
 sleep 2
 
@@ -155,7 +159,7 @@ INSTR=""
 if [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
   echo "bench: Sluice under callgrind (instructions per point_select)"
   kill "$SLUICE_PID"; wait "$SLUICE_PID" 2>/dev/null || true
-  (cd "$DIR" && valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$DIR/cg.out" \
+  (cd "$DIR" && exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$DIR/cg.out" \
     "$BIN" run -c "$DIR/bench.toml" >"$DIR/callgrind.log" 2>&1) &
   CG_PID=$!
   PIDS+=($CG_PID)
