@@ -26,8 +26,35 @@ pub struct Lexer<'a> {
     in_exec_comment: bool,
 }
 
+/// Byte classes, one table lookup per byte on the per-statement path.
+const IDENT: u8 = 1;
+const SPACE: u8 = 2;
+/// Bytes that may start (or end) a comment: `/`, `*`, `#`, `-`.
+const COMMENT: u8 = 4;
+
+static CLASS: [u8; 256] = classes();
+
+const fn classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80 {
+            t[b] |= IDENT;
+        }
+        if c.is_ascii_whitespace() {
+            t[b] |= SPACE;
+        }
+        if matches!(c, b'/' | b'*' | b'#' | b'-') {
+            t[b] |= COMMENT;
+        }
+        b += 1;
+    }
+    t
+}
+
 fn is_ident(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+    CLASS[b as usize] & IDENT != 0
 }
 
 impl<'a> Lexer<'a> {
@@ -43,8 +70,15 @@ impl<'a> Lexer<'a> {
     /// like `/* sluice:primary */` can be read.
     pub fn skip_space(&mut self, mut on_comment: impl FnMut(&'a [u8])) {
         let s = self.s;
+        // most tokens follow no space at all: then no comment can start here either
+        if s
+            .get(self.pos)
+            .is_none_or(|&c| CLASS[c as usize] & (SPACE | COMMENT) == 0)
+        {
+            return;
+        }
         loop {
-            while self.pos < s.len() && s[self.pos].is_ascii_whitespace() {
+            while self.pos < s.len() && CLASS[s[self.pos] as usize] & SPACE != 0 {
                 self.pos += 1;
             }
             let rest = &s[self.pos..];
