@@ -71,8 +71,7 @@ impl<'a> Lexer<'a> {
     pub fn skip_space(&mut self, mut on_comment: impl FnMut(&'a [u8])) {
         let s = self.s;
         // most tokens follow no space at all: then no comment can start here either
-        if s
-            .get(self.pos)
+        if s.get(self.pos)
             .is_none_or(|&c| CLASS[c as usize] & (SPACE | COMMENT) == 0)
         {
             return;
