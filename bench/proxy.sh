@@ -98,15 +98,14 @@ echo "bench: preparing 4 tables x 10,000 rows"
 sysbench oltp_read_write "${SB[@]}" --mysql-port="$PRIMARY" prepare >"$DIR/prepare.log"
 sleep 3 # replicas apply the load
 
-# CPU ticks (user, system), read+write system calls, context switches of a process
+# CPU ticks (user, system) and context switches of a process
 counters() {
-  local pid=$1 ut st sc cs=0
+  local pid=$1 ut st cs=0
   read -r ut st < <(awk '{print $14, $15}' "/proc/$pid/stat")
-  sc=$(awk '/^syscr|^syscw/ {s += $2} END {print s}' "/proc/$pid/io")
   for t in /proc/"$pid"/task/*/status; do
     cs=$((cs + $(awk '/ctxt_switches/ {s += $2} END {print s}' "$t")))
   done
-  echo "$ut $st $sc $cs"
+  echo "$ut $st $cs"
 }
 
 run_one() { # workload ps target port pid
@@ -191,7 +190,7 @@ for line in open(path):
         b, a = [list(map(int, x.split())) for x in (before, after)]
         d = [y - x for x, y in zip(b, a)]
         n = int(q)
-        cpu = (d[0] * 1e6 / tck / n, d[1] * 1e6 / tck / n, d[2] / n, d[3] / n)
+        cpu = (d[0] * 1e6 / tck / n, d[1] * 1e6 / tck / n, d[2] / n)
     runs[(wl, ps, target)].append((int(q), float(p95), cpu))
 
 def worst(key):
@@ -216,7 +215,7 @@ for (wl, ps) in sorted({(k[0], k[1]) for k in runs}):
     ratio = lambda x: f"{x[0] / d[0]:.2f}x" if x else "-"
     p = lambda x: f"{x[1] / d[1]:.2f}x" if x else "-"
     c = lambda x: f"{x[2][0] + x[2][1]:.1f} ({x[2][0]:.1f}/{x[2][1]:.1f})" if x and x[2] else "-"
-    cs = lambda x: f"{x[2][3]:.2f}" if x and x[2] else "-"
+    cs = lambda x: f"{x[2][2]:.2f}" if x and x[2] else "-"
     print(f"{wl:<22}{ps:<8}{qd:>11.0f}{ratio(h):>9}{ratio(s):>8}{d[1]:>9.2f}{p(h):>7}{p(s):>7}  {c(h):<17}{c(s):<17}{cs(h):>7}{cs(s):>7}")
 if syscalls.strip():
     print("\nsystem calls per point_select (strace -c, a separate 5 s run):", ", ".join(syscalls.split()))

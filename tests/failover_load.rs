@@ -33,12 +33,7 @@ fn start_writers(
         .map(|w| {
             let (stop, log) = (stop.clone(), log.clone());
             tokio::spawn(async move {
-                let opts = mysql_async::OptsBuilder::default()
-                    .ip_or_hostname("127.0.0.1")
-                    .tcp_port(port)
-                    .user(Some("app"))
-                    .pass(Some("apppass"))
-                    .prefer_socket(false);
+                let opts = app_opts(port);
                 let mut c = mysql_async::Conn::new(opts.clone()).await.unwrap();
                 let mut k = 0;
                 while !stop.load(Ordering::Relaxed) {

@@ -49,17 +49,19 @@ impl BackendRead {
     /// Whether the socket is open with nothing to read (an idle connection's expected state;
     /// bytes or end of stream mean the server closed it or sent something unexpected).
     pub fn is_quiet(&self) -> bool {
-        let mut b = [0u8; 1];
-        let mut rb = ReadBuf::new(&mut b);
-        let mut cx = Context::from_waker(std::task::Waker::noop());
+        self.with_tcp(|tcp| {
+            let mut b = [0u8; 1];
+            let mut rb = ReadBuf::new(&mut b);
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            tcp.poll_peek(&mut cx, &mut rb).is_pending()
+        })
+    }
+
+    /// Runs `f` on the TCP socket under the stream (TLS: under its lock).
+    fn with_tcp<T>(&self, f: impl FnOnce(&tokio::net::TcpStream) -> T) -> T {
         match self {
-            BackendRead::Tcp(r) => r.as_ref().poll_peek(&mut cx, &mut rb).is_pending(),
-            BackendRead::Tls(s) => s
-                .lock()
-                .get_ref()
-                .0
-                .poll_peek(&mut cx, &mut rb)
-                .is_pending(),
+            BackendRead::Tcp(r) => f(r.as_ref()),
+            BackendRead::Tls(s) => f(s.lock().get_ref().0),
         }
     }
 
@@ -71,19 +73,11 @@ impl BackendRead {
     /// closed it (or sent something unasked). No system call unless the socket was reported
     /// readable since the last read.
     pub fn closed_by_peer(&self) -> bool {
-        fn gone(tcp: &tokio::net::TcpStream) -> bool {
+        let reported = self.with_tcp(|tcp| {
             let mut cx = Context::from_waker(std::task::Waker::noop());
-            if tcp.poll_read_ready(&mut cx).is_pending() {
-                return false;
-            }
-            let mut b = [0u8; 1];
-            let mut rb = ReadBuf::new(&mut b);
-            !tcp.poll_peek(&mut cx, &mut rb).is_pending()
-        }
-        match self {
-            BackendRead::Tcp(r) => gone(r.as_ref()),
-            BackendRead::Tls(s) => gone(s.lock().get_ref().0),
-        }
+            tcp.poll_read_ready(&mut cx).is_ready()
+        });
+        reported && !self.is_quiet()
     }
 }
 

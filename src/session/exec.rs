@@ -250,9 +250,7 @@ impl Session {
         if !replay {
             return Ok(false);
         }
-        let r = self.replay(intent).await;
-        self.replay_done(&r);
-        Ok(r.is_ok())
+        Ok(self.replay(intent).await)
     }
 
     /// Metrics and digest statistics for one statement (pre-resolved handles only).

@@ -91,9 +91,17 @@ impl Session {
             && intent.kind != Kind::EndTx
     }
 
+    /// Reruns the transaction (see `rerun_log`) and counts the outcome; `false`: the
+    /// transaction is lost.
+    pub(super) async fn replay(&mut self, intent: &Intent) -> bool {
+        let r = self.rerun_log(intent).await;
+        self.replay_done(&r);
+        r.is_ok()
+    }
+
     /// Reruns the transaction log on the (new) primary; on success the session holds the
     /// connection with the transaction open again.
-    pub(super) async fn replay(&mut self, intent: &Intent) -> Result<(), ReplayFailure> {
+    async fn rerun_log(&mut self, intent: &Intent) -> Result<(), ReplayFailure> {
         let log = std::mem::take(&mut self.tx_log);
         if log.spoiled || log.entries.is_empty() {
             return Err(ReplayFailure::NotReplayable);
@@ -130,19 +138,16 @@ impl Session {
     }
 
     /// Counts a replay and turns a failure into the lost-transaction state.
-    pub(super) fn replay_done(&mut self, r: &Result<(), ReplayFailure>) {
-        let result = match r {
-            Ok(()) => "success",
-            Err(ReplayFailure::NotReplayable) => "not_replayable",
-            Err(ReplayFailure::Mismatch(why)) | Err(ReplayFailure::Failed(why)) => {
-                tracing::warn!(parent: &self.span, reason = %why, "transaction replay failed; the transaction is lost");
-                if matches!(r, Err(ReplayFailure::Mismatch(_))) {
-                    "mismatch"
-                } else {
-                    "failed"
-                }
-            }
+    fn replay_done(&mut self, r: &Result<(), ReplayFailure>) {
+        let (result, why) = match r {
+            Ok(()) => ("success", None),
+            Err(ReplayFailure::NotReplayable) => ("not_replayable", None),
+            Err(ReplayFailure::Mismatch(why)) => ("mismatch", Some(why)),
+            Err(ReplayFailure::Failed(why)) => ("failed", Some(why)),
         };
+        if let Some(why) = why {
+            tracing::warn!(parent: &self.span, reason = %why, "transaction replay failed; the transaction is lost");
+        }
         self.shared
             .metrics
             .transaction_replays_total
@@ -181,8 +186,7 @@ impl Session {
         if let Some((_, old)) = self.primary.take() {
             old.discard(); // closing it rolls the old transaction back on the old primary
         }
-        let r = self.replay(intent).await;
-        self.replay_done(&r);
+        self.replay(intent).await;
     }
 }
 

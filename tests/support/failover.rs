@@ -45,17 +45,20 @@ pub fn failover_config(t: &Topo) -> Config {
     cfg
 }
 
+/// Connection options of the sandbox's application user through Sluice on `port`.
+pub fn app_opts(port: u16) -> mysql_async::OptsBuilder {
+    mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some("app"))
+        .pass(Some("apppass"))
+        .prefer_socket(false)
+}
+
 pub async fn client(p: &Proxy) -> mysql_async::Conn {
-    mysql_async::Conn::new(
-        mysql_async::OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(p.addr.port())
-            .user(Some("app"))
-            .pass(Some("apppass"))
-            .prefer_socket(false),
-    )
-    .await
-    .unwrap()
+    mysql_async::Conn::new(app_opts(p.addr.port()))
+        .await
+        .unwrap()
 }
 
 /// Inserts rows through Sluice as fast as it can; remembers what was acknowledged and when
@@ -78,12 +81,7 @@ pub fn start_writer(p: &Proxy, table: &'static str) -> Writer {
     let port = p.addr.port();
     let (s, a, e, l) = (stop.clone(), acked.clone(), errors.clone(), last_ok.clone());
     let task = tokio::spawn(async move {
-        let opts = mysql_async::OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(port)
-            .user(Some("app"))
-            .pass(Some("apppass"))
-            .prefer_socket(false);
+        let opts = app_opts(port);
         let mut c = mysql_async::Conn::new(opts.clone()).await.unwrap();
         let mut i = 0u64;
         while !s.load(Ordering::Relaxed) {
