@@ -21,6 +21,11 @@ pub enum StartError {
         address: String,
         cause: std::io::Error,
     },
+    #[error("cannot start {threads} worker threads (listen.worker_threads): {cause}")]
+    Workers {
+        threads: usize,
+        cause: std::io::Error,
+    },
 }
 
 /// A running proxy instance.
@@ -30,6 +35,7 @@ pub struct Proxy {
     pub shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    workers: Arc<crate::workers::Workers>,
 }
 
 /// The version string announced to clients: configured, or the primary's plus "-sluice".
@@ -102,10 +108,16 @@ impl Proxy {
             .local_addr()
             .expect("bound listener has an address");
         let admin_addr = admin.local_addr().expect("bound listener has an address");
+        let threads = crate::workers::count(shared.config.load().listen.worker_threads);
+        let workers = Arc::new(
+            crate::workers::Workers::start(threads)
+                .map_err(|cause| StartError::Workers { threads, cause })?,
+        );
         let mut tasks = vec![
             tokio::spawn(crate::frontend::accept_loop(
                 shared.clone(),
                 listener,
+                workers.clone(),
                 stop_rx.clone(),
             )),
             tokio::spawn(crate::admin::serve(shared.clone(), admin, stop_rx.clone())),
@@ -121,6 +133,7 @@ impl Proxy {
             shared,
             stop,
             tasks,
+            workers,
         })
     }
 
@@ -156,6 +169,10 @@ impl Proxy {
             if let Some(a) = h.abort.lock().take() {
                 a.abort();
             }
+        }
+        // the accept loop has ended: this is the last reference
+        if let Ok(workers) = Arc::try_unwrap(self.workers) {
+            workers.stop().await;
         }
         tracing::info!("sluice stopped");
     }

@@ -24,3 +24,4 @@ pub mod shared;
 pub mod stats;
 pub mod topology;
 pub mod watch;
+pub mod workers;

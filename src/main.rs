@@ -160,22 +160,13 @@ async fn http(method: &str, addr: &str, path: &str, body: &str) -> anyhow::Resul
     ))
 }
 
-fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
-    let workers = if workers == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    } else {
-        workers
-    };
-    let mut b = if workers <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(workers);
-        b
-    };
-    b.enable_all().build().context("starting the async runtime")
+/// The control plane's runtime (accept, admin, monitor, failover); sessions run on the
+/// workers of `listen.worker_threads` (see `sluice::workers`).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -183,7 +174,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { config, diff_with } => match Config::load(&config) {
             Ok(cfg) => {
                 if let Some(admin) = diff_with {
-                    let (code, running) = runtime(1)?.block_on(http_get(&admin, "/config"))?;
+                    let (code, running) = runtime()?.block_on(http_get(&admin, "/config"))?;
                     anyhow::ensure!(code == 200, "GET {admin}/config answered {code}");
                     let running: serde_json::Value =
                         serde_json::from_str(&running).context("parsing the running config")?;
@@ -212,7 +203,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run { config } => {
             let cfg = Config::load(&config)?;
             let set_level = init_logging(&cfg.log.level, cfg.log.format);
-            runtime(cfg.listen.worker_threads)?.block_on(sluice::app::run(&config, set_level))?;
+            runtime()?.block_on(sluice::app::run(&config, set_level))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::PasswordHash => {
@@ -229,7 +220,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(t) => serde_json::json!({ "to": t }).to_string(),
                 None => String::new(),
             };
-            let (code, reply) = runtime(1)?.block_on(http_post(&admin, "/switchover", &body))?;
+            let (code, reply) = runtime()?.block_on(http_post(&admin, "/switchover", &body))?;
             if json {
                 println!("{reply}");
             } else {
@@ -242,7 +233,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Explain { admin, sql } => {
-            let (code, reply) = runtime(1)?.block_on(http_post(&admin, "/explain", &sql))?;
+            let (code, reply) = runtime()?.block_on(http_post(&admin, "/explain", &sql))?;
             match serde_json::from_str::<Vec<serde_json::Value>>(&reply) {
                 Ok(rows) if code == 200 => {
                     for r in rows {
@@ -262,11 +253,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sandbox(args) => {
             let _ = init_logging("warn", LogFormat::Human);
-            let workers = std::env::var("SLUICE_WORKER_THREADS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            runtime(workers)?.block_on(sluice::sandbox::cli::run(args))?;
+            runtime()?.block_on(sluice::sandbox::cli::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
     }

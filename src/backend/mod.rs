@@ -153,6 +153,8 @@ pub struct BackendConn {
     /// How it was opened (to kill its thread from another connection).
     pub opts: Arc<ConnectOpts>,
     pub buf: Vec<u8>,
+    /// The session worker whose event loop drives its socket (`workers::current()`).
+    pub lane: u16,
 }
 
 impl BackendConn {
@@ -166,6 +168,7 @@ impl BackendConn {
     /// A connection over `r`/`w` whose login is still to be done.
     fn new(r: BackendRead, w: BackendWrite, opts: &ConnectOpts) -> BackendConn {
         BackendConn {
+            lane: crate::workers::current(),
             r: PacketReader::new(r),
             w: PacketWriter::new(w),
             thread_id: 0,

@@ -41,6 +41,7 @@ async fn refuse(stream: TcpStream, e: SqlError) {
 pub async fn accept_loop(
     shared: Arc<Shared>,
     listener: TcpListener,
+    workers: Arc<crate::workers::Workers>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -81,11 +82,14 @@ pub async fn accept_loop(
         };
         let sh = shared.clone();
         let h2 = handle.clone();
-        let task = tokio::spawn(async move {
-            let _guard = guard;
-            crate::session::serve(sh, stream, h2).await;
-        });
-        *handle.abort.lock() = Some(task.abort_handle());
+        workers.spawn(
+            stream,
+            move |stream, seat| async move {
+                let _guard = (guard, seat);
+                crate::session::serve(sh, stream, h2).await;
+            },
+            move |abort| *handle.abort.lock() = Some(abort),
+        );
     }
 }
 

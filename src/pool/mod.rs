@@ -27,8 +27,8 @@ pub struct BackendPool {
     tls: arc_swap::ArcSwapOption<crate::backend::TlsClient>,
     limit: Arc<Semaphore>,
     max_idle: usize,
-    /// Idle connections per slot (see `slot`).
-    idle: Mutex<ahash::AHashMap<usize, Vec<Idle>>>,
+    /// Idle connections per slot (see `slot`) and session worker (`BackendConn::lane`).
+    idle: Mutex<ahash::AHashMap<(usize, u16), Vec<Idle>>>,
     /// Draining: connections are closed instead of returned.
     closed: std::sync::atomic::AtomicBool,
     pub opened: AtomicU64,
@@ -170,13 +170,20 @@ impl BackendPool {
             return;
         }
         let mut idle = self.idle.lock();
-        let list = idle.entry(slot).or_default();
+        let list = idle.entry((slot, conn.lane)).or_default();
         if list.len() < self.max_idle {
             list.push(Idle {
                 conn,
                 since: Instant::now(),
             });
         }
+    }
+
+    /// The most recently returned idle connection of `slot` opened on this session worker
+    /// (its socket is on this worker's event loop; another worker's would wake that worker's
+    /// thread for every reply, so this one opens its own instead).
+    fn pop_idle(&self, slot: usize, lane: u16) -> Option<Idle> {
+        self.idle.lock().get_mut(&(slot, lane)).and_then(Vec::pop)
     }
 
     pub fn idle_count(&self) -> usize {
@@ -212,8 +219,9 @@ impl BackendPool {
             slot,
             permit: Some(permit),
         };
+        let lane = crate::workers::current();
         loop {
-            let idle = self.idle.lock().get_mut(&slot).and_then(Vec::pop);
+            let idle = self.pop_idle(slot, lane);
             match idle {
                 Some(mut i) => {
                     if i.since.elapsed() > STALE_CHECK_AFTER && looks_closed(&mut i.conn) {
