@@ -7,7 +7,6 @@
 
 use parking_lot::Mutex;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,7 +97,8 @@ pub struct Row {
 
 #[derive(Default)]
 struct Shard {
-    index: HashMap<u64, usize>,
+    /// Keyed by an ahash already: ahash again, not SipHash, on the per-statement path.
+    index: ahash::AHashMap<u64, usize>,
     rows: Vec<(u64, Row)>,
     others: Figures,
 }

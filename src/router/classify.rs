@@ -5,9 +5,10 @@
 //! keyword path cannot decide (`WITH ...`, `(SELECT ...)`, unknown keywords) are left as
 //! `Kind::Undecided` for the parser path in `router::Classifier`.
 
+use super::keyword::{keyword, Kw};
 use super::lexer::{Lexer, Tok};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Kind {
     /// SELECT / SHOW / DESCRIBE / EXPLAIN / HELP, subject to flags.
     Read,
@@ -26,6 +27,7 @@ pub enum Kind {
     /// KILL [CONNECTION | QUERY] id.
     Kill,
     /// Empty statement (only comments / whitespace).
+    #[default]
     Empty,
     /// The keyword path cannot tell; see `Classifier`.
     Undecided,
@@ -80,20 +82,6 @@ impl Intent {
     }
 }
 
-const SESSION_FNS: &[&[u8]] = &[
-    b"LAST_INSERT_ID",
-    b"FOUND_ROWS",
-    b"ROW_COUNT",
-    b"RELEASE_LOCK",
-    b"RELEASE_ALL_LOCKS",
-    b"IS_FREE_LOCK",
-    b"IS_USED_LOCK",
-    b"NEXTVAL",
-    b"LASTVAL",
-    b"SETVAL",
-    b"CONNECTION_ID",
-];
-
 fn eq(a: &[u8], b: &[u8]) -> bool {
     a.eq_ignore_ascii_case(b)
 }
@@ -111,94 +99,78 @@ impl Digest {
     }
 }
 
-fn kind_of_first(w: &[u8]) -> Kind {
-    const READS: &[&[u8]] = &[
-        b"SELECT",
-        b"SHOW",
-        b"DESCRIBE",
-        b"DESC",
-        b"EXPLAIN",
-        b"HELP",
-    ];
-    if READS.iter().any(|k| eq(w, k)) {
-        return Kind::Read;
-    }
-    if eq(w, b"BEGIN") {
-        Kind::Begin
-    } else if eq(w, b"COMMIT") || eq(w, b"ROLLBACK") || eq(w, b"SAVEPOINT") || eq(w, b"RELEASE") {
-        Kind::EndTx
-    } else if eq(w, b"SET") {
-        Kind::SetSession // refined by later tokens
-    } else if eq(w, b"USE") {
-        Kind::Use
-    } else if eq(w, b"KILL") {
-        Kind::Kill
-    } else if eq(w, b"WITH") || eq(w, b"VALUES") || eq(w, b"TABLE") {
-        Kind::Undecided
-    } else {
-        Kind::Write
+fn kind_of_first(w: Kw) -> Kind {
+    match w {
+        Kw::Select | Kw::Show | Kw::Describe | Kw::Desc | Kw::Explain | Kw::Help => Kind::Read,
+        Kw::Begin => Kind::Begin,
+        Kw::Commit | Kw::Rollback | Kw::Savepoint | Kw::Release => Kind::EndTx,
+        Kw::Set => Kind::SetSession, // refined by later tokens
+        Kw::Use => Kind::Use,
+        Kw::Kill => Kind::Kill,
+        Kw::With | Kw::Values | Kw::Table => Kind::Undecided,
+        _ => Kind::Write,
     }
 }
 
 /// Per-statement scan state.
-struct Stmt<'a> {
+struct Stmt {
     kind: Kind,
     flags: u32,
     ntok: usize,
-    prev: [&'a [u8]; 3],
+    /// The last three words, as keywords.
+    prev: [Kw; 3],
     depth: i32,
     set_target: bool,
 }
 
-impl<'a> Stmt<'a> {
+impl Stmt {
     fn new() -> Self {
         Stmt {
             kind: Kind::Empty,
             flags: 0,
             ntok: 0,
-            prev: [b""; 3],
+            prev: [Kw::Other; 3],
             depth: 0,
             set_target: false,
         }
     }
 
-    fn word(&mut self, w: &'a [u8], next_is_paren: bool) {
+    fn word(&mut self, w: Kw, next_is_paren: bool) {
         if self.ntok == 0 {
             self.kind = kind_of_first(w);
             self.set_target = self.kind == Kind::SetSession;
-            if eq(w, b"CALL") {
-                self.flags |= flag::CALL;
-            } else if eq(w, b"BACKUP") || eq(w, b"HANDLER") {
+            match w {
+                Kw::Call => self.flags |= flag::CALL,
                 // backup locks and open handlers live on one connection
-                self.flags |= flag::PIN;
+                Kw::Backup | Kw::Handler => self.flags |= flag::PIN,
+                _ => {}
             }
-        } else {
+        } else if w != Kw::Other || self.prev[2] != Kw::Other || self.set_target {
+            // (two plain identifiers in a row outside a SET target match no rule)
             self.phrase(w, next_is_paren);
         }
         self.prev = [self.prev[1], self.prev[2], w];
     }
 
-    fn phrase(&mut self, w: &[u8], next_is_paren: bool) {
+    fn phrase(&mut self, w: Kw, next_is_paren: bool) {
         let [_, p2, p1] = self.prev;
         let first = self.kind;
         if next_is_paren {
-            if SESSION_FNS.iter().any(|f| eq(w, f)) {
-                self.flags |= flag::SESSION_FN;
-                if eq(w, b"LAST_INSERT_ID") {
-                    self.flags |= flag::LAST_INSERT_ID;
-                }
-            } else if eq(w, b"GET_LOCK") {
-                self.flags |= flag::GET_LOCK | flag::SESSION_FN;
+            match w {
+                Kw::LastInsertId => self.flags |= flag::SESSION_FN | flag::LAST_INSERT_ID,
+                Kw::SessionFn => self.flags |= flag::SESSION_FN,
+                Kw::GetLock => self.flags |= flag::GET_LOCK | flag::SESSION_FN,
+                _ => {}
             }
         }
-        let for_lock = eq(p1, b"FOR") && (eq(w, b"UPDATE") || eq(w, b"SHARE"));
-        if for_lock || (eq(p2, b"IN") && eq(p1, b"SHARE") && eq(w, b"MODE")) {
+        let for_lock = p1 == Kw::For && matches!(w, Kw::Update | Kw::Share);
+        if for_lock || (p2 == Kw::In && p1 == Kw::Share && w == Kw::Mode) {
             self.flags |= flag::LOCKING;
-        } else if eq(p1, b"VALUE") && eq(w, b"FOR") {
+        } else if p1 == Kw::Value && w == Kw::For {
             self.flags |= flag::SESSION_FN; // NEXT / PREVIOUS VALUE FOR seq
-        } else if eq(w, b"INTO") && matches!(first, Kind::Read | Kind::Undecided) {
+        } else if w == Kw::Into && matches!(first, Kind::Read | Kind::Undecided) {
             self.flags |= flag::INTO;
-        } else if eq(w, b"SQL_CALC_FOUND_ROWS") {
+        } else if w == Kw::SqlCalcFoundRows {
             self.flags |= flag::CALC_FOUND_ROWS;
         }
         if self.ntok == 1 {
@@ -208,50 +180,43 @@ impl<'a> Stmt<'a> {
         }
     }
 
-    fn second_word(&mut self, w: &[u8]) {
-        let p1 = self.prev[2];
-        if eq(p1, b"START") && eq(w, b"TRANSACTION") {
-            self.kind = Kind::Begin;
-        } else if eq(p1, b"CREATE") && eq(w, b"TEMPORARY") {
-            self.flags |= flag::TEMP_TABLE;
-        } else if eq(p1, b"LOCK") && (eq(w, b"TABLES") || eq(w, b"TABLE")) {
-            self.flags |= flag::LOCK_TABLES;
-        } else if eq(p1, b"SHOW") && (eq(w, b"WARNINGS") || eq(w, b"ERRORS") || eq(w, b"COUNT")) {
-            self.flags |= flag::SHOW_WARNINGS;
-        } else if self.kind == Kind::SetSession {
-            self.set_word(w);
-        } else if eq(p1, b"XA") {
-            self.flags |= flag::XA;
+    fn second_word(&mut self, w: Kw) {
+        match (self.prev[2], w) {
+            (Kw::Start, Kw::Transaction) => self.kind = Kind::Begin,
+            (Kw::Create, Kw::Temporary) => self.flags |= flag::TEMP_TABLE,
+            (Kw::Lock, Kw::Tables | Kw::Table) => self.flags |= flag::LOCK_TABLES,
+            (Kw::Show, Kw::Warnings | Kw::Errors | Kw::Count) => self.flags |= flag::SHOW_WARNINGS,
+            _ if self.kind == Kind::SetSession => self.set_word(w),
+            (Kw::Xa, _) => self.flags |= flag::XA,
+            _ => {}
         }
-        if eq(p1, b"PREPARE") || eq(p1, b"EXECUTE") || eq(p1, b"DEALLOCATE") {
+        if matches!(self.prev[2], Kw::Prepare | Kw::Execute | Kw::Deallocate) {
             self.flags |= flag::SQL_PREPARE;
         }
     }
 
     /// A word in a SET statement, at the start of an assignment target.
-    fn set_word(&mut self, w: &[u8]) {
+    fn set_word(&mut self, w: Kw) {
         if !self.set_target || self.depth != 0 {
             return;
         }
-        if eq(w, b"SESSION") || eq(w, b"LOCAL") {
+        if matches!(w, Kw::Session | Kw::Local) {
             return; // the variable name follows
         }
         self.set_target = false;
-        if eq(w, b"GLOBAL")
-            || eq(w, b"PERSIST")
-            || eq(w, b"PERSIST_ONLY")
-            || eq(w, b"PASSWORD")
-            || eq(w, b"STATEMENT")
-        {
-            self.kind = Kind::SetOther;
-        } else if eq(w, b"TRANSACTION")
-            && !(eq(self.prev[2], b"SESSION") || eq(self.prev[2], b"LOCAL"))
-        {
-            self.kind = Kind::SetOther;
-            self.flags |= flag::PIN;
-        } else if eq(w, b"AUTOCOMMIT") {
-            self.kind = Kind::SetOther;
-            self.flags |= flag::AUTOCOMMIT;
+        match w {
+            Kw::Global | Kw::Persist | Kw::PersistOnly | Kw::Password | Kw::Statement => {
+                self.kind = Kind::SetOther
+            }
+            Kw::Transaction if !matches!(self.prev[2], Kw::Session | Kw::Local) => {
+                self.kind = Kind::SetOther;
+                self.flags |= flag::PIN;
+            }
+            Kw::Autocommit => {
+                self.kind = Kind::SetOther;
+                self.flags |= flag::AUTOCOMMIT;
+            }
+            _ => {}
         }
     }
 
@@ -284,7 +249,7 @@ impl<'a> Stmt<'a> {
             self.flags |= flag::ASSIGNS_USER_VAR;
             self.set_target = false;
         }
-        if self.prev[2].eq_ignore_ascii_case(b"INTO") {
+        if self.prev[2] == Kw::Into {
             self.flags |= flag::ASSIGNS_USER_VAR;
         }
     }
@@ -326,7 +291,7 @@ pub fn classify(sql: &[u8]) -> Intent {
     let mut max_lag_ms = 0u32;
     lx.skip_space(|c| read_hints(c, &mut hints, &mut max_lag_ms));
     let mut digest = Digest(0xcbf2_9ce4_8422_2325);
-    let mut stmts: Vec<(Kind, u32)> = Vec::new();
+    let mut stmts = Stmts::default();
     let mut st = Stmt::new();
     let mut pending: Option<Tok<'_>> = lx.next_tok();
     // whether the previous token can end an operand (then a following -/+ is binary)
@@ -335,7 +300,7 @@ pub fn classify(sql: &[u8]) -> Intent {
         pending = lx.next_tok();
         let sign_of_literal = matches!(tok, Tok::Punct(b'-' | b'+'))
             && !after_operand
-            && pending == Some(Tok::Literal);
+            && matches!(pending, Some(Tok::Literal));
         after_operand = matches!(
             tok,
             Tok::Word(_) | Tok::Literal | Tok::UserVar | Tok::SysVar(_) | Tok::Punct(b')')
@@ -346,7 +311,7 @@ pub fn classify(sql: &[u8]) -> Intent {
         match tok {
             Tok::Word(w) => {
                 digest.add(w);
-                st.word(w, pending == Some(Tok::Punct(b'(')));
+                st.word(keyword(w), matches!(pending, Some(Tok::Punct(b'('))));
             }
             Tok::Literal => digest.add(b"?"),
             Tok::UserVar => {
@@ -383,10 +348,10 @@ pub fn classify(sql: &[u8]) -> Intent {
         }
         st.ntok += 1;
     }
-    if st.ntok > 0 || stmts.is_empty() {
+    if st.ntok > 0 || stmts.n == 0 {
         stmts.push(st.finish());
     }
-    let (kind, flags) = combine(&stmts);
+    let (kind, flags) = stmts.combined();
     Intent {
         kind,
         flags: flags | hints,
@@ -395,24 +360,45 @@ pub fn classify(sql: &[u8]) -> Intent {
     }
 }
 
-/// One statement is itself; several are a read only if all are plain reads, and anything with
-/// session effects pins the session.
-fn combine(stmts: &[(Kind, u32)]) -> (Kind, u32) {
-    if let [one] = stmts {
-        return *one;
-    }
-    let flags = stmts.iter().fold(flag::MULTI, |f, s| f | s.1);
-    if stmts.iter().all(|s| s.0 == Kind::Read) {
-        (Kind::Read, flags)
-    } else if stmts.iter().any(|s| {
-        matches!(
-            s.0,
+/// The statements of one COM_QUERY, folded as they are found (no allocation).
+#[derive(Default)]
+struct Stmts {
+    n: usize,
+    first: (Kind, u32),
+    flags: u32,
+    all_read: bool,
+    session_effects: bool,
+}
+
+impl Stmts {
+    fn push(&mut self, (kind, flags): (Kind, u32)) {
+        if self.n == 0 {
+            self.first = (kind, flags);
+            self.all_read = true;
+        }
+        self.n += 1;
+        self.flags |= flags;
+        self.all_read &= kind == Kind::Read;
+        self.session_effects |= matches!(
+            kind,
             Kind::SetSession | Kind::SetOther | Kind::Use | Kind::Begin
-        )
-    }) {
-        (Kind::Write, flags | flag::PIN)
-    } else {
-        (Kind::Write, flags)
+        );
+    }
+
+    /// One statement is itself; several are a read only if all are plain reads, and anything
+    /// with session effects pins the session.
+    fn combined(&self) -> (Kind, u32) {
+        if self.n == 1 {
+            return self.first;
+        }
+        let flags = self.flags | flag::MULTI;
+        if self.all_read {
+            (Kind::Read, flags)
+        } else if self.session_effects {
+            (Kind::Write, flags | flag::PIN)
+        } else {
+            (Kind::Write, flags)
+        }
     }
 }
 

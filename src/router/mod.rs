@@ -1,6 +1,7 @@
 //! Routing: classify a statement (pure, cached for the parser path) and pick a target.
 
 pub mod classify;
+mod keyword;
 mod lexer;
 pub mod policy;
 
