@@ -2,10 +2,13 @@
 # Side-by-side proxy benchmark: sysbench straight to the primary ("direct"), through haproxy
 # in `mode tcp` (a plain L4 forwarder: the floor of one extra TCP hop) and through Sluice,
 # alternating target by target in every round, on a sandbox topology (1 primary, 2 replicas)
-# started for the run. Prints, per workload, the worst round of each target: throughput and
-# p95 relative to direct, CPU microseconds per query of haproxy and of Sluice (user/system),
-# context switches per query, system calls per query (strace); then Sluice's user-space
-# instructions per query under callgrind (deterministic, for judging a change without noise).
+# started for the run. Two Sluice targets: "sluice" routes as configured (reads to the
+# replicas), "sluice-1b" has the primary as its only backend, like haproxy (the like-for-like
+# cost of the proxy itself). Prints, per workload, the worst round of each target: throughput
+# and p95 relative to direct, CPU microseconds per query of haproxy and of Sluice
+# (user/system), context switches per query, system calls per query (strace); then tail
+# latency with 800 clients (p99, max); then Sluice's user-space instructions per query under
+# callgrind (deterministic, for judging a change without noise).
 #
 #   bash bench/proxy.sh            # full run (~15 min on 2 cores)
 #   bash bench/proxy.sh --quick    # one short round of point_select (a smoke test, in CI)
@@ -13,7 +16,9 @@
 # Settings (environment): BENCH_SECONDS (20), BENCH_ROUNDS (3), BENCH_THREADS (8),
 # BENCH_WORKLOADS ("oltp_point_select oltp_read_only oltp_read_write"), BENCH_PS ("disable
 # auto": text protocol, then prepared statements), BENCH_PORT (25306), BENCH_CALLGRIND (1),
-# BENCH_KEEP=1 keeps the data folder. Needs sysbench; haproxy and valgrind are optional (their
+# BENCH_SLUICE_THREADS (1: Sluice's listen.worker_threads, one like haproxy's nbthread 1),
+# BENCH_MANY (800 clients for the tail-latency run; 0 skips it), BENCH_KEEP=1 keeps the data
+# folder. Needs sysbench; haproxy and valgrind are optional (their
 # columns are skipped with a note when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,8 +30,10 @@ WORKLOADS=${BENCH_WORKLOADS:-"oltp_point_select oltp_read_only oltp_read_write"}
 PS_MODES=${BENCH_PS:-"disable auto"}
 BASE=${BENCH_PORT:-25306}
 CALLGRIND=${BENCH_CALLGRIND:-1}
+SLUICE_THREADS=${BENCH_SLUICE_THREADS:-1}
+MANY=${BENCH_MANY:-800}
 if [ "${1:-}" = "--quick" ]; then
-  SECS=3 ROUNDS=1 WORKLOADS=oltp_point_select PS_MODES=disable CALLGRIND=0
+  SECS=3 ROUNDS=1 WORKLOADS=oltp_point_select PS_MODES=disable CALLGRIND=0 MANY=0
 fi
 
 command -v sysbench >/dev/null || { echo "bench: sysbench is required (apt-get install sysbench)" >&2; exit 1; }
@@ -58,16 +65,35 @@ grep -q "Sluice is running" "$DIR/sandbox.log" || { cat "$DIR/sandbox.log"; exit
 PRIMARY=$BASE
 SLUICE_PORT=$((BASE + 20))
 HAPROXY_PORT=$((BASE + 30))
-# the measured Sluice is a process of its own (the sandbox's in-process one stays idle)
+SLUICE1_PORT=$((BASE + 40))
+# the measured Sluices are processes of their own (the sandbox's in-process one stays idle)
 sed -e "s/127.0.0.1:$((BASE + 10))/127.0.0.1:$SLUICE_PORT/" \
     -e "s/127.0.0.1:$((BASE + 11))/127.0.0.1:$((BASE + 21))/" \
     -e "s/^enabled = true/enabled = false/" \
+    -e "s/^worker_threads = .*/worker_threads = $SLUICE_THREADS/" \
     "$DIR/sandbox/sluice.toml" >"$DIR/bench.toml"
-"$BIN" run -c "$DIR/bench.toml" >"$DIR/sluice.log" 2>&1 &
-SLUICE_PID=$!
-PIDS+=($SLUICE_PID)
-sleep 1
-kill -0 "$SLUICE_PID" 2>/dev/null || { echo "bench: Sluice did not start:"; cat "$DIR/sluice.log"; exit 1; }
+# sluice-1b: the same with the primary as its only backend
+python3 - "$DIR/bench.toml" "$DIR/bench1.toml" "$SLUICE1_PORT" "$((BASE + 41))" <<'EOF'
+import re, sys
+src, dst, port, admin = sys.argv[1:]
+blocks = open(src).read().split("\n\n")
+blocks = [b for b in blocks if not (b.startswith("[[backends]]") and 'role = "replica"' in b)]
+text = "\n\n".join(blocks)
+text = re.sub(r'^address = "127.0.0.1:\d+"', f'address = "127.0.0.1:{port}"', text, count=1, flags=re.M)
+text = re.sub(r'(\[admin\]\naddress = )"[^"]*"', rf'\1"127.0.0.1:{admin}"', text)
+open(dst, "w").write(text)
+EOF
+start_sluice() { # config log; sets STARTED
+  "$BIN" run -c "$1" >"$2" 2>&1 &
+  STARTED=$!
+  PIDS+=($STARTED)
+  sleep 1
+  kill -0 "$STARTED" 2>/dev/null || { echo "bench: Sluice did not start:"; cat "$2"; exit 1; }
+}
+start_sluice "$DIR/bench.toml" "$DIR/sluice.log"
+SLUICE_PID=$STARTED
+start_sluice "$DIR/bench1.toml" "$DIR/sluice1.log"
+SLUICE1_PID=$STARTED
 
 if [ -n "$HAPROXY" ]; then
   cat >"$DIR/haproxy.cfg" <<EOF
@@ -129,9 +155,27 @@ for round in $(seq 1 "$ROUNDS"); do
       run_one "$wl" "$ps" direct "$PRIMARY"
       [ -n "$HAPROXY" ] && run_one "$wl" "$ps" haproxy "$HAPROXY_PORT" "$HAPROXY_PID"
       run_one "$wl" "$ps" sluice "$SLUICE_PORT" "$SLUICE_PID"
+      run_one "$wl" "$ps" sluice-1b "$SLUICE1_PORT" "$SLUICE1_PID"
     done
   done
 done
+
+# tail latency with many clients: one run per target (Sluice multiplexes them onto its pool;
+# direct and haproxy give each its own server connection)
+TAIL=$DIR/tail.tsv
+if [ "$MANY" -gt 0 ]; then
+  for t in direct:$PRIMARY haproxy:$HAPROXY_PORT sluice:$SLUICE_PORT sluice-1b:$SLUICE1_PORT; do
+    name=${t%%:*} port=${t##*:}
+    [ "$name" = haproxy ] && [ -z "$HAPROXY" ] && continue
+    echo "bench: $MANY clients through $name (point_select, ${SECS}s)"
+    log=$DIR/many-$name.log
+    sysbench oltp_point_select "${SB[@]}" --mysql-port="$port" --threads="$MANY" --time="$SECS" \
+      --db-ps-mode=disable --percentile=99 --rand-type=uniform run >"$log" 2>&1 ||
+      { echo "bench: sysbench with $MANY clients failed against $name:"; tail -5 "$log"; exit 1; }
+    awk -v n="$name" '/queries:/ && !q {q = $2} /99th percentile:/ {p = $3} /max:/ {m = $2}
+      END {printf "%s\t%s\t%s\t%s\n", n, q, p, m}' "$log" >>"$TAIL"
+  done
+fi
 
 # system calls per query: strace counts them exactly (and slows the run, so it is a run of
 # its own, not one of the measured ones)
@@ -178,10 +222,10 @@ elif [ "$CALLGRIND" = 1 ]; then
   echo "bench: valgrind not installed: no instruction count (apt-get install valgrind)"
 fi
 
-python3 - "$OUT" "$(getconf CLK_TCK)" "$INSTR" "$THREADS" "$SECS" "$ROUNDS" "$SYSCALLS" <<'EOF'
-import sys
+python3 - "$OUT" "$(getconf CLK_TCK)" "$INSTR" "$THREADS" "$SECS" "$ROUNDS" "$SYSCALLS" "$TAIL" "$MANY" "$SLUICE_THREADS" <<'EOF'
+import os, sys
 from collections import defaultdict
-path, tck, instr, threads, secs, rounds, syscalls = sys.argv[1], int(sys.argv[2]), sys.argv[3], *sys.argv[4:]
+path, tck, instr, threads, secs, rounds, syscalls, tail, many, sthreads = sys.argv[1], int(sys.argv[2]), *sys.argv[3:]
 runs = defaultdict(list)
 for line in open(path):
     wl, ps, target, q, p95, before, after = line.rstrip("\n").split("\t")
@@ -203,20 +247,30 @@ def worst(key):
     cpu = max(cpus, key=lambda c: c[0] + c[1]) if cpus else None
     return q, p95, cpu
 
-print(f"\nsysbench, {threads} threads, {secs} s per run, worst of {rounds} alternating rounds")
+print(f"\nsysbench, {threads} threads, {secs} s per run, worst of {rounds} alternating rounds; Sluice with worker_threads = {sthreads}")
+print("h = haproxy (mode tcp, to the primary); s = Sluice routing reads to the replicas; s1 = Sluice with the primary only")
 print("(qps and p95 relative to direct; CPU us/query total (user/system); cs = context switches per query)\n")
-hdr = f"{'workload':<22}{'ps':<8}{'direct qps':>11}{'haproxy':>9}{'sluice':>8}{'p95 d ms':>9}{'p95 h':>7}{'p95 s':>7}  {'haproxy cpu':<17}{'sluice cpu':<17}{'cs/q h':>7}{'cs/q s':>7}"
+targets = [("haproxy", "h"), ("sluice", "s"), ("sluice-1b", "s1")]
+hdr = f"{'workload':<20}{'ps':<8}{'direct qps':>10}" + "".join(f"{'qps ' + a:>8}" for _, a in targets)
+hdr += f"{'p95 d ms':>9}" + "".join(f"{'p95 ' + a:>8}" for _, a in targets) + "  "
+hdr += "".join(f"{'cpu ' + a:<18}" for _, a in targets) + "".join(f"{'cs/q ' + a:>8}" for _, a in targets)
 print(hdr)
 for (wl, ps) in sorted({(k[0], k[1]) for k in runs}):
     d = worst((wl, ps, "direct"))
-    h = worst((wl, ps, "haproxy"))
-    s = worst((wl, ps, "sluice"))
+    xs = [worst((wl, ps, t)) for t, _ in targets]
     qd = d[0] / float(secs)
     ratio = lambda x: f"{x[0] / d[0]:.2f}x" if x else "-"
     p = lambda x: f"{x[1] / d[1]:.2f}x" if x else "-"
     c = lambda x: f"{x[2][0] + x[2][1]:.1f} ({x[2][0]:.1f}/{x[2][1]:.1f})" if x and x[2] else "-"
     cs = lambda x: f"{x[2][2]:.2f}" if x and x[2] else "-"
-    print(f"{wl:<22}{ps:<8}{qd:>11.0f}{ratio(h):>9}{ratio(s):>8}{d[1]:>9.2f}{p(h):>7}{p(s):>7}  {c(h):<17}{c(s):<17}{cs(h):>7}{cs(s):>7}")
+    line = f"{wl:<20}{ps:<8}{qd:>10.0f}" + "".join(f"{ratio(x):>8}" for x in xs) + f"{d[1]:>9.2f}"
+    line += "".join(f"{p(x):>8}" for x in xs) + "  " + "".join(f"{c(x):<18}" for x in xs)
+    print(line + "".join(f"{cs(x):>8}" for x in xs))
+if os.path.exists(tail):
+    print(f"\n{many} clients, oltp_point_select, {secs} s (one run each): qps, p99 and max latency")
+    for line in open(tail):
+        name, q, p99, mx = line.split()
+        print(f"  {name:<10} {int(q) / float(secs):>8.0f} qps   p99 {float(p99):>8.2f} ms   max {float(mx):>8.2f} ms")
 if syscalls.strip():
     print("\nsystem calls per point_select (strace -c, a separate 5 s run):", ", ".join(syscalls.split()))
 if instr:
