@@ -126,6 +126,9 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
 
     /// Reads one physical packet into `buf` (cleared first); returns its sequence id.
     pub async fn read_physical(&mut self, buf: &mut Vec<u8>) -> io::Result<u8> {
+        if let Some(seq) = self.take_physical(buf) {
+            return Ok(seq);
+        }
         let (len, seq) = self.read_header().await?;
         buf.clear();
         self.read_payload(len, buf).await?;
@@ -167,6 +170,20 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
     }
 
     /// Bytes already buffered but not consumed (used to detect pipelined input).
+    /// The next physical packet into `buf` (replacing its contents) if it is wholly buffered:
+    /// its sequence id. No I/O: the common case of a reply, which arrives in one read.
+    pub fn take_physical(&mut self, buf: &mut Vec<u8>) -> Option<u8> {
+        let rest = &self.buf[self.pos..];
+        let h = rest.get(..4)?;
+        let len = u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
+        let payload = rest.get(4..4 + len)?;
+        buf.clear();
+        buf.extend_from_slice(payload);
+        let seq = h[3];
+        self.pos += 4 + len;
+        Some(seq)
+    }
+
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.pos
     }
@@ -201,6 +218,9 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
     /// Writes one physical packet with the given sequence id. `payload` must be shorter than
     /// `MAX_PAYLOAD` unless the caller continues it.
     pub async fn write_physical(&mut self, seq: u8, payload: &[u8]) -> io::Result<()> {
+        if self.push_physical(seq, payload) {
+            return Ok(());
+        }
         let h = (payload.len() as u32).to_le_bytes();
         if self.buf.capacity() == 0 {
             self.buf.reserve(512);
@@ -215,6 +235,21 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
             self.write_buffered().await?;
         }
         Ok(())
+    }
+
+    /// Buffers one packet if that needs no I/O (it leaves the buffer under the flush mark);
+    /// `false`: nothing done, use `write_physical`.
+    pub fn push_physical(&mut self, seq: u8, payload: &[u8]) -> bool {
+        if self.buf.len() + 4 + payload.len() >= FLUSH_AT {
+            return false;
+        }
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(512);
+        }
+        let h = (payload.len() as u32).to_le_bytes();
+        self.buf.extend_from_slice(&[h[0], h[1], h[2], seq]);
+        self.buf.extend_from_slice(payload);
+        true
     }
 
     async fn write_buffered(&mut self) -> io::Result<()> {

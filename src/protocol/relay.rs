@@ -116,6 +116,10 @@ where
     }
 
     async fn read(&mut self) -> Result<usize, RelayError> {
+        if let Some(seq) = self.backend_r.take_physical(self.buf) {
+            self.backend_seq = seq;
+            return Ok(self.buf.len());
+        }
         self.backend_seq = self
             .backend_r
             .read_physical(self.buf)
@@ -126,9 +130,11 @@ where
 
     async fn forward(&mut self) -> Result<(), RelayError> {
         if let Some(w) = self.client_w.as_deref_mut() {
-            w.write_physical(self.out_seq, self.buf)
-                .await
-                .map_err(RelayError::Client)?;
+            if !w.push_physical(self.out_seq, self.buf) {
+                w.write_physical(self.out_seq, self.buf)
+                    .await
+                    .map_err(RelayError::Client)?;
+            }
             self.out_seq = self.out_seq.wrapping_add(1);
             self.outcome.sent += 1;
         }
@@ -137,9 +143,11 @@ where
 
     async fn emit(&mut self, payload: &[u8]) -> Result<(), RelayError> {
         if let Some(w) = self.client_w.as_deref_mut() {
-            w.write_physical(self.out_seq, payload)
-                .await
-                .map_err(RelayError::Client)?;
+            if !w.push_physical(self.out_seq, payload) {
+                w.write_physical(self.out_seq, payload)
+                    .await
+                    .map_err(RelayError::Client)?;
+            }
             self.out_seq = self.out_seq.wrapping_add(1);
             self.outcome.sent += 1;
         }
