@@ -179,11 +179,18 @@ impl BackendPool {
         }
     }
 
-    /// The most recently returned idle connection of `slot` opened on this session worker
-    /// (its socket is on this worker's event loop; another worker's would wake that worker's
-    /// thread for every reply, so this one opens its own instead).
+    /// The most recently returned idle connection of `slot`: one opened on this session
+    /// worker if there is one (its socket is on this worker's event loop), else another
+    /// worker's (it works from here, each reply waking that worker's thread: better than
+    /// opening one more server connection).
     fn pop_idle(&self, slot: usize, lane: u16) -> Option<Idle> {
-        self.idle.lock().get_mut(&(slot, lane)).and_then(Vec::pop)
+        let mut idle = self.idle.lock();
+        if let Some(i) = idle.get_mut(&(slot, lane)).and_then(Vec::pop) {
+            return Some(i);
+        }
+        idle.iter_mut()
+            .filter(|(k, _)| k.0 == slot)
+            .find_map(|(_, list)| list.pop())
     }
 
     pub fn idle_count(&self) -> usize {
