@@ -267,3 +267,54 @@ async fn graceful_shutdown_lets_running_statements_finish() {
     p.shutdown().await;
     assert_eq!(q.await.unwrap().unwrap(), Some(1));
 }
+
+/// `max_connections_per_backend` counts idle connections too: a second user at the limit
+/// takes the place of the first user's idle connection (closed) instead of opening one more,
+/// and a checkout waiting at the limit proceeds as soon as a connection is returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_counts_idle_connections() {
+    user("pool_other", "otherpw").await;
+    let mut cfg = config();
+    cfg.pool.max_connections_per_backend = 1;
+    cfg.pool.checkout_timeout = sluice::config::Dur(Duration::from_secs(3));
+    let mut other = cfg.users[0].clone();
+    other.name = "pool_other".into();
+    other.password = "otherpw".into();
+    cfg.users.push(other);
+    let p = proxy(cfg).await;
+    let pool = &p.shared.topology.backend(0).pool;
+    let opened = || pool.opened.load(std::sync::atomic::Ordering::Relaxed);
+
+    let mut a = client(&p, None).await;
+    a.query_drop("DO 1").await.unwrap(); // a write: the primary, then idle
+    assert_eq!((opened(), pool.idle_count()), (1, 1));
+    let other_opts = opts(&p, None)
+        .user(Some("pool_other"))
+        .pass(Some("otherpw"));
+    let mut b = mysql_async::Conn::new(other_opts).await.unwrap();
+    let t = Instant::now();
+    b.query_drop("DO 1").await.unwrap();
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert_eq!(
+        (opened(), pool.idle_count()),
+        (2, 1),
+        "the first user's idle connection made room: never two open at once"
+    );
+
+    // a holds the only connection; b waits and gets in as soon as a is done
+    a.query_drop("BEGIN").await.unwrap();
+    let waiter = tokio::spawn(async move {
+        let t = Instant::now();
+        b.query_drop("DO 1").await.map(|_| t.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.query_drop("COMMIT").await.unwrap();
+    let waited = waiter
+        .await
+        .unwrap()
+        .expect("the waiting checkout succeeds");
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_millis(1500),
+        "{waited:?}"
+    );
+}

@@ -1,6 +1,8 @@
 //! Backend connection pools: one per (backend, user, client flavour), sharing a per-backend
-//! connection limit. Checkout waits up to `checkout_timeout`; leases return themselves to the
-//! pool on drop, only in a known clean state (see `recycle`).
+//! limit on open connections (busy and idle: each holds a permit of `limit` from opening to
+//! closing, so taking an idle connection touches no semaphore). Checkout waits up to
+//! `checkout_timeout`, closing another user's idle connection when the limit is reached;
+//! leases return themselves to the pool on drop, only in a known clean state (see `recycle`).
 
 mod recycle;
 
@@ -18,6 +20,8 @@ const STALE_CHECK_AFTER: Duration = Duration::from_millis(100);
 struct Idle {
     conn: Box<BackendConn>,
     since: Instant,
+    /// Its place under the backend's connection limit.
+    permit: OwnedSemaphorePermit,
 }
 
 pub struct BackendPool {
@@ -33,6 +37,9 @@ pub struct BackendPool {
     closed: std::sync::atomic::AtomicBool,
     pub opened: AtomicU64,
     pub busy: AtomicUsize,
+    /// Checkouts waiting at the limit, and the signal that a connection was returned.
+    waiting: AtomicUsize,
+    returned: tokio::sync::Notify,
     /// Milliseconds since `epoch` until which new connections are not attempted.
     down_until_ms: AtomicU64,
     epoch: Instant,
@@ -113,6 +120,8 @@ impl BackendPool {
             closed: std::sync::atomic::AtomicBool::new(false),
             opened: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            returned: tokio::sync::Notify::new(),
             down_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             wait_histogram: std::sync::OnceLock::new(),
@@ -165,17 +174,24 @@ impl BackendPool {
 
     /// Puts a clean connection on the idle list of `slot` (closed if the pool is full or
     /// draining).
-    fn put_idle(&self, slot: usize, conn: Box<BackendConn>) {
+    fn put_idle(&self, slot: usize, conn: Box<BackendConn>, permit: OwnedSemaphorePermit) {
         if self.closed.load(Ordering::Relaxed) {
             return;
         }
-        let mut idle = self.idle.lock();
-        let list = idle.entry((slot, conn.lane)).or_default();
-        if list.len() < self.max_idle {
+        {
+            let mut idle = self.idle.lock();
+            let list = idle.entry((slot, conn.lane)).or_default();
+            if list.len() >= self.max_idle {
+                return;
+            }
             list.push(Idle {
                 conn,
                 since: Instant::now(),
+                permit,
             });
+        }
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.returned.notify_one();
         }
     }
 
@@ -197,6 +213,32 @@ impl BackendPool {
         self.idle.lock().values().map(Vec::len).sum()
     }
 
+    /// Closes the longest-idle connection of another slot (a user at the limit takes the
+    /// place of connections other users left idle): its permit.
+    fn evict_other(&self, slot: usize) -> Option<OwnedSemaphorePermit> {
+        let mut idle = self.idle.lock();
+        let list = idle
+            .iter_mut()
+            .filter(|(k, l)| k.0 != slot && !l.is_empty())
+            .min_by_key(|(_, l)| l[0].since)?
+            .1;
+        Some(list.remove(0).permit)
+    }
+
+    /// An idle connection of `slot` that still looks alive, or a permit to open one.
+    fn try_take(&self, slot: usize, lane: u16) -> Option<Result<Idle, OwnedSemaphorePermit>> {
+        while let Some(mut i) = self.pop_idle(slot, lane) {
+            if i.since.elapsed() > STALE_CHECK_AFTER && looks_closed(&mut i.conn) {
+                continue; // closed, and its permit released
+            }
+            return Some(Ok(i));
+        }
+        match self.limit.clone().try_acquire_owned() {
+            Ok(p) => Some(Err(p)),
+            Err(_) => self.evict_other(slot).map(Err),
+        }
+    }
+
     /// Checks out a connection for `opts.user` (slot from `slot`), opening one if none idle.
     /// `opts` is only called when a new connection must be opened (not per statement).
     pub async fn checkout(
@@ -205,40 +247,48 @@ impl BackendPool {
         opts: impl FnOnce() -> ConnectOpts,
         wait: Duration,
     ) -> Result<Lease, SqlError> {
-        let permit = match self.limit.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                let started = Instant::now();
-                let r = tokio::time::timeout(wait, self.limit.clone().acquire_owned()).await;
-                if let Some(h) = self.wait_histogram.get() {
-                    h.observe(started.elapsed().as_secs_f64());
+        let lane = crate::workers::current();
+        let mut waited = None;
+        let got = loop {
+            if let Some(got) = self.try_take(slot, lane) {
+                break got;
+            }
+            // at the limit with nothing to take: wait for a permit or a returned connection
+            let (started, _waiting) =
+                waited.get_or_insert_with(|| (Instant::now(), Waiting::new(self)));
+            let left = wait.saturating_sub(started.elapsed());
+            let next = tokio::time::timeout(left, async {
+                tokio::select! {
+                    p = self.limit.clone().acquire_owned() => p.ok(),
+                    _ = self.returned.notified() => None,
                 }
-                match r {
-                    Ok(Ok(p)) => p,
-                    _ => return Err(SqlError::pool_timeout(&self.name, wait)),
+            });
+            match next.await {
+                Ok(Some(p)) => break Err(p),
+                Ok(None) => continue,
+                Err(_) => {
+                    self.observe_wait(started);
+                    return Err(SqlError::pool_timeout(&self.name, wait));
                 }
             }
         };
+        if let Some((started, _)) = &waited {
+            self.observe_wait(started);
+        }
         self.busy.fetch_add(1, Ordering::Relaxed);
         let mut lease = Lease {
             conn: None,
             pool: self.clone(),
             slot,
-            permit: Some(permit),
+            permit: None,
         };
-        let lane = crate::workers::current();
-        loop {
-            let idle = self.pop_idle(slot, lane);
-            match idle {
-                Some(mut i) => {
-                    if i.since.elapsed() > STALE_CHECK_AFTER && looks_closed(&mut i.conn) {
-                        continue;
-                    }
-                    lease.conn = Some(i.conn);
-                    return Ok(lease);
-                }
-                None => break,
+        match got {
+            Ok(idle) => {
+                lease.conn = Some(idle.conn);
+                lease.permit = Some(idle.permit);
+                return Ok(lease);
             }
+            Err(permit) => lease.permit = Some(permit),
         }
         match BackendConn::connect(&opts()).await {
             Ok(conn) => {
@@ -253,6 +303,28 @@ impl BackendPool {
                 Err(connect_error(&self.name, e))
             }
         }
+    }
+
+    fn observe_wait(&self, started: &Instant) {
+        if let Some(h) = self.wait_histogram.get() {
+            h.observe(started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// Counts a checkout among the waiting ones while it exists (also when it is cancelled).
+struct Waiting<'a>(&'a BackendPool);
+
+impl<'a> Waiting<'a> {
+    fn new(pool: &'a BackendPool) -> Self {
+        pool.waiting.fetch_add(1, Ordering::SeqCst);
+        Waiting(pool)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
