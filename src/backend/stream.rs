@@ -36,10 +36,12 @@ pub fn split_tls(s: TlsStream<TcpStream>) -> (BackendRead, BackendWrite) {
 }
 
 impl BackendRead {
-    /// Waits until the socket is readable (bytes, or the peer closed).
+    /// Waits until the socket is readable (bytes, or the peer closed). Polls the socket's
+    /// read readiness directly (lighter than `TcpStream::readable`'s waiter list; the reader
+    /// is the only one waiting on this socket).
     pub async fn readable(&self) -> io::Result<()> {
         match self {
-            BackendRead::Tcp(r) => r.readable().await,
+            BackendRead::Tcp(r) => std::future::poll_fn(|cx| r.as_ref().poll_read_ready(cx)).await,
             BackendRead::Tls(s) => {
                 std::future::poll_fn(|cx| s.lock().get_ref().0.poll_read_ready(cx)).await
             }

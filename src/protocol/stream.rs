@@ -22,9 +22,10 @@ pub enum ClientWrite {
 
 impl ClientRead {
     /// Waits until the socket is readable (TLS: returns at once; the read itself waits).
+    /// Polls the read readiness directly: the session is the only one waiting on it.
     pub async fn readable(&self) -> io::Result<()> {
         match self {
-            ClientRead::Tcp(r) => r.readable().await,
+            ClientRead::Tcp(r) => std::future::poll_fn(|cx| r.as_ref().poll_read_ready(cx)).await,
             ClientRead::Tls(_) => Ok(()),
         }
     }

@@ -397,7 +397,11 @@ impl Session {
         };
         let left = async {
             let mut b = [0u8; 1];
-            match client.peek(&mut b).await {
+            let peeked = std::future::poll_fn(|cx| {
+                let mut rb = tokio::io::ReadBuf::new(&mut b);
+                client.poll_peek(cx, &mut rb)
+            });
+            match peeked.await {
                 Ok(0) | Err(_) => {}
                 // pipelined commands, not a disconnect: keep waiting for the backend only
                 Ok(_) => std::future::pending::<()>().await,
