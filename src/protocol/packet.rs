@@ -55,20 +55,38 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
                 // large payloads go straight to their destination
                 return self.inner.read_exact(&mut out[filled..]).await.map(|_| ());
             }
-            self.buf.clear();
-            self.pos = 0;
-            // small at first (an idle client holds little), up to BUF_SIZE once reads fill it
-            self.buf.reserve(FIRST_BUF);
-            let n = self.inner.read_buf(&mut self.buf).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            if n == self.buf.capacity() && n < BUF_SIZE {
-                self.buf.reserve(n); // the socket had more: twice the room next time
-            }
+            self.fill().await?;
             filled += self.take_buffered(&mut out[filled..]);
         }
         Ok(())
+    }
+
+    /// One read into the (empty) buffer.
+    async fn fill(&mut self) -> io::Result<()> {
+        self.buf.clear();
+        self.pos = 0;
+        // small at first (an idle client holds little), up to BUF_SIZE once reads fill it
+        self.buf.reserve(FIRST_BUF);
+        let n = self.inner.read_buf(&mut self.buf).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        if n == self.buf.capacity() && n < BUF_SIZE {
+            self.buf.reserve(n); // the socket had more: twice the room next time
+        }
+        Ok(())
+    }
+
+    /// Reads one physical packet into `buf`, taking it straight from the buffer when one read
+    /// brought all of it (a command, a small reply: nearly always).
+    pub async fn read_physical_fast(&mut self, buf: &mut Vec<u8>) -> io::Result<u8> {
+        if self.buffered() == 0 {
+            self.fill().await?;
+        }
+        match self.take_physical(buf) {
+            Some(seq) => Ok(seq),
+            None => self.read_physical(buf).await,
+        }
     }
 
     /// Reads one physical packet header: (payload length, sequence id).
@@ -138,6 +156,17 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
     /// Reads one logical packet (joining continuations) into `buf`; returns the last sequence
     /// id. A packet larger than `limit` is skipped entirely and reported as `TooLarge`.
     pub async fn read_logical(&mut self, buf: &mut Vec<u8>, limit: usize) -> Result<u8, ReadError> {
+        if self.buffered() == 0 {
+            self.fill().await?;
+        }
+        if self
+            .next_len()
+            .is_some_and(|len| len < MAX_PAYLOAD && len <= limit)
+        {
+            if let Some(seq) = self.take_physical(buf) {
+                return Ok(seq);
+            }
+        }
         buf.clear();
         let mut total = 0usize;
         let mut too_large = false;
@@ -182,6 +211,12 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
         let seq = h[3];
         self.pos += 4 + len;
         Some(seq)
+    }
+
+    /// The payload length of the next packet, if its header is buffered.
+    fn next_len(&self) -> Option<usize> {
+        let h = self.buf.get(self.pos..self.pos + 4)?;
+        Some(u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize)
     }
 
     pub fn buffered(&self) -> usize {

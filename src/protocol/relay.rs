@@ -122,7 +122,7 @@ where
         }
         self.backend_seq = self
             .backend_r
-            .read_physical(self.buf)
+            .read_physical_fast(self.buf)
             .await
             .map_err(RelayError::Backend)?;
         Ok(self.buf.len())
