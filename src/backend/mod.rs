@@ -155,6 +155,8 @@ pub struct BackendConn {
     pub buf: Vec<u8>,
     /// The session worker whose event loop drives its socket (`workers::current()`).
     pub lane: u16,
+    /// Set by the pool: counts it among the backend's open connections until dropped.
+    pub counted: Option<crate::pool::Counted>,
 }
 
 impl BackendConn {
@@ -169,6 +171,7 @@ impl BackendConn {
     fn new(r: BackendRead, w: BackendWrite, opts: &ConnectOpts) -> BackendConn {
         BackendConn {
             lane: crate::workers::current(),
+            counted: None,
             r: PacketReader::new(r),
             w: PacketWriter::new(w),
             thread_id: 0,

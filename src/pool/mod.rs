@@ -1,8 +1,9 @@
 //! Backend connection pools: one per (backend, user, client flavour), sharing a per-backend
-//! limit on open connections (busy and idle: each holds a permit of `limit` from opening to
-//! closing, so taking an idle connection touches no semaphore). Checkout waits up to
-//! `checkout_timeout`, closing another user's idle connection when the limit is reached;
-//! leases return themselves to the pool on drop, only in a known clean state (see `recycle`).
+//! connection limit. A checkout takes a permit of a fair (first come, first served) semaphore
+//! for as long as it holds a connection, waiting up to `checkout_timeout`; connections open
+//! in all (busy and idle) stay under the same limit: opening one more at the limit first
+//! closes another user's longest-idle connection. Leases return themselves to the pool on
+//! drop, only in a known clean state (see `recycle`).
 
 mod recycle;
 
@@ -20,8 +21,16 @@ const STALE_CHECK_AFTER: Duration = Duration::from_millis(100);
 struct Idle {
     conn: Box<BackendConn>,
     since: Instant,
-    /// Its place under the backend's connection limit.
-    permit: OwnedSemaphorePermit,
+}
+
+/// Counts a connection among the backend's open ones until it is dropped (closed), wherever
+/// that happens (returned broken, reset failed, killed, evicted, pool closed).
+pub struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 pub struct BackendPool {
@@ -30,6 +39,9 @@ pub struct BackendPool {
     /// TLS toward the backend (replaced by reloads; new connections use the current one).
     tls: arc_swap::ArcSwapOption<crate::backend::TlsClient>,
     limit: Arc<Semaphore>,
+    max_conns: usize,
+    /// Connections open to the backend, busy and idle (see `Counted`).
+    open: Arc<AtomicUsize>,
     max_idle: usize,
     /// Idle connections per slot (see `slot`) and session worker (`BackendConn::lane`).
     idle: Mutex<ahash::AHashMap<(usize, u16), Vec<Idle>>>,
@@ -37,9 +49,6 @@ pub struct BackendPool {
     closed: std::sync::atomic::AtomicBool,
     pub opened: AtomicU64,
     pub busy: AtomicUsize,
-    /// Checkouts waiting at the limit, and the signal that a connection was returned.
-    waiting: AtomicUsize,
-    returned: tokio::sync::Notify,
     /// Milliseconds since `epoch` until which new connections are not attempted.
     down_until_ms: AtomicU64,
     epoch: Instant,
@@ -80,8 +89,7 @@ impl Lease {
     /// Replaces the connection with a freshly opened one.
     pub async fn reconnect(&mut self, opts: &ConnectOpts) -> Result<(), BackendError> {
         let conn = BackendConn::connect(opts).await?;
-        self.pool.opened.fetch_add(1, Ordering::Relaxed);
-        self.conn = Some(Box::new(conn));
+        self.conn = Some(self.pool.counted(conn));
         Ok(())
     }
 
@@ -115,13 +123,13 @@ impl BackendPool {
             address: address.into(),
             tls: arc_swap::ArcSwapOption::empty(),
             limit: Arc::new(Semaphore::new(max_conns)),
+            max_conns,
+            open: Arc::new(AtomicUsize::new(0)),
             max_idle,
             idle: Mutex::new(ahash::AHashMap::new()),
             closed: std::sync::atomic::AtomicBool::new(false),
             opened: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
-            waiting: AtomicUsize::new(0),
-            returned: tokio::sync::Notify::new(),
             down_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             wait_histogram: std::sync::OnceLock::new(),
@@ -174,25 +182,31 @@ impl BackendPool {
 
     /// Puts a clean connection on the idle list of `slot` (closed if the pool is full or
     /// draining).
-    fn put_idle(&self, slot: usize, conn: Box<BackendConn>, permit: OwnedSemaphorePermit) {
+    fn put_idle(&self, slot: usize, conn: Box<BackendConn>) {
         if self.closed.load(Ordering::Relaxed) {
             return;
         }
-        {
-            let mut idle = self.idle.lock();
-            let list = idle.entry((slot, conn.lane)).or_default();
-            if list.len() >= self.max_idle {
-                return;
-            }
+        let mut idle = self.idle.lock();
+        let list = idle.entry((slot, conn.lane)).or_default();
+        if list.len() < self.max_idle {
             list.push(Idle {
                 conn,
                 since: Instant::now(),
-                permit,
             });
         }
-        if self.waiting.load(Ordering::SeqCst) > 0 {
-            self.returned.notify_one();
-        }
+    }
+
+    /// Connections open to the backend (busy and idle).
+    pub fn open_count(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// A newly opened connection, counted among the open ones.
+    fn counted(&self, mut conn: BackendConn) -> Box<BackendConn> {
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        self.open.fetch_add(1, Ordering::Relaxed);
+        conn.counted = Some(Counted(self.open.clone()));
+        Box::new(conn)
     }
 
     /// The most recently returned idle connection of `slot`: one opened on this session
@@ -213,29 +227,32 @@ impl BackendPool {
         self.idle.lock().values().map(Vec::len).sum()
     }
 
-    /// Closes the longest-idle connection of another slot (a user at the limit takes the
-    /// place of connections other users left idle): its permit.
-    fn evict_other(&self, slot: usize) -> Option<OwnedSemaphorePermit> {
+    /// Closes the longest-idle connection of another slot: a user that must open one more
+    /// connection at the limit takes the place of connections other users left idle.
+    fn evict_other(&self, slot: usize) {
         let mut idle = self.idle.lock();
-        let list = idle
+        let victim = idle
             .iter_mut()
             .filter(|(k, l)| k.0 != slot && !l.is_empty())
-            .min_by_key(|(_, l)| l[0].since)?
-            .1;
-        Some(list.remove(0).permit)
+            .min_by_key(|(_, l)| l[0].since);
+        if let Some((_, list)) = victim {
+            list.remove(0);
+        }
     }
 
-    /// An idle connection of `slot` that still looks alive, or a permit to open one.
-    fn try_take(&self, slot: usize, lane: u16) -> Option<Result<Idle, OwnedSemaphorePermit>> {
-        while let Some(mut i) = self.pop_idle(slot, lane) {
-            if i.since.elapsed() > STALE_CHECK_AFTER && looks_closed(&mut i.conn) {
-                continue; // closed, and its permit released
-            }
-            return Some(Ok(i));
+    /// A permit of the limit, waiting up to `wait` (first come, first served).
+    async fn permit(&self, wait: Duration) -> Result<OwnedSemaphorePermit, SqlError> {
+        if let Ok(p) = self.limit.clone().try_acquire_owned() {
+            return Ok(p);
         }
-        match self.limit.clone().try_acquire_owned() {
-            Ok(p) => Some(Err(p)),
-            Err(_) => self.evict_other(slot).map(Err),
+        let started = Instant::now();
+        let r = tokio::time::timeout(wait, self.limit.clone().acquire_owned()).await;
+        if let Some(h) = self.wait_histogram.get() {
+            h.observe(started.elapsed().as_secs_f64());
+        }
+        match r {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(SqlError::pool_timeout(&self.name, wait)),
         }
     }
 
@@ -247,53 +264,28 @@ impl BackendPool {
         opts: impl FnOnce() -> ConnectOpts,
         wait: Duration,
     ) -> Result<Lease, SqlError> {
-        let lane = crate::workers::current();
-        let mut waited = None;
-        let got = loop {
-            if let Some(got) = self.try_take(slot, lane) {
-                break got;
-            }
-            // at the limit with nothing to take: wait for a permit or a returned connection
-            let (started, _waiting) =
-                waited.get_or_insert_with(|| (Instant::now(), Waiting::new(self)));
-            let left = wait.saturating_sub(started.elapsed());
-            let next = tokio::time::timeout(left, async {
-                tokio::select! {
-                    p = self.limit.clone().acquire_owned() => p.ok(),
-                    _ = self.returned.notified() => None,
-                }
-            });
-            match next.await {
-                Ok(Some(p)) => break Err(p),
-                Ok(None) => continue,
-                Err(_) => {
-                    self.observe_wait(started);
-                    return Err(SqlError::pool_timeout(&self.name, wait));
-                }
-            }
-        };
-        if let Some((started, _)) = &waited {
-            self.observe_wait(started);
-        }
+        let permit = self.permit(wait).await?;
         self.busy.fetch_add(1, Ordering::Relaxed);
         let mut lease = Lease {
             conn: None,
             pool: self.clone(),
             slot,
-            permit: None,
+            permit: Some(permit),
         };
-        match got {
-            Ok(idle) => {
-                lease.conn = Some(idle.conn);
-                lease.permit = Some(idle.permit);
-                return Ok(lease);
+        let lane = crate::workers::current();
+        while let Some(mut i) = self.pop_idle(slot, lane) {
+            if i.since.elapsed() > STALE_CHECK_AFTER && looks_closed(&mut i.conn) {
+                continue;
             }
-            Err(permit) => lease.permit = Some(permit),
+            lease.conn = Some(i.conn);
+            return Ok(lease);
+        }
+        if self.open_count() >= self.max_conns {
+            self.evict_other(slot);
         }
         match BackendConn::connect(&opts()).await {
             Ok(conn) => {
-                self.opened.fetch_add(1, Ordering::Relaxed);
-                lease.conn = Some(Box::new(conn));
+                lease.conn = Some(self.counted(conn));
                 Ok(lease)
             }
             Err(e) => {
@@ -303,28 +295,6 @@ impl BackendPool {
                 Err(connect_error(&self.name, e))
             }
         }
-    }
-
-    fn observe_wait(&self, started: &Instant) {
-        if let Some(h) = self.wait_histogram.get() {
-            h.observe(started.elapsed().as_secs_f64());
-        }
-    }
-}
-
-/// Counts a checkout among the waiting ones while it exists (also when it is cancelled).
-struct Waiting<'a>(&'a BackendPool);
-
-impl<'a> Waiting<'a> {
-    fn new(pool: &'a BackendPool) -> Self {
-        pool.waiting.fetch_add(1, Ordering::SeqCst);
-        Waiting(pool)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

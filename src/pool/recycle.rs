@@ -27,18 +27,18 @@ pub(super) fn give_back(
     if conn.broken || pool.closed.load(std::sync::atomic::Ordering::Relaxed) {
         return;
     }
-    let Some(permit) = permit else { return };
     if !conn.needs_reset() {
-        pool.put_idle(slot, conn, permit);
+        pool.put_idle(slot, conn);
         return;
     }
     let pool = pool.clone();
     spawn_or_close(async move {
         // the permit keeps counting the connection against the backend's limit meanwhile
+        let _permit = permit;
         let mut conn = conn;
         let timeout = conn.opts.timeout;
         match tokio::time::timeout(timeout, conn.reset()).await {
-            Ok(Ok(())) if !conn.needs_reset() => pool.put_idle(slot, conn, permit),
+            Ok(Ok(())) if !conn.needs_reset() => pool.put_idle(slot, conn),
             Ok(Ok(())) => {
                 tracing::warn!(backend = %pool.name, "connection still in a transaction after a reset; closed")
             }
