@@ -137,8 +137,14 @@ async fn adding_a_replica_puts_it_in_rotation_and_removing_one_drains_it() {
         t.elapsed()
     );
     rewrite(&path, |cfg| cfg.backends.retain(|b| b.name != "db2"));
-    let took = until_avoided(&mut c, 3, 50, Duration::from_secs(3)).await;
-    println!("removed replica drained {took:?} after the edit");
+    // (a streak of reads elsewhere alone proves little: db3's weight 5 makes one likely)
+    let t = Instant::now();
+    while backend_status(&p, "db2").await["removed"] != true {
+        assert!(t.elapsed() < Duration::from_secs(3), "the removal applies");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    until_avoided(&mut c, 3, 50, Duration::from_secs(3)).await;
+    println!("removed replica out of rotation {:?} after the edit", t.elapsed());
     let st = backend_status(&p, "db2").await;
     assert_eq!(st["removed"], true, "{st}");
     assert_eq!(
