@@ -144,7 +144,10 @@ async fn adding_a_replica_puts_it_in_rotation_and_removing_one_drains_it() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     until_avoided(&mut c, 3, 50, Duration::from_secs(3)).await;
-    println!("removed replica out of rotation {:?} after the edit", t.elapsed());
+    println!(
+        "removed replica out of rotation {:?} after the edit",
+        t.elapsed()
+    );
     let st = backend_status(&p, "db2").await;
     assert_eq!(st["removed"], true, "{st}");
     assert_eq!(
