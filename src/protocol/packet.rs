@@ -213,6 +213,19 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
         Some(seq)
     }
 
+    /// The next physical packet if it is wholly buffered, not consumed: (payload, sequence id).
+    pub fn peek_physical(&self) -> Option<(&[u8], u8)> {
+        let rest = &self.buf[self.pos..];
+        let h = rest.get(..4)?;
+        let len = u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
+        Some((rest.get(4..4 + len)?, h[3]))
+    }
+
+    /// Consumes the packet `peek_physical` returned (`payload_len` bytes of payload).
+    pub fn consume_physical(&mut self, payload_len: usize) {
+        self.pos += 4 + payload_len;
+    }
+
     /// The payload length of the next packet, if its header is buffered.
     fn next_len(&self) -> Option<usize> {
         let h = self.buf.get(self.pos..self.pos + 4)?;

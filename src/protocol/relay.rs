@@ -312,8 +312,33 @@ where
     }
 
     /// Rows until a terminator; `None` when the response ended with ERR.
+    /// Forwards the rows that are wholly in the read buffer straight into the client's
+    /// buffer: one copy each, no future, nothing inspected but the first byte. Anything else
+    /// (a terminator, an error, a continued packet, a full client buffer) is left to `rows`.
+    fn forward_buffered_rows(&mut self) {
+        if self.digest.is_some() || self.pending_eof {
+            return;
+        }
+        let Some(w) = self.client_w.as_deref_mut() else {
+            return;
+        };
+        while let Some((payload, seq)) = self.backend_r.peek_physical() {
+            let plain = !matches!(payload.first(), None | Some(0xFE | 0xFF));
+            if !plain || payload.len() >= MAX_PAYLOAD || !w.push_physical(self.out_seq, payload) {
+                return;
+            }
+            let len = payload.len();
+            self.backend_r.consume_physical(len);
+            self.backend_seq = seq;
+            self.out_seq = self.out_seq.wrapping_add(1);
+            self.outcome.sent += 1;
+            self.outcome.rows += 1;
+        }
+    }
+
     async fn rows(&mut self) -> Result<Option<u16>, RelayError> {
         loop {
+            self.forward_buffered_rows();
             let len = self.read().await?;
             if std::mem::take(&mut self.pending_eof) {
                 if self.is_terminator(len) {
