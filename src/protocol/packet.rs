@@ -83,10 +83,7 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
         if self.buffered() == 0 {
             self.fill().await?;
         }
-        match self.take_physical(buf) {
-            Some(seq) => Ok(seq),
-            None => self.read_physical(buf).await,
-        }
+        self.read_physical(buf).await // takes it from the buffer when it is all there
     }
 
     /// Reads one physical packet header: (payload length, sequence id).
@@ -159,10 +156,8 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
         if self.buffered() == 0 {
             self.fill().await?;
         }
-        if self
-            .next_len()
-            .is_some_and(|len| len < MAX_PAYLOAD && len <= limit)
-        {
+        let whole = self.peek_physical();
+        if whole.is_some_and(|(p, _)| p.len() < MAX_PAYLOAD && p.len() <= limit) {
             if let Some(seq) = self.take_physical(buf) {
                 return Ok(seq);
             }
@@ -198,18 +193,14 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
         self.inner
     }
 
-    /// Bytes already buffered but not consumed (used to detect pipelined input).
     /// The next physical packet into `buf` (replacing its contents) if it is wholly buffered:
     /// its sequence id. No I/O: the common case of a reply, which arrives in one read.
     pub fn take_physical(&mut self, buf: &mut Vec<u8>) -> Option<u8> {
-        let rest = &self.buf[self.pos..];
-        let h = rest.get(..4)?;
-        let len = u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
-        let payload = rest.get(4..4 + len)?;
+        let (payload, seq) = self.peek_physical()?;
         buf.clear();
         buf.extend_from_slice(payload);
-        let seq = h[3];
-        self.pos += 4 + len;
+        let len = payload.len();
+        self.consume_physical(len);
         Some(seq)
     }
 
@@ -226,12 +217,7 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
         self.pos += 4 + payload_len;
     }
 
-    /// The payload length of the next packet, if its header is buffered.
-    fn next_len(&self) -> Option<usize> {
-        let h = self.buf.get(self.pos..self.pos + 4)?;
-        Some(u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize)
-    }
-
+    /// Bytes already buffered but not consumed (used to detect pipelined input).
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.pos
     }

@@ -311,7 +311,6 @@ where
         Ok(())
     }
 
-    /// Rows until a terminator; `None` when the response ended with ERR.
     /// Forwards the rows that are wholly in the read buffer straight into the client's
     /// buffer: one copy each, no future, nothing inspected but the first byte. Anything else
     /// (a terminator, an error, a continued packet, a full client buffer) is left to `rows`.
@@ -336,6 +335,7 @@ where
         }
     }
 
+    /// Rows until a terminator; `None` when the response ended with ERR.
     async fn rows(&mut self) -> Result<Option<u16>, RelayError> {
         loop {
             self.forward_buffered_rows();
