@@ -41,23 +41,49 @@ pub fn ok(affected_rows: u64, last_insert_id: u64, status: u16, warnings: u16) -
     out
 }
 
-/// OK packet with 0xFE header: the result-set terminator of CLIENT_DEPRECATE_EOF.
-pub fn ok_terminator(status: u16, warnings: u16) -> Vec<u8> {
-    let mut out = ok(0, 0, status, warnings);
-    out[0] = 0xFE;
-    out
+/// A result-set terminator built on the stack (at most 7 bytes): the relay synthesizes one
+/// per result set when the client and the backend frame them differently.
+#[derive(Clone, Copy)]
+pub struct Terminator {
+    bytes: [u8; 7],
+    len: u8,
 }
 
-pub fn eof(status: u16, warnings: u16) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5);
-    out.push(0xFE);
-    out.extend_from_slice(&warnings.to_le_bytes());
-    out.extend_from_slice(&status.to_le_bytes());
-    out
+impl std::ops::Deref for Terminator {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+impl std::fmt::Debug for Terminator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", &**self)
+    }
+}
+
+/// OK packet with 0xFE header: the result-set terminator of CLIENT_DEPRECATE_EOF (no
+/// affected rows, no insert id).
+pub fn ok_terminator(status: u16, warnings: u16) -> Terminator {
+    let [s0, s1] = status.to_le_bytes();
+    let [w0, w1] = warnings.to_le_bytes();
+    Terminator {
+        bytes: [0xFE, 0, 0, s0, s1, w0, w1],
+        len: 7,
+    }
+}
+
+pub fn eof(status: u16, warnings: u16) -> Terminator {
+    let [s0, s1] = status.to_le_bytes();
+    let [w0, w1] = warnings.to_le_bytes();
+    Terminator {
+        bytes: [0xFE, w0, w1, s0, s1, 0, 0],
+        len: 5,
+    }
 }
 
 /// Terminator in the framing a client negotiated.
-pub fn terminator(deprecate_eof: bool, status: u16, warnings: u16) -> Vec<u8> {
+pub fn terminator(deprecate_eof: bool, status: u16, warnings: u16) -> Terminator {
     if deprecate_eof {
         ok_terminator(status, warnings)
     } else {
@@ -100,6 +126,17 @@ pub fn parse_err(payload: &[u8]) -> Option<(u16, String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn terminators_encode_like_the_protocol() {
+        let mut ok_t = ok(0, 0, 0x0022, 3);
+        ok_t[0] = 0xFE;
+        assert_eq!(&*ok_terminator(0x0022, 3), &ok_t[..]);
+        assert_eq!(&*eof(0x0022, 3), &[0xFE, 3, 0, 0x22, 0][..]);
+        assert_eq!(parse_eof(&eof(0x0102, 7)), Some((7, 0x0102)));
+        let t = parse_ok(&terminator(true, 0x0002, 1)).unwrap();
+        assert_eq!((t.status, t.warnings), (0x0002, 1));
+    }
 
     #[test]
     fn ok_roundtrip() {

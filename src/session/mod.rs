@@ -14,6 +14,7 @@ mod local;
 mod pins;
 mod prepared;
 mod replay;
+mod slot;
 pub mod state;
 
 use crate::error::SqlError;
@@ -175,9 +176,9 @@ impl Session {
         self.send_ok().await
     }
 
-    /// Waits until the client's socket is readable, releasing the buffers of a quiet client;
-    /// `Ok(false)`: idle for `listen.idle_timeout`.
-    async fn wait_readable(&mut self) -> Result<bool, Fatal> {
+    /// Waits until the client's socket is readable, releasing the buffers (and the command
+    /// slot) of a quiet client; `Ok(false)`: idle for `listen.idle_timeout`.
+    async fn wait_readable(&mut self, slot: &mut slot::Slot) -> Result<bool, Fatal> {
         loop {
             tokio::select! {
                 biased;
@@ -191,6 +192,7 @@ impl Session {
                         self.client_r.release_idle();
                         self.client_w.release_idle();
                         self.buf = Vec::new();
+                        slot.release();
                     }
                     idle::Tick::Continue => {}
                 },
@@ -201,8 +203,10 @@ impl Session {
     async fn run(&mut self) -> Result<(), Fatal> {
         let limit = self.shared.config.load().listen.max_packet_size;
         self.client_r.get_ref().clear_stale_readiness();
+        // a running command's state (kilobytes) lives here, not in every idle session's task
+        let mut slot = slot::Slot::default();
         loop {
-            if self.client_r.buffered() == 0 && !self.wait_readable().await? {
+            if self.client_r.buffered() == 0 && !self.wait_readable(&mut slot).await? {
                 return self.disconnect_idle().await;
             }
             let mut buf = std::mem::take(&mut self.buf);
@@ -228,9 +232,7 @@ impl Session {
             let r = match res {
                 Ok(seq) => {
                     self.seq = seq.wrapping_add(1);
-                    // boxed: a running command's state (kilobytes) is allocated while it
-                    // runs, not carried by every idle session
-                    Box::pin(self.dispatch(&buf)).await
+                    slot.place(|| self.dispatch(&buf)).await
                 }
                 Err(ReadError::TooLarge { size, limit }) => {
                     self.seq = 1;

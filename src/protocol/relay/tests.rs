@@ -64,13 +64,13 @@ async fn modern_backend_to_classic_client_inserts_eofs() {
         vec![1],
         col("a"),
         vec![1, b'x'],
-        reply::ok_terminator(0x0002, 0),
+        reply::ok_terminator(0x0002, 0).to_vec(),
     ];
     let got = run(backend, true, false, Expect::ResultSets).await;
     assert_eq!(got.len(), 5);
     assert_eq!(got[2][0], 0xFE);
     assert_eq!(got[2].len(), 5);
-    assert_eq!(got[4], reply::eof(0x0002, 0));
+    assert_eq!(got[4], reply::eof(0x0002, 0).to_vec());
 }
 
 #[tokio::test]
@@ -78,13 +78,13 @@ async fn classic_backend_to_modern_client_drops_eofs() {
     let backend = vec![
         vec![1],
         col("a"),
-        reply::eof(2, 0),
+        reply::eof(2, 0).to_vec(),
         vec![1, b'x'],
-        reply::eof(2, 0),
+        reply::eof(2, 0).to_vec(),
     ];
     let got = run(backend, false, true, Expect::ResultSets).await;
     assert_eq!(got.len(), 4);
-    assert_eq!(got[3], reply::ok_terminator(2, 0));
+    assert_eq!(got[3], reply::ok_terminator(2, 0).to_vec());
 }
 
 #[tokio::test]
@@ -94,7 +94,7 @@ async fn multi_results_then_ok() {
         vec![1],
         col("a"),
         vec![1, b'x'],
-        reply::ok_terminator(more, 0),
+        reply::ok_terminator(more, 0).to_vec(),
         reply::ok(0, 0, 2, 0),
     ];
     let got = run(backend, true, true, Expect::ResultSets).await;
@@ -128,15 +128,15 @@ async fn prepare_response_translated() {
 #[tokio::test]
 async fn cursor_metadata_gets_exactly_one_eof_in_classic_framing() {
     let st = status::CURSOR_EXISTS | status::AUTOCOMMIT;
-    let backend = vec![vec![1], col("a"), reply::ok_terminator(st, 0)];
+    let backend = vec![vec![1], col("a"), reply::ok_terminator(st, 0).to_vec()];
     let got = run(backend, true, false, Expect::ResultSets).await;
     assert_eq!(got.len(), 3, "column count, definition, one EOF: {got:?}");
-    assert_eq!(got[2], reply::eof(st, 0));
+    assert_eq!(got[2], reply::eof(st, 0).to_vec());
     // and an empty result set (no cursor) still gets both EOFs
     let backend = vec![
         vec![1],
         col("a"),
-        reply::ok_terminator(status::AUTOCOMMIT, 0),
+        reply::ok_terminator(status::AUTOCOMMIT, 0).to_vec(),
     ];
     let got = run(backend, true, false, Expect::ResultSets).await;
     assert_eq!(got.len(), 4);
