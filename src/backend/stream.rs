@@ -1,6 +1,6 @@
 //! A backend connection's two halves, plain TCP or TLS. TLS halves share the stream behind a
-//! mutex (held only inside one poll) so that the reader can still wait for readability of the
-//! socket without reading (see `session::exec::reply_or_client_left`).
+//! mutex (held only inside one poll) so that the socket's state can still be looked at without
+//! reading (`is_quiet`, `closed_by_peer`).
 
 use parking_lot::Mutex;
 use std::io;
@@ -36,18 +36,6 @@ pub fn split_tls(s: TlsStream<TcpStream>) -> (BackendRead, BackendWrite) {
 }
 
 impl BackendRead {
-    /// Waits until the socket is readable (bytes, or the peer closed). Polls the socket's
-    /// read readiness directly (lighter than `TcpStream::readable`'s waiter list; the reader
-    /// is the only one waiting on this socket).
-    pub async fn readable(&self) -> io::Result<()> {
-        match self {
-            BackendRead::Tcp(r) => std::future::poll_fn(|cx| r.as_ref().poll_read_ready(cx)).await,
-            BackendRead::Tls(s) => {
-                std::future::poll_fn(|cx| s.lock().get_ref().0.poll_read_ready(cx)).await
-            }
-        }
-    }
-
     /// Whether the socket is open with nothing to read (an idle connection's expected state;
     /// bytes or end of stream mean the server closed it or sent something unexpected).
     pub fn is_quiet(&self) -> bool {

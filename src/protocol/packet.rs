@@ -80,10 +80,17 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
     /// Reads one physical packet into `buf`, taking it straight from the buffer when one read
     /// brought all of it (a command, a small reply: nearly always).
     pub async fn read_physical_fast(&mut self, buf: &mut Vec<u8>) -> io::Result<u8> {
+        self.fill_if_empty().await?;
+        self.read_physical(buf).await // takes it from the buffer when it is all there
+    }
+
+    /// Reads what has arrived when nothing is buffered (cancel-safe: nothing is lost when
+    /// dropped while waiting); an error at end of stream.
+    pub async fn fill_if_empty(&mut self) -> io::Result<()> {
         if self.buffered() == 0 {
             self.fill().await?;
         }
-        self.read_physical(buf).await // takes it from the buffer when it is all there
+        Ok(())
     }
 
     /// Reads one physical packet header: (payload length, sequence id).

@@ -80,6 +80,11 @@ impl<'a> Lexer<'a> {
             while self.pos < s.len() && CLASS[s[self.pos] as usize] & SPACE != 0 {
                 self.pos += 1;
             }
+            // the usual case: a token follows the space
+            match s.get(self.pos) {
+                Some(&c) if CLASS[c as usize] & COMMENT != 0 => {}
+                _ => return,
+            }
             let rest = &s[self.pos..];
             if rest.starts_with(b"/*") {
                 let is_exec = rest.get(2) == Some(&b'!') || rest.starts_with(b"/*M!");

@@ -341,8 +341,16 @@ impl Session {
             error: e.to_string(),
         };
         lease.send(payload).await.map_err(fail)?;
-        if !self.reply_or_client_left(lease).await {
-            return Err(RunError::Client);
+        match self.reply_or_client_left(lease).await {
+            Ok(true) => {}
+            Ok(false) => return Err(RunError::Client),
+            Err(e) => {
+                return Err(RunError::Backend {
+                    sent: 0,
+                    unsent: false,
+                    error: RelayError::Backend(e).to_string(),
+                })
+            }
         }
         let conn = &mut **lease;
         let mut relay = Relay::new(&mut conn.r, &mut conn.w, conn.deprecate_eof, &mut conn.buf);
@@ -382,18 +390,19 @@ impl Session {
         }
     }
 
-    /// Waits until the backend starts answering; `false` if the client disconnected first
-    /// (the lease is then dropped mid-command, so the pool kills the backend thread). Costs no
+    /// Waits until the backend starts answering (reading its first bytes into the lease's
+    /// buffer, where the relay finds them); `false` if the client disconnected first (the
+    /// lease is then dropped mid-command, so the pool kills the backend thread). Costs no
     /// system call while the client is quiet: its socket's readiness was cleared by the read
     /// of the command.
-    async fn reply_or_client_left(&mut self, lease: &Lease) -> bool {
+    async fn reply_or_client_left(&mut self, lease: &mut Lease) -> std::io::Result<bool> {
         if lease.r.buffered() > 0 || self.client_r.buffered() > 0 {
-            return true;
+            return Ok(true);
         }
         // TLS clients are not watched (the TLS layer owns the socket): a vanished one is
         // noticed when the reply is written, and its connection then killed and closed
         let Some(client) = self.client_r.get_ref().tcp() else {
-            return true;
+            return Ok(true);
         };
         let left = async {
             let mut b = [0u8; 1];
@@ -409,8 +418,8 @@ impl Session {
         };
         tokio::select! {
             biased;
-            _ = lease.r.get_ref().readable() => true,
-            _ = left => false,
+            r = lease.r.fill_if_empty() => r.map(|()| true),
+            _ = left => Ok(false),
         }
     }
 
