@@ -58,19 +58,16 @@ impl Session {
                 None => None,
             };
             let Some((r, must_wait)) = pick else {
-                let none_eligible = topo
-                    .pick_replica(
-                        skip,
-                        &ReadNeeds {
-                            max_lag_us,
-                            ..Default::default()
-                        },
-                        true,
-                    )
-                    .is_none();
-                if none_eligible
-                    && cfg.routing.fallback == Fallback::Error
+                let none_eligible = || {
+                    let needs = ReadNeeds {
+                        max_lag_us,
+                        ..Default::default()
+                    };
+                    topo.pick_replica(skip, &needs, true).is_none()
+                };
+                if cfg.routing.fallback == Fallback::Error
                     && intent.kind == Kind::Read
+                    && none_eligible()
                 {
                     return Err(SqlError::new(
                         1105,
