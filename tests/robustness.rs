@@ -77,11 +77,15 @@ async fn unknown_database_at_login_is_an_error() {
 
 /// Kills every backend connection of the `victim` user on server `i`.
 async fn kill_app_connections(i: usize) -> usize {
+    kill_connections_of(i, "victim").await
+}
+
+async fn kill_connections_of(i: usize, user: &str) -> usize {
     let t = topology();
     let ids = t
         .sql(
             i,
-            "SELECT id FROM information_schema.processlist WHERE user = 'victim'",
+            &format!("SELECT id FROM information_schema.processlist WHERE user = '{user}'"),
         )
         .await
         .unwrap();
@@ -91,6 +95,39 @@ async fn kill_app_connections(i: usize) -> usize {
             .await;
     }
     ids.rows.len()
+}
+
+/// A pooled primary connection the server closed a moment ago (sooner than the pool's stale
+/// check) is noticed before the next write is sent on it: the write runs on a new connection
+/// instead of failing with "Lost connection" (a write that may have run is never rerun).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_after_the_server_closed_its_pooled_connection_succeeds() {
+    user("closer", "closerpw").await;
+    let db = database("rob_closed").await;
+    let p = proxy(config_for("closer", "closerpw")).await;
+    let o = opts(&p, Some(&db))
+        .user(Some("closer"))
+        .pass(Some("closerpw"));
+    let mut c = mysql_async::Conn::new(o).await.unwrap();
+    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    for id in 0..5 {
+        c.query_drop(format!("INSERT INTO t VALUES ({id})"))
+            .await
+            .unwrap();
+        assert!(kill_connections_of(0, "closer").await > 0);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        c.query_drop(format!("INSERT INTO t VALUES ({})", id + 100))
+            .await
+            .unwrap_or_else(|e| panic!("write after the server closed the connection: {e}"));
+    }
+    let n: u32 = c
+        .query_first("SELECT COUNT(*) FROM t FOR UPDATE")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
