@@ -3,7 +3,9 @@
 //! A running command's state is kilobytes; carried inline it would size every idle session's
 //! task, so it lives on the heap. Allocating and freeing that block per command went through
 //! glibc's slow path (a large block) on every statement; the slot keeps it while the client is
-//! busy and gives it back with the other buffers once the client is quiet.
+//! busy and gives it back with the other buffers once the client is quiet. A client that runs
+//! only a few commands (a driver's queries at connect time, then idle) does not keep one: its
+//! block is freed at once, as a `Box` would be, so thousands of quiet clients hold none.
 
 use std::alloc::{self, Layout};
 use std::future::Future;
@@ -11,10 +13,15 @@ use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context, Poll};
 
+/// Commands a session runs (since it was last quiet) before it keeps its block between them.
+const KEEP_AFTER: u32 = 16;
+
 /// At most one block, free between commands.
 #[derive(Default)]
 pub(super) struct Slot {
     block: Option<(NonNull<u8>, Layout)>,
+    /// Commands run since the slot was last released.
+    runs: u32,
 }
 
 // SAFETY: the block is plain memory owned by the slot alone; no value lives in it while it is
@@ -44,6 +51,7 @@ impl Slot {
                 (p, need)
             }
         };
+        self.runs = self.runs.saturating_add(1);
         let ptr = block.0.cast::<F>();
         // SAFETY: the block is large and aligned enough for F and holds no value
         unsafe { ptr.as_ptr().write(make()) };
@@ -56,6 +64,7 @@ impl Slot {
 
     /// Frees the block (a quiet client holds none).
     pub(super) fn release(&mut self) {
+        self.runs = 0;
         if let Some((p, l)) = self.block.take() {
             // SAFETY: allocated by `place` with this layout, and empty
             unsafe { alloc::dealloc(p.as_ptr(), l) };
@@ -94,7 +103,13 @@ impl<F: Future> Drop for Placed<'_, F> {
     fn drop(&mut self) {
         // SAFETY: F was written by `place` and is dropped exactly once, here
         unsafe { std::ptr::drop_in_place(self.ptr.as_ptr()) };
-        self.slot.block = Some((self.ptr.cast::<u8>(), self.layout));
+        let block = (self.ptr.cast::<u8>(), self.layout);
+        if self.slot.runs >= KEEP_AFTER {
+            self.slot.block = Some(block);
+        } else {
+            // SAFETY: allocated by `place` with this layout; its value was just dropped
+            unsafe { alloc::dealloc(block.0.as_ptr(), block.1) };
+        }
     }
 }
 
@@ -112,11 +127,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn runs_in_one_block_and_drops_each_command_once() {
+    async fn a_busy_session_runs_in_one_block_and_drops_each_command_once() {
         let drops = Arc::new(AtomicUsize::new(0));
         let mut slot = Slot::default();
         let mut first = None;
-        for i in 0..3u64 {
+        let n = KEEP_AFTER as u64 + 3;
+        for i in 0..n {
             let guard = Counted(drops.clone());
             let out = slot
                 .place(|| async move {
@@ -126,6 +142,10 @@ mod tests {
                 })
                 .await;
             assert_eq!(out, i * 2);
+            if i + 1 < KEEP_AFTER as u64 {
+                assert!(slot.block.is_none(), "a few commands keep no block");
+                continue;
+            }
             let block = slot.block.expect("the block is kept").0;
             assert_eq!(
                 *first.get_or_insert(block),
@@ -133,8 +153,11 @@ mod tests {
                 "reused, not reallocated"
             );
         }
-        assert_eq!(drops.load(Ordering::SeqCst), 3);
+        assert_eq!(drops.load(Ordering::SeqCst), n as usize);
         slot.release();
+        assert!(slot.block.is_none());
+        // quiet, then busy again: counted from zero
+        let _ = slot.place(|| async { 1 }).await;
         assert!(slot.block.is_none());
     }
 
@@ -150,7 +173,8 @@ mod tests {
         let r = tokio::time::timeout(std::time::Duration::from_millis(5), pending).await;
         assert!(r.is_err());
         assert_eq!(drops.load(Ordering::SeqCst), 1);
-        // a larger future gets a larger block
+        // a larger future gets a larger block (kept: as in a busy session)
+        slot.runs = KEEP_AFTER;
         let big = [7u8; 4096];
         let n = slot.place(|| async move { big.iter().map(|&b| b as usize).sum::<usize>() });
         assert_eq!(n.await, 7 * 4096);
