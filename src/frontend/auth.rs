@@ -206,6 +206,9 @@ pub struct Handshake<'a, R, W: AsyncWrite> {
     /// The client is on TLS (caching_sha2_password full authentication sends the password
     /// in the clear then).
     pub tls: bool,
+    /// Called with a refusal before the client is told of it (failed-login accounting must
+    /// be done by the time the client can try again).
+    pub on_reject: Option<&'a (dyn Fn(&SqlError) + Send + Sync)>,
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
@@ -216,6 +219,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
     }
 
     async fn reject(&mut self, seq: &mut u8, e: SqlError) -> HandshakeError {
+        if let Some(f) = self.on_reject {
+            f(&e);
+        }
         let _ = self.send(seq, &e.to_packet()).await;
         HandshakeError::Rejected(e)
     }
@@ -508,6 +514,7 @@ mod handshake_tests {
                 connection_id: 1,
                 peer_host: "t".into(),
                 tls: false,
+                on_reject: None,
             };
             let res = hs.run().await;
             if let Ok((_, mut seq)) = res {

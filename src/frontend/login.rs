@@ -55,6 +55,7 @@ pub async fn accept(
     stream: TcpStream,
     connection_id: u32,
     peer_host: &str,
+    on_reject: &(dyn Fn(&SqlError) + Send + Sync),
 ) -> Result<(Login, u8, Client), HandshakeError> {
     let acceptor = shared.tls.load_full();
     let mut client = Client::plain(stream);
@@ -87,6 +88,7 @@ pub async fn accept(
         connection_id,
         peer_host: peer_host.to_string(),
         tls,
+        on_reject: Some(on_reject),
     };
     let (login, mut seq) = hs.login(nonce, &buf, seq.wrapping_add(1)).await?;
     if !client.is_tls() && tls_required(&cfg, &login.user) {
@@ -138,15 +140,21 @@ pub async fn admit(
         return None;
     }
     let timeout = shared.config.load().listen.handshake_timeout.0;
-    let login = accept(shared, stream, connection_id, &peer);
+    // 3159: right password, insecure transport: not a guessing attempt. A refusal the
+    // handshake sends is counted before the client reads it (it may retry at once, on
+    // another worker); others when the handshake returns.
+    let counted = std::sync::atomic::AtomicBool::new(false);
+    let on_reject = |e: &SqlError| {
+        if e.code != 3159 && !counted.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            count_failure(shared, peer_ip, &peer);
+        }
+    };
+    let login = accept(shared, stream, connection_id, &peer, &on_reject);
     let (login, seq, mut client) = match tokio::time::timeout(timeout, login).await {
         Ok(Ok(x)) => x,
         Ok(Err(HandshakeError::Rejected(e))) => {
             tracing::info!(client = %peer, error = %e, "login rejected");
-            // 3159: right password, insecure transport: not a guessing attempt
-            if e.code != 3159 {
-                count_failure(shared, peer_ip, &peer);
-            }
+            on_reject(&e);
             return None;
         }
         Ok(Err(HandshakeError::Io(_))) => return None,

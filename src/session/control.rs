@@ -151,6 +151,7 @@ impl Session {
             connection_id: self.handle.id,
             peer_host: self.peer_host.clone(),
             tls,
+            on_reject: None,
         };
         let plugin = cu.plugin.unwrap_or_else(|| NATIVE.to_vec());
         match hs.authenticate(login, &plugin, &cu.auth, self.seq).await {
