@@ -261,11 +261,16 @@ impl BackendPool {
         }
     }
 
-    /// A permit of the limit, waiting up to `wait` (first come, first served).
-    async fn permit(&self, wait: Duration) -> Result<OwnedSemaphorePermit, SqlError> {
+    /// A permit of the limit, waiting up to `wait()` (first come, first served; `wait` is
+    /// only asked when the limit is reached).
+    async fn permit(
+        &self,
+        wait: impl FnOnce() -> Duration,
+    ) -> Result<OwnedSemaphorePermit, SqlError> {
         if let Ok(p) = self.limit.clone().try_acquire_owned() {
             return Ok(p);
         }
+        let wait = wait();
         let started = Instant::now();
         let r = tokio::time::timeout(wait, self.limit.clone().acquire_owned()).await;
         if let Some(h) = self.wait_histogram.get() {
@@ -283,7 +288,7 @@ impl BackendPool {
         self: &Arc<Self>,
         slot: usize,
         opts: impl FnOnce() -> ConnectOpts,
-        wait: Duration,
+        wait: impl FnOnce() -> Duration,
     ) -> Result<Lease, SqlError> {
         let permit = self.permit(wait).await?;
         self.busy.fetch_add(1, Ordering::Relaxed);

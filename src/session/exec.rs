@@ -57,7 +57,8 @@ impl Session {
     pub(super) async fn checkout(&self, backend: usize) -> Result<Lease, SqlError> {
         let pool = &self.shared.topology.backend(backend).pool;
         let slot = BackendPool::slot(self.login.user_index, self.flavour);
-        let wait = self.shared.config.load().pool.checkout_timeout.0;
+        // the configuration is read only when the pool is at its limit
+        let wait = || self.shared.config.load().pool.checkout_timeout.0;
         let r = pool
             .checkout(slot, || self.connect_opts(backend), wait)
             .await;
