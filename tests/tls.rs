@@ -136,3 +136,53 @@ async fn caching_sha2_full_authentication_over_tls_and_rsa() {
         .unwrap_err();
     assert!(e.to_string().contains("1045"), "{e}");
 }
+
+/// Backends running a statement containing `marker`.
+async fn running(marker: &str) -> usize {
+    let sql = format!(
+        "SELECT COUNT(*) FROM information_schema.processlist \
+         WHERE info LIKE '%{marker}%' AND info NOT LIKE '%processlist%'"
+    );
+    let mut n = 0;
+    for i in 0..3 {
+        n += column(i, &sql).await[0]
+            .as_deref()
+            .unwrap_or("0")
+            .parse::<usize>()
+            .unwrap();
+    }
+    n
+}
+
+/// An encrypted client killed while its statement runs: the statement is killed on the
+/// backend (the TLS layer owns the socket; a second registration of it notices the close).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_of_a_vanished_tls_client_is_killed() {
+    let p = proxy(config()).await;
+    let ca = topology().dir.join("tls").join("ca.pem");
+    let mut child = tokio::process::Command::new("mariadb")
+        .args(["--no-defaults", "-h", "127.0.0.1", "-uapp", "-papppass"])
+        .arg(format!("-P{}", p.addr.port()))
+        .args(verified(ca.to_str().unwrap(), "TLSv1.3"))
+        .args(["-e", "SELECT SLEEP(30) AS tls_vanish_marker"])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("mariadb client");
+    let started = std::time::Instant::now();
+    while running("tls_vanish_marker").await == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the statement never ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child.kill().await.unwrap();
+    let left = std::time::Instant::now();
+    while running("tls_vanish_marker").await > 0 {
+        assert!(
+            left.elapsed() < std::time::Duration::from_secs(5),
+            "the statement still runs on a backend 5 s after its TLS client was killed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -39,10 +39,11 @@ impl Client {
         let tcp = r
             .reunite(w)
             .map_err(|_| HandshakeError::Io(std::io::ErrorKind::InvalidInput.into()))?;
+        let watch = crate::protocol::stream::Watch::new(&tcp);
         let tls = acceptor.accept(tcp).await?;
         let (r, w) = tokio::io::split(tls);
         Ok(Client {
-            r: PacketReader::new(ClientRead::Tls(r)),
+            r: PacketReader::new(ClientRead::Tls(r, watch)),
             w: PacketWriter::new(ClientWrite::Tls(w)),
         })
     }

@@ -1,18 +1,67 @@
 //! The client connection's two halves, plain TCP or TLS. Plain TCP keeps the readiness
-//! tricks of the session loop (idle wait without a buffer, disconnect watch by peeking); TLS
-//! halves support reading and writing only.
+//! tricks of the session loop (idle wait without a buffer, disconnect watch by peeking); a TLS
+//! client's socket is watched for a disconnect through a second registration of it (a
+//! duplicate descriptor that is never read), since the TLS layer owns the socket.
 
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 pub enum ClientRead {
     Tcp(OwnedReadHalf),
-    Tls(ReadHalf<TlsStream<TcpStream>>),
+    /// With the disconnect watch, when the descriptor could be duplicated.
+    Tls(ReadHalf<TlsStream<TcpStream>>, Option<Watch>),
+}
+
+/// A second registration of an encrypted client's socket, only to notice that the client
+/// closed it while a statement runs.
+pub struct Watch(AsyncFd<OwnedFd>);
+
+impl Watch {
+    /// Registers a duplicate of `tcp`'s descriptor with the current runtime.
+    pub fn new(tcp: &TcpStream) -> Option<Watch> {
+        let fd = tcp.as_fd().try_clone_to_owned().ok()?;
+        // SAFETY: an OwnedFd stays open, and returns the same descriptor, until dropped
+        unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+            .ok()
+            .map(Watch)
+    }
+
+    /// Resolves when the client has closed the connection; stays pending while bytes wait
+    /// (TLS records: a next command or an alert, not a disconnect that can be told).
+    async fn closed(&self) {
+        loop {
+            let Ok(mut ready) = self.0.readable().await else {
+                return;
+            };
+            match peek(self.0.get_ref().as_raw_fd()) {
+                Ok(0) => return,
+                Ok(_) => std::future::pending::<()>().await,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Peeks at one byte without waiting: `Ok(0)` at end of stream.
+fn peek(fd: i32) -> io::Result<usize> {
+    let mut b = 0u8;
+    let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
+    // SAFETY: a one-byte receive into a local, on a descriptor the caller owns
+    let n = unsafe { libc::recv(fd, (&mut b as *mut u8).cast(), 1, flags) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }
 
 pub enum ClientWrite {
@@ -26,7 +75,29 @@ impl ClientRead {
     pub async fn readable(&self) -> io::Result<()> {
         match self {
             ClientRead::Tcp(r) => std::future::poll_fn(|cx| r.as_ref().poll_read_ready(cx)).await,
-            ClientRead::Tls(_) => Ok(()),
+            ClientRead::Tls(..) => Ok(()),
+        }
+    }
+
+    /// Resolves when the client has closed the connection (end of stream, or an error);
+    /// stays pending while bytes are waiting (pipelined commands are not a disconnect) or
+    /// when that cannot be watched. Costs no system call while the client is quiet: its
+    /// socket's readiness was cleared by the read of the command.
+    pub async fn closed(&self) {
+        match self {
+            ClientRead::Tcp(r) => {
+                let mut b = [0u8; 1];
+                let peeked = std::future::poll_fn(|cx| {
+                    let mut rb = ReadBuf::new(&mut b);
+                    r.as_ref().poll_peek(cx, &mut rb)
+                });
+                match peeked.await {
+                    Ok(0) | Err(_) => {}
+                    Ok(_) => std::future::pending::<()>().await,
+                }
+            }
+            ClientRead::Tls(_, Some(watch)) => watch.closed().await,
+            ClientRead::Tls(_, None) => std::future::pending::<()>().await,
         }
     }
 
@@ -46,12 +117,12 @@ impl ClientRead {
     pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
             ClientRead::Tcp(r) => Some(r.as_ref()),
-            ClientRead::Tls(_) => None,
+            ClientRead::Tls(..) => None,
         }
     }
 
     pub fn is_tls(&self) -> bool {
-        matches!(self, ClientRead::Tls(_))
+        matches!(self, ClientRead::Tls(..))
     }
 }
 
@@ -63,7 +134,7 @@ impl AsyncRead for ClientRead {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ClientRead::Tcp(r) => Pin::new(r).poll_read(cx, buf),
-            ClientRead::Tls(r) => Pin::new(r).poll_read(cx, buf),
+            ClientRead::Tls(r, _) => Pin::new(r).poll_read(cx, buf),
         }
     }
 }

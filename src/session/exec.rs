@@ -400,27 +400,11 @@ impl Session {
         if lease.r.buffered() > 0 || self.client_r.buffered() > 0 {
             return Ok(true);
         }
-        // TLS clients are not watched (the TLS layer owns the socket): a vanished one is
-        // noticed when the reply is written, and its connection then killed and closed
-        let Some(client) = self.client_r.get_ref().tcp() else {
-            return Ok(true);
-        };
-        let left = async {
-            let mut b = [0u8; 1];
-            let peeked = std::future::poll_fn(|cx| {
-                let mut rb = tokio::io::ReadBuf::new(&mut b);
-                client.poll_peek(cx, &mut rb)
-            });
-            match peeked.await {
-                Ok(0) | Err(_) => {}
-                // pipelined commands, not a disconnect: keep waiting for the backend only
-                Ok(_) => std::future::pending::<()>().await,
-            }
-        };
+        let client = self.client_r.get_ref();
         tokio::select! {
             biased;
             r = lease.r.fill_if_empty() => r.map(|()| true),
-            _ = left => Ok(false),
+            _ = client.closed() => Ok(false),
         }
     }
 
