@@ -91,23 +91,6 @@ async fn abandoned_session_state_never_reaches_the_next_client() {
     );
 }
 
-/// Count of statements containing `marker` running on any server.
-async fn running(marker: &str) -> usize {
-    let mut n = 0;
-    for i in 0..3 {
-        let sql = format!(
-            "SELECT COUNT(*) FROM information_schema.processlist \
-             WHERE info LIKE '%{marker}%' AND info NOT LIKE '%processlist%'"
-        );
-        n += column(i, &sql).await[0]
-            .as_deref()
-            .unwrap_or("0")
-            .parse::<usize>()
-            .unwrap();
-    }
-    n
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_of_a_vanished_client_are_killed() {
     let p = proxy(config()).await;

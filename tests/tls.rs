@@ -137,23 +137,6 @@ async fn caching_sha2_full_authentication_over_tls_and_rsa() {
     assert!(e.to_string().contains("1045"), "{e}");
 }
 
-/// Backends running a statement containing `marker`.
-async fn running(marker: &str) -> usize {
-    let sql = format!(
-        "SELECT COUNT(*) FROM information_schema.processlist \
-         WHERE info LIKE '%{marker}%' AND info NOT LIKE '%processlist%'"
-    );
-    let mut n = 0;
-    for i in 0..3 {
-        n += column(i, &sql).await[0]
-            .as_deref()
-            .unwrap_or("0")
-            .parse::<usize>()
-            .unwrap();
-    }
-    n
-}
-
 /// An encrypted client killed while its statement runs: the statement is killed on the
 /// backend (the TLS layer owns the socket; a second registration of it notices the close).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -313,6 +313,23 @@ pub async fn column(i: usize, sql: &str) -> Vec<Option<String>> {
     r.rows.into_iter().map(|mut row| row.remove(0)).collect()
 }
 
+/// Statements containing `marker` running on the topology's servers.
+pub async fn running(marker: &str) -> usize {
+    let sql = format!(
+        "SELECT COUNT(*) FROM information_schema.processlist \
+         WHERE info LIKE '%{marker}%' AND info NOT LIKE '%processlist%'"
+    );
+    let mut n = 0;
+    for i in 0..3 {
+        n += column(i, &sql).await[0]
+            .as_deref()
+            .unwrap_or("0")
+            .parse::<usize>()
+            .unwrap();
+    }
+    n
+}
+
 /// Backend connections a proxy has opened so far, over all backends.
 pub fn backend_connections_opened(p: &Proxy) -> u64 {
     p.shared
