@@ -4,6 +4,7 @@
 
 use parking_lot::Mutex;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -66,23 +67,10 @@ impl BackendRead {
         self.with_tcp(|tcp| {
             // `try_io` looks at the readiness without registering a waker; a peek that finds
             // nothing clears it
-            let peeked = tcp.try_io(tokio::io::Interest::READABLE, || peek_one(tcp));
+            let peek = || crate::protocol::stream::peek_now(tcp.as_raw_fd());
+            let peeked = tcp.try_io(tokio::io::Interest::READABLE, peek);
             !matches!(peeked, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
         })
-    }
-}
-
-/// Peeks at one byte without waiting: `Ok(0)` at end of stream.
-fn peek_one(tcp: &TcpStream) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    let mut b = 0u8;
-    let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
-    // SAFETY: a one-byte receive into a local, on the stream's own descriptor
-    let n = unsafe { libc::recv(tcp.as_raw_fd(), (&mut b as *mut u8).cast(), 1, flags) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
     }
 }
 

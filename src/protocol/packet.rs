@@ -160,9 +160,7 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
     /// Reads one logical packet (joining continuations) into `buf`; returns the last sequence
     /// id. A packet larger than `limit` is skipped entirely and reported as `TooLarge`.
     pub async fn read_logical(&mut self, buf: &mut Vec<u8>, limit: usize) -> Result<u8, ReadError> {
-        if self.buffered() == 0 {
-            self.fill().await?;
-        }
+        self.fill_if_empty().await?;
         let whole = self.peek_physical();
         if whole.is_some_and(|(p, _)| p.len() < MAX_PAYLOAD && p.len() <= limit) {
             if let Some(seq) = self.take_physical(buf) {

@@ -141,6 +141,8 @@ where
         Ok(())
     }
 
+    /// `forward` for a packet of Sluice's own (a translated terminator). The two bodies stay
+    /// separate: one shared async helper costs ~140 instructions per statement (callgrind).
     async fn emit(&mut self, payload: &[u8]) -> Result<(), RelayError> {
         if let Some(w) = self.client_w.as_deref_mut() {
             if !w.push_physical(self.out_seq, payload) {

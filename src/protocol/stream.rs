@@ -40,7 +40,7 @@ impl Watch {
             let Ok(mut ready) = self.0.readable().await else {
                 return;
             };
-            match peek(self.0.get_ref().as_raw_fd()) {
+            match peek_now(self.0.get_ref().as_raw_fd()) {
                 Ok(0) => return,
                 Ok(_) => std::future::pending::<()>().await,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
@@ -51,8 +51,8 @@ impl Watch {
     }
 }
 
-/// Peeks at one byte without waiting: `Ok(0)` at end of stream.
-fn peek(fd: i32) -> io::Result<usize> {
+/// Peeks at one byte of socket `fd` without waiting: `Ok(0)` at end of stream.
+pub(crate) fn peek_now(fd: i32) -> io::Result<usize> {
     let mut b = 0u8;
     let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
     // SAFETY: a one-byte receive into a local, on a descriptor the caller owns
@@ -110,14 +110,6 @@ impl ClientRead {
             let mut rb = ReadBuf::new(&mut b);
             let mut cx = Context::from_waker(std::task::Waker::noop());
             let _ = r.as_ref().poll_peek(&mut cx, &mut rb);
-        }
-    }
-
-    /// The TCP socket, when the connection is not encrypted.
-    pub fn tcp(&self) -> Option<&TcpStream> {
-        match self {
-            ClientRead::Tcp(r) => Some(r.as_ref()),
-            ClientRead::Tls(..) => None,
         }
     }
 

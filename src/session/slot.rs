@@ -41,9 +41,8 @@ impl Slot {
         let block = match self.block.take() {
             Some((p, l)) if l.size() >= need.size() && l.align() >= need.align() => (p, l),
             old => {
-                if let Some((p, l)) = old {
-                    // SAFETY: allocated below with exactly this layout, and empty
-                    unsafe { alloc::dealloc(p.as_ptr(), l) };
+                if let Some(b) = old {
+                    free(b);
                 }
                 // SAFETY: `need` has a non-zero size
                 let p = unsafe { alloc::alloc(need) };
@@ -65,11 +64,16 @@ impl Slot {
     /// Frees the block (a quiet client holds none).
     pub(super) fn release(&mut self) {
         self.runs = 0;
-        if let Some((p, l)) = self.block.take() {
-            // SAFETY: allocated by `place` with this layout, and empty
-            unsafe { alloc::dealloc(p.as_ptr(), l) };
+        if let Some(b) = self.block.take() {
+            free(b);
         }
     }
+}
+
+/// Frees a block `place` allocated (with that layout) that holds no value.
+fn free((p, l): (NonNull<u8>, Layout)) {
+    // SAFETY: allocated by `place` with exactly this layout; any value in it was dropped
+    unsafe { alloc::dealloc(p.as_ptr(), l) };
 }
 
 impl Drop for Slot {
@@ -107,8 +111,7 @@ impl<F: Future> Drop for Placed<'_, F> {
         if self.slot.runs >= KEEP_AFTER {
             self.slot.block = Some(block);
         } else {
-            // SAFETY: allocated by `place` with this layout; its value was just dropped
-            unsafe { alloc::dealloc(block.0.as_ptr(), block.1) };
+            free(block);
         }
     }
 }
