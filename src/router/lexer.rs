@@ -53,8 +53,47 @@ const fn classes() -> [u8; 256] {
     t
 }
 
-fn is_ident(b: u8) -> bool {
+pub(super) fn is_ident(b: u8) -> bool {
     CLASS[b as usize] & IDENT != 0
+}
+
+/// The end of the quoted string, identifier or name opened by the quote at `start`
+/// (backslash escapes except in back-quotes, doubled quotes); the input's end if unclosed.
+pub(super) fn quoted_end(s: &[u8], start: usize) -> usize {
+    let q = s[start];
+    let mut pos = start + 1;
+    while pos < s.len() {
+        let c = s[pos];
+        if c == b'\\' && q != b'`' {
+            pos += 2;
+            continue;
+        }
+        pos += 1;
+        if c == q {
+            if s.get(pos) == Some(&q) {
+                pos += 1; // doubled quote
+                continue;
+            }
+            return pos;
+        }
+    }
+    s.len()
+}
+
+/// The end of the number literal starting at `start` (a digit): identifier bytes and dots,
+/// then a signed exponent (`1e+5`).
+pub(super) fn number_end(s: &[u8], start: usize) -> usize {
+    let mut pos = start;
+    while pos < s.len() && (is_ident(s[pos]) || s[pos] == b'.') {
+        pos += 1;
+    }
+    if matches!(s.get(pos), Some(b'+' | b'-')) && matches!(s[pos - 1], b'e' | b'E') {
+        pos += 1;
+        while pos < s.len() && s[pos].is_ascii_digit() {
+            pos += 1;
+        }
+    }
+    pos
 }
 
 impl<'a> Lexer<'a> {
@@ -120,25 +159,8 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    fn quoted(&mut self, q: u8) {
-        let s = self.s;
-        self.pos += 1;
-        while self.pos < s.len() {
-            let c = s[self.pos];
-            if c == b'\\' && q != b'`' {
-                self.pos += 2;
-                continue;
-            }
-            self.pos += 1;
-            if c == q {
-                if s.get(self.pos) == Some(&q) {
-                    self.pos += 1; // doubled quote
-                    continue;
-                }
-                return;
-            }
-        }
-        self.pos = s.len();
+    fn quoted(&mut self) {
+        self.pos = quoted_end(self.s, self.pos);
     }
 
     pub fn next_tok(&mut self) -> Option<Tok<'a>> {
@@ -148,26 +170,15 @@ impl<'a> Lexer<'a> {
         let start = self.pos;
         Some(match c {
             b'\'' | b'"' => {
-                self.quoted(c);
+                self.quoted();
                 Tok::Literal
             }
             b'`' => {
-                self.quoted(c);
+                self.quoted();
                 Tok::Word(&s[start + 1..self.pos.saturating_sub(1).max(start + 1)])
             }
             b'0'..=b'9' => {
-                while self.pos < s.len() && (is_ident(s[self.pos]) || s[self.pos] == b'.') {
-                    self.pos += 1;
-                }
-                // 1e+5 style exponents
-                if matches!(s.get(self.pos), Some(b'+' | b'-'))
-                    && matches!(s[self.pos - 1], b'e' | b'E')
-                {
-                    self.pos += 1;
-                    while self.pos < s.len() && s[self.pos].is_ascii_digit() {
-                        self.pos += 1;
-                    }
-                }
+                self.pos = number_end(s, start);
                 Tok::Literal
             }
             b'?' => {
@@ -185,7 +196,7 @@ impl<'a> Lexer<'a> {
                 } else {
                     self.pos += 1;
                     match s.get(self.pos) {
-                        Some(&q @ (b'\'' | b'"' | b'`')) => self.quoted(q),
+                        Some(b'\'' | b'"' | b'`') => self.quoted(),
                         _ => {
                             while self.pos < s.len()
                                 && (is_ident(s[self.pos]) || s[self.pos] == b'.')
@@ -213,7 +224,7 @@ impl<'a> Lexer<'a> {
                         || w.eq_ignore_ascii_case(b"n")
                         || w[0] == b'_')
                 {
-                    self.quoted(b'\'');
+                    self.quoted();
                     return Some(Tok::Literal);
                 }
                 Tok::Word(w)

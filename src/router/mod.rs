@@ -4,6 +4,7 @@ pub mod classify;
 mod keyword;
 mod lexer;
 pub mod policy;
+mod shape;
 
 pub use classify::{classify, flag, Intent, Kind};
 pub use lexer::normalized;
@@ -29,7 +30,12 @@ impl Classifier {
         Self::default()
     }
 
+    /// The intent of `sql`; each distinct statement shape is classified once per thread.
     pub fn classify(&self, sql: &[u8]) -> Intent {
+        shape::cached(sql, |sql| self.classify_text(sql))
+    }
+
+    fn classify_text(&self, sql: &[u8]) -> Intent {
         let mut intent = classify(sql);
         if intent.kind == Kind::Undecided {
             intent.kind = self.decide(sql, intent.digest);

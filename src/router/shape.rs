@@ -1,0 +1,241 @@
+//! Statement shapes: each distinct shape is classified once per worker thread.
+//!
+//! A statement's shape is its text with every literal replaced by a canonical one (numbers by
+//! `0`, strings by an empty string with the same quote): `SELECT c FROM t WHERE id=42` and
+//! `... id=7` share the shape `SELECT c FROM t WHERE id=0`. Replacing a literal by another
+//! literal that ends the same way leaves every other token as it was, so a statement
+//! classifies exactly as its shape does (checked by a property test), and the shape is an
+//! exact key: no hash collision can route one statement as another. Text the replacement
+//! could not keep equal (comments, where hints live; an exponent glued to a word) has no
+//! shape and is classified in full each time.
+
+use super::lexer::{is_ident, number_end, quoted_end};
+use super::Intent;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// Longer statements are classified every time (lexing is small next to running them).
+const MAX_SQL: usize = 1024;
+/// Past this many shapes a thread's cache starts over (bounded memory: ~0.5 MiB typical).
+const MAX_SHAPES: usize = 4096;
+
+/// Bytes the shape scan looks at; all others are copied as they are.
+const NOTE: u8 = 1;
+static NOTABLE: [u8; 256] = notable();
+
+const fn notable() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = b'0';
+    while b <= b'9' {
+        t[b as usize] = NOTE;
+        b += 1;
+    }
+    t[b'\'' as usize] = NOTE;
+    t[b'"' as usize] = NOTE;
+    t[b'`' as usize] = NOTE;
+    t[b'#' as usize] = NOTE;
+    t[b'/' as usize] = NOTE;
+    t[b'-' as usize] = NOTE;
+    t
+}
+
+/// Writes the shape of `sql` to `out`; `false` if it has none (see the module comment).
+pub fn shape(sql: &[u8], out: &mut Vec<u8>) -> bool {
+    let (mut i, mut copied) = (0, 0);
+    while i < sql.len() {
+        let c = sql[i];
+        if NOTABLE[c as usize] == 0 {
+            i += 1;
+            continue;
+        }
+        let next = sql.get(i + 1).copied();
+        match c {
+            b'#' => return false,
+            b'/' if next == Some(b'*') => return false,
+            b'-' if next == Some(b'-') => return false,
+            b'`' => i = quoted_end(sql, i), // an identifier: kept as written
+            b'\'' | b'"' => {
+                out.extend_from_slice(&sql[copied..i]);
+                out.extend_from_slice(&[c, c]);
+                i = quoted_end(sql, i);
+                copied = i;
+            }
+            b'0'..=b'9'
+                if i == 0 || !matches!(sql[i - 1], b'.' | b'@') && !is_ident(sql[i - 1]) =>
+            {
+                // a number literal starts here, as the lexer sees it
+                let end = number_end(sql, i);
+                if sql.get(end).is_some_and(|&b| is_ident(b) || b == b'.') {
+                    return false; // `1e+5x`: a `0` in its place would swallow the `x`
+                }
+                out.extend_from_slice(&sql[copied..i]);
+                out.push(b'0');
+                i = end;
+                copied = i;
+            }
+            _ => i += 1,
+        }
+    }
+    out.extend_from_slice(&sql[copied..]);
+    true
+}
+
+struct Shapes {
+    map: HashMap<Box<[u8]>, Intent, ahash::RandomState>,
+    scratch: Vec<u8>,
+}
+
+thread_local! {
+    static SHAPES: RefCell<Shapes> = RefCell::new(Shapes {
+        map: HashMap::with_hasher(ahash::RandomState::new()),
+        scratch: Vec::new(),
+    });
+}
+
+/// The intent of `sql` from this thread's shape cache, classifying (and remembering) its
+/// shape on a miss.
+pub fn cached(sql: &[u8], classify: impl FnOnce(&[u8]) -> Intent) -> Intent {
+    if sql.len() > MAX_SQL {
+        return classify(sql);
+    }
+    SHAPES.with(|cell| {
+        let Ok(mut shapes) = cell.try_borrow_mut() else {
+            return classify(sql);
+        };
+        let Shapes { map, scratch } = &mut *shapes;
+        scratch.clear();
+        if !shape(sql, scratch) {
+            return classify(sql);
+        }
+        if let Some(intent) = map.get(scratch.as_slice()) {
+            return *intent;
+        }
+        let intent = classify(sql);
+        if map.len() >= MAX_SHAPES {
+            *map = HashMap::with_hasher(ahash::RandomState::new());
+        }
+        map.insert(scratch.as_slice().into(), intent);
+        intent
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(sql: &str) -> Option<String> {
+        let mut out = Vec::new();
+        shape(sql.as_bytes(), &mut out).then(|| String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn literals_are_replaced() {
+        let s = sh("SELECT c FROM sbtest1 WHERE id=5023 AND k IN (1.5, -2e+3, 'a\\'b''c', \"x\")");
+        assert_eq!(
+            s.as_deref(),
+            Some("SELECT c FROM sbtest1 WHERE id=0 AND k IN (0, -0, '', \"\")")
+        );
+        assert_eq!(
+            sh("SELECT x'ff', _utf8'é'").as_deref(),
+            Some("SELECT x'', _utf8''")
+        );
+    }
+
+    #[test]
+    fn identifiers_and_variables_are_kept() {
+        let s = "SELECT `a'1`, t1.c2, @v3, @@x.5, 0x1F FROM t9";
+        assert_eq!(
+            sh(s).as_deref(),
+            Some("SELECT `a'1`, t1.c2, @v3, @@x.5, 0 FROM t9")
+        );
+    }
+
+    #[test]
+    fn comments_have_no_shape() {
+        for s in [
+            "/* sluice:primary */ SELECT 1",
+            "SELECT 1 -- x",
+            "SELECT 1 # x",
+            "/*!40101 SET NAMES utf8 */",
+            "SELECT 1e+5x",
+        ] {
+            assert_eq!(sh(s), None, "{s}");
+        }
+        assert!(sh("SELECT '/* not a comment */ # -- '").is_some());
+    }
+
+    const PIECES: &[&str] = &[
+        "SELECT ",
+        "SET ",
+        "FOR ",
+        "UPDATE",
+        "INTO ",
+        "FROM t",
+        "SESSION ",
+        "autocommit",
+        "@",
+        "@@",
+        "x",
+        "e",
+        "E",
+        ".",
+        "'",
+        "\"",
+        "`",
+        "\\",
+        "-",
+        "+",
+        "1",
+        "2e",
+        "0x1E",
+        "9.5",
+        " ",
+        ",",
+        "(",
+        ")",
+        ";",
+        "=",
+        ":=",
+        "/",
+        "*",
+        "_utf8",
+        "a",
+        "\u{e9}",
+        "\n",
+        "LOCK ",
+        "IN SHARE MODE",
+        "LAST_INSERT_ID(",
+        "WITH ",
+        "?",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+        /// The property the cache relies on: a statement classifies (kind, flags, hints,
+        /// digest) exactly as its shape does.
+        #[test]
+        fn a_statement_classifies_as_its_shape(
+            picks in proptest::collection::vec(0..PIECES.len(), 0..24)
+        ) {
+            let sql: String = picks.iter().map(|&i| PIECES[i]).collect();
+            let mut shaped = Vec::new();
+            if shape(sql.as_bytes(), &mut shaped) {
+                let full = super::super::classify(sql.as_bytes());
+                proptest::prop_assert_eq!(full, super::super::classify(&shaped), "{}", sql);
+                let mut again = Vec::new();
+                proptest::prop_assert!(shape(&shaped, &mut again));
+                proptest::prop_assert_eq!(again, shaped);
+            }
+        }
+    }
+
+    #[test]
+    fn cache_returns_the_first_classification_of_a_shape() {
+        let full = |sql: &[u8]| super::super::classify(sql);
+        let a = cached(b"SELECT c FROM t WHERE id = 41", full);
+        let b = cached(b"SELECT c FROM t WHERE id = 42", |_| unreachable!("cached"));
+        assert_eq!(a, b);
+        let w = cached(b"SELECT c FROM t WHERE id = 42 FOR UPDATE", full);
+        assert!(w.has(super::super::flag::LOCKING));
+    }
+}
