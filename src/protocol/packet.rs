@@ -222,6 +222,16 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
         self.pos += 4 + payload_len;
     }
 
+    /// The buffered bytes not consumed yet (whole and partial packets).
+    pub fn unread(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Consumes `n` bytes of `unread` (whole packets).
+    pub fn consume(&mut self, n: usize) {
+        self.pos += n;
+    }
+
     /// Bytes already buffered but not consumed (used to detect pipelined input).
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.pos
@@ -289,6 +299,25 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
         self.buf.extend_from_slice(&[h[0], h[1], h[2], seq]);
         self.buf.extend_from_slice(payload);
         true
+    }
+
+    /// How many bytes fit before a flush is due: packets shorter than that in all are
+    /// buffered by `push_physical` / `push_renumbered`.
+    pub fn room(&self) -> usize {
+        FLUSH_AT - self.buf.len().min(FLUSH_AT)
+    }
+
+    /// Buffers whole physical packets (`packets`, headers included) renumbered from `seq`
+    /// on, advancing it. The caller checked `room`.
+    pub fn push_renumbered(&mut self, packets: &[u8], seq: &mut u8) {
+        let mut at = self.buf.len();
+        self.buf.extend_from_slice(packets);
+        while at + 4 <= self.buf.len() {
+            let h = &mut self.buf[at..at + 4];
+            h[3] = *seq;
+            *seq = seq.wrapping_add(1);
+            at += 4 + u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
+        }
     }
 
     async fn write_buffered(&mut self) -> io::Result<()> {

@@ -372,6 +372,9 @@ where
     }
 
     async fn result_sets(&mut self) -> Result<(), RelayError> {
+        if self.forward_whole() {
+            return Ok(());
+        }
         loop {
             let len = self.read().await?;
             let st = match self.buf.first().copied() {
@@ -479,6 +482,8 @@ where
         }
     }
 }
+
+mod whole;
 
 #[cfg(test)]
 mod tests;

@@ -1,13 +1,30 @@
 use super::*;
 use crate::protocol::packet::{PacketReader, PacketWriter};
 
-/// Feeds `backend` packets through a relay and returns what the client received.
+/// Feeds `backend` packets through a relay and returns what the client received; twice,
+/// arriving after the relay starts (packet by packet) and wholly read before (the whole-reply
+/// fast path where it applies), which must give the client and the caller the same.
 async fn run(
     backend: Vec<Vec<u8>>,
     backend_eof: bool,
     client_eof: bool,
     expect: Expect,
 ) -> Vec<Vec<u8>> {
+    let late = run_once(backend.clone(), backend_eof, client_eof, expect, false).await;
+    let early = run_once(backend, backend_eof, client_eof, expect, true).await;
+    assert_eq!(late, early, "the same reply whether or not it was buffered");
+    late.0
+}
+
+/// One relay run: (client packets, outcome and sequence ids); `buffered`: the backend's
+/// reply is read before the relay starts.
+async fn run_once(
+    backend: Vec<Vec<u8>>,
+    backend_eof: bool,
+    client_eof: bool,
+    expect: Expect,
+    buffered: bool,
+) -> (Vec<Vec<u8>>, String) {
     let (mut b_srv, b_cli) = tokio::io::duplex(1 << 20);
     let (c_srv, c_cli) = tokio::io::duplex(1 << 20);
     {
@@ -20,6 +37,9 @@ async fn run(
     }
     let (br, bw) = tokio::io::split(b_cli);
     let mut br = PacketReader::new(br);
+    if buffered {
+        br.fill_if_empty().await.unwrap();
+    }
     let mut bw = PacketWriter::new(bw);
     let mut cw = PacketWriter::new(c_srv);
     let mut buf = Vec::new();
@@ -28,6 +48,11 @@ async fn run(
     relay.client_w = Some(&mut cw);
     relay.client_deprecate_eof = client_eof;
     relay.run(expect).await.unwrap();
+    let seen = format!(
+        "{:?} {} {}",
+        relay.outcome, relay.out_seq, relay.backend_seq
+    );
+    drop(relay);
     cw.flush().await.unwrap();
     drop(cw);
     let mut r = PacketReader::new(c_cli);
@@ -44,7 +69,7 @@ async fn run(
                 expected_seq += 1;
                 out.push(p);
             }
-            Err(_) => return out,
+            Err(_) => return (out, seen),
         }
     }
 }
@@ -140,4 +165,36 @@ async fn cursor_metadata_gets_exactly_one_eof_in_classic_framing() {
     ];
     let got = run(backend, true, false, Expect::ResultSets).await;
     assert_eq!(got.len(), 4);
+}
+
+#[tokio::test]
+async fn a_wholly_buffered_reply_takes_the_fast_path() {
+    let backend = vec![
+        vec![1],
+        col("a"),
+        vec![1, b'x'],
+        vec![1, b'y'],
+        reply::ok_terminator(0x0002, 1).to_vec(),
+    ];
+    let (mut b_srv, b_cli) = tokio::io::duplex(1 << 20);
+    let mut w = PacketWriter::new(&mut b_srv);
+    let mut seq = 1;
+    for p in &backend {
+        w.write_packet(&mut seq, p).await.unwrap();
+    }
+    w.flush().await.unwrap();
+    let (br, bw) = tokio::io::split(b_cli);
+    let (mut br, mut bw) = (PacketReader::new(br), PacketWriter::new(bw));
+    br.fill_if_empty().await.unwrap();
+    let mut cw = PacketWriter::new(Vec::new());
+    let mut buf = Vec::new();
+    let mut relay: Relay<'_, _, _, tokio::io::DuplexStream, _> =
+        Relay::new(&mut br, &mut bw, true, &mut buf);
+    relay.client_w = Some(&mut cw);
+    relay.client_deprecate_eof = false;
+    assert!(relay.forward_whole());
+    let o = &relay.outcome;
+    assert_eq!((o.sent, o.rows, o.status, o.warnings), (6, 2, 2, 1));
+    assert_eq!(relay.out_seq, 7);
+    assert_eq!(br.buffered(), 0);
 }

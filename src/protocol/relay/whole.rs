@@ -1,0 +1,321 @@
+//! The fast path of a small response: when the whole of it is already in the read buffer
+//! (a short reply arrives in one read), it is checked in place, then copied to the client's
+//! buffer in runs of packets with their sequence ids renumbered, the result-set EOFs of a
+//! classic-framing client added as the packet-by-packet path adds them. Anything unusual (an
+//! error, LOCAL INFILE, a cursor, a long packet, a part still to come, a classic backend
+//! with a modern client) is left to the packet-by-packet path, which then finds the buffer
+//! untouched.
+
+use super::Relay;
+use crate::protocol::reply::{self, OkInfo};
+use crate::protocol::{lenenc, status, MAX_PAYLOAD};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// What a wholly buffered response holds.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Whole {
+    /// Its length in the buffer (headers included).
+    pub bytes: usize,
+    pub packets: u32,
+    pub rows: u64,
+    pub status: u16,
+    pub warnings: u16,
+    /// The last OK packet (not result-set terminators).
+    pub ok: Option<OkInfo>,
+}
+
+/// A run of the response, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Piece<'a> {
+    /// Packets passed on as they are (headers included).
+    Packets(&'a [u8]),
+    /// The end of a result set's column definitions (where a classic client's EOF goes when
+    /// the backend did not send one).
+    DefinitionsEnd,
+    /// The rows' terminator packet (headers included) and its (status, warnings).
+    Terminator(&'a [u8], u16, u16),
+}
+
+/// Responses of more pieces (many result sets) take the packet-by-packet path.
+const MAX_PIECES: usize = 8;
+
+/// The pieces of a response, in order.
+pub(super) struct Pieces<'a> {
+    list: [Piece<'a>; MAX_PIECES],
+    len: usize,
+}
+
+impl<'a> Pieces<'a> {
+    fn push(&mut self, piece: Piece<'a>) -> Option<()> {
+        *self.list.get_mut(self.len)? = piece;
+        self.len += 1;
+        Some(())
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Piece<'a>> {
+        self.list[..self.len].iter()
+    }
+}
+
+/// Physical packets of a buffer, each shorter than `MAX_PAYLOAD`.
+struct Packets<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    count: u32,
+}
+
+impl<'a> Packets<'a> {
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let h = self.bytes.get(self.at..self.at + 4)?;
+        let len = u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
+        if len >= MAX_PAYLOAD {
+            return None;
+        }
+        let payload = self.bytes.get(self.at + 4..self.at + 4 + len)?;
+        self.at += 4 + len;
+        self.count += 1;
+        Some(payload)
+    }
+
+    fn since(&self, start: usize) -> &'a [u8] {
+        &self.bytes[start..self.at]
+    }
+}
+
+/// Checks that `bytes` start with a whole COM_QUERY / COM_STMT_EXECUTE response of OKs and
+/// result sets (in `deprecate_eof` framing): what it holds, and its pieces. `None` if it is
+/// not all there or not that simple.
+pub(super) fn walk(bytes: &[u8], deprecate_eof: bool) -> Option<(Whole, Pieces<'_>)> {
+    let mut p = Packets {
+        bytes,
+        at: 0,
+        count: 0,
+    };
+    let mut w = Whole::default();
+    let mut pieces = Pieces {
+        list: [Piece::DefinitionsEnd; MAX_PIECES],
+        len: 0,
+    };
+    let mut on = |piece| pieces.push(piece);
+    loop {
+        let start = p.at;
+        let first = p.next()?;
+        match *first.first()? {
+            0x00 => {
+                let ok = reply::parse_ok(first)?;
+                (w.status, w.warnings, w.ok) = (ok.status, ok.warnings, Some(ok));
+                on(Piece::Packets(p.since(start)))?;
+            }
+            0xFF | 0xFB => return None,
+            _ => {
+                definitions(&mut p, first, deprecate_eof)?;
+                on(Piece::Packets(p.since(start)))?;
+                on(Piece::DefinitionsEnd)?;
+                let rows_start = p.at;
+                let (end, st, warnings) = rows(&mut p, deprecate_eof, &mut w.rows)?;
+                (w.status, w.warnings) = (st, warnings);
+                on(Piece::Packets(&bytes[rows_start..end]))?;
+                on(Piece::Terminator(p.since(end), st, warnings))?;
+            }
+        }
+        if w.status & status::MORE_RESULTS == 0 {
+            (w.bytes, w.packets) = (p.at, p.count);
+            return Some((w, pieces));
+        }
+    }
+}
+
+/// The column definitions after the column count `first` (and a classic EOF after them).
+fn definitions(p: &mut Packets<'_>, first: &[u8], deprecate_eof: bool) -> Option<()> {
+    let cols = lenenc::read_int(first, &mut 0)?;
+    if cols == 0 {
+        return None;
+    }
+    for _ in 0..cols {
+        if p.next()?.first() == Some(&0xFF) {
+            return None;
+        }
+    }
+    if !deprecate_eof {
+        let (_, st) = reply::parse_eof(p.next().filter(|e| e.first() == Some(&0xFE))?)?;
+        if st & status::CURSOR_EXISTS != 0 {
+            return None;
+        }
+    }
+    Some(())
+}
+
+/// Rows up to their terminator: (where the terminator starts, its status, its warnings).
+fn rows(p: &mut Packets<'_>, deprecate_eof: bool, rows: &mut u64) -> Option<(usize, u16, u16)> {
+    loop {
+        let at = p.at;
+        let row = p.next()?;
+        let (st, warnings) = match row.first() {
+            Some(0xFF) => return None,
+            Some(0xFE) if deprecate_eof => {
+                let ok = reply::parse_ok(row)?;
+                (ok.status, ok.warnings)
+            }
+            Some(0xFE) if row.len() < 9 => {
+                let (warnings, st) = reply::parse_eof(row)?;
+                (st, warnings)
+            }
+            _ => {
+                *rows += 1;
+                continue;
+            }
+        };
+        if st & status::CURSOR_EXISTS != 0 {
+            return None;
+        }
+        return Some((at, st, warnings));
+    }
+}
+
+impl<BR, BW, CR, CW> Relay<'_, BR, BW, CR, CW>
+where
+    BR: AsyncRead + Unpin,
+    BW: AsyncWrite + Unpin,
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+{
+    /// Forwards the response in one pass if it is wholly buffered (see the module comment);
+    /// `false`: nothing was done.
+    pub(super) fn forward_whole(&mut self) -> bool {
+        let translate = self.client_deprecate_eof != self.backend_deprecate_eof;
+        if self.digest.is_some() || (translate && self.client_deprecate_eof) {
+            return false;
+        }
+        let Some(client) = self.client_w.as_deref_mut() else {
+            return false;
+        };
+        let unread = self.backend_r.unread();
+        let Some((w, pieces)) = walk(unread, self.backend_deprecate_eof) else {
+            return false;
+        };
+        // what the client gets: the bytes, plus an EOF after each result set's definitions
+        // (9 bytes with its header) when translating
+        let added = if translate {
+            pieces
+                .iter()
+                .filter(|p| matches!(p, Piece::DefinitionsEnd))
+                .count()
+        } else {
+            0
+        };
+        if w.bytes + 9 * added >= client.room() {
+            return false;
+        }
+        let (seq, hint) = (&mut self.out_seq, self.status_hint);
+        for piece in pieces.iter() {
+            match *piece {
+                Piece::Packets(b) => client.push_renumbered(b, seq),
+                Piece::Terminator(b, ..) if !translate => client.push_renumbered(b, seq),
+                Piece::DefinitionsEnd if !translate => {}
+                Piece::DefinitionsEnd => {
+                    client.push_physical(*seq, &reply::eof(hint, 0));
+                    *seq = seq.wrapping_add(1);
+                }
+                Piece::Terminator(_, st, warnings) => {
+                    client.push_physical(*seq, &reply::eof(st, warnings));
+                    *seq = seq.wrapping_add(1);
+                }
+            }
+        }
+        self.backend_seq = last_seq(&unread[..w.bytes]);
+        self.backend_r.consume(w.bytes);
+        let o = &mut self.outcome;
+        o.sent += w.packets + added as u32;
+        o.rows += w.rows;
+        (o.status, o.warnings) = (w.status, w.warnings);
+        if w.ok.is_some() {
+            o.ok = w.ok;
+        }
+        true
+    }
+}
+
+/// The sequence id of the last of whole `packets`.
+fn last_seq(packets: &[u8]) -> u8 {
+    let (mut at, mut seq) = (0, 0);
+    while let Some(h) = packets.get(at..at + 4) {
+        seq = h[3];
+        at += 4 + u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
+    }
+    seq
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packets(payloads: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (seq, p) in payloads.iter().enumerate() {
+            out.extend_from_slice(&(p.len() as u32).to_le_bytes()[..3]);
+            out.push(seq as u8 + 1);
+            out.extend_from_slice(p);
+        }
+        out
+    }
+
+    const OK: &[u8] = &[0x00, 1, 5, 0x02, 0x00, 0x00, 0x00];
+    const DEF: &[u8] = b"\x03defcolumn";
+    const EOF: &[u8] = &[0xFE, 0x00, 0x00, 0x22, 0x00];
+
+    fn check(bytes: &[u8], deprecate_eof: bool) -> Option<Whole> {
+        walk(bytes, deprecate_eof).map(|(w, _)| w)
+    }
+
+    #[test]
+    fn ok_and_result_sets_are_whole_only_when_complete() {
+        let ok = packets(&[OK]);
+        let w = check(&ok, false).unwrap();
+        assert_eq!((w.bytes, w.packets, w.status), (ok.len(), 1, 2));
+        assert_eq!(w.ok.unwrap().last_insert_id, 5);
+
+        let rs = packets(&[&[1], DEF, EOF, b"\x01a", b"\x01b", EOF]);
+        let w = check(&rs, false).unwrap();
+        assert_eq!(
+            (w.bytes, w.packets, w.rows, w.status),
+            (rs.len(), 6, 2, 0x22)
+        );
+        for cut in 0..rs.len() {
+            assert_eq!(check(&rs[..cut], false), None, "cut at {cut}");
+        }
+        // a following pipelined reply is not part of it
+        let mut two = rs.clone();
+        two.extend_from_slice(&ok);
+        assert_eq!(check(&two, false).unwrap().bytes, rs.len());
+    }
+
+    #[test]
+    fn unusual_responses_take_the_general_path() {
+        let err = packets(&[b"\xff\x15\x04#28000denied"]);
+        assert_eq!(check(&err, false), None);
+        let infile = packets(&[b"\xfbfile"]);
+        assert_eq!(check(&infile, false), None);
+        let cursor = packets(&[&[1], DEF, &[0xFE, 0, 0, 0x42, 0]]);
+        assert_eq!(check(&cursor, false), None);
+        let err_in_rows = packets(&[&[1], DEF, EOF, b"\x01a", b"\xff\x15\x04#HY000x"]);
+        assert_eq!(check(&err_in_rows, false), None);
+    }
+
+    #[test]
+    fn more_results_continue_to_the_last_terminator() {
+        let more = [0x00, 0, 0, 0x0A, 0x00, 0x00, 0x00];
+        let bytes = packets(&[&more, OK]);
+        let w = check(&bytes, false).unwrap();
+        assert_eq!((w.packets, w.status), (2, 2));
+        assert_eq!(check(&bytes[..bytes.len() - 1], false), None);
+    }
+
+    #[test]
+    fn modern_framing_ends_rows_with_an_ok() {
+        let term = [0xFE, 0, 0, 0x02, 0x00, 0x01, 0x00];
+        let rs = packets(&[&[1], DEF, b"\x01a", &term]);
+        let w = check(&rs, true).unwrap();
+        assert_eq!((w.packets, w.rows, w.status, w.warnings), (4, 1, 2, 1));
+        assert_eq!(w.ok, None);
+    }
+}
