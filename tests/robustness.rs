@@ -355,3 +355,37 @@ async fn connection_limit_counts_idle_connections() {
         "{waited:?}"
     );
 }
+
+/// A client that reads a large result slowly: Sluice's writes to it fill the socket and must
+/// wait for room (the direct-send fast path falls back to the event loop), losing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_gets_all_of_a_large_result() {
+    let p = proxy(config()).await;
+    let (mut r, mut w) = raw_login(p.addr.port(), true).await;
+    let mut q = vec![0x03];
+    q.extend_from_slice(b"/* sluice:primary */ SELECT REPEAT('x', 60000) FROM mysql.seq_1_to_300");
+    w.write_packet(&mut 0, &q).await.unwrap();
+    w.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // Sluice meets a full socket
+    let (mut rows, mut p) = (0, Vec::new());
+    loop {
+        let read = r.read_logical(&mut p, 1 << 24);
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("no hang")
+            .unwrap();
+        match p[0] {
+            0xFE if p.len() < 60000 => break, // the OK terminator
+            0xFF => panic!("error: {}", String::from_utf8_lossy(&p)),
+            _ if p.len() > 60000 => {
+                assert!(p[p.len() - 60000..].iter().all(|&b| b == b'x'));
+                rows += 1;
+                if rows % 50 == 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            _ => {} // column count and definition
+        }
+    }
+    assert_eq!(rows, 300);
+}

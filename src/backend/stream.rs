@@ -94,7 +94,7 @@ impl AsyncWrite for BackendWrite {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            BackendWrite::Tcp(w) => Pin::new(w).poll_write(cx, buf),
+            BackendWrite::Tcp(w) => crate::protocol::stream::poll_send(w, cx, buf),
             BackendWrite::Tls(s) => Pin::new(&mut *s.lock()).poll_write(cx, buf),
         }
     }

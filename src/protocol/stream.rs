@@ -64,6 +64,30 @@ pub(crate) fn peek_now(fd: i32) -> io::Result<usize> {
     }
 }
 
+/// Writes to TCP half `w` what its socket takes now with one direct system call, falling
+/// back to tokio's `poll_write` (which waits for the socket, registering interest) only when
+/// it takes nothing. The usual case, a reply into a socket with room, then skips the event
+/// loop's readiness bookkeeping (about 250 instructions per write); a readiness tokio still
+/// believes in after a direct write is harmless for writing: its own attempt finds out.
+pub(crate) fn poll_send(
+    w: &mut OwnedWriteHalf,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+) -> Poll<io::Result<usize>> {
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    let fd = AsRef::<TcpStream>::as_ref(w).as_raw_fd();
+    // SAFETY: sends from a live slice on a descriptor the half keeps open
+    let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags) };
+    if n >= 0 {
+        return Poll::Ready(Ok(n as usize));
+    }
+    let e = io::Error::last_os_error();
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Pin::new(w).poll_write(cx, buf),
+        _ => Poll::Ready(Err(e)),
+    }
+}
+
 pub enum ClientWrite {
     Tcp(OwnedWriteHalf),
     Tls(WriteHalf<TlsStream<TcpStream>>),
@@ -138,7 +162,7 @@ impl AsyncWrite for ClientWrite {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            ClientWrite::Tcp(w) => Pin::new(w).poll_write(cx, buf),
+            ClientWrite::Tcp(w) => poll_send(w, cx, buf),
             ClientWrite::Tls(w) => Pin::new(w).poll_write(cx, buf),
         }
     }
