@@ -389,3 +389,31 @@ async fn a_slow_reader_gets_all_of_a_large_result() {
     }
     assert_eq!(rows, 300);
 }
+
+/// A connection returned clean waits for its session in a cell, holding its permit
+/// (`pool::hot`); another client that needs the backend's only connection must get it at
+/// once, not wait for a permit the parked connection keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_connection_never_keeps_another_client_waiting() {
+    let mut cfg = config();
+    cfg.pool.max_connections_per_backend = 1;
+    cfg.pool.checkout_timeout = sluice::config::Dur(Duration::from_millis(300));
+    let p = proxy(cfg).await;
+    let mut a = client(&p, None).await;
+    let mut b = client(&p, None).await;
+    for round in 0..5 {
+        for c in [&mut a, &mut b] {
+            let t = Instant::now();
+            c.query_drop("DO 1")
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert!(
+                t.elapsed() < Duration::from_millis(250),
+                "waited {:?}",
+                t.elapsed()
+            );
+        }
+    }
+    let primary = &p.shared.topology.backend(0).pool;
+    assert_eq!(primary.opened.load(std::sync::atomic::Ordering::Relaxed), 1);
+}

@@ -157,6 +157,8 @@ pub struct BackendConn {
     pub lane: u16,
     /// Set by the pool: counts it among the backend's open connections until dropped.
     pub counted: Option<crate::pool::Counted>,
+    /// Set by the pool while it waits in a worker's hot slot (see `pool::hot`).
+    pub parked: Option<crate::pool::Parked>,
 }
 
 impl BackendConn {
@@ -172,6 +174,7 @@ impl BackendConn {
         BackendConn {
             lane: crate::workers::current(),
             counted: None,
+            parked: None,
             r: PacketReader::new(r),
             w: PacketWriter::new(w),
             thread_id: 0,

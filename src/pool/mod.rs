@@ -5,7 +5,10 @@
 //! closes another user's longest-idle connection. Leases return themselves to the pool on
 //! drop, only in a known clean state (see `recycle`).
 
+mod hot;
 mod recycle;
+
+pub use hot::Parked;
 
 use crate::backend::{BackendConn, BackendError, ConnectOpts};
 use crate::error::SqlError;
@@ -66,6 +69,8 @@ pub struct BackendPool {
     max_idle: usize,
     /// Idle connections per slot (see `slot`) and session worker (`BackendConn::lane`).
     idle: Mutex<ahash::AHashMap<(usize, u16), Vec<Idle>>>,
+    /// Per session worker, the connection last returned there (see `hot`).
+    hot: hot::Hot,
     /// Draining: connections are closed instead of returned.
     closed: std::sync::atomic::AtomicBool,
     pub opened: AtomicU64,
@@ -83,6 +88,8 @@ pub struct Lease {
     conn: Option<Box<BackendConn>>,
     pool: Arc<BackendPool>,
     slot: usize,
+    /// The session's id: where the connection is parked when it comes back clean.
+    affinity: u32,
     /// Taken by the recycler when the connection needs a reset before it goes back.
     permit: Option<OwnedSemaphorePermit>,
 }
@@ -124,7 +131,8 @@ impl Drop for Lease {
     fn drop(&mut self) {
         self.pool.busy.fetch_sub(1, Ordering::Relaxed);
         if let Some(conn) = self.conn.take() {
-            recycle::give_back(&self.pool, self.slot, conn, self.permit.take());
+            let key = (self.slot, self.affinity);
+            recycle::give_back(&self.pool, key, conn, self.permit.take());
         }
     }
 }
@@ -148,6 +156,7 @@ impl BackendPool {
             open: Arc::new(AtomicUsize::new(0)),
             max_idle,
             idle: Mutex::new(ahash::AHashMap::new()),
+            hot: hot::Hot::new(),
             closed: std::sync::atomic::AtomicBool::new(false),
             opened: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
@@ -168,8 +177,9 @@ impl BackendPool {
 
     /// Stops pooling: idle connections are closed now, busy ones when returned.
     pub fn close(&self) {
-        self.closed.store(true, Ordering::Relaxed);
+        self.closed.store(true, Ordering::SeqCst);
         self.idle.lock().clear();
+        self.hot.take_all().for_each(drop);
     }
 
     /// The idle list of a stable user id and client flavour.
@@ -196,6 +206,7 @@ impl BackendPool {
     /// Drops idle connections whose socket was closed by the server (called after one of
     /// them turned out dead, e.g. killed or timed out).
     pub fn purge_dead_idle(&self) {
+        self.unpark_all();
         for list in self.idle.lock().values_mut() {
             list.retain_mut(|i| !looks_closed(&mut i.conn));
         }
@@ -245,7 +256,75 @@ impl BackendPool {
     }
 
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().values().map(Vec::len).sum()
+        self.idle.lock().values().map(Vec::len).sum::<usize>() + self.hot.count()
+    }
+
+    /// Returns a clean connection: parked in the calling worker's hot slot with its permit
+    /// when nobody waits for one, else to the idle list (the permit released after).
+    fn put_back(
+        &self,
+        (slot, affinity): (usize, u32),
+        mut conn: Box<BackendConn>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
+        let lane = crate::workers::current();
+        let (at, permit) = match (hot::cell(lane, affinity), permit) {
+            (Some(at), Some(p)) if conn.lane == lane && !self.hot.contended() => (at, p),
+            _ => return self.put_idle(slot, conn),
+        };
+        let since = coarse_ms();
+        conn.parked = Some(Parked {
+            permit,
+            slot,
+            since,
+        });
+        let displaced = self.hot.swap(at, Some(conn));
+        displaced.into_iter().for_each(|c| self.unpark(c));
+        // a checkout that started waiting meanwhile, or a close, may have missed it
+        if self.hot.contended() || self.closed.load(Ordering::SeqCst) {
+            self.hot
+                .swap(at, None)
+                .into_iter()
+                .for_each(|c| self.unpark(c));
+        }
+    }
+
+    /// Session `affinity`'s parked connection if it is of `slot` (and, parked a while, still
+    /// open): a lease without the idle list or the semaphore.
+    fn take_parked(self: &Arc<Self>, slot: usize, affinity: u32) -> Option<Lease> {
+        let at = hot::cell(crate::workers::current(), affinity)?;
+        let mut conn = self.hot.swap(at, None)?;
+        let parked = conn.parked.take()?;
+        if parked.slot != slot {
+            conn.parked = Some(parked);
+            self.unpark(conn);
+            return None;
+        }
+        let idle_ms = coarse_ms().saturating_sub(parked.since);
+        if idle_ms > STALE_CHECK_AFTER.as_millis() as u64 && looks_closed(&mut conn) {
+            return None; // closed, its permit released
+        }
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        Some(Lease {
+            conn: Some(conn),
+            pool: self.clone(),
+            slot,
+            affinity,
+            permit: Some(parked.permit),
+        })
+    }
+
+    /// A parked connection to the idle list, then its permit released.
+    fn unpark(&self, mut conn: Box<BackendConn>) {
+        if let Some(p) = conn.parked.take() {
+            self.put_idle(p.slot, conn);
+            drop(p.permit);
+        }
+    }
+
+    /// Every parked connection to the idle list.
+    fn unpark_all(&self) {
+        self.hot.take_all().for_each(|c| self.unpark(c));
     }
 
     /// Closes the longest-idle connection of another slot: a user that must open one more
@@ -270,6 +349,9 @@ impl BackendPool {
         if let Ok(p) = self.limit.clone().try_acquire_owned() {
             return Ok(p);
         }
+        // parked connections hold permits: they go to the idle list before anyone waits
+        let _waiting = self.hot.wait();
+        self.unpark_all();
         let wait = wait();
         let started = Instant::now();
         let r = tokio::time::timeout(wait, self.limit.clone().acquire_owned()).await;
@@ -286,16 +368,20 @@ impl BackendPool {
     /// `opts` is only called when a new connection must be opened (not per statement).
     pub async fn checkout(
         self: &Arc<Self>,
-        slot: usize,
+        (slot, affinity): (usize, u32),
         opts: impl FnOnce() -> ConnectOpts,
         wait: impl FnOnce() -> Duration,
     ) -> Result<Lease, SqlError> {
+        if let Some(lease) = self.take_parked(slot, affinity) {
+            return Ok(lease);
+        }
         let permit = self.permit(wait).await?;
         self.busy.fetch_add(1, Ordering::Relaxed);
         let mut lease = Lease {
             conn: None,
             pool: self.clone(),
             slot,
+            affinity,
             permit: Some(permit),
         };
         let lane = crate::workers::current();

@@ -16,7 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 pub(super) fn give_back(
     pool: &Arc<BackendPool>,
-    slot: usize,
+    (slot, affinity): (usize, u32),
     conn: Box<BackendConn>,
     permit: Option<OwnedSemaphorePermit>,
 ) {
@@ -28,7 +28,7 @@ pub(super) fn give_back(
         return;
     }
     if !conn.needs_reset() {
-        pool.put_idle(slot, conn);
+        pool.put_back((slot, affinity), conn, permit);
         return;
     }
     let pool = pool.clone();

@@ -60,7 +60,7 @@ impl Session {
         // the configuration is read only when the pool is at its limit
         let wait = || self.shared.config.load().pool.checkout_timeout.0;
         let r = pool
-            .checkout(slot, || self.connect_opts(backend), wait)
+            .checkout((slot, self.handle.id), || self.connect_opts(backend), wait)
             .await;
         if matches!(&r, Err(e) if e.code == 1040) {
             if let Some(b) = self.shared.metrics.backends.load().get(backend) {
