@@ -3,7 +3,8 @@
 //! for as long as it holds a connection, waiting up to `checkout_timeout`; connections open
 //! in all (busy and idle) stay under the same limit: opening one more at the limit first
 //! closes another user's longest-idle connection. Leases return themselves to the pool on
-//! drop, only in a known clean state (see `recycle`).
+//! drop, only in a known clean state (see `recycle`), first to a cell of their session where
+//! its next checkout finds them without lock or semaphore (see `hot`).
 
 mod hot;
 mod recycle;
