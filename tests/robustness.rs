@@ -417,3 +417,23 @@ async fn a_parked_connection_never_keeps_another_client_waiting() {
     let primary = &p.shared.topology.backend(0).pool;
     assert_eq!(primary.opened.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
+
+/// A session's parked connection (`pool::hot`) goes back to the shared idle list when the
+/// session ends: the next client reuses it instead of opening another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_departed_clients_connection_serves_the_next_client() {
+    let p = proxy(config()).await;
+    let primary = &p.shared.topology.backend(0).pool;
+    let before = primary.opened.load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..3 {
+        let mut c = client(&p, None).await;
+        c.query_drop("DO 1").await.unwrap();
+        c.disconnect().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await; // the session ends
+    }
+    let opened = primary.opened.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert_eq!(
+        opened, 1,
+        "one primary connection for three clients in turn"
+    );
+}

@@ -323,6 +323,17 @@ impl BackendPool {
         }
     }
 
+    /// Session `affinity`'s cell on the calling worker emptied to the idle list (the session
+    /// went quiet or ended: its connection may serve others).
+    pub fn unpark_session(&self, affinity: u32) {
+        if let Some(at) = hot::cell(crate::workers::current(), affinity) {
+            self.hot
+                .swap(at, None)
+                .into_iter()
+                .for_each(|c| self.unpark(c));
+        }
+    }
+
     /// Every parked connection to the idle list.
     fn unpark_all(&self) {
         self.hot.take_all().for_each(|c| self.unpark(c));

@@ -154,7 +154,25 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
     tracing::debug!(parent: &s.span, "client session ended");
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        // its connections come back (and may park) first
+        self.primary = None;
+        self.held = None;
+        self.unpark();
+    }
+}
+
 impl Session {
+    /// Moves this session's parked backend connections (`pool::hot`) to the idle lists: a
+    /// quiet or departed session's connections serve the others.
+    fn unpark(&self) {
+        let topology = &self.shared.topology;
+        for i in 0..topology.len() {
+            topology.backend(i).pool.unpark_session(self.handle.id);
+        }
+    }
+
     /// Validates the login database (if any) on the primary, then sends the login OK.
     async fn finish_login(&mut self) -> Result<(), Fatal> {
         if self.state.database.is_some() {
@@ -193,6 +211,7 @@ impl Session {
                         self.client_w.release_idle();
                         self.buf = Vec::new();
                         slot.release();
+                        self.unpark();
                     }
                     idle::Tick::Continue => {}
                 },
