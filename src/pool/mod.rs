@@ -138,6 +138,13 @@ impl Drop for Lease {
     }
 }
 
+/// Whether a connection idle since `since` (`coarse_ms`) long enough to be checked turned
+/// out closed by the server.
+fn gone_stale(since: u64, conn: &mut BackendConn) -> bool {
+    let idle_ms = coarse_ms().saturating_sub(since);
+    idle_ms > STALE_CHECK_AFTER.as_millis() as u64 && looks_closed(conn)
+}
+
 /// Whether an idle connection's socket was closed (or has unexpected bytes) by the server.
 fn looks_closed(conn: &mut BackendConn) -> bool {
     if conn.r.buffered() > 0 {
@@ -279,14 +286,12 @@ impl BackendPool {
             slot,
             since,
         });
-        let displaced = self.hot.swap(at, Some(conn));
-        displaced.into_iter().for_each(|c| self.unpark(c));
+        if let Some(displaced) = self.hot.swap(at, Some(conn)) {
+            self.unpark(displaced);
+        }
         // a checkout that started waiting meanwhile, or a close, may have missed it
         if self.hot.contended() || self.closed.load(Ordering::SeqCst) {
-            self.hot
-                .swap(at, None)
-                .into_iter()
-                .for_each(|c| self.unpark(c));
+            self.unpark_cell(at);
         }
     }
 
@@ -301,8 +306,7 @@ impl BackendPool {
             self.unpark(conn);
             return None;
         }
-        let idle_ms = coarse_ms().saturating_sub(parked.since);
-        if idle_ms > STALE_CHECK_AFTER.as_millis() as u64 && looks_closed(&mut conn) {
+        if gone_stale(parked.since, &mut conn) {
             return None; // closed, its permit released
         }
         self.busy.fetch_add(1, Ordering::Relaxed);
@@ -327,10 +331,14 @@ impl BackendPool {
     /// went quiet or ended: its connection may serve others).
     pub fn unpark_session(&self, affinity: u32) {
         if let Some(at) = hot::cell(crate::workers::current(), affinity) {
-            self.hot
-                .swap(at, None)
-                .into_iter()
-                .for_each(|c| self.unpark(c));
+            self.unpark_cell(at);
+        }
+    }
+
+    /// Cell `at` emptied to the idle list.
+    fn unpark_cell(&self, at: usize) {
+        if let Some(conn) = self.hot.swap(at, None) {
+            self.unpark(conn);
         }
     }
 
@@ -398,8 +406,7 @@ impl BackendPool {
         };
         let lane = crate::workers::current();
         while let Some(mut i) = self.pop_idle(slot, lane) {
-            let idle_ms = coarse_ms().saturating_sub(i.since);
-            if idle_ms > STALE_CHECK_AFTER.as_millis() as u64 && looks_closed(&mut i.conn) {
+            if gone_stale(i.since, &mut i.conn) {
                 continue;
             }
             lease.conn = Some(i.conn);

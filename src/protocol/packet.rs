@@ -23,6 +23,11 @@ pub enum ReadError {
     Io(#[from] io::Error),
 }
 
+/// The payload length in a physical packet header (its first three bytes).
+pub fn payload_len(header: &[u8]) -> usize {
+    u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize
+}
+
 pub struct PacketReader<R> {
     inner: R,
     /// Bytes read from `inner` not yet consumed, from `pos`. Allocated on demand and
@@ -97,7 +102,7 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
     pub async fn read_header(&mut self) -> io::Result<(usize, u8)> {
         let mut h = [0u8; 4];
         self.read_exact_into(&mut h).await?;
-        Ok((u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize, h[3]))
+        Ok((payload_len(&h), h[3]))
     }
 
     /// Appends `len` payload bytes to `buf`. The buffer grows with the bytes that actually
@@ -136,7 +141,7 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
         debug_assert_eq!(self.buffered(), 0);
         let mut h = [0u8; 4];
         self.inner.read_exact(&mut h).await?;
-        let len = u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
+        let len = payload_len(&h);
         if len > limit {
             return Err(ReadError::TooLarge { size: len, limit });
         }
@@ -213,8 +218,7 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
     pub fn peek_physical(&self) -> Option<(&[u8], u8)> {
         let rest = &self.buf[self.pos..];
         let h = rest.get(..4)?;
-        let len = u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
-        Some((rest.get(4..4 + len)?, h[3]))
+        Some((rest.get(4..4 + payload_len(h))?, h[3]))
     }
 
     /// Consumes the packet `peek_physical` returned (`payload_len` bytes of payload).
@@ -316,7 +320,7 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
             let h = &mut self.buf[at..at + 4];
             h[3] = *seq;
             *seq = seq.wrapping_add(1);
-            at += 4 + u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
+            at += 4 + payload_len(h);
         }
     }
 

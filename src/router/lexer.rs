@@ -80,13 +80,19 @@ pub(super) fn quoted_end(s: &[u8], start: usize) -> usize {
     s.len()
 }
 
+/// The end of a run of identifier bytes (and dots, with `dots`) from `pos`: a word, a
+/// variable's name, a number's digits.
+pub(super) fn run_end(s: &[u8], mut pos: usize, dots: bool) -> usize {
+    while pos < s.len() && (is_ident(s[pos]) || (dots && s[pos] == b'.')) {
+        pos += 1;
+    }
+    pos
+}
+
 /// The end of the number literal starting at `start` (a digit): identifier bytes and dots,
 /// then a signed exponent (`1e+5`).
 pub(super) fn number_end(s: &[u8], start: usize) -> usize {
-    let mut pos = start;
-    while pos < s.len() && (is_ident(s[pos]) || s[pos] == b'.') {
-        pos += 1;
-    }
+    let mut pos = run_end(s, start, true);
     if matches!(s.get(pos), Some(b'+' | b'-')) && matches!(s[pos - 1], b'e' | b'E') {
         pos += 1;
         while pos < s.len() && s[pos].is_ascii_digit() {
@@ -189,20 +195,14 @@ impl<'a> Lexer<'a> {
                 if s.get(self.pos + 1) == Some(&b'@') {
                     self.pos += 2;
                     let from = self.pos;
-                    while self.pos < s.len() && (is_ident(s[self.pos]) || s[self.pos] == b'.') {
-                        self.pos += 1;
-                    }
+                    self.pos = run_end(s, self.pos, true);
                     Tok::SysVar(&s[from..self.pos])
                 } else {
                     self.pos += 1;
                     match s.get(self.pos) {
                         Some(b'\'' | b'"' | b'`') => self.quoted(),
                         _ => {
-                            while self.pos < s.len()
-                                && (is_ident(s[self.pos]) || s[self.pos] == b'.')
-                            {
-                                self.pos += 1;
-                            }
+                            self.pos = run_end(s, self.pos, true);
                         }
                     }
                     Tok::UserVar
@@ -214,9 +214,7 @@ impl<'a> Lexer<'a> {
             }
             c if is_ident(c) => {
                 // x'..', b'..', N'..', _utf8'..' literals
-                while self.pos < s.len() && is_ident(s[self.pos]) {
-                    self.pos += 1;
-                }
+                self.pos = run_end(s, self.pos, false);
                 let w = &s[start..self.pos];
                 if s.get(self.pos) == Some(&b'\'')
                     && (w.eq_ignore_ascii_case(b"x")

@@ -9,7 +9,7 @@
 //! could not keep equal (comments, where hints live; an exponent glued to a word) has no
 //! shape and is classified in full each time.
 
-use super::lexer::{is_ident, number_end, quoted_end};
+use super::lexer::{is_ident, number_end, quoted_end, run_end};
 use super::Intent;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -52,12 +52,7 @@ pub fn shape(sql: &[u8], out: &mut Vec<u8>) -> bool {
         let c = sql[i];
         match STARTS[c as usize] {
             PLAIN => i += 1,
-            WORD => {
-                i += 1;
-                while i < n && is_ident(sql[i]) {
-                    i += 1;
-                }
-            }
+            WORD => i = run_end(sql, i + 1, false),
             NUMBER => {
                 let end = number_end(sql, i);
                 if sql.get(end).is_some_and(|&b| is_ident(b) || b == b'.') {
@@ -102,16 +97,6 @@ fn special(sql: &[u8], i: usize, out: &mut Vec<u8>, copied: &mut usize) -> Optio
         b'/' | b'-' if next == Some(if c == b'/' { b'*' } else { b'-' }) => return None,
         _ => i + 1,
     })
-}
-
-/// The end of a run of identifier bytes (and dots, with `dots`) from `i`.
-fn run_end(sql: &[u8], i: usize, dots: bool) -> usize {
-    let rest = sql.get(i..).unwrap_or_default();
-    let run = rest
-        .iter()
-        .position(|&b| !(is_ident(b) || (dots && b == b'.')))
-        .unwrap_or(rest.len());
-    i + run
 }
 
 struct Shapes {

@@ -16,6 +16,28 @@ async fn run(
     late.0
 }
 
+type DuplexRead = tokio::io::ReadHalf<tokio::io::DuplexStream>;
+type DuplexWrite = tokio::io::WriteHalf<tokio::io::DuplexStream>;
+
+/// A backend connection that has sent `backend` (its server end is returned to keep it open).
+async fn backend_with(
+    backend: &[Vec<u8>],
+) -> (
+    tokio::io::DuplexStream,
+    PacketReader<DuplexRead>,
+    PacketWriter<DuplexWrite>,
+) {
+    let (mut b_srv, b_cli) = tokio::io::duplex(1 << 20);
+    let mut w = PacketWriter::new(&mut b_srv);
+    let mut seq = 1;
+    for p in backend {
+        w.write_packet(&mut seq, p).await.unwrap();
+    }
+    w.flush().await.unwrap();
+    let (br, bw) = tokio::io::split(b_cli);
+    (b_srv, PacketReader::new(br), PacketWriter::new(bw))
+}
+
 /// One relay run: (client packets, outcome and sequence ids); `buffered`: the backend's
 /// reply is read before the relay starts.
 async fn run_once(
@@ -25,22 +47,11 @@ async fn run_once(
     expect: Expect,
     buffered: bool,
 ) -> (Vec<Vec<u8>>, String) {
-    let (mut b_srv, b_cli) = tokio::io::duplex(1 << 20);
+    let (_b_srv, mut br, mut bw) = backend_with(&backend).await;
     let (c_srv, c_cli) = tokio::io::duplex(1 << 20);
-    {
-        let mut w = PacketWriter::new(&mut b_srv);
-        let mut seq = 1;
-        for p in &backend {
-            w.write_packet(&mut seq, p).await.unwrap();
-        }
-        w.flush().await.unwrap();
-    }
-    let (br, bw) = tokio::io::split(b_cli);
-    let mut br = PacketReader::new(br);
     if buffered {
         br.fill_if_empty().await.unwrap();
     }
-    let mut bw = PacketWriter::new(bw);
     let mut cw = PacketWriter::new(c_srv);
     let mut buf = Vec::new();
     let mut relay: Relay<'_, _, _, tokio::io::DuplexStream, _> =
@@ -176,15 +187,7 @@ async fn a_wholly_buffered_reply_takes_the_fast_path() {
         vec![1, b'y'],
         reply::ok_terminator(0x0002, 1).to_vec(),
     ];
-    let (mut b_srv, b_cli) = tokio::io::duplex(1 << 20);
-    let mut w = PacketWriter::new(&mut b_srv);
-    let mut seq = 1;
-    for p in &backend {
-        w.write_packet(&mut seq, p).await.unwrap();
-    }
-    w.flush().await.unwrap();
-    let (br, bw) = tokio::io::split(b_cli);
-    let (mut br, mut bw) = (PacketReader::new(br), PacketWriter::new(bw));
+    let (_b_srv, mut br, mut bw) = backend_with(&backend).await;
     br.fill_if_empty().await.unwrap();
     let mut cw = PacketWriter::new(Vec::new());
     let mut buf = Vec::new();

@@ -7,6 +7,7 @@
 //! untouched.
 
 use super::Relay;
+use crate::protocol::packet::payload_len;
 use crate::protocol::reply::{self, OkInfo};
 use crate::protocol::{lenenc, status, MAX_PAYLOAD};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -17,6 +18,8 @@ pub(super) struct Whole {
     /// Its length in the buffer (headers included).
     pub bytes: usize,
     pub packets: u32,
+    /// The backend's sequence id of its last packet.
+    pub last_seq: u8,
     pub rows: u64,
     pub status: u16,
     pub warnings: u16,
@@ -62,16 +65,18 @@ struct Packets<'a> {
     bytes: &'a [u8],
     at: usize,
     count: u32,
+    last_seq: u8,
 }
 
 impl<'a> Packets<'a> {
     fn next(&mut self) -> Option<&'a [u8]> {
         let h = self.bytes.get(self.at..self.at + 4)?;
-        let len = u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
+        let len = payload_len(h);
         if len >= MAX_PAYLOAD {
             return None;
         }
         let payload = self.bytes.get(self.at + 4..self.at + 4 + len)?;
+        self.last_seq = h[3];
         self.at += 4 + len;
         self.count += 1;
         Some(payload)
@@ -90,6 +95,7 @@ pub(super) fn walk(bytes: &[u8], deprecate_eof: bool) -> Option<(Whole, Pieces<'
         bytes,
         at: 0,
         count: 0,
+        last_seq: 0,
     };
     let mut w = Whole::default();
     let mut pieces = Pieces {
@@ -119,7 +125,7 @@ pub(super) fn walk(bytes: &[u8], deprecate_eof: bool) -> Option<(Whole, Pieces<'
             }
         }
         if w.status & status::MORE_RESULTS == 0 {
-            (w.bytes, w.packets) = (p.at, p.count);
+            (w.bytes, w.packets, w.last_seq) = (p.at, p.count, p.last_seq);
             return Some((w, pieces));
         }
     }
@@ -222,7 +228,7 @@ where
                 }
             }
         }
-        self.backend_seq = last_seq(&unread[..w.bytes]);
+        self.backend_seq = w.last_seq;
         self.backend_r.consume(w.bytes);
         let o = &mut self.outcome;
         o.sent += w.packets + added as u32;
@@ -233,16 +239,6 @@ where
         }
         true
     }
-}
-
-/// The sequence id of the last of whole `packets`.
-fn last_seq(packets: &[u8]) -> u8 {
-    let (mut at, mut seq) = (0, 0);
-    while let Some(h) = packets.get(at..at + 4) {
-        seq = h[3];
-        at += 4 + u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
-    }
-    seq
 }
 
 #[cfg(test)]
