@@ -5,6 +5,7 @@ mod query;
 pub mod stmt_cache;
 mod stream;
 pub mod tls;
+mod unacked;
 
 pub use query::QueryResult;
 pub use stmt_cache::StmtCache;

@@ -56,6 +56,12 @@ impl BackendRead {
         }
     }
 
+    /// After the connection failed without a reply: whether the command's bytes were never
+    /// acknowledged, so the server cannot have read it (`unacked`).
+    pub fn command_unacked(&self) -> bool {
+        self.with_tcp(super::unacked::has_unacked)
+    }
+
     pub fn is_tls(&self) -> bool {
         matches!(self, BackendRead::Tls(_))
     }

@@ -348,7 +348,7 @@ impl Session {
             Err(e) => {
                 return Err(RunError::Backend {
                     sent: 0,
-                    unsent: false,
+                    unsent: closed_unread(&e, lease),
                     error: RelayError::Backend(e).to_string(),
                 })
             }
@@ -466,4 +466,15 @@ impl Session {
             self.held = Some((idx, lease));
         }
     }
+}
+
+/// Whether a connection that failed before any reply was closed (reset or ended) before the
+/// server could read the command: then it cannot have run. A connection failing otherwise
+/// (a timeout, say) might still deliver it, so it counts as sent.
+fn closed_unread(e: &std::io::Error, lease: &Lease) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+    ) && lease.r.get_ref().command_unacked()
 }
