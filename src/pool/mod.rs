@@ -297,7 +297,7 @@ impl BackendPool {
 
     /// Session `affinity`'s parked connection if it is of `slot` (and, parked a while, still
     /// open): a lease without the idle list or the semaphore.
-    fn take_parked(self: &Arc<Self>, slot: usize, affinity: u32) -> Option<Lease> {
+    pub fn take_parked(self: &Arc<Self>, (slot, affinity): (usize, u32)) -> Option<Lease> {
         let at = hot::cell(crate::workers::current(), affinity)?;
         let mut conn = self.hot.swap(at, None)?;
         let parked = conn.parked.take()?;
@@ -392,7 +392,7 @@ impl BackendPool {
         opts: impl FnOnce() -> ConnectOpts,
         wait: impl FnOnce() -> Duration,
     ) -> Result<Lease, SqlError> {
-        if let Some(lease) = self.take_parked(slot, affinity) {
+        if let Some(lease) = self.take_parked((slot, affinity)) {
             return Ok(lease);
         }
         let permit = self.permit(wait).await?;

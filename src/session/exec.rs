@@ -55,12 +55,22 @@ impl Session {
     }
 
     pub(super) async fn checkout(&self, backend: usize) -> Result<Lease, SqlError> {
+        let key = (
+            BackendPool::slot(self.login.user_index, self.flavour),
+            self.handle.id,
+        );
+        // the session's own parked connection: no reference to the backend kept
+        let parked = self.shared.topology.backends()[backend]
+            .pool
+            .take_parked(key);
+        if let Some(lease) = parked {
+            return Ok(lease);
+        }
         let pool = &self.shared.topology.backend(backend).pool;
-        let slot = BackendPool::slot(self.login.user_index, self.flavour);
         // the configuration is read only when the pool is at its limit
         let wait = || self.shared.config.load().pool.checkout_timeout.0;
         let r = pool
-            .checkout((slot, self.handle.id), || self.connect_opts(backend), wait)
+            .checkout(key, || self.connect_opts(backend), wait)
             .await;
         if matches!(&r, Err(e) if e.code == 1040) {
             if let Some(b) = self.shared.metrics.backends.load().get(backend) {
