@@ -171,35 +171,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check { config, diff_with } => match Config::load(&config) {
-            Ok(cfg) => {
-                if let Some(admin) = diff_with {
-                    let (code, running) = runtime()?.block_on(http_get(&admin, "/config"))?;
-                    anyhow::ensure!(code == 200, "GET {admin}/config answered {code}");
-                    let running: serde_json::Value =
-                        serde_json::from_str(&running).context("parsing the running config")?;
-                    let lines = sluice::config::diff::diff(&running, &serde_json::to_value(&cfg)?);
-                    if lines.is_empty() {
-                        println!("no differences from the running configuration at {admin}");
-                    }
-                    for l in lines {
-                        println!("{l}");
-                    }
-                }
-                println!(
-                    "{}: OK ({} backends, {} users, listening on {})",
-                    config.display(),
-                    cfg.backends.len(),
-                    cfg.users.len(),
-                    cfg.listen.address
-                );
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                Ok(ExitCode::FAILURE)
-            }
-        },
+        Command::Check { config, diff_with } => check(&config, diff_with),
         Command::Run { config } => {
             let cfg = Config::load(&config)?;
             let set_level = init_logging(&cfg.log.level, cfg.log.format);
@@ -215,46 +187,85 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("caching_sha2_password: password_hash = \"{sha2}\"");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Switchover { admin, to, json } => {
-            let body = match to {
-                Some(t) => serde_json::json!({ "to": t }).to_string(),
-                None => String::new(),
-            };
-            let (code, reply) = runtime()?.block_on(http_post(&admin, "/switchover", &body))?;
-            if json {
-                println!("{reply}");
-            } else {
-                print!("{}", timeline_text(&reply));
-            }
-            Ok(if code == 200 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
-        Command::Explain { admin, sql } => {
-            let (code, reply) = runtime()?.block_on(http_post(&admin, "/explain", &sql))?;
-            match serde_json::from_str::<Vec<serde_json::Value>>(&reply) {
-                Ok(rows) if code == 200 => {
-                    for r in rows {
-                        println!(
-                            "{:<18} {}",
-                            r["item"].as_str().unwrap_or(""),
-                            r["value"].as_str().unwrap_or("")
-                        );
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                _ => {
-                    eprintln!("{reply}");
-                    Ok(ExitCode::FAILURE)
-                }
-            }
-        }
+        Command::Switchover { admin, to, json } => switchover(&admin, to, json),
+        Command::Explain { admin, sql } => explain(&admin, &sql),
         Command::Sandbox(args) => {
             let _ = init_logging("warn", LogFormat::Human);
             runtime()?.block_on(sluice::sandbox::cli::run(args))?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `sluice check`: validates a configuration, optionally diffed with a running one.
+fn check(config: &std::path::Path, diff_with: Option<String>) -> anyhow::Result<ExitCode> {
+    match Config::load(config) {
+        Ok(cfg) => {
+            if let Some(admin) = diff_with {
+                let (code, running) = runtime()?.block_on(http_get(&admin, "/config"))?;
+                anyhow::ensure!(code == 200, "GET {admin}/config answered {code}");
+                let running: serde_json::Value =
+                    serde_json::from_str(&running).context("parsing the running config")?;
+                let lines = sluice::config::diff::diff(&running, &serde_json::to_value(&cfg)?);
+                if lines.is_empty() {
+                    println!("no differences from the running configuration at {admin}");
+                }
+                for l in lines {
+                    println!("{l}");
+                }
+            }
+            println!(
+                "{}: OK ({} backends, {} users, listening on {})",
+                config.display(),
+                cfg.backends.len(),
+                cfg.users.len(),
+                cfg.listen.address
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `sluice switchover`: asks a running Sluice to switch over and prints the timeline.
+fn switchover(admin: &str, to: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
+    let body = match to {
+        Some(t) => serde_json::json!({ "to": t }).to_string(),
+        None => String::new(),
+    };
+    let (code, reply) = runtime()?.block_on(http_post(admin, "/switchover", &body))?;
+    if json {
+        println!("{reply}");
+    } else {
+        print!("{}", timeline_text(&reply));
+    }
+    Ok(if code == 200 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `sluice explain`: how a running Sluice would route a statement.
+fn explain(admin: &str, sql: &str) -> anyhow::Result<ExitCode> {
+    let (code, reply) = runtime()?.block_on(http_post(admin, "/explain", sql))?;
+    match serde_json::from_str::<Vec<serde_json::Value>>(&reply) {
+        Ok(rows) if code == 200 => {
+            for r in rows {
+                println!(
+                    "{:<18} {}",
+                    r["item"].as_str().unwrap_or(""),
+                    r["value"].as_str().unwrap_or("")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            eprintln!("{reply}");
+            Ok(ExitCode::FAILURE)
         }
     }
 }

@@ -62,11 +62,40 @@ pub struct Metrics {
     pub backends: arc_swap::ArcSwap<Vec<Arc<BackendMetrics>>>,
 }
 
-fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
-    r.register(Box::new(c.clone()))
-        .expect("metric names are unique");
-    c
+/// Registers metrics in one registry.
+struct Reg(Registry);
+
+impl Reg {
+    fn add<T: prometheus::core::Collector + Clone + 'static>(&self, c: prometheus::Result<T>) -> T {
+        let c = c.expect("valid metric definition");
+        self.0
+            .register(Box::new(c.clone()))
+            .expect("metric names are unique");
+        c
+    }
+
+    fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(name, help))
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name, help))
+    }
+
+    fn counters(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels))
+    }
+
+    fn gauges(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels))
+    }
 }
+
+/// Latency buckets (seconds) of the duration histograms.
+const BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
 
 fn handles(
     q: &IntCounterVec,
@@ -102,226 +131,120 @@ impl Metrics {
     }
 
     pub fn new(backend_names: &[String]) -> Metrics {
-        let r = Registry::new();
-        let o = Opts::new;
-        let queries_total = reg(
-            &r,
-            IntCounterVec::new(
-                o(
-                    "sluice_queries_total",
-                    "Statements forwarded, by backend and routing reason",
-                ),
-                &["backend", "route"],
-            )
-            .unwrap(),
+        let r = Reg(Registry::new());
+        let queries_total = r.counters(
+            "sluice_queries_total",
+            "Statements forwarded, by backend and routing reason",
+            &["backend", "route"],
         );
-        let query_errors_total = reg(
-            &r,
-            IntCounterVec::new(
-                o(
-                    "sluice_query_errors_total",
-                    "Statements that ended in an error, by backend",
-                ),
-                &["backend"],
-            )
-            .unwrap(),
+        let query_errors_total = r.counters(
+            "sluice_query_errors_total",
+            "Statements that ended in an error, by backend",
+            &["backend"],
         );
-        let pool_timeouts_total = reg(
-            &r,
-            IntCounterVec::new(
-                o(
-                    "sluice_pool_timeouts_total",
-                    "Checkouts that timed out, by backend",
-                ),
-                &["backend"],
-            )
-            .unwrap(),
+        let pool_timeouts_total = r.counters(
+            "sluice_pool_timeouts_total",
+            "Checkouts that timed out, by backend",
+            &["backend"],
         );
-        let buckets = vec![
-            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-            2.5, 5.0, 10.0,
-        ];
-        let duration = reg(
-            &r,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "sluice_query_duration_seconds",
-                    "Statement time through Sluice, by backend role",
-                )
-                .buckets(buckets.clone()),
-                &["role"],
+        let duration = r.add(HistogramVec::new(
+            HistogramOpts::new(
+                "sluice_query_duration_seconds",
+                "Statement time through Sluice, by backend role",
             )
-            .unwrap(),
-        );
+            .buckets(BUCKETS.to_vec()),
+            &["role"],
+        ));
         let backends = backend_names
             .iter()
             .map(|b| {
-                Arc::new(handles(
-                    &queries_total,
-                    &query_errors_total,
-                    &pool_timeouts_total,
-                    b,
-                ))
+                let (q, e, t) = (&queries_total, &query_errors_total, &pool_timeouts_total);
+                Arc::new(handles(q, e, t, b))
             })
             .collect();
-        let reloads = reg(
-            &r,
-            IntCounterVec::new(
-                o(
-                    "sluice_config_reloads_total",
-                    "Configuration reloads by result",
-                ),
-                &["result"],
-            )
-            .unwrap(),
+        let reloads = r.counters(
+            "sluice_config_reloads_total",
+            "Configuration reloads by result",
+            &["result"],
         );
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
         }
         Metrics {
-            client_connections: reg(
-                &r,
-                IntGauge::new("sluice_client_connections", "Client connections open").unwrap(),
+            client_connections: r.gauge("sluice_client_connections", "Client connections open"),
+            client_connections_total: r.counter(
+                "sluice_client_connections_total",
+                "Client connections accepted",
             ),
-            client_connections_total: reg(
-                &r,
-                IntCounter::new(
-                    "sluice_client_connections_total",
-                    "Client connections accepted",
-                )
-                .unwrap(),
-            ),
-            auth_failures_total: reg(
-                &r,
-                IntCounter::new("sluice_auth_failures_total", "Client logins rejected").unwrap(),
-            ),
-            auth_blocked_hosts_total: reg(
-                &r,
-                IntCounter::new(
-                    "sluice_auth_blocked_hosts_total",
-                    "Client hosts blocked after listen.auth_failure_limit failed logins",
-                )
-                .unwrap(),
+            auth_failures_total: r
+                .counter("sluice_auth_failures_total", "Client logins rejected"),
+            auth_blocked_hosts_total: r.counter(
+                "sluice_auth_blocked_hosts_total",
+                "Client hosts blocked after listen.auth_failure_limit failed logins",
             ),
             query_duration_primary: duration.with_label_values(&["primary"]),
             query_duration_replica: duration.with_label_values(&["replica"]),
-            backend_up: reg(
-                &r,
-                IntGaugeVec::new(
-                    o(
-                        "sluice_backend_up",
-                        "1 when the backend passes health checks",
-                    ),
-                    &["backend"],
+            backend_up: r.gauges(
+                "sluice_backend_up",
+                "1 when the backend passes health checks",
+                &["backend"],
+            ),
+            backend_role: r.gauges(
+                "sluice_backend_role",
+                "1 for the backend's current role",
+                &["backend", "role"],
+            ),
+            replication_lag: r.add(GaugeVec::new(
+                Opts::new(
+                    "sluice_replication_lag_seconds",
+                    "Replication lag used for routing (heartbeat, else Seconds_Behind)",
+                ),
+                &["backend"],
+            )),
+            backend_eligible: r.gauges(
+                "sluice_backend_eligible",
+                "1 when the replica may take reads",
+                &["backend"],
+            ),
+            pool_connections: r.gauges(
+                "sluice_pool_connections",
+                "Backend connections by state",
+                &["backend", "state"],
+            ),
+            pool_wait_seconds: r.add(Histogram::with_opts(
+                HistogramOpts::new(
+                    "sluice_pool_wait_seconds",
+                    "Time spent waiting for a backend connection when none was free",
                 )
-                .unwrap(),
+                .buckets(BUCKETS.to_vec()),
+            )),
+            failovers_total: r.counter("sluice_failovers_total", "Automatic failovers performed"),
+            switchovers_total: r
+                .counter("sluice_switchovers_total", "Planned switchovers performed"),
+            session_pins_total: r.counters(
+                "sluice_session_pins_total",
+                "Sessions that started keeping one primary connection, by reason",
+                &["reason"],
             ),
-            backend_role: reg(
-                &r,
-                IntGaugeVec::new(
-                    o("sluice_backend_role", "1 for the backend's current role"),
-                    &["backend", "role"],
-                )
-                .unwrap(),
+            pinned_sessions: r.gauge(
+                "sluice_pinned_sessions",
+                "Sessions keeping one primary connection to themselves now",
             ),
-            replication_lag: reg(
-                &r,
-                GaugeVec::new(
-                    o(
-                        "sluice_replication_lag_seconds",
-                        "Replication lag used for routing (heartbeat, else Seconds_Behind)",
-                    ),
-                    &["backend"],
-                )
-                .unwrap(),
-            ),
-            backend_eligible: reg(
-                &r,
-                IntGaugeVec::new(
-                    o(
-                        "sluice_backend_eligible",
-                        "1 when the replica may take reads",
-                    ),
-                    &["backend"],
-                )
-                .unwrap(),
-            ),
-            pool_connections: reg(
-                &r,
-                IntGaugeVec::new(
-                    o("sluice_pool_connections", "Backend connections by state"),
-                    &["backend", "state"],
-                )
-                .unwrap(),
-            ),
-            pool_wait_seconds: reg(
-                &r,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "sluice_pool_wait_seconds",
-                        "Time spent waiting for a backend connection when none was free",
-                    )
-                    .buckets(buckets),
-                )
-                .unwrap(),
-            ),
-            failovers_total: reg(
-                &r,
-                IntCounter::new("sluice_failovers_total", "Automatic failovers performed").unwrap(),
-            ),
-            switchovers_total: reg(
-                &r,
-                IntCounter::new("sluice_switchovers_total", "Planned switchovers performed")
-                    .unwrap(),
-            ),
-            session_pins_total: reg(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "sluice_session_pins_total",
-                        "Sessions that started keeping one primary connection, by reason",
-                    ),
-                    &["reason"],
-                )
-                .unwrap(),
-            ),
-            pinned_sessions: reg(
-                &r,
-                IntGauge::new(
-                    "sluice_pinned_sessions",
-                    "Sessions keeping one primary connection to themselves now",
-                )
-                .unwrap(),
-            ),
-            transaction_replays_total: reg(
-                &r,
-                IntCounterVec::new(
-                    Opts::new(
-                        "sluice_transaction_replays_total",
-                        "Open transactions rerun on a new primary (success, mismatch, failed, not_replayable)",
-                    ),
-                    &["result"],
-                )
-                .unwrap(),
+            transaction_replays_total: r.counters(
+                "sluice_transaction_replays_total",
+                "Open transactions rerun on a new primary (success, mismatch, failed, not_replayable)",
+                &["result"],
             ),
             config_reloads_total: reloads,
-            config_last_reload_success: reg(
-                &r,
-                Gauge::new(
-                    "sluice_config_last_reload_success_timestamp_seconds",
-                    "Unix time of the last successful configuration load",
-                )
-                .unwrap(),
+            config_last_reload_success: r.add(Gauge::new(
+                "sluice_config_last_reload_success_timestamp_seconds",
+                "Unix time of the last successful configuration load",
+            )),
+            split_brain: r.gauge(
+                "sluice_split_brain",
+                "1 while more than one backend is writable",
             ),
-            split_brain: reg(
-                &r,
-                IntGauge::new(
-                    "sluice_split_brain",
-                    "1 while more than one backend is writable",
-                )
-                .unwrap(),
-            ),
-            registry: r,
+            registry: r.0,
             queries_total,
             query_errors_total,
             pool_timeouts_total,

@@ -126,6 +126,25 @@ pub fn apply(shared: &Arc<Shared>, mut new: Config) -> Result<Vec<String>, Vec<S
         shared.digests.configure(&new.stats);
         changes.push("stats: digest statistics / slow-query settings applied".into());
     }
+    apply_backends(shared, &new, &old, &mut changes);
+    note_settings(shared, &new, &old, &mut changes);
+    // client certificates are re-read on every reload (renewed files on the same paths)
+    let tls = new
+        .tls
+        .as_ref()
+        .and_then(|t| crate::frontend::tls::acceptor(t).ok())
+        .map(Arc::new);
+    if tls.is_some() || old.tls.is_some() {
+        changes.push("TLS certificate and key reloaded (new connections use them)".into());
+    }
+    shared.tls.store(tls);
+    shared.config.store(Arc::new(new));
+    shared.reload.lock().version += 1;
+    Ok(changes)
+}
+
+/// Backends added, re-addressed (drained and added anew), reweighted or removed.
+fn apply_backends(shared: &Arc<Shared>, new: &Config, old: &Config, changes: &mut Vec<String>) {
     let topo = &shared.topology;
     for b in &new.backends {
         match topo.index_of(&b.name) {
@@ -140,7 +159,7 @@ pub fn apply(shared: &Arc<Shared>, mut new: Config) -> Result<Vec<String>, Vec<S
                     ));
                     be.set_weight(b.weight);
                 }
-                reload_backend_tls(&new, &old, b, &be.pool, &mut changes);
+                reload_backend_tls(new, old, b, &be.pool, changes);
             }
             existing => {
                 if let Some(i) = existing {
@@ -150,7 +169,7 @@ pub fn apply(shared: &Arc<Shared>, mut new: Config) -> Result<Vec<String>, Vec<S
                         b.name
                     ));
                 }
-                let i = topo.add(Backend::new(&new, b));
+                let i = topo.add(Backend::new(new, b));
                 shared.metrics.add_backend(&b.name);
                 let _ = topo
                     .backend(i)
@@ -173,6 +192,11 @@ pub fn apply(shared: &Arc<Shared>, mut new: Config) -> Result<Vec<String>, Vec<S
             ));
         }
     }
+}
+
+/// Notes the settings that take effect by being stored (users, routing, pool, monitor,
+/// failover) and applies a new log level.
+fn note_settings(shared: &Shared, new: &Config, old: &Config, changes: &mut Vec<String>) {
     if new.users != old.users {
         changes.push(
             "users updated (new logins use them; connected sessions keep their login)".into(),
@@ -201,19 +225,6 @@ pub fn apply(shared: &Arc<Shared>, mut new: Config) -> Result<Vec<String>, Vec<S
     if new.monitor != old.monitor || new.failover != old.failover {
         changes.push("monitor / failover settings updated".into());
     }
-    // client certificates are re-read on every reload (renewed files on the same paths)
-    let tls = new
-        .tls
-        .as_ref()
-        .and_then(|t| crate::frontend::tls::acceptor(t).ok())
-        .map(Arc::new);
-    if tls.is_some() || old.tls.is_some() {
-        changes.push("TLS certificate and key reloaded (new connections use them)".into());
-    }
-    shared.tls.store(tls);
-    shared.config.store(Arc::new(new));
-    shared.reload.lock().version += 1;
-    Ok(changes)
 }
 
 /// Re-reads backend `b`'s TLS files (renewed on the same paths) and applies a changed mode.

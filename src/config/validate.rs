@@ -38,7 +38,20 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             message: message.into(),
         })
     };
+    listen(cfg, &mut bad);
+    users(cfg, &mut bad);
+    backends(cfg, &mut bad);
+    timeouts(cfg, &mut bad);
+    monitor_failover(cfg, &mut bad);
+    log(cfg, &mut bad);
+    out
+}
 
+/// Reports one problem: the key it concerns and what is wrong.
+type Bad<'a> = dyn FnMut(String, &str) + 'a;
+
+/// Checks the listener, the admin address and the user source.
+fn listen(cfg: &Config, bad: &mut Bad<'_>) {
     if cfg.listen.address.parse::<SocketAddr>().is_err() {
         bad(
             "listen.address".into(),
@@ -78,6 +91,10 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             "\"backend\" reads mysql.user with the [monitor] credentials: add [monitor]",
         );
     }
+}
+
+/// Checks `[[users]]`.
+fn users(cfg: &Config, bad: &mut Bad<'_>) {
     let mut names = HashSet::new();
     for (i, u) in cfg.users.iter().enumerate() {
         if u.name.is_empty() {
@@ -104,6 +121,10 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             }
         }
     }
+}
+
+/// Checks `[[backends]]`, the pool's limit and TLS on both sides.
+fn backends(cfg: &Config, bad: &mut Bad<'_>) {
     if cfg.backends.is_empty() {
         bad(
             "backends".into(),
@@ -157,6 +178,10 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             "needs a [tls] section (cert, key)",
         );
     }
+}
+
+/// Checks timeouts, the pool and routing.
+fn timeouts(cfg: &Config, bad: &mut Bad<'_>) {
     if cfg.listen.handshake_timeout.0.is_zero() {
         bad(
             "listen.handshake_timeout".into(),
@@ -191,6 +216,10 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             "must not exceed routing.max_replica_lag",
         );
     }
+}
+
+/// Checks `[monitor]` and `[failover]`.
+fn monitor_failover(cfg: &Config, bad: &mut Bad<'_>) {
     if let Some(m) = &cfg.monitor {
         if m.user.is_empty() {
             bad("monitor.user".into(), "must not be empty");
@@ -234,6 +263,10 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             bad(format!("failover.never_promote[{i}]"), "names no backend");
         }
     }
+}
+
+/// Checks `[log]`.
+fn log(cfg: &Config, bad: &mut Bad<'_>) {
     if cfg
         .log
         .level
@@ -245,7 +278,6 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             "is not a valid tracing filter (e.g. \"info\", \"sluice=debug\")",
         );
     }
-    out
 }
 
 fn has_admin_token(cfg: &Config) -> bool {

@@ -60,12 +60,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let cfg_path = dir.join("sluice.toml");
     std::fs::write(&cfg_path, toml::to_string_pretty(&cfg)?)?;
     let proxy = Proxy::start(cfg).await?;
+    print_banner(&sb, &proxy, primary, &cfg_path);
+    println!("Press Ctrl-C to stop Sluice and the servers.");
+    signals.recv().await;
+    eprintln!("stopping...");
+    proxy.shutdown().await;
+    sb.shutdown();
+    eprintln!(
+        "stopped; data kept in {} (use --fresh to start over)",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// What runs where, and how to try it.
+fn print_banner(sb: &Sandbox, proxy: &Proxy, primary: usize, cfg_path: &std::path::Path) {
     let port = proxy.addr.port();
     println!();
     println!(
         "Sluice is running in front of a {} primary and {} replicas.",
         sb.flavor.name(),
-        args.replicas
+        sb.servers.len() - 1
     );
     println!("  proxy:      {}", proxy.addr);
     println!("  connect:    mariadb -h 127.0.0.1 -P {port} -u {APP_USER} -p{APP_PASSWORD}");
@@ -102,16 +117,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             s.error_log().display()
         );
     }
-    println!("Press Ctrl-C to stop Sluice and the servers.");
-    signals.recv().await;
-    eprintln!("stopping...");
-    proxy.shutdown().await;
-    sb.shutdown();
-    eprintln!(
-        "stopped; data kept in {} (use --fresh to start over)",
-        dir.display()
-    );
-    Ok(())
 }
 
 /// How to run this binary from the current folder: `./target/release/sluice` after

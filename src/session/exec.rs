@@ -27,6 +27,17 @@ struct Done {
     rows: u64,
 }
 
+/// One statement, as its bookkeeping needs it.
+#[derive(Clone, Copy)]
+struct Stmt<'a> {
+    payload: &'a [u8],
+    intent: &'a Intent,
+    target: Target,
+    reason: Reason,
+    /// When its command arrived.
+    started: std::time::Instant,
+}
+
 /// How a command on a lease failed.
 pub(super) enum RunError {
     /// The backend failed; `sent` packets had reached the client. `unsent`: the command
@@ -133,8 +144,14 @@ impl Session {
         intent: &Intent,
         on_ok: OnOk,
     ) -> Result<(), Fatal> {
-        // the command's arrival: one clock read per statement for both idleness and metrics
-        let started = self.idle.last_active.into_std();
+        let st = Stmt {
+            payload,
+            intent,
+            target,
+            reason,
+            // the command's arrival: one clock read per statement for idleness and metrics
+            started: self.idle.last_active.into_std(),
+        };
         let mut held = self.held.take();
         let mut skip = None;
         if target == Target::Primary && self.primary.is_some() {
@@ -159,9 +176,7 @@ impl Session {
             if let Err(e) = self.align(&mut lease, intent.flags).await {
                 let name = lease.pool().name.clone();
                 if e.is_fatal() {
-                    lease.pool().purge_dead_idle();
-                    lease.discard();
-                    let was_alone = !self.state.holds_primary();
+                    let was_alone = self.lose(lease);
                     if (self.after_loss(target, intent).await? || was_alone) && attempt < 2 {
                         continue; // nothing of this statement ran yet
                     }
@@ -172,44 +187,14 @@ impl Session {
                 Ok(p) => p,
                 Err(e) => return self.send_err(&e).await,
             };
-            match self
-                .run_on(
-                    &mut lease,
-                    idx,
-                    sent_payload.as_deref().unwrap_or(payload),
-                    expect,
-                    &on_ok,
-                    replay_on,
-                )
+            let sent = sent_payload.as_deref().unwrap_or(payload);
+            let failure = match self
+                .run_on(&mut lease, idx, sent, expect, &on_ok, replay_on)
                 .await
             {
                 Ok(outcome) => {
-                    if replay_on {
-                        let limit = self
-                            .shared
-                            .config
-                            .load()
-                            .failover
-                            .transaction_replay_max_bytes;
-                        self.tx_log
-                            .record(payload, intent, outcome.digest, outcome.status, limit);
-                    }
-                    if outcome.err.is_none() && idx == self.shared.topology.primary() {
-                        // before the client sees the OK: with read_your_writes = "global" the
-                        // next read of any session must know about this write
-                        self.track_write(&mut lease, intent, outcome.status).await;
-                    }
-                    let done = Done {
-                        failed: outcome.err.is_some(),
-                        rows: outcome.rows,
-                    };
-                    self.count(idx, (target, reason), done, started, (payload, intent));
-                    self.after(idx, lease, target, intent, on_ok, outcome);
-                    if let Err(e) = self.client_w.flush().await {
-                        tracing::debug!(parent: &self.span, error = %e, "client went away");
-                        return Err(Fatal);
-                    }
-                    return Ok(());
+                    let lease = (idx, lease);
+                    return self.answered(&st, lease, (on_ok, replay_on), outcome).await;
                 }
                 Err(RunError::Client) => {
                     // dropped mid-command: the pool kills its backend thread and closes it
@@ -220,34 +205,98 @@ impl Session {
                     sent,
                     unsent,
                     error,
-                }) => {
-                    let name = lease.pool().name.clone();
-                    lease.pool().purge_dead_idle();
-                    lease.discard();
-                    let was_alone = !self.state.holds_primary();
-                    if sent == 0 && self.after_loss(target, intent).await? && attempt < 2 {
-                        continue; // the transaction is back on the new primary: run it again
-                    }
-                    // a read, or a statement that never reached the server, runs again (on a
-                    // new primary once there is one); anything else may have run
-                    let rerun = (target == Target::Replica && intent.kind == Kind::Read) || unsent;
-                    if sent == 0 && attempt < 2 && was_alone && rerun {
-                        tracing::warn!(parent: &self.span, backend = %name, %error, "statement failed before any reply; running it again");
-                        skip = (target == Target::Replica).then_some(idx);
-                        continue;
-                    }
-                    let done = Done {
-                        failed: true,
-                        rows: 0,
-                    };
-                    self.count(idx, (target, reason), done, started, (payload, intent));
-                    let msg = format!("Lost connection to backend {name} during query: {error}");
-                    return self.send_err(&SqlError::new(2013, "HY000", msg)).await;
-                }
+                }) => (sent, unsent, error),
+            };
+            let retry = (attempt, &mut skip);
+            if let Some(e) = self
+                .after_failure(&st, (idx, lease), failure, retry)
+                .await?
+            {
+                return self.send_err(&e).await;
             }
         }
         let msg = "Sluice: the statement could not be run after 3 attempts (backends failing)";
         self.send_err(&SqlError::new(2013, "HY000", msg)).await
+    }
+
+    /// The statement ran: transaction log, write tracking, metrics, session bookkeeping, then
+    /// the reply flushed to the client.
+    async fn answered(
+        &mut self,
+        st: &Stmt<'_>,
+        (idx, mut lease): (usize, Lease),
+        (on_ok, replay_on): (OnOk, bool),
+        outcome: Outcome,
+    ) -> Result<(), Fatal> {
+        if replay_on {
+            let limit = self
+                .shared
+                .config
+                .load()
+                .failover
+                .transaction_replay_max_bytes;
+            self.tx_log
+                .record(st.payload, st.intent, outcome.digest, outcome.status, limit);
+        }
+        if outcome.err.is_none() && idx == self.shared.topology.primary() {
+            // before the client sees the OK: with read_your_writes = "global" the next read
+            // of any session must know about this write
+            self.track_write(&mut lease, st.intent, outcome.status)
+                .await;
+        }
+        let done = Done {
+            failed: outcome.err.is_some(),
+            rows: outcome.rows,
+        };
+        self.count(idx, st, done);
+        self.after(idx, lease, st.target, st.intent, on_ok, outcome);
+        if let Err(e) = self.client_w.flush().await {
+            tracing::debug!(parent: &self.span, error = %e, "client went away");
+            return Err(Fatal);
+        }
+        Ok(())
+    }
+
+    /// A lease whose connection died, discarded (and its pool's dead idle connections with
+    /// it); whether the session held nothing on the primary connection.
+    fn lose(&mut self, lease: Lease) -> bool {
+        lease.pool().purge_dead_idle();
+        lease.discard();
+        !self.state.holds_primary()
+    }
+
+    /// The connection broke under the statement (`sent` reply packets had reached the
+    /// client; `unsent`: the command cannot have reached the server) on attempt `attempt`.
+    /// `None`: run it again (a failed replica read avoids that replica: `skip`); else what
+    /// the client gets.
+    async fn after_failure(
+        &mut self,
+        st: &Stmt<'_>,
+        (idx, lease): (usize, Lease),
+        (sent, unsent, error): (u32, bool, String),
+        (attempt, skip): (usize, &mut Option<usize>),
+    ) -> Result<Option<SqlError>, Fatal> {
+        let name = lease.pool().name.clone();
+        let was_alone = self.lose(lease);
+        let (target, intent) = (st.target, st.intent);
+        if sent == 0 && self.after_loss(target, intent).await? && attempt < 2 {
+            return Ok(None); // the transaction is back on the new primary: run it again
+        }
+        // a read, or a statement that never reached the server, runs again (on a new
+        // primary once there is one); anything else may have run
+        let rerun = (target == Target::Replica && intent.kind == Kind::Read) || unsent;
+        if sent == 0 && attempt < 2 && was_alone && rerun {
+            tracing::warn!(parent: &self.span, backend = %name, %error, "statement failed before any reply; running it again");
+            *skip = (target == Target::Replica).then_some(idx);
+            return Ok(None);
+        }
+        let done = Done {
+            failed: true,
+            rows: 0,
+        };
+        self.count(idx, st, done);
+        let msg = format!("Lost connection to backend {name} during query: {error}");
+        Ok(Some(SqlError::new(2013, "HY000", msg)))
     }
 
     /// The session's connection died before the statement got any reply. Inside a
@@ -265,14 +314,14 @@ impl Session {
     }
 
     /// Metrics and digest statistics for one statement (pre-resolved handles only).
-    fn count(
-        &self,
-        idx: usize,
-        (target, reason): (Target, Reason),
-        Done { failed, rows }: Done,
-        started: std::time::Instant,
-        (payload, intent): (&[u8], &Intent),
-    ) {
+    fn count(&self, idx: usize, st: &Stmt<'_>, Done { failed, rows }: Done) {
+        let Stmt {
+            payload,
+            intent,
+            target,
+            reason,
+            started,
+        } = *st;
         let m = &self.shared.metrics;
         let backends = m.backends.load();
         let Some(b) = backends.get(idx) else { return };

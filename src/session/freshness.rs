@@ -58,46 +58,12 @@ impl Session {
                 None => None,
             };
             let Some((r, must_wait)) = pick else {
-                let none_eligible = || {
-                    let needs = ReadNeeds {
-                        max_lag_us,
-                        ..Default::default()
-                    };
-                    topo.pick_replica(skip, &needs, true).is_none()
-                };
-                if cfg.routing.fallback == Fallback::Error
-                    && intent.kind == Kind::Read
-                    && none_eligible()
-                {
-                    return Err(SqlError::new(
-                        1105,
-                        "HY000",
-                        "Sluice: no replica is healthy and fresh enough for this read (routing.fallback = \"error\")",
-                    ));
-                }
-                return Ok(None);
+                let fallback = cfg.routing.fallback;
+                return no_replica(topo, (skip, max_lag_us), fallback, intent).map(|()| None);
             };
             match self.checkout(r).await {
-                Ok(mut lease) => {
-                    if !must_wait {
-                        return Ok(Some((r, lease)));
-                    }
-                    let sql = Dialect::of(&lease.server_version)
-                        .wait_for(&self.last_gtid_text, wait.as_secs_f64());
-                    match lease.query(&sql).await {
-                        Ok(res) if res.get("r") == Some("0") => {
-                            self.state.confirmed.insert(r);
-                            return Ok(Some((r, lease)));
-                        }
-                        Ok(_) => return Ok(None), // not applied in time: the primary has it
-                        Err(e) => {
-                            if e.is_fatal() {
-                                lease.discard();
-                            }
-                            return Ok(None);
-                        }
-                    }
-                }
+                Ok(lease) if !must_wait => return Ok(Some((r, lease))),
+                Ok(lease) => return Ok(self.wait_for_gtid(r, lease, wait).await),
                 Err(e) if e.code == 1040 => return Err(e), // pool exhausted: do not pile onto the primary
                 Err(e) => {
                     let retry = cfg.routing.replica_retry_after.0;
@@ -105,6 +71,31 @@ impl Session {
                     topo.backend(r).pool.mark_down(retry);
                     skip = Some(r);
                 }
+            }
+        }
+    }
+
+    /// Replica `r` (least lagged) waits up to `wait` for the session's last write; the lease
+    /// if it applied it in time, else `None` (the primary has it).
+    async fn wait_for_gtid(
+        &mut self,
+        r: usize,
+        mut lease: Lease,
+        wait: std::time::Duration,
+    ) -> Option<(usize, Lease)> {
+        let sql =
+            Dialect::of(&lease.server_version).wait_for(&self.last_gtid_text, wait.as_secs_f64());
+        match lease.query(&sql).await {
+            Ok(res) if res.get("r") == Some("0") => {
+                self.state.confirmed.insert(r);
+                Some((r, lease))
+            }
+            Ok(_) => None,
+            Err(e) => {
+                if e.is_fatal() {
+                    lease.discard();
+                }
+                None
             }
         }
     }
@@ -184,4 +175,30 @@ impl Session {
             _ => Some(new.clone()),
         });
     }
+}
+
+/// No replica may take a read: `Ok` to fall back to the primary, or the error of
+/// `routing.fallback = "error"` when no replica is healthy and fresh enough (lag only; a
+/// session's own unapplied write still falls back).
+fn no_replica(
+    topo: &crate::topology::Topology,
+    (skip, max_lag_us): (Option<usize>, Option<i64>),
+    fallback: Fallback,
+    intent: &Intent,
+) -> Result<(), SqlError> {
+    if fallback != Fallback::Error || intent.kind != Kind::Read {
+        return Ok(());
+    }
+    let needs = ReadNeeds {
+        max_lag_us,
+        ..Default::default()
+    };
+    if topo.pick_replica(skip, &needs, true).is_some() {
+        return Ok(());
+    }
+    Err(SqlError::new(
+        1105,
+        "HY000",
+        "Sluice: no replica is healthy and fresh enough for this read (routing.fallback = \"error\")",
+    ))
 }
