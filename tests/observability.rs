@@ -58,7 +58,8 @@ async fn digests_slow_log_and_status_page() {
         .unwrap();
     caught_up().await;
     let mut cfg = config();
-    cfg.stats.slow_query = Some(sluice::config::Dur(std::time::Duration::from_millis(100)));
+    // far above a point select even on a loaded machine, below the sleep
+    cfg.stats.slow_query = Some(sluice::config::Dur(std::time::Duration::from_millis(400)));
     let p = proxy(cfg).await;
     let mut c = client(&p, Some(&db)).await;
     for i in 0..20 {
@@ -66,9 +67,9 @@ async fn digests_slow_log_and_status_page() {
             .await
             .unwrap();
     }
-    c.query_drop("SELECT SLEEP(0.2)").await.unwrap();
+    c.query_drop("SELECT SLEEP(0.5)").await.unwrap();
 
-    let (code, body) = admin_get(&p, "/digests?sort=count&limit=3").await;
+    let (code, body) = admin_get(&p, "/digests?sort=count&limit=50").await;
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     // one row per backend that served the shape (the two replicas here)
@@ -85,7 +86,14 @@ async fn digests_slow_log_and_status_page() {
     assert_eq!(top["database"], db.as_str());
     assert_eq!(top["route"], "read");
     assert!(top["p99_us"].as_u64().unwrap() >= top["p50_us"].as_u64().unwrap());
-    assert!(v["digests"].as_array().unwrap().len() <= 3);
+    let (_, top3) = admin_get(&p, "/digests?sort=count&limit=3").await;
+    let top3: serde_json::Value = serde_json::from_str(&top3).unwrap();
+    let all = v["digests"].as_array().unwrap().len();
+    assert_eq!(
+        top3["digests"].as_array().unwrap().len(),
+        all.min(3),
+        "{top3}"
+    );
     let (code, _) = admin_get(&p, "/digests?sort=nonsense").await;
     assert_eq!(code, 400);
 
@@ -93,7 +101,7 @@ async fn digests_slow_log_and_status_page() {
     let slow: Vec<&str> = log.lines().filter(|l| l.contains("slow query")).collect();
     assert_eq!(slow.len(), 1, "only the sleeping statement is slow: {log}");
     assert!(
-        slow[0].contains("SELECT SLEEP(?)") && !slow[0].contains("0.2"),
+        slow[0].contains("SELECT SLEEP(?)") && !slow[0].contains("0.5"),
         "{}",
         slow[0]
     );
