@@ -193,8 +193,13 @@ impl Session {
                 .await
             {
                 Ok(outcome) => {
-                    let lease = (idx, lease);
-                    return self.answered(&st, lease, (on_ok, replay_on), outcome).await;
+                    if outcome.err.is_none() && idx == self.shared.topology.primary() {
+                        // before the client sees the OK: with read_your_writes = "global"
+                        // the next read of any session must know about this write
+                        self.track_write(&mut lease, intent, outcome.status).await;
+                    }
+                    self.answered(&st, (idx, lease), (on_ok, replay_on), outcome);
+                    return self.flush_reply().await;
                 }
                 Err(RunError::Client) => {
                     // dropped mid-command: the pool kills its backend thread and closes it
@@ -219,15 +224,15 @@ impl Session {
         self.send_err(&SqlError::new(2013, "HY000", msg)).await
     }
 
-    /// The statement ran: transaction log, write tracking, metrics, session bookkeeping, then
-    /// the reply flushed to the client.
-    async fn answered(
+    /// The statement ran (its write tracked): transaction log, metrics, session bookkeeping.
+    /// Synchronous, so that the statement path awaits no extra future.
+    fn answered(
         &mut self,
         st: &Stmt<'_>,
-        (idx, mut lease): (usize, Lease),
+        (idx, lease): (usize, Lease),
         (on_ok, replay_on): (OnOk, bool),
         outcome: Outcome,
-    ) -> Result<(), Fatal> {
+    ) {
         if replay_on {
             let limit = self
                 .shared
@@ -238,23 +243,20 @@ impl Session {
             self.tx_log
                 .record(st.payload, st.intent, outcome.digest, outcome.status, limit);
         }
-        if outcome.err.is_none() && idx == self.shared.topology.primary() {
-            // before the client sees the OK: with read_your_writes = "global" the next read
-            // of any session must know about this write
-            self.track_write(&mut lease, st.intent, outcome.status)
-                .await;
-        }
         let done = Done {
             failed: outcome.err.is_some(),
             rows: outcome.rows,
         };
         self.count(idx, st, done);
         self.after(idx, lease, st.target, st.intent, on_ok, outcome);
-        if let Err(e) = self.client_w.flush().await {
+    }
+
+    /// Sends the client what the relay left in its buffer.
+    async fn flush_reply(&mut self) -> Result<(), Fatal> {
+        self.client_w.flush().await.map_err(|e| {
             tracing::debug!(parent: &self.span, error = %e, "client went away");
-            return Err(Fatal);
-        }
-        Ok(())
+            Fatal
+        })
     }
 
     /// A lease whose connection died, discarded (and its pool's dead idle connections with

@@ -180,6 +180,7 @@ impl Session {
 /// No replica may take a read: `Ok` to fall back to the primary, or the error of
 /// `routing.fallback = "error"` when no replica is healthy and fresh enough (lag only; a
 /// session's own unapplied write still falls back).
+#[inline]
 fn no_replica(
     topo: &crate::topology::Topology,
     (skip, max_lag_us): (Option<usize>, Option<i64>),
