@@ -384,17 +384,16 @@ impl BackendPool {
         }
     }
 
-    /// Checks out a connection for `opts.user` (slot from `slot`), opening one if none idle.
-    /// `opts` is only called when a new connection must be opened (not per statement).
+    /// Checks out a connection for `opts.user` (slot from `slot`), opening one if none idle;
+    /// the caller has tried `take_parked` first (the session does, before it even resolves
+    /// the backend). `opts` is only called when a new connection must be opened (not per
+    /// statement).
     pub async fn checkout(
         self: &Arc<Self>,
         (slot, affinity): (usize, u32),
         opts: impl FnOnce() -> ConnectOpts,
         wait: impl FnOnce() -> Duration,
     ) -> Result<Lease, SqlError> {
-        if let Some(lease) = self.take_parked((slot, affinity)) {
-            return Ok(lease);
-        }
         let permit = self.permit(wait).await?;
         self.busy.fetch_add(1, Ordering::Relaxed);
         let mut lease = Lease {
