@@ -57,7 +57,7 @@ pub struct Shared {
     next_id: AtomicU32,
     pub clients: AtomicUsize,
     pub clients_total: AtomicU64,
-    pub heartbeat: crate::topology::monitor::Heartbeat,
+    pub heartbeat: crate::topology::heartbeat::Heartbeat,
     pub metrics: crate::metrics::Metrics,
     pub failover: crate::failover::Failover,
     /// Statements executing on the primary right now (switchover drains them).
@@ -116,7 +116,7 @@ impl Shared {
             next_id: AtomicU32::new(1),
             clients: AtomicUsize::new(0),
             clients_total: AtomicU64::new(0),
-            heartbeat: crate::topology::monitor::Heartbeat::new(),
+            heartbeat: crate::topology::heartbeat::Heartbeat::new(),
             metrics,
             failover: crate::failover::Failover::default(),
             primary_inflight: AtomicUsize::new(0),

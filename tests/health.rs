@@ -268,3 +268,86 @@ async fn status_reflects_a_killed_primary_and_a_restarted_replica_within_three_i
     let st = backend_status(&p, "db0").await;
     assert_eq!(st["role"], "primary");
 }
+
+/// The heartbeat lag `/status` shows for a backend (`None` until a heartbeat was read there).
+async fn heartbeat_lag(p: &sluice::app::Proxy, name: &str) -> Option<f64> {
+    backend_status(p, name).await["heartbeat_lag_seconds"].as_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_caught_up_replicas_read_no_lag_at_any_monitor_interval() {
+    let _g = SERIAL.lock().await;
+    caught_up().await;
+    for interval_ms in [100, 5_000] {
+        let interval = Duration::from_millis(interval_ms);
+        let p = proxy(fast_config(interval_ms)).await;
+        for name in ["db1", "db2"] {
+            wait_until(
+                "a heartbeat read",
+                interval * 4 + Duration::from_secs(5),
+                || {
+                    let p = &p;
+                    async move { heartbeat_lag(p, name).await.is_some() }
+                },
+            )
+            .await;
+        }
+        // three probes of each replica, whatever their phase against the primary's writes
+        let mut worst: f64 = 0.0;
+        for _ in 0..3 {
+            for name in ["db1", "db2"] {
+                worst = worst.max(heartbeat_lag(&p, name).await.unwrap());
+            }
+            tokio::time::sleep(interval).await;
+        }
+        println!("interval {interval:?}: worst idle heartbeat lag {worst:.4}s");
+        assert!(
+            worst < 0.05,
+            "an idle caught-up replica reads {worst}s of lag at interval {interval:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_replica_lags_from_its_first_missed_write() {
+    let _g = SERIAL.lock().await;
+    caught_up().await;
+    let interval = Duration::from_millis(300);
+    let p = proxy(fast_config(300)).await;
+    wait_until("a heartbeat read on db2", Duration::from_secs(5), || {
+        let p = &p;
+        async move { heartbeat_lag(p, "db2").await.is_some() }
+    })
+    .await;
+    let t = topology();
+    t.sql(2, "STOP SLAVE SQL_THREAD").await.unwrap();
+    let stopped = Instant::now();
+    let mut samples = Vec::new();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let lag = heartbeat_lag(&p, "db2").await.unwrap();
+        samples.push((stopped.elapsed().as_secs_f64(), lag));
+    }
+    t.sql(2, "START SLAVE SQL_THREAD").await.unwrap();
+    println!("stopped replica (elapsed, lag): {samples:?}");
+    let slack = 0.15;
+    for (elapsed, lag) in samples {
+        // the first missed heartbeat came within one interval of the stop, and /status is
+        // at most one probe old
+        let low = elapsed - 2.0 * interval.as_secs_f64() - slack;
+        assert!(
+            lag >= low && lag <= elapsed + slack,
+            "lag {lag}s after {elapsed}s stopped (expected {low}..{elapsed})"
+        );
+    }
+    caught_up().await;
+    wait_until(
+        "the caught-up replica's lag back to ~0",
+        Duration::from_secs(5),
+        || {
+            let p = &p;
+            async move { heartbeat_lag(p, "db2").await.is_some_and(|l| l < 0.05) }
+        },
+    )
+    .await;
+}

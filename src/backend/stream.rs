@@ -56,10 +56,10 @@ impl BackendRead {
         }
     }
 
-    /// After the connection failed without a reply: whether the command's bytes were never
-    /// acknowledged, so the server cannot have read it (`unacked`).
-    pub fn command_unacked(&self) -> bool {
-        self.with_tcp(super::unacked::has_unacked)
+    /// After the reply wait failed with `kind`: whether the server cannot have read the
+    /// command (see `unacked`).
+    pub fn command_never_read(&self, kind: io::ErrorKind) -> bool {
+        self.with_tcp(|tcp| super::unacked::never_read(kind, tcp))
     }
 
     pub fn is_tls(&self) -> bool {

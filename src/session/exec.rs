@@ -4,8 +4,12 @@ use super::{Fatal, Session};
 use crate::backend::{BackendError, ConnectOpts};
 use crate::error::SqlError;
 use crate::pool::{BackendPool, Lease};
+use crate::protocol::packet::PacketReader;
 use crate::protocol::relay::{Expect, Outcome, Relay, RelayError};
+use crate::protocol::stream::ClientRead;
 use crate::router::{flag, Intent, Kind, Reason, Target};
+use crate::shared::{SessionHandle, Shared};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Distinct session-variable statements replayed on other connections before the session is
@@ -220,8 +224,14 @@ impl Session {
                 return self.send_err(&e).await;
             }
         }
-        let msg = "Sluice: the statement could not be run after 3 attempts (backends failing)";
-        self.send_err(&SqlError::new(2013, "HY000", msg)).await
+        let why = "the statement could not be run after 3 attempts";
+        let side = if target == Target::Primary {
+            "primary"
+        } else {
+            "replica"
+        };
+        self.send_err(&SqlError::backend_unavailable(side, why))
+            .await
     }
 
     /// The statement ran (its write tracked): transaction log, metrics, session bookkeeping.
@@ -297,8 +307,7 @@ impl Session {
             rows: 0,
         };
         self.count(idx, st, done);
-        let msg = format!("Lost connection to backend {name} during query: {error}");
-        Ok(Some(SqlError::new(2013, "HY000", msg)))
+        Ok(Some(SqlError::lost_connection(&name, &error)))
     }
 
     /// The session's connection died before the statement got any reply. Inside a
@@ -390,20 +399,17 @@ impl Session {
                 error: "the server had closed the connection".into(),
             });
         }
-        self.handle.set_running(idx, lease.thread_id);
+        // cleared when this statement ends however it ends (error, client gone, cancelled)
         let on_primary = idx == self.shared.topology.primary();
-        if on_primary {
-            self.shared
-                .primary_inflight
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        let _in_flight =
+            InFlight::start(&self.handle, &self.shared, idx, lease.thread_id, on_primary);
         let fail = |e: BackendError| RunError::Backend {
             sent: 0,
             unsent: true,
             error: e.to_string(),
         };
         lease.send(payload).await.map_err(fail)?;
-        match self.reply_or_client_left(lease).await {
+        match reply_or_client_left(&mut self.client_r, lease).await {
             Ok(true) => {}
             Ok(false) => return Err(RunError::Client),
             Err(e) => {
@@ -428,15 +434,9 @@ impl Session {
             relay.stmt_id_for_client = Some(*id);
         }
         let res = relay.run(expect).await;
-        if on_primary {
-            self.shared
-                .primary_inflight
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        }
         let (outcome, seq) = (std::mem::take(&mut relay.outcome), relay.out_seq);
         drop(relay);
         self.seq = seq;
-        self.handle.clear_running();
         match res {
             Ok(()) => {
                 conn.busy = false;
@@ -449,23 +449,6 @@ impl Session {
                 unsent: false,
                 error: e.to_string(),
             }),
-        }
-    }
-
-    /// Waits until the backend starts answering (reading its first bytes into the lease's
-    /// buffer, where the relay finds them); `false` if the client disconnected first (the
-    /// lease is then dropped mid-command, so the pool kills the backend thread). Costs no
-    /// system call while the client is quiet: its socket's readiness was cleared by the read
-    /// of the command.
-    async fn reply_or_client_left(&mut self, lease: &mut Lease) -> std::io::Result<bool> {
-        if lease.r.buffered() > 0 || self.client_r.buffered() > 0 {
-            return Ok(true);
-        }
-        let client = self.client_r.get_ref();
-        tokio::select! {
-            biased;
-            r = lease.r.fill_if_empty() => r.map(|()| true),
-            _ = client.closed() => Ok(false),
         }
     }
 
@@ -529,13 +512,63 @@ impl Session {
     }
 }
 
-/// Whether a connection that failed before any reply was closed (reset or ended) before the
-/// server could read the command: then it cannot have run. A connection failing otherwise
-/// (a timeout, say) might still deliver it, so it counts as sent.
+/// Whether a connection that failed before any reply was closed by the server before it
+/// could read the command: then it cannot have run. A connection failing otherwise (a reset,
+/// a timeout) might have delivered it, so it counts as sent.
 fn closed_unread(e: &std::io::Error, lease: &Lease) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
-    ) && lease.r.get_ref().command_unacked()
+    lease.r.get_ref().command_never_read(e.kind())
+}
+
+/// Waits until the backend starts answering (reading its first bytes into the lease's
+/// buffer, where the relay finds them); `false` if the client disconnected first (the
+/// lease is then dropped mid-command, so the pool kills the backend thread). Costs no
+/// system call while the client is quiet: its socket's readiness was cleared by the read
+/// of the command.
+async fn reply_or_client_left(
+    client_r: &mut PacketReader<ClientRead>,
+    lease: &mut Lease,
+) -> std::io::Result<bool> {
+    if lease.r.buffered() > 0 || client_r.buffered() > 0 {
+        return Ok(true);
+    }
+    let client = client_r.get_ref();
+    tokio::select! {
+        biased;
+        r = lease.r.fill_if_empty() => r.map(|()| true),
+        _ = client.closed() => Ok(false),
+    }
+}
+
+/// A statement in flight: the session's `running` (for KILL and shutdown) and, on the
+/// primary, the proxy's `primary_inflight` (a switchover drains it). Both come back down when
+/// the statement ends, whichever way it ends, including a cancelled session task.
+struct InFlight<'a> {
+    handle: &'a SessionHandle,
+    primary: Option<&'a AtomicUsize>,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(
+        handle: &'a SessionHandle,
+        shared: &'a Shared,
+        backend: usize,
+        thread_id: u32,
+        on_primary: bool,
+    ) -> Self {
+        handle.set_running(backend, thread_id);
+        let primary = on_primary.then_some(&shared.primary_inflight);
+        if let Some(p) = primary {
+            p.fetch_add(1, Ordering::Relaxed);
+        }
+        Self { handle, primary }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.handle.clear_running();
+        if let Some(p) = self.primary {
+            p.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! discover roles from `read_only`, health with hysteresis, and lag.
 
 pub mod gtid;
+pub mod heartbeat;
 pub mod monitor;
 pub mod set;
 pub mod state;

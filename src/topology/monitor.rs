@@ -1,7 +1,7 @@
 //! One monitor task per backend: connect + probe every interval (each probe bounded by a
 //! timeout), health with hysteresis, role from `read_only`, replication threads, GTID
-//! position, and lag (heartbeat row written on the primary on Sluice's own clock, read on
-//! each replica; Seconds_Behind_* as the fallback).
+//! position, and lag (heartbeat rows written on the primary on Sluice's own clock, read on
+//! each replica, see `heartbeat`; Seconds_Behind_* as the fallback).
 
 use super::state::Snapshot;
 use super::Topology;
@@ -30,30 +30,6 @@ struct Probe {
     gtid: String,
     heartbeat_lag_us: Option<i64>,
     version: String,
-}
-
-/// Per-process heartbeat identity and clock.
-pub struct Heartbeat {
-    pub id: u64,
-    epoch: Instant,
-}
-
-impl Heartbeat {
-    pub fn new() -> Self {
-        Self {
-            id: rand::random::<u64>() >> 1,
-            epoch: Instant::now(),
-        }
-    }
-    fn now_us(&self) -> i64 {
-        self.epoch.elapsed().as_micros() as i64
-    }
-}
-
-impl Default for Heartbeat {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// Starts one monitor task per backend (none without a `[monitor]` section).
@@ -191,7 +167,7 @@ impl Task {
             }
             if r.is_ok() {
                 r = conn
-                    .exec(&format!(
+                    .query(&format!(
                         // conditional on the server being writable at that instant: the
                         // monitor may bypass read_only (SUPER), and a write after a switchover
                         // made the primary read-only would be a transaction the new primary
@@ -200,7 +176,12 @@ impl Task {
                          WHERE @@global.read_only = 0",
                         hb.id
                     ))
-                    .await;
+                    .await
+                    .map(|done| {
+                        if done.affected_rows > 0 {
+                            hb.acknowledged(now);
+                        }
+                    });
             }
             r.map(|_| None)
         } else {
@@ -212,7 +193,7 @@ impl Task {
             .map(|r| {
                 r.get("ts")
                     .and_then(|v| v.parse::<i64>().ok())
-                    .map(|ts| (now - ts).max(0))
+                    .map(|ts| hb.lag_us(ts, now))
             })
         };
         match res {
