@@ -17,6 +17,9 @@ pub struct SessionHandle {
     pub user_index: AtomicUsize,
     /// (backend index + 1) << 32 | backend thread id of the statement in flight, or 0.
     pub running: AtomicU64,
+    /// The same for the primary connection the session holds inside an open transaction
+    /// (a switchover lets it commit, then ends it), or 0.
+    pub primary_tx: AtomicU64,
     pub abort: Mutex<Option<AbortHandle>>,
 }
 
@@ -26,22 +29,39 @@ impl SessionHandle {
             id,
             user_index: AtomicUsize::new(usize::MAX),
             running: AtomicU64::new(0),
+            primary_tx: AtomicU64::new(0),
             abort: Mutex::new(None),
         }
     }
     pub fn set_running(&self, backend: usize, thread_id: u32) {
-        self.running.store(
-            ((backend as u64 + 1) << 32) | thread_id as u64,
-            Ordering::Relaxed,
-        );
+        self.running
+            .store(pack(backend, thread_id), Ordering::Relaxed);
     }
     pub fn clear_running(&self) {
         self.running.store(0, Ordering::Relaxed);
     }
     pub fn running(&self) -> Option<(usize, u32)> {
-        let v = self.running.load(Ordering::Relaxed);
-        (v != 0).then(|| ((v >> 32) as usize - 1, v as u32))
+        unpack(self.running.load(Ordering::Relaxed))
     }
+    /// Records the session's open transaction on `(backend, thread id)`, or none.
+    pub fn set_primary_tx(&self, tx: Option<(usize, u32)>) {
+        let v = tx.map_or(0, |(b, t)| pack(b, t));
+        // most statements change nothing: no store, no cache line dirtied
+        if self.primary_tx.load(Ordering::Relaxed) != v {
+            self.primary_tx.store(v, Ordering::Relaxed);
+        }
+    }
+    pub fn primary_tx(&self) -> Option<(usize, u32)> {
+        unpack(self.primary_tx.load(Ordering::Relaxed))
+    }
+}
+
+fn pack(backend: usize, thread_id: u32) -> u64 {
+    ((backend as u64 + 1) << 32) | thread_id as u64
+}
+
+fn unpack(v: u64) -> Option<(usize, u32)> {
+    (v != 0).then(|| ((v >> 32) as usize - 1, v as u32))
 }
 
 /// Changes the process's log filter (a tracing reload handle behind a closure).

@@ -91,6 +91,11 @@ pub struct Failover {
     /// Bounded wait for the candidate to apply its relay log before promotion.
     #[serde(default = "defaults::relay_wait")]
     pub relay_log_wait: Dur,
+    /// How long a switchover lets transactions already open on the old primary run on to
+    /// their COMMIT; those still open then are ended (replayed on the new primary with
+    /// `transaction_replay`, else their client gets an error) before the demotion.
+    #[serde(default = "defaults::switchover_drain")]
+    pub switchover_drain: Dur,
     /// Re-point a returning old primary as a replica when its history allows it.
     #[serde(default)]
     pub auto_rejoin: bool,
@@ -114,6 +119,7 @@ impl Default for Failover {
             never_promote: Vec::new(),
             hold_writes: defaults::hold_writes(),
             relay_log_wait: defaults::relay_wait(),
+            switchover_drain: defaults::switchover_drain(),
             auto_rejoin: false,
             transaction_replay: false,
             transaction_replay_max_bytes: defaults::replay_max_bytes(),
@@ -432,6 +438,9 @@ mod defaults {
     }
     pub fn relay_wait() -> Dur {
         Dur(Duration::from_secs(5))
+    }
+    pub fn switchover_drain() -> Dur {
+        Dur(Duration::from_secs(2))
     }
     pub fn monitor_interval() -> Dur {
         Dur(Duration::from_millis(500))

@@ -10,6 +10,7 @@ mod lock;
 mod promote;
 pub mod sql;
 mod switchover;
+mod target;
 
 pub use switchover::switchover;
 
@@ -54,6 +55,9 @@ pub struct Failover {
     pub status: Mutex<Status>,
     /// Set while writes must wait (failover or switchover in progress).
     pub holding: AtomicBool,
+    /// Set during a switchover's first phase, while transactions already open on the old
+    /// primary may still run on it to their COMMIT (new writes are held).
+    pub draining: AtomicBool,
     /// Notified whenever the primary changes or holding ends.
     pub changed: Notify,
     /// Serializes promotions and switchovers within this process.
@@ -68,9 +72,35 @@ impl Default for Failover {
                 ..Default::default()
             }),
             holding: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             changed: Notify::new(),
             busy: tokio::sync::Mutex::new(()),
         }
+    }
+}
+
+/// Writes held while alive: released, and their waiters woken, when the operation releases
+/// them or however it ends (an error, a panic, a cancelled future).
+pub(crate) struct Hold<'a> {
+    failover: &'a Failover,
+}
+
+impl<'a> Hold<'a> {
+    pub fn new(failover: &'a Failover) -> Self {
+        failover.holding.store(true, Ordering::SeqCst);
+        Self { failover }
+    }
+    /// New writes go on (to whichever server is the primary now).
+    pub fn release(&self) {
+        self.failover.draining.store(false, Ordering::SeqCst);
+        self.failover.holding.store(false, Ordering::SeqCst);
+        self.failover.changed.notify_waiters();
+    }
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 

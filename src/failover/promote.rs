@@ -4,7 +4,7 @@ use super::sql::{self, Dialect};
 use super::{conn, lock, Recorder};
 use crate::shared::Shared;
 use crate::topology::gtid::GtidSet;
-use std::sync::atomic::Ordering;
+use crate::topology::history::History;
 use std::sync::Arc;
 
 /// What a replica has received and applied.
@@ -13,8 +13,9 @@ struct Position {
     dialect: Dialect,
     received: GtidSet,
     received_text: String,
-    current: GtidSet,
-    own: String,
+    /// Every transaction it holds, and those it wrote itself (as a primary, or errant).
+    history: History,
+    own: History,
 }
 
 fn note(shared: &Shared, msg: String) {
@@ -37,22 +38,21 @@ async fn position(shared: &Shared, i: usize) -> Result<Position, String> {
     let pos = conn::query(&mut c, d.position())
         .await
         .map_err(|e| format!("{name}: {e}"))?;
-    let current_text = pos.get("current").unwrap_or("").to_string();
+    let held = conn::query(&mut c, d.history())
+        .await
+        .map_err(|e| format!("{name}: {e}"))?;
+    let history = History::of(&held);
+    let own = history.own(held.get("me").unwrap_or(""));
     let mut received_text = st.get(d.received_column()).unwrap_or("").to_string();
     if received_text.is_empty() {
-        received_text = current_text.clone();
+        received_text = pos.get("current").unwrap_or("").to_string();
     }
-    let own = sql::own_entries(
-        d,
-        pos.get("executed").unwrap_or(""),
-        pos.get("me").unwrap_or(""),
-    );
     Ok(Position {
         index: i,
         dialect: d,
         received: GtidSet::parse(&received_text),
         received_text,
-        current: GtidSet::parse(&current_text),
+        history,
         own,
     })
 }
@@ -65,16 +65,16 @@ fn choose(
 ) -> Option<usize> {
     let mut ok: Vec<&Position> = Vec::new();
     for p in positions {
-        let own = GtidSet::parse(&p.own);
+        // its own transactions (same domain, server id and sequence) held by another replica
         let others_have = positions
             .iter()
             .filter(|o| o.index != p.index)
-            .any(|o| o.current.contains(&own));
+            .any(|o| o.history.contains(&p.own));
         if !p.own.is_empty() && !others_have {
             rec.step(format!(
                 "refusing {}: errant transactions {} that no other replica has",
                 names(p.index),
-                p.own
+                History::default().missing(&p.own)
             ));
             continue;
         }
@@ -130,16 +130,15 @@ pub(crate) async fn failover(shared: &Arc<Shared>, old: usize) -> Result<bool, S
     {
         return Ok(true); // someone else promoted already; the monitor follows read_only
     }
-    shared.failover.holding.store(true, Ordering::Relaxed);
+    let hold = super::Hold::new(&shared.failover);
     shared.failover.set_state("failing_over");
     let mut rec = Recorder::new("failover", &name(old));
     rec.step(format!(
         "primary {} failed its checks and no replica replicates from it",
         name(old)
     ));
-    let result = run_failover(shared, &healthy, &cfg, &mut rec).await;
-    shared.failover.holding.store(false, Ordering::Relaxed);
-    shared.failover.changed.notify_waiters();
+    let result = run_failover(shared, &healthy, (&cfg, &hold), &mut rec).await;
+    drop(hold);
     match result {
         Ok(()) => {
             shared.metrics.failovers_total.inc();
@@ -157,7 +156,7 @@ pub(crate) async fn failover(shared: &Arc<Shared>, old: usize) -> Result<bool, S
 async fn run_failover(
     shared: &Arc<Shared>,
     healthy: &[usize],
-    cfg: &crate::config::Config,
+    (cfg, hold): (&crate::config::Config, &super::Hold<'_>),
     rec: &mut Recorder,
 ) -> Result<(), String> {
     let topo = &shared.topology;
@@ -213,8 +212,7 @@ async fn run_failover(
         name(cand)
     ));
     topo.promoted(cand, None);
-    shared.failover.holding.store(false, Ordering::Relaxed);
-    shared.failover.changed.notify_waiters();
+    hold.release();
     let failed = repoint(
         shared,
         cand,
@@ -254,18 +252,18 @@ pub(super) async fn repoint(
         done.push(i);
         let name = shared.topology.backend(i).pool.name.clone();
         let res = async {
-            let mut c = conn::connect(shared, i).await?;
+            let mut c = conn::connect(shared, i).await.map_err(|e| e.to_string())?;
             let d = Dialect::of(&c.server_version);
-            conn::run_all(
-                &mut c,
-                &d.change_primary(
-                    &host,
-                    port,
-                    &cfg.failover.replication_user,
-                    &cfg.failover.replication_password,
-                ),
-            )
-            .await
+            let stmts = d.change_primary(
+                &host,
+                port,
+                &cfg.failover.replication_user,
+                &cfg.failover.replication_password,
+            );
+            conn::run_all(&mut c, &stmts)
+                .await
+                .map_err(|e| e.to_string())?;
+            replicating(&mut c, d).await
         }
         .await;
         match res {
@@ -274,7 +272,7 @@ pub(super) async fn repoint(
                 shared.topology.backend(primary).pool.name
             )),
             Err(e) => {
-                let e = sql::redact(&e.to_string(), &cfg.failover.replication_password);
+                let e = sql::redact(&e, &cfg.failover.replication_password);
                 rec.step(format!("could not re-point {name}: {e}"));
                 failed.push(format!("{name}: {e}"));
             }
@@ -302,58 +300,26 @@ pub(crate) async fn fence_returning(shared: &Arc<Shared>) {
             let mut c = conn::connect(shared, i).await?;
             let d = Dialect::of(&c.server_version);
             conn::run_all(&mut c, &d.make_read_only()).await?;
-            let mine = conn::query(&mut c, d.position())
-                .await?
-                .get("executed")
-                .unwrap_or("")
-                .to_string();
+            let mine = History::of(&conn::query(&mut c, d.history()).await?);
             Ok::<_, crate::backend::BackendError>((c, d, mine))
         }
         .await;
-        let Ok((mut c, d, mine)) = res else { continue };
+        let Ok((c, d, mine)) = res else { continue };
         b.state.update(|s| s.writable = false);
         let mut reason = format!(
             "{name} came back writable while {} is primary: made read-only",
             topo.backend(p).pool.name
         );
         if shared.config.load().failover.auto_rejoin {
-            let primary_pos = async {
-                let mut pc = conn::connect(shared, p).await.ok()?;
-                Some(
-                    conn::query(&mut pc, d.position())
-                        .await
-                        .ok()?
-                        .get("current")
-                        .unwrap_or("")
-                        .to_string(),
-                )
-            }
-            .await;
-            match primary_pos {
-                Some(pp) if GtidSet::parse(&pp).contains(&GtidSet::parse(&mine)) => {
-                    let cfg = shared.config.load();
-                    let (host, port) = sql::host_port(&topo.backend(p).pool.address);
-                    let stmts = d.change_primary(
-                        &host,
-                        port,
-                        &cfg.failover.replication_user,
-                        &cfg.failover.replication_password,
-                    );
-                    match conn::run_all(&mut c, &stmts).await {
-                        Ok(()) => {
-                            // back in the topology: no longer listed as fenced
-                            tracing::warn!("{reason}; rejoined as a replica");
-                            let mut fs = shared.failover.status.lock();
-                            fs.fenced.retain(|f| !f.starts_with(&format!("{name} ")));
-                            continue;
-                        }
-                        Err(e) => reason.push_str(&format!("; rejoin failed: {e}")),
-                    }
+            match rejoin(shared, p, c, d, &mine).await {
+                Ok(()) => {
+                    // back in the topology: no longer listed as fenced
+                    tracing::warn!("{reason}; rejoined as a replica");
+                    let mut fs = shared.failover.status.lock();
+                    fs.fenced.retain(|f| !f.starts_with(&format!("{name} ")));
+                    continue;
                 }
-                Some(_) => reason.push_str(&format!(
-                    "; kept out: it has transactions the primary lacks ({mine})"
-                )),
-                None => reason.push_str("; rejoin postponed: primary unreachable"),
+                Err(why) => reason.push_str(&format!("; {why}")),
             }
         }
         tracing::warn!("{reason}");
@@ -362,5 +328,83 @@ pub(crate) async fn fence_returning(shared: &Arc<Shared>) {
             fs.fenced.retain(|f| !f.starts_with(&format!("{name} ")));
             fs.fenced.push(reason);
         }
+    }
+}
+
+/// Makes a fenced server (control connection `c`) a replica of the primary `p`, only if the
+/// primary holds every transaction it has (`mine`); else says why not.
+async fn rejoin(
+    shared: &Shared,
+    p: usize,
+    mut c: crate::backend::BackendConn,
+    d: Dialect,
+    mine: &History,
+) -> Result<(), String> {
+    let topo = &shared.topology;
+    let primary = async {
+        let mut pc = conn::connect(shared, p).await.ok()?;
+        Some(History::of(&conn::query(&mut pc, d.history()).await.ok()?))
+    }
+    .await
+    .ok_or("rejoin postponed: primary unreachable")?;
+    let missing = primary.missing(mine);
+    if !missing.is_empty() {
+        return Err(format!(
+            "kept out, not rejoined: its history diverged, it has transactions the primary \
+             lacks ({missing})"
+        ));
+    }
+    let cfg = shared.config.load();
+    let (host, port) = sql::host_port(&topo.backend(p).pool.address);
+    let stmts = d.change_primary(
+        &host,
+        port,
+        &cfg.failover.replication_user,
+        &cfg.failover.replication_password,
+    );
+    conn::run_all(&mut c, &stmts)
+        .await
+        .map_err(|e| format!("rejoin failed: {e}"))?;
+    replicating(&mut c, d)
+        .await
+        .map_err(|e| format!("rejoin failed: {e}"))
+}
+
+/// How long a re-pointed server has to show both replication threads running.
+const REPLICATING_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits (bounded) until the server on `c` shows its replication I/O and SQL threads
+/// running: a re-pointed server counts as done only then. The error carries the server's own
+/// last replication error (e.g. access denied for the replication user).
+pub(super) async fn replicating(
+    c: &mut crate::backend::BackendConn,
+    d: Dialect,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + REPLICATING_WITHIN;
+    loop {
+        let st = conn::query(c, d.replica_status())
+            .await
+            .map_err(|e| e.to_string())?;
+        let get = |a: &str, b: &str| st.get(a).or(st.get(b)).unwrap_or("").to_string();
+        let io = get("Slave_IO_Running", "Replica_IO_Running");
+        let sql_thread = get("Slave_SQL_Running", "Replica_SQL_Running");
+        if io.eq_ignore_ascii_case("yes") && sql_thread.eq_ignore_ascii_case("yes") {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let err = [
+                get("Last_IO_Error", "Last_IO_Error"),
+                get("Last_SQL_Error", "Last_SQL_Error"),
+            ]
+            .into_iter()
+            .filter(|e| !e.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+            return Err(format!(
+                "replication not running after {REPLICATING_WITHIN:?} (I/O thread: {io}, SQL thread: {sql_thread}){}",
+                if err.is_empty() { String::new() } else { format!(": {err}") }
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

@@ -82,6 +82,14 @@ impl Dialect {
         }
     }
 
+    /// The transactions a server holds (`History::of` reads the row) and its own id.
+    pub fn history(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "SELECT @@global.gtid_binlog_state AS h, @@global.gtid_slave_pos AS s, @@server_id AS me",
+            Dialect::MySql => "SELECT @@global.gtid_executed AS h, '' AS s, @@server_uuid AS me",
+        }
+    }
+
     /// Received (relay log) GTID position column of the replica status.
     pub fn received_column(self) -> &'static str {
         match self {
@@ -97,23 +105,6 @@ impl Dialect {
             Dialect::MySql => format!("SELECT WAIT_FOR_EXECUTED_GTID_SET('{pos}', {secs:.3}) AS r"),
         }
     }
-}
-
-/// The part of an executed GTID position that the server originated itself (`me`: MariaDB
-/// server_id, MySQL server_uuid). On a replica these are errant unless others have them too.
-pub fn own_entries(dialect: Dialect, executed: &str, me: &str) -> String {
-    let own: Vec<&str> = executed
-        .split(',')
-        .map(str::trim)
-        .filter(|p| match dialect {
-            Dialect::MariaDb => p.split('-').nth(1) == Some(me),
-            Dialect::MySql => p
-                .split(':')
-                .next()
-                .is_some_and(|u| u.eq_ignore_ascii_case(me)),
-        })
-        .collect();
-    own.join(",")
 }
 
 /// A MySQL string literal for `s`, safe for any bytes: quotes and backslashes escaped, control
@@ -159,16 +150,6 @@ pub fn host_port(address: &str) -> (String, u16) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn own_entries_are_found() {
-        assert_eq!(own_entries(Dialect::MariaDb, "0-1-100,1-3-2", "3"), "1-3-2");
-        assert_eq!(own_entries(Dialect::MariaDb, "0-1-100", "3"), "");
-        assert_eq!(
-            own_entries(Dialect::MySql, "aaaa:1-10,BBBB:1", "bbbb"),
-            "BBBB:1"
-        );
-    }
 
     #[test]
     fn quoting_survives_quotes_and_backslashes() {

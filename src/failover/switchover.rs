@@ -1,57 +1,47 @@
-//! Planned switchover: hold writes, make the primary read-only, let the target catch up,
-//! promote it, re-point everything else (old primary included). No acknowledged write is lost.
+//! Planned switchover: check the target, hold new writes, let statements and transactions
+//! already running on the primary finish (bounded; the rest are ended), make the primary
+//! read-only, let the target catch up, promote it, re-point everything else (old primary
+//! included) and check that they replicate. No acknowledged write is lost.
+//!
+//! It runs in a task of its own: a caller that goes away (an HTTP client's Ctrl-C, the admin
+//! API's timeout) cannot stop it halfway, and the hold on writes is a guard that ends with
+//! it however it ends.
 
 use super::sql::Dialect;
-use super::{conn, lock, Recorder, Timeline};
+use super::{conn, lock, Hold, Recorder, Timeline};
+use crate::backend::BackendConn;
 use crate::shared::Shared;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn pick_target(shared: &Shared, to: Option<&str>) -> Result<usize, String> {
-    let topo = &shared.topology;
-    let cfg = shared.config.load();
-    let p = topo.primary();
-    if let Some(name) = to {
-        let i = topo
-            .backends()
-            .iter()
-            .position(|b| b.pool.name == name)
-            .ok_or(format!("no backend named {name:?}"))?;
-        if i == p {
-            return Err(format!("{name} is already the primary"));
-        }
-        return Ok(i);
-    }
-    topo.backends()
-        .iter()
-        .enumerate()
-        .filter(|(i, b)| {
-            *i != p && b.state.load().up && !cfg.failover.never_promote.contains(&b.pool.name)
-        })
-        .min_by_key(|(_, b)| b.state.load().lag_us().unwrap_or(i64::MAX))
-        .map(|(i, _)| i)
-        .ok_or_else(|| "no healthy replica to switch to".to_string())
+/// Runs a switchover to `to` (or the best replica) to its end, even if the caller's future
+/// is dropped; the timeline on success, else why it failed or was refused.
+pub async fn switchover(shared: &Arc<Shared>, to: Option<&str>) -> Result<Timeline, String> {
+    let (shared, to) = (shared.clone(), to.map(str::to_string));
+    tokio::spawn(async move { switch(&shared, to.as_deref()).await })
+        .await
+        .map_err(|e| format!("the switchover task failed: {e}"))?
 }
 
-pub async fn switchover(shared: &Arc<Shared>, to: Option<&str>) -> Result<Timeline, String> {
+async fn switch(shared: &Arc<Shared>, to: Option<&str>) -> Result<Timeline, String> {
     let _busy = shared.failover.busy.lock().await;
-    let target = pick_target(shared, to)?;
+    let target = super::target::pick(shared, to).await?;
     let old = shared.topology.primary();
     let name = |i: usize| shared.topology.backend(i).pool.name.clone();
     let _lock = lock::acquire(shared, usize::MAX).await?;
     let mut rec = Recorder::new("switchover", &name(old));
     rec.timeline.to = Some(name(target));
-    shared.failover.holding.store(true, Ordering::Relaxed);
+    let hold = Hold::new(&shared.failover);
+    shared.failover.draining.store(true, Ordering::SeqCst);
     shared.failover.set_state("switching_over");
     rec.step(format!(
         "holding new writes; switching from {} to {}",
         name(old),
         name(target)
     ));
-    let res = run(shared, old, target, &mut rec).await;
-    shared.failover.holding.store(false, Ordering::Relaxed);
-    shared.failover.changed.notify_waiters();
+    let res = run(shared, (old, target), &hold, &mut rec).await;
+    drop(hold);
     match res {
         Ok(()) => {
             shared.metrics.switchovers_total.inc();
@@ -72,27 +62,23 @@ pub async fn switchover(shared: &Arc<Shared>, to: Option<&str>) -> Result<Timeli
 
 async fn run(
     shared: &Arc<Shared>,
-    old: usize,
-    target: usize,
+    (old, target): (usize, usize),
+    hold: &Hold<'_>,
     rec: &mut Recorder,
 ) -> Result<(), String> {
     let cfg = shared.config.load_full();
     let topo = &shared.topology;
     let name = |i: usize| topo.backend(i).pool.name.clone();
-    // let statements already running on the primary finish
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while shared.primary_inflight.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
     let mut oc = conn::connect(shared, old)
         .await
         .map_err(|e| format!("{}: {e}", name(old)))?;
+    drain(shared, old, &mut oc, rec).await;
     let d = Dialect::of(&oc.server_version);
     conn::run_all(&mut oc, &d.make_read_only())
         .await
         .map_err(|e| e.to_string())?;
     rec.step(format!("{} is read-only", name(old)));
-    let undo = |mut oc: crate::backend::BackendConn| async move {
+    let undo = |mut oc: BackendConn| async move {
         let _ = conn::run_all(&mut oc, &d.make_writable()).await;
     };
     let pos = match conn::query(&mut oc, d.position()).await {
@@ -129,8 +115,7 @@ async fn run(
         return Err(format!("promotion of {} failed: {e}", name(target)));
     }
     topo.promoted(target, Some(old));
-    shared.failover.holding.store(false, Ordering::Relaxed);
-    shared.failover.changed.notify_waiters();
+    hold.release();
     rec.step(format!("{} promoted; writes released to it", name(target)));
     let others: Vec<usize> = (0..topo.len())
         .filter(|&i| i != target && !topo.backend(i).is_removed())
@@ -144,4 +129,44 @@ async fn run(
         ));
     }
     Ok(())
+}
+
+/// Lets what already runs on the old primary finish, bounded by `failover.switchover_drain`:
+/// statements in flight, and transactions open on it (their statements still go there while
+/// `draining`). Transactions still open then are ended with `KILL CONNECTION` on `oc`, so
+/// that the demotion does not wait on them: with `transaction_replay` their sessions replay
+/// them on the new primary, otherwise their clients get an error.
+async fn drain(shared: &Shared, old: usize, oc: &mut BackendConn, rec: &mut Recorder) {
+    let limit = shared.config.load().failover.switchover_drain.0;
+    let deadline = Instant::now() + limit;
+    let open_tx = || -> Vec<u32> {
+        let sessions = shared.sessions.lock();
+        sessions
+            .values()
+            .filter_map(|h| h.primary_tx())
+            .filter(|&(b, _)| b == old)
+            .map(|(_, thread)| thread)
+            .collect()
+    };
+    loop {
+        let busy = shared.primary_inflight.load(Ordering::SeqCst) > 0;
+        if (!busy && open_tx().is_empty()) || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // from here on, statements of open transactions wait for the new primary
+    shared.failover.draining.store(false, Ordering::SeqCst);
+    let left = open_tx();
+    if left.is_empty() {
+        rec.step("statements and transactions on the old primary finished");
+        return;
+    }
+    for thread in &left {
+        let _ = conn::query(oc, &format!("KILL CONNECTION {thread}")).await;
+    }
+    rec.step(format!(
+        "{} transaction(s) still open after {limit:?} ended on the old primary",
+        left.len()
+    ));
 }

@@ -103,6 +103,7 @@ impl Session {
     /// Drops every backend connection the session holds, resetting the primary one.
     async fn release_all(&mut self) {
         self.held = None;
+        self.handle.set_primary_tx(None);
         if let Some((_, mut lease)) = self.primary.take() {
             if lease.reset().await.is_err() {
                 lease.discard();

@@ -377,6 +377,7 @@ impl Session {
             }
             self.state.pins = 0;
             self.state.user_vars = false;
+            self.handle.set_primary_tx(None);
             self.count_pinned();
             self.state.status = crate::protocol::status::AUTOCOMMIT;
         }
@@ -503,6 +504,9 @@ impl Session {
         }
         let is_primary = idx == self.shared.topology.primary();
         self.warnings_on_primary = false;
+        let in_tx = is_primary && self.state.holds_primary() && self.state.in_transaction();
+        self.handle
+            .set_primary_tx(in_tx.then_some((idx, lease.thread_id)));
         if is_primary && self.state.holds_primary() {
             self.warnings_on_primary = o.warnings > 0;
             self.primary = Some((idx, lease));

@@ -158,6 +158,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         // its connections come back (and may park) first
         self.primary = None;
+        self.handle.set_primary_tx(None);
         self.held = None;
         self.unpark();
     }

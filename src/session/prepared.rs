@@ -153,6 +153,7 @@ impl Session {
                 p.extend_from_slice(&backend_id.to_le_bytes());
                 if lease.simple(&p).await.is_err() {
                     self.primary = None;
+                    self.handle.set_primary_tx(None);
                 }
             }
         }

@@ -169,10 +169,10 @@ impl Session {
         if !self.state.in_transaction() || !self.can_replay(intent) {
             return;
         }
-        let holding = shared
-            .failover
-            .holding
-            .load(std::sync::atomic::Ordering::Relaxed);
+        // a switchover lets open transactions run on the old primary while it drains
+        let f = &shared.failover;
+        let holding = f.holding.load(std::sync::atomic::Ordering::SeqCst)
+            && !f.draining.load(std::sync::atomic::Ordering::SeqCst);
         if holding {
             let hold = shared.config.load().failover.hold_writes.0;
             shared
@@ -183,6 +183,7 @@ impl Session {
         if *idx == shared.topology.primary() {
             return;
         }
+        self.handle.set_primary_tx(None);
         if let Some((_, old)) = self.primary.take() {
             old.discard(); // closing it rolls the old transaction back on the old primary
         }

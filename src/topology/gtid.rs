@@ -42,6 +42,34 @@ impl GtidSet {
         self.mariadb.is_empty() && self.mysql.is_empty()
     }
 
+    /// The MySQL part of this set that came from source `uuid`.
+    pub fn only_source(&self, uuid: &str) -> GtidSet {
+        let mysql = self
+            .mysql
+            .iter()
+            .filter(|(u, _)| u.eq_ignore_ascii_case(uuid))
+            .map(|(u, iv)| (u.clone(), iv.clone()))
+            .collect();
+        GtidSet {
+            mariadb: Default::default(),
+            mysql,
+        }
+    }
+
+    /// The MySQL part in `uuid:a-b` form (for messages).
+    pub fn text(&self) -> String {
+        let mut parts: Vec<String> = self
+            .mysql
+            .iter()
+            .map(|(u, iv)| {
+                let ranges: Vec<String> = iv.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+                format!("{u}:{}", ranges.join(":"))
+            })
+            .collect();
+        parts.sort();
+        parts.join(",")
+    }
+
     /// Whether everything in `needed` is contained in this set.
     pub fn contains(&self, needed: &GtidSet) -> bool {
         let maria = needed

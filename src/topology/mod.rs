@@ -6,6 +6,7 @@
 
 pub mod gtid;
 pub mod heartbeat;
+pub mod history;
 pub mod monitor;
 pub mod set;
 pub mod state;
