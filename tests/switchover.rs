@@ -321,3 +321,110 @@ async fn a_wrong_replication_password_fails_the_switchover_naming_the_server() {
     let (_, body) = admin_get(&p, "/status").await;
     assert!(!body.contains("now replicates from"), "{body}");
 }
+
+/// The most connections any backend's pool has held open (sampled every millisecond).
+fn sample_open(
+    p: &Proxy,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<usize> {
+    let shared = p.shared.clone();
+    tokio::spawn(async move {
+        let mut worst = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            for b in shared.topology.backends().iter() {
+                worst = worst.max(b.pool.open_count());
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        worst
+    })
+}
+
+/// Connections of the application user on server `i`.
+async fn app_connections(t: &Topo, i: usize) -> usize {
+    let sql = "SELECT COUNT(*) AS n FROM information_schema.processlist WHERE user = 'app'";
+    let r = t.sb.sql(i, sql).await.unwrap();
+    r.get("n").unwrap().parse().unwrap()
+}
+
+/// A client that keeps connecting, writing, reading and sometimes vanishing mid-statement.
+async fn churn(port: u16, n: u64, until: Instant) {
+    let mut i = 0u64;
+    while Instant::now() < until {
+        i += 1;
+        if i.is_multiple_of(4) {
+            // vanish mid-statement, inside a transaction
+            let (mut r, mut w) = common::raw_login(port, true).await;
+            common::raw_query(&mut r, &mut w, "BEGIN").await;
+            let mut q = vec![0x03];
+            q.extend_from_slice(b"SELECT SLEEP(0.2)");
+            let _ = w.write_packet(&mut 0, &q).await;
+            let _ = w.flush().await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let Ok(mut c) = mysql_async::Conn::new(app_opts(port)).await else {
+            continue;
+        };
+        let id = n * 1_000_000 + i;
+        let _ = c
+            .query_drop(format!("INSERT INTO fo.p VALUES ({id})"))
+            .await;
+        let _ = c.query_drop("SELECT COUNT(*) FROM fo.p").await;
+        let _ = c.query_drop("BEGIN").await;
+        let _ = c
+            .query_drop(format!("UPDATE fo.p SET id = id WHERE id = {id}"))
+            .await;
+        let _ = c.query_drop("COMMIT").await;
+        if i.is_multiple_of(3) {
+            drop(c); // abrupt: no COM_QUIT
+        } else {
+            let _ = c.disconnect().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_never_exceeds_its_cap_under_killed_clients_reloads_and_switchovers() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let _g = SERIAL.lock().await;
+    let t = topology("sw-cap").await;
+    let cap = 6;
+    let mut cfg = failover_config(&t);
+    cfg.pool.max_connections_per_backend = cap;
+    cfg.pool.checkout_timeout = sluice::config::Dur(Duration::from_secs(10));
+    let p = common::proxy(cfg.clone()).await;
+    setup(&t, &p, "p").await;
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let sampler = sample_open(&p, stop.clone());
+    let until = Instant::now() + Duration::from_secs(6);
+    let clients: Vec<_> = (0..24)
+        .map(|n| tokio::spawn(churn(p.addr.port(), n, until)))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut reweighted = cfg.clone();
+    reweighted.backends[1].weight = 3;
+    sluice::reload::apply(&p.shared, reweighted).expect("reload");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (code, reply, _) = switch(&p, "").await;
+    assert_eq!(code, 200, "{reply}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sluice::reload::apply(&p.shared, cfg).expect("reload back");
+    for c in clients {
+        c.await.unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let worst = sampler.await.unwrap();
+    println!("pool cap {cap}: at most {worst} connections open to one backend");
+    assert!(worst <= cap, "{worst} connections open, cap {cap}");
+    // what the servers see once the abandoned statements are killed (a killed thread takes
+    // a moment to exit)
+    for i in 0..3 {
+        let took = wait_for!(
+            format!("db{i} holds at most {cap} connections of the application user"),
+            Duration::from_secs(10),
+            app_connections(&t, i).await <= cap
+        );
+        println!("db{i}: within the cap after {took:?}");
+    }
+}

@@ -115,10 +115,17 @@ impl Lease {
     pub fn pool(&self) -> &Arc<BackendPool> {
         &self.pool
     }
-    /// Replaces the connection with a freshly opened one.
+    /// Replaces the connection with a freshly opened one (the old one closed first, so the
+    /// pair never counts twice against the limit).
     pub async fn reconnect(&mut self, opts: &ConnectOpts) -> Result<(), BackendError> {
+        self.conn = None;
+        let room = self
+            .pool
+            .reserve(self.slot, opts.timeout)
+            .await
+            .map_err(BackendError::Server)?;
         let conn = BackendConn::connect(opts).await?;
-        self.conn = Some(self.pool.counted(conn));
+        self.conn = Some(self.pool.counted(conn, room));
         Ok(())
     }
 
@@ -241,12 +248,39 @@ impl BackendPool {
         self.open.load(Ordering::Relaxed)
     }
 
-    /// A newly opened connection, counted among the open ones.
-    fn counted(&self, mut conn: BackendConn) -> Box<BackendConn> {
+    /// A newly opened connection, counted among the open ones under `room` (see `reserve`).
+    fn counted(&self, mut conn: BackendConn, room: Counted) -> Box<BackendConn> {
         self.opened.fetch_add(1, Ordering::Relaxed);
-        self.open.fetch_add(1, Ordering::Relaxed);
-        conn.counted = Some(Counted(self.open.clone()));
+        conn.counted = Some(room);
         Box::new(conn)
+    }
+
+    /// Room for one more open connection, taken before connecting so that concurrent
+    /// checkouts cannot together open more than `max_conns` (released if the connect fails).
+    /// At the limit another slot's longest-idle connection is closed first, else one of this
+    /// slot's. The caller holds a permit, so busy connections are fewer than the limit and
+    /// the rest are idle; a connection being closed elsewhere frees room within moments.
+    async fn reserve(&self, slot: usize, wait: Duration) -> Result<Counted, SqlError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let n = self.open.load(Ordering::Acquire);
+            if n < self.max_conns {
+                let next =
+                    self.open
+                        .compare_exchange(n, n + 1, Ordering::AcqRel, Ordering::Acquire);
+                if next.is_ok() {
+                    return Ok(Counted(self.open.clone()));
+                }
+                continue;
+            }
+            if self.evict_other(slot) || self.evict_any() {
+                continue;
+            }
+            if Instant::now() >= deadline {
+                return Err(SqlError::pool_timeout(&self.name, wait));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// The most recently returned idle connection of `slot`: one opened on this session
@@ -349,14 +383,28 @@ impl BackendPool {
 
     /// Closes the longest-idle connection of another slot: a user that must open one more
     /// connection at the limit takes the place of connections other users left idle.
-    fn evict_other(&self, slot: usize) {
+    fn evict_other(&self, slot: usize) -> bool {
+        self.evict(|k| k.0 != slot)
+    }
+
+    /// Closes the longest-idle connection of any slot (parked ones go to the idle list).
+    fn evict_any(&self) -> bool {
+        self.unpark_all();
+        self.evict(|_| true)
+    }
+
+    fn evict(&self, which: impl Fn(&(usize, u16)) -> bool) -> bool {
         let mut idle = self.idle.lock();
         let victim = idle
             .iter_mut()
-            .filter(|(k, l)| k.0 != slot && !l.is_empty())
+            .filter(|(k, l)| which(k) && !l.is_empty())
             .min_by_key(|(_, l)| l[0].since);
-        if let Some((_, list)) = victim {
-            list.remove(0);
+        match victim {
+            Some((_, list)) => {
+                list.remove(0);
+                true
+            }
+            None => false,
         }
     }
 
@@ -411,12 +459,10 @@ impl BackendPool {
             lease.conn = Some(i.conn);
             return Ok(lease);
         }
-        if self.open_count() >= self.max_conns {
-            self.evict_other(slot);
-        }
+        let room = self.reserve(slot, Duration::from_secs(1)).await?;
         match BackendConn::connect(&opts()).await {
             Ok(conn) => {
-                lease.conn = Some(self.counted(conn));
+                lease.conn = Some(self.counted(conn, room));
                 Ok(lease)
             }
             Err(e) => {
