@@ -8,6 +8,7 @@
 mod conn;
 mod lock;
 mod promote;
+mod semisync;
 pub mod sql;
 mod switchover;
 mod target;

@@ -224,6 +224,9 @@ async fn run_failover(
         rec,
     )
     .await;
+    // once the others replicate from it (a semi-sync primary without replicas would hold
+    // each commit for the semi-sync timeout)
+    semi_sync_primary(&mut c, pos.dialect, &name(cand), rec).await;
     if !failed.is_empty() {
         return Err(format!(
             "{} promoted, but re-pointing failed: {}",
@@ -260,6 +263,7 @@ pub(super) async fn repoint(
                 &cfg.failover.replication_user,
                 &cfg.failover.replication_password,
             );
+            super::semisync::as_replica(&mut c, d).await?;
             conn::run_all(&mut c, &stmts)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -362,6 +366,9 @@ async fn rejoin(
         &cfg.failover.replication_user,
         &cfg.failover.replication_password,
     );
+    super::semisync::as_replica(&mut c, d)
+        .await
+        .map_err(|e| format!("rejoin failed: {e}"))?;
     conn::run_all(&mut c, &stmts)
         .await
         .map_err(|e| format!("rejoin failed: {e}"))?;
@@ -406,5 +413,20 @@ pub(super) async fn replicating(
             ));
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Semi-sync's source side on for a promoted server that acknowledged as a replica (a
+/// failure is recorded, not fatal: writes go on, asynchronously).
+pub(super) async fn semi_sync_primary(
+    c: &mut crate::backend::BackendConn,
+    d: Dialect,
+    name: &str,
+    rec: &mut Recorder,
+) {
+    match super::semisync::as_primary(c, d).await {
+        Ok(true) => rec.step(format!("{name} waits for semi-sync acknowledgements")),
+        Ok(false) => {}
+        Err(e) => rec.step(format!("could not turn on semi-sync on {name}: {e}")),
     }
 }

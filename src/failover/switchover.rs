@@ -121,6 +121,8 @@ async fn run(
         .filter(|&i| i != target && !topo.backend(i).is_removed())
         .collect();
     let failed = super::promote::repoint(shared, target, &others, rec).await;
+    // once the others replicate from it (see `semisync`)
+    super::promote::semi_sync_primary(&mut tc, d, &name(target), rec).await;
     if !failed.is_empty() {
         return Err(format!(
             "{} promoted, but re-pointing failed: {}",
