@@ -34,7 +34,11 @@ CNF
 read -r dp df < <(run "$direct" direct)
 read -r sp sf < <(run "$proxy" sluice)
 echo "mysqlclient: $sp passed, $sf failed (direct: $dp passed, $df failed)"
+# the errors Sluice sends itself, as mysqlclient shows them (server-range codes, its message)
+errors_ok=0
+python3 "$(dirname "$0")/errors.py" "${SLUICE_BIN:?}" "$direct" "$work" || errors_ok=1
 if [ "$sp" -lt "$dp" ] || [ "$sf" -gt "$df" ]; then
   grep -E "^FAILED" "$work/mysqlclient-sluice.log" | head -20
   exit 1
 fi
+exit $errors_ok

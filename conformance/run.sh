@@ -69,6 +69,7 @@ for _ in $(seq 1 50); do
   sleep 0.2
 done
 
+export SLUICE_BIN="$bin"
 status=0
 for s in "${suites[@]}"; do
   case "$s" in
