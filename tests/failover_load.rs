@@ -277,6 +277,10 @@ async fn eligible_replicas(p: &sluice::app::Proxy) -> usize {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|b| b["eligible"] == true)
+        .filter(|b| {
+            b["probes"].as_u64().unwrap_or(0) > 0
+                && b["eligible"] == true
+                && b["replication"]["sql_running"] == true
+        })
         .count()
 }

@@ -51,7 +51,12 @@ async fn monitored(p: &Proxy) {
         let _ = wait_for!(
             "the monitor sees the replica replicating",
             Duration::from_secs(10),
-            common::backend_status(p, name).await["eligible"] == true
+            {
+                let st = common::backend_status(p, name).await;
+                st["probes"].as_u64().unwrap_or(0) > 0
+                    && st["eligible"] == true
+                    && st["replication"]["sql_running"] == true
+            }
         );
     }
 }

@@ -115,6 +115,8 @@ fn kind_of_first(w: Kw) -> Kind {
 /// Per-statement scan state.
 struct Stmt {
     kind: Kind,
+    /// The first word, as a keyword.
+    first: Kw,
     flags: u32,
     ntok: usize,
     /// The last three words, as keywords.
@@ -127,6 +129,7 @@ impl Stmt {
     fn new() -> Self {
         Stmt {
             kind: Kind::Empty,
+            first: Kw::Other,
             flags: 0,
             ntok: 0,
             prev: [Kw::Other; 3],
@@ -138,6 +141,7 @@ impl Stmt {
     fn word(&mut self, w: Kw, next_is_paren: bool) {
         if self.ntok == 0 {
             self.kind = kind_of_first(w);
+            self.first = w;
             self.set_target = self.kind == Kind::SetSession;
             match w {
                 Kw::Call => self.flags |= flag::CALL,
@@ -164,7 +168,12 @@ impl Stmt {
             }
         }
         let for_lock = p1 == Kw::For && matches!(w, Kw::Update | Kw::Share);
-        if for_lock || (p2 == Kw::In && p1 == Kw::Share && w == Kw::Mode) {
+        if self.first == Kw::Flush
+            && ((p2, p1, w) == (Kw::With, Kw::Read, Kw::Lock) || (p1, w) == (Kw::For, Kw::Export))
+        {
+            // a global read lock, or tables locked for export, stays with the connection
+            self.flags |= flag::PIN;
+        } else if for_lock || (p2 == Kw::In && p1 == Kw::Share && w == Kw::Mode) {
             self.flags |= flag::LOCKING;
         } else if p1 == Kw::Value && w == Kw::For {
             self.flags |= flag::SESSION_FN; // NEXT / PREVIOUS VALUE FOR seq

@@ -60,6 +60,9 @@ pub enum Kw {
     LastInsertId,
     /// Other functions whose result depends on the session (`FOUND_ROWS()`, `NEXTVAL()`...).
     SessionFn,
+    Flush,
+    Read,
+    Export,
 }
 
 const WORDS: &[(&[u8], Kw)] = &[
@@ -75,10 +78,12 @@ const WORDS: &[(&[u8], Kw)] = &[
     (b"KILL", Kw::Kill),
     (b"LOCK", Kw::Lock),
     (b"MODE", Kw::Mode),
+    (b"READ", Kw::Read),
     (b"SHOW", Kw::Show),
     (b"WITH", Kw::With),
     (b"BEGIN", Kw::Begin),
     (b"COUNT", Kw::Count),
+    (b"FLUSH", Kw::Flush),
     (b"LOCAL", Kw::Local),
     (b"SHARE", Kw::Share),
     (b"START", Kw::Start),
@@ -88,6 +93,7 @@ const WORDS: &[(&[u8], Kw)] = &[
     (b"COMMIT", Kw::Commit),
     (b"CREATE", Kw::Create),
     (b"ERRORS", Kw::Errors),
+    (b"EXPORT", Kw::Export),
     (b"GLOBAL", Kw::Global),
     (b"SELECT", Kw::Select),
     (b"SETVAL", Kw::SessionFn),

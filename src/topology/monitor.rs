@@ -134,13 +134,13 @@ impl Task {
             });
         }
         if m.heartbeat {
-            p.heartbeat_lag_us = self.heartbeat(!p.read_only).await;
+            p.heartbeat_lag_us = self.heartbeat(!p.read_only, m.timeout.0).await;
         }
         Ok(p)
     }
 
     /// Writes the heartbeat on the primary, reads it elsewhere; returns the lag when read.
-    async fn heartbeat(&mut self, writable: bool) -> Option<i64> {
+    async fn heartbeat(&mut self, writable: bool, timeout: std::time::Duration) -> Option<i64> {
         let hb = &self.shared.heartbeat;
         // during a switchover or failover the old primary is being fenced: no writes there
         let holding = self
@@ -165,15 +165,24 @@ impl Task {
                 }
                 self.heartbeat_table_ready = r.is_ok();
             }
+            // a write that waits on a lock (a client's FLUSH TABLES WITH READ LOCK, a backup)
+            // gives up before the probe's time limit: the server is up, only writes wait
+            let bounded = if conn.server_version.contains("MariaDB") {
+                format!(
+                    "SET STATEMENT max_statement_time = {:.3} FOR ",
+                    timeout.as_secs_f64() / 2.0
+                )
+            } else {
+                String::new()
+            };
             if r.is_ok() {
+                // conditional on the server being writable at that instant: the monitor may
+                // bypass read_only (SUPER), and a write after a switchover made the primary
+                // read-only would be a transaction the new primary never gets
                 r = conn
                     .query(&format!(
-                        // conditional on the server being writable at that instant: the
-                        // monitor may bypass read_only (SUPER), and a write after a switchover
-                        // made the primary read-only would be a transaction the new primary
-                        // never gets
-                        "REPLACE INTO sluice.heartbeat (id, ts) SELECT {}, {now} FROM DUAL \
-                         WHERE @@global.read_only = 0",
+                        "{bounded}REPLACE INTO sluice.heartbeat (id, ts) SELECT {}, {now} \
+                         FROM DUAL WHERE @@global.read_only = 0",
                         hb.id
                     ))
                     .await
@@ -201,7 +210,8 @@ impl Task {
             Err(e) => {
                 if let BackendError::Server(s) = &e {
                     // 1146: the table has not replicated yet; anything else is worth a warning
-                    if s.code != 1146 && !self.heartbeat_warned {
+                    // 1969: the write gave up waiting on a lock (see above): no heartbeat now
+                    if s.code != 1146 && s.code != 1969 && !self.heartbeat_warned {
                         self.heartbeat_warned = true;
                         tracing::warn!(backend = %self.shared.topology.backend(self.index).pool.name, error = %s,
                             "heartbeat unavailable; lag falls back to Seconds_Behind (grant the monitor user ALL on sluice.*)");

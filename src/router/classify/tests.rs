@@ -102,12 +102,28 @@ fn flags() {
         ("SHOW WARNINGS", flag::SHOW_WARNINGS),
         ("SET TRANSACTION READ ONLY", flag::PIN),
         ("BACKUP STAGE START", flag::PIN),
+        ("BACKUP LOCK t", flag::PIN),
+        ("FLUSH TABLES WITH READ LOCK", flag::PIN),
+        ("flush tables t1, t2 with read lock", flag::PIN),
+        ("FLUSH TABLES t FOR EXPORT", flag::PIN),
         ("HANDLER t OPEN", flag::PIN),
         ("CALL p(1)", flag::CALL),
     ];
     for (sql, want) in cases {
         let got = c(sql).flags;
         assert_eq!(got & want, *want, "{sql}: flags {got:#x}");
+    }
+}
+
+#[test]
+fn flushes_that_take_no_lock_do_not_pin() {
+    for sql in [
+        "FLUSH TABLES",
+        "FLUSH LOGS",
+        "FLUSH TABLES t",
+        "FLUSH PRIVILEGES",
+    ] {
+        assert_eq!(c(sql).flags & flag::PIN, 0, "{sql}");
     }
 }
 
