@@ -385,3 +385,87 @@ async fn rows_with_id(c: &mut mysql_async::Conn, id: i32) -> i64 {
         .unwrap()
         .unwrap()
 }
+
+/// Lets this process open a few thousand sockets (clients and Sluice share it).
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit on this process with a valid struct
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_clients_with_autocommit_off_hold_no_backend_connection() {
+    raise_fd_limit();
+    const CLIENTS: usize = 1000;
+    let db = database("iso_idle_ac").await;
+    topology()
+        .sql(0, "CREATE TABLE iso_idle_ac.t (id INT PRIMARY KEY, n INT)")
+        .await
+        .unwrap();
+    caught_up().await;
+    let mut cfg = config();
+    cfg.pool.max_connections_per_backend = 100;
+    cfg.listen.max_client_connections = CLIENTS + 100;
+    let p = proxy(cfg).await;
+    // as PyMySQL and mysqlclient connect (PEP 249): autocommit off, then one transaction
+    let mut clients = Vec::new();
+    for batch in 0..CLIENTS / 50 {
+        let mut opened = tokio::task::JoinSet::new();
+        for k in 0..50 {
+            let o = opts(&p, Some(&db));
+            opened.spawn(async move {
+                let id = batch * 50 + k;
+                let mut c = mysql_async::Conn::new(o).await.unwrap();
+                c.query_drop("SET autocommit = 0").await.unwrap();
+                c.query_drop(format!("INSERT INTO t VALUES ({id}, 0)"))
+                    .await
+                    .unwrap();
+                c.query_drop("COMMIT").await.unwrap();
+                (id, c)
+            });
+        }
+        clients.extend(opened.join_all().await);
+    }
+    let mut idle = Vec::new();
+    // all connected at once and idle between transactions: nothing held
+    let primary = &p.shared.topology.backends()[0].pool;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while primary.busy.load(Ordering::Relaxed) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        primary.busy.load(Ordering::Relaxed),
+        0,
+        "idle clients hold connections"
+    );
+    assert!(primary.open_count() <= 100);
+    // and every one is usable, its autocommit still off
+    while !clients.is_empty() {
+        let mut used = tokio::task::JoinSet::new();
+        for (id, mut c) in clients.drain(..clients.len().min(100)) {
+            used.spawn(async move {
+                let ac: i64 = c.query_first("SELECT @@autocommit").await.unwrap().unwrap();
+                assert_eq!(ac, 0, "autocommit stays off for the client");
+                c.query_drop(format!("UPDATE t SET n = 1 WHERE id = {id}"))
+                    .await
+                    .unwrap();
+                c.query_drop("COMMIT").await.unwrap();
+                c
+            });
+        }
+        // kept open until the end: all connected at once
+        idle.extend(used.join_all().await);
+    }
+    let done = column(0, "SELECT COUNT(*) FROM iso_idle_ac.t WHERE n = 1").await;
+    assert_eq!(done, vec![Some(CLIENTS.to_string())]);
+}

@@ -4,6 +4,7 @@
 use super::Session;
 use crate::backend::BackendError;
 use crate::pool::Lease;
+use crate::protocol::status;
 use crate::router::flag;
 use std::sync::Arc;
 
@@ -38,6 +39,14 @@ impl Session {
         for v in &st.vars[lease.state.vars.len()..] {
             lease.exec(v).await?;
             lease.state.vars.push(v.clone());
+        }
+        // autocommit follows the client (pooled connections come back with it on)
+        let lease_off = lease.status & status::AUTOCOMMIT == 0;
+        if lease_off != st.autocommit_off() {
+            let on = if st.autocommit_off() { 0 } else { 1 };
+            lease.exec(&format!("SET autocommit = {on}")).await?;
+            lease.status ^= status::AUTOCOMMIT;
+            lease.dirty |= st.autocommit_off();
         }
         if lease.state.multi_statements != Some(st.multi_statements) {
             lease.set_multi_statements(st.multi_statements).await?;

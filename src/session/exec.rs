@@ -315,8 +315,7 @@ impl Session {
     /// reruns the transaction on the new primary: `Ok(true)` when the statement may run
     /// again. Otherwise whatever lived on the connection is gone.
     async fn after_loss(&mut self, target: Target, intent: &Intent) -> Result<bool, Fatal> {
-        let replay =
-            target == Target::Primary && self.state.in_transaction() && self.can_replay(intent);
+        let replay = target == Target::Primary && self.state.tx_open() && self.can_replay(intent);
         self.lost_primary_if(target);
         if !replay {
             return Ok(false);
@@ -372,14 +371,15 @@ impl Session {
             tracing::warn!(parent: &self.span,
                 "primary connection lost; transaction and connection-bound state discarded"
             );
-            if self.state.in_transaction() {
+            if self.state.tx_open() {
                 self.tx_lost = true;
             }
             self.state.pins = 0;
             self.state.user_vars = false;
             self.handle.set_primary_tx(None);
             self.count_pinned();
-            self.state.status = crate::protocol::status::AUTOCOMMIT;
+            // no transaction any more; the client's autocommit setting stays
+            self.state.status &= crate::protocol::status::AUTOCOMMIT;
         }
     }
 
@@ -504,7 +504,7 @@ impl Session {
         }
         let is_primary = idx == self.shared.topology.primary();
         self.warnings_on_primary = false;
-        let in_tx = is_primary && self.state.holds_primary() && self.state.in_transaction();
+        let in_tx = is_primary && self.state.tx_open();
         self.handle
             .set_primary_tx(in_tx.then_some((idx, lease.thread_id)));
         if is_primary && self.state.holds_primary() {

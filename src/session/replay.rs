@@ -166,7 +166,7 @@ impl Session {
             return;
         };
         let shared = self.shared.clone();
-        if !self.state.in_transaction() || !self.can_replay(intent) {
+        if !self.state.tx_open() || !self.can_replay(intent) {
             return;
         }
         // a switchover lets open transactions run on the old primary while it drains

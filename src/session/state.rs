@@ -46,13 +46,27 @@ impl SessionState {
         }
     }
 
+    /// A transaction is open, or autocommit is off (the next statement opens one): what
+    /// routing goes by.
     pub fn in_transaction(&self) -> bool {
-        self.status & status::IN_TRANS != 0 || self.status & status::AUTOCOMMIT == 0
+        self.tx_open() || self.autocommit_off()
     }
 
-    /// Whether the session must keep its primary connection between statements.
+    /// A transaction is open on the session's primary connection (the server says so).
+    pub fn tx_open(&self) -> bool {
+        self.status & status::IN_TRANS != 0
+    }
+
+    /// The client turned autocommit off (every connection it uses is aligned to that).
+    pub fn autocommit_off(&self) -> bool {
+        self.status & status::AUTOCOMMIT == 0
+    }
+
+    /// Whether the session must keep its primary connection between statements: with
+    /// autocommit off only while a transaction is open, as a direct client's connection
+    /// holds nothing between a COMMIT and its next statement.
     pub fn holds_primary(&self) -> bool {
-        self.in_transaction() || self.pins != 0 || self.user_vars
+        self.tx_open() || self.pins != 0 || self.user_vars
     }
 }
 
