@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Every route reason, in `Reason::index` order (metric label values).
-pub const REASONS: [Reason; 9] = [
+pub const REASONS: [Reason; 10] = [
     Reason::Read,
     Reason::Write,
     Reason::Transaction,
@@ -21,6 +21,7 @@ pub const REASONS: [Reason; 9] = [
     Reason::Pinned,
     Reason::Local,
     Reason::Fallback,
+    Reason::ServerState,
 ];
 
 /// Handles for one backend, resolved once.

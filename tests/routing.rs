@@ -464,3 +464,86 @@ async fn pin_metrics_say_why_sessions_keep_a_connection() {
     }
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_state_reads_go_where_the_state_lives() {
+    let db = database("route_srv").await;
+    topology()
+        .sql(0, "CREATE TABLE route_srv.t (a INT)")
+        .await
+        .unwrap();
+    caught_up().await;
+    let p = proxy(config()).await;
+    let mut c = client(&p, Some(&db)).await;
+    for _ in 0..20 {
+        // the primary's values, not the replica's that happens to run it
+        assert_eq!(
+            server_id(&mut c, "SELECT @@global.server_id").await,
+            PRIMARY
+        );
+        let row: (String, u32) = c
+            .query_first("SHOW GLOBAL VARIABLES LIKE 'server_id'")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.1, PRIMARY);
+        // an unqualified variable answers for the server that runs the read
+        assert_ne!(server_id(&mut c, "SELECT @@server_id").await, PRIMARY);
+    }
+    let primary_state = column(0, "SELECT @@global.gtid_binlog_state").await;
+    let through: Option<String> = c
+        .query_first("SELECT @@global.gtid_binlog_state")
+        .await
+        .unwrap();
+    assert_eq!(Some(through), primary_state.into_iter().next());
+    // EXPLAIN of a write: a read-only replica refuses it (ERR 1290)
+    c.query_drop("EXPLAIN UPDATE t SET a = 1").await.unwrap();
+    c.query_drop("EXPLAIN DELETE FROM t WHERE a = 2")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnostics_answer_about_the_clients_own_previous_statement() {
+    let db = database("route_diag").await;
+    topology()
+        .sql(
+            0,
+            "CREATE TABLE route_diag.t (a INT); INSERT INTO route_diag.t VALUES (1)",
+        )
+        .await
+        .unwrap();
+    caught_up().await;
+    let p = proxy(config()).await;
+    let mut c = client(&p, Some(&db)).await;
+    for _ in 0..10 {
+        // after an error, SHOW WARNINGS / SHOW ERRORS show it
+        assert!(c.query_drop("SELECT * FROM no_such_table").await.is_err());
+        let warnings: Vec<(String, u32, String)> = c.query("SHOW WARNINGS").await.unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].1, 1146, "{warnings:?}");
+        assert!(c.query_drop("SELECT * FROM no_such_table").await.is_err());
+        let errors: Vec<(String, u32, String)> = c.query("SHOW ERRORS").await.unwrap();
+        assert_eq!(errors.first().map(|e| e.1), Some(1146), "{errors:?}");
+    }
+    // the profile and the optimizer trace of the client's own statement
+    c.query_drop("SET profiling = 1").await.unwrap();
+    c.query_drop("SET optimizer_trace = 'enabled=on'")
+        .await
+        .unwrap();
+    for n in 0..10 {
+        let marker = format!("SELECT a, {n} AS diag_marker FROM t WHERE a = 1");
+        c.query_drop(&marker).await.unwrap();
+        let trace: Option<String> = c
+            .query_first("SELECT query FROM information_schema.OPTIMIZER_TRACE")
+            .await
+            .unwrap();
+        assert_eq!(trace.as_deref(), Some(marker.as_str()));
+        c.query_drop(&marker).await.unwrap();
+        let profiles: Vec<(u32, f64, String)> = c.query("SHOW PROFILES").await.unwrap();
+        assert!(
+            profiles.last().is_some_and(|p| p.2 == marker),
+            "{profiles:?}"
+        );
+    }
+}

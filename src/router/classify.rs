@@ -50,6 +50,9 @@ pub mod flag {
     pub const HINT_REPLICA: u32 = 1 << 13;
     pub const AUTOCOMMIT: u32 = 1 << 14;
     pub const LAST_INSERT_ID: u32 = 1 << 15;
+    /// A diagnostic about the session's previous statement (`SHOW WARNINGS` / `ERRORS`,
+    /// session status counters, profiles, the optimizer trace): answered by the connection
+    /// that ran it.
     pub const SHOW_WARNINGS: u32 = 1 << 16;
     /// SET TRANSACTION (next transaction's characteristics) or a multi-statement with
     /// session effects: pin the session to one primary connection.
@@ -61,6 +64,10 @@ pub mod flag {
     pub const NEEDS_SESSION: u32 = SESSION_FN | USER_VAR | ASSIGNS_USER_VAR | INTO;
     /// CALL: a stored procedure may leave any session state behind.
     pub const CALL: u32 = 1 << 18;
+    /// A read of server state a replica would answer differently: global variables,
+    /// `mysql.*`, `performance_schema`, `sys`, `information_schema` views of server state,
+    /// `SHOW` of anything but schema objects, `EXPLAIN` of a write.
+    pub const SERVER_STATE: u32 = 1 << 19;
     /// Flags of statements that may leave connection-bound state only a reset clears: the
     /// backend connection is reset before another client gets it.
     pub const LEAVES_STATE: u32 = HARD_PIN | USER_VAR | ASSIGNS_USER_VAR | AUTOCOMMIT | CALL;
@@ -117,6 +124,8 @@ struct Stmt {
     kind: Kind,
     /// The first word, as a keyword.
     first: Kw,
+    /// The previous word was `information_schema` followed by a dot.
+    info_schema: bool,
     flags: u32,
     ntok: usize,
     /// The last three words, as keywords.
@@ -130,6 +139,7 @@ impl Stmt {
         Stmt {
             kind: Kind::Empty,
             first: Kw::Other,
+            info_schema: false,
             flags: 0,
             ntok: 0,
             prev: [Kw::Other; 3],
@@ -154,6 +164,23 @@ impl Stmt {
             self.phrase(w, next_is_paren);
         }
         self.prev = [self.prev[1], self.prev[2], w];
+    }
+
+    /// What the words themselves say about server state (`server_state`).
+    fn raw_word(&mut self, w: &[u8], dot_follows: bool) {
+        if std::mem::take(&mut self.info_schema) {
+            self.flags |= super::server_state::info_schema_table(w);
+        }
+        if dot_follows {
+            match super::server_state::schema(w) {
+                Some(true) => self.info_schema = true,
+                Some(false) => self.flags |= flag::SERVER_STATE,
+                None => {}
+            }
+        }
+        if self.ntok > 0 && self.ntok <= 5 {
+            self.flags |= super::server_state::after_first(self.first, self.ntok, w);
+        }
     }
 
     fn phrase(&mut self, w: Kw, next_is_paren: bool) {
@@ -230,6 +257,10 @@ impl Stmt {
     }
 
     fn sysvar(&mut self, name: &[u8]) {
+        if name.len() > 7 && name[..7].eq_ignore_ascii_case(b"global.") {
+            // the primary's value (an unqualified @@x answers for the server that runs it)
+            self.flags |= flag::SERVER_STATE;
+        }
         if matches!(self.kind, Kind::SetSession | Kind::SetOther)
             && self.set_target
             && self.depth == 0
@@ -320,6 +351,8 @@ pub fn classify(sql: &[u8]) -> Intent {
         match tok {
             Tok::Word(w) => {
                 digest.add(w);
+                let dot = matches!(pending, Some(Tok::Punct(b'.')));
+                st.raw_word(w, dot);
                 st.word(keyword(w), matches!(pending, Some(Tok::Punct(b'('))));
             }
             Tok::Literal => digest.add(b"?"),

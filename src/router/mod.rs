@@ -4,6 +4,7 @@ pub mod classify;
 mod keyword;
 mod lexer;
 pub mod policy;
+mod server_state;
 mod shape;
 
 pub use classify::{classify, flag, Intent, Kind};

@@ -23,6 +23,8 @@ pub enum Reason {
     Local,
     /// A read that went to the primary because no replica could take it.
     Fallback,
+    /// A read of server state (see `router::server_state`).
+    ServerState,
 }
 
 impl Reason {
@@ -37,6 +39,7 @@ impl Reason {
             Reason::Pinned => "pinned",
             Reason::Local => "local",
             Reason::Fallback => "fallback",
+            Reason::ServerState => "server_state",
         }
     }
 
@@ -79,6 +82,8 @@ pub fn route(intent: &Intent, s: &SessionView) -> (Target, Reason) {
                 (Primary, Reason::Session)
             } else if intent.has(flag::HINT_REPLICA) {
                 (Replica, Reason::Hint)
+            } else if intent.has(flag::SERVER_STATE) {
+                (Primary, Reason::ServerState)
             } else {
                 (Replica, Reason::Read)
             }

@@ -69,6 +69,22 @@ impl Session {
         }
     }
 
+    /// The session's connection to the backend that ran its previous statement, if it is
+    /// still parked for the session (nobody else used it since).
+    fn parked_last(&self) -> Option<(usize, Lease)> {
+        let idx = self.last_ran?;
+        if self.primary.is_some() && idx == self.shared.topology.primary() {
+            return None; // the session's own primary connection serves it (`acquire`)
+        }
+        let key = (
+            BackendPool::slot(self.login.user_index, self.flavour),
+            self.handle.id,
+        );
+        let backends = self.shared.topology.backends();
+        let lease = backends.get(idx)?.pool.take_parked(key)?;
+        Some((idx, lease))
+    }
+
     pub(super) async fn checkout(&self, backend: usize) -> Result<Lease, SqlError> {
         let key = (
             BackendPool::slot(self.login.user_index, self.flavour),
@@ -166,11 +182,17 @@ impl Session {
         }
         let replay_on = self.replay_on(target);
         for attempt in 0..3 {
-            // SHOW WARNINGS goes where the previous statement ran: a replica connection kept
-            // for it (`held`), else the session's primary connection (see `query`)
-            let use_held = intent.has(flag::SHOW_WARNINGS);
+            // a diagnostic (SHOW WARNINGS, session status, ...) goes where the previous
+            // statement ran: a connection kept for it (`held`: it had warnings or failed), the
+            // session's primary connection (see `query`), or the session's connection still
+            // parked on the backend that ran it
+            let use_held = intent.has(flag::SHOW_WARNINGS) && !intent.has(flag::SERVER_STATE);
             let acquired = match held.take() {
                 Some(h) if use_held => Ok(h),
+                _ if use_held && attempt == 0 => match self.parked_last() {
+                    Some(p) => Ok(p),
+                    None => self.acquire(target, intent, skip).await,
+                },
                 _ => self.acquire(target, intent, skip).await,
             };
             let (idx, mut lease) = match acquired {
@@ -504,13 +526,14 @@ impl Session {
         }
         let is_primary = idx == self.shared.topology.primary();
         self.warnings_on_primary = false;
+        self.last_ran = Some(idx);
         let in_tx = is_primary && self.state.tx_open();
         self.handle
             .set_primary_tx(in_tx.then_some((idx, lease.thread_id)));
         if is_primary && self.state.holds_primary() {
-            self.warnings_on_primary = o.warnings > 0;
+            self.warnings_on_primary = o.warnings > 0 || o.err.is_some();
             self.primary = Some((idx, lease));
-        } else if o.warnings > 0 {
+        } else if o.warnings > 0 || o.err.is_some() {
             self.held = Some((idx, lease));
         }
     }

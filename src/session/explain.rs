@@ -8,7 +8,7 @@ use crate::protocol::{lenenc, reply};
 use crate::router::{flag, Target};
 use crate::shared::Shared;
 
-const FLAG_NAMES: [(u32, &str); 17] = [
+const FLAG_NAMES: [(u32, &str); 19] = [
     (flag::LOCKING, "locking read"),
     (flag::INTO, "INTO"),
     (flag::SESSION_FN, "session function"),
@@ -26,6 +26,8 @@ const FLAG_NAMES: [(u32, &str); 17] = [
     (flag::AUTOCOMMIT, "sets autocommit"),
     (flag::LAST_INSERT_ID, "LAST_INSERT_ID()"),
     (flag::PIN, "pins the session"),
+    (flag::SERVER_STATE, "reads server state"),
+    (flag::SHOW_WARNINGS, "about the previous statement"),
 ];
 
 /// The statement after `EXPLAIN ROUTE`, if `sql` is one.

@@ -57,6 +57,8 @@ pub struct Session {
     held: Option<(usize, Lease)>,
     /// The previous statement left warnings on the session's primary connection.
     warnings_on_primary: bool,
+    /// The backend that ran the session's previous statement (diagnostics go there).
+    last_ran: Option<usize>,
     /// The client's address (account host patterns, COM_CHANGE_USER).
     peer_host: String,
     stmts: HashMap<u32, Prepared>,
@@ -133,6 +135,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         primary: None,
         held: None,
         warnings_on_primary: false,
+        last_ran: None,
         peer_host: peer.clone(),
         stmts: HashMap::new(),
         next_stmt_id: 1,
@@ -344,7 +347,10 @@ impl Session {
             _ => exec::OnOk::Nothing,
         };
         let mut route = crate::router::route(&intent, &self.view());
-        if intent.has(crate::router::flag::SHOW_WARNINGS) && self.warnings_on_primary {
+        if intent.has(crate::router::flag::SHOW_WARNINGS)
+            && !intent.has(crate::router::flag::SERVER_STATE)
+            && self.warnings_on_primary
+        {
             route = (Target::Primary, Reason::Session);
         }
         self.execute(packet, Expect::ResultSets, route, &intent, on_ok)

@@ -116,6 +116,97 @@ fn flags() {
 }
 
 #[test]
+fn server_state_reads() {
+    use crate::router::policy::{route, SessionView, Target};
+    let free = SessionView::default();
+    for sql in [
+        "SELECT @@global.gtid_binlog_state",
+        "SELECT @@GLOBAL.read_only, 1",
+        "SELECT * FROM mysql.servers",
+        "SELECT host FROM `mysql`.`user`",
+        "SELECT status FROM information_schema.events WHERE event_name = 'e'",
+        "SELECT * FROM information_schema.PROCESSLIST",
+        "SELECT * FROM INFORMATION_SCHEMA.user_privileges",
+        "SELECT * FROM performance_schema.threads",
+        "SELECT * FROM sys.session",
+        "SHOW PROCESSLIST",
+        "SHOW FULL PROCESSLIST",
+        "SHOW GLOBAL STATUS LIKE 'Com_select'",
+        "SHOW GLOBAL VARIABLES LIKE 'read_only'",
+        "SHOW GRANTS",
+        "SHOW EVENTS",
+        "SHOW CREATE EVENT e",
+        "SHOW CREATE USER app",
+        "SHOW MASTER STATUS",
+        "SHOW SLAVE STATUS",
+        "SHOW BINLOG EVENTS",
+        "SHOW ENGINE INNODB STATUS",
+        "EXPLAIN UPDATE t SET a = 1",
+        "EXPLAIN EXTENDED DELETE FROM t",
+        "DESCRIBE INSERT INTO t VALUES (1)",
+        "EXPLAIN FORMAT=JSON UPDATE t SET a = 1",
+    ] {
+        let i = c(sql);
+        assert!(i.has(flag::SERVER_STATE), "{sql}: flags {:#x}", i.flags);
+        assert_eq!(route(&i, &free).0, Target::Primary, "{sql}");
+    }
+    // a hint still sends it to a replica
+    let hinted = c("/* sluice:replica */ SELECT @@global.read_only");
+    assert_eq!(route(&hinted, &free).0, Target::Replica);
+}
+
+#[test]
+fn schema_reads_and_unqualified_variables_stay_reads() {
+    for sql in [
+        "SELECT @@server_id",
+        "SELECT @@session.sql_mode",
+        "SELECT * FROM information_schema.tables WHERE table_schema = 'd'",
+        "SELECT column_name FROM information_schema.COLUMNS",
+        "SHOW TABLES",
+        "SHOW FULL TABLES",
+        "SHOW COLUMNS FROM t",
+        "SHOW CREATE TABLE t",
+        "SHOW INDEX FROM t",
+        "SHOW DATABASES",
+        "SHOW TABLE STATUS",
+        "SHOW VARIABLES LIKE 'server_id'",
+        "SHOW SESSION VARIABLES LIKE 'sql_mode'",
+        "SHOW COLLATION",
+        "EXPLAIN SELECT * FROM t WHERE update_time > 0",
+        "DESCRIBE t",
+        "SELECT * FROM mysqlx.t",
+        "SELECT t.mysql FROM t",
+    ] {
+        let i = c(sql);
+        assert_eq!(
+            i.flags & flag::SERVER_STATE,
+            0,
+            "{sql}: flags {:#x}",
+            i.flags
+        );
+    }
+}
+
+#[test]
+fn diagnostics_about_the_previous_statement() {
+    for sql in [
+        "SHOW WARNINGS",
+        "SHOW ERRORS",
+        "SHOW COUNT(*) WARNINGS",
+        "SHOW STATUS LIKE 'Handler_read%'",
+        "SHOW SESSION STATUS",
+        "SHOW PROFILES",
+        "SHOW PROFILE FOR QUERY 1",
+        "SELECT * FROM information_schema.OPTIMIZER_TRACE",
+        "SELECT * FROM information_schema.profiling",
+    ] {
+        let i = c(sql);
+        assert!(i.has(flag::SHOW_WARNINGS), "{sql}: flags {:#x}", i.flags);
+        assert_eq!(i.flags & flag::SERVER_STATE, 0, "{sql}");
+    }
+}
+
+#[test]
 fn flushes_that_take_no_lock_do_not_pin() {
     for sql in [
         "FLUSH TABLES",
