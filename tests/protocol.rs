@@ -283,3 +283,19 @@ async fn server_side_cursor_fetch() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_user_to_an_unknown_user_is_refused_with_1045_and_the_session_goes_on() {
+    let p = proxy(config()).await;
+    let mut c = client(&p, None).await;
+    let opts = mysql_async::ChangeUserOpts::default()
+        .with_user(Some("nobody_here".into()))
+        .with_pass(Some("wrong".into()));
+    match c.change_user(opts).await {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1045, "{e}"),
+        other => panic!("expected ERR 1045, got {other:?}"),
+    }
+    // still logged in as before, like a server keeps the previous user
+    let user: Option<String> = c.query_first("SELECT CURRENT_USER()").await.unwrap();
+    assert!(user.unwrap_or_default().starts_with("app@"));
+}

@@ -179,6 +179,8 @@ pub struct Login {
 pub enum HandshakeError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The client was refused and sent this ERR (except `TooLarge`: a packet over the limit,
+    /// answered by closing the connection).
     #[error("{0}")]
     Rejected(SqlError),
 }
@@ -218,6 +220,14 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
         Ok(())
     }
 
+    /// Sluice's RSA key could not be made or used: the client is refused (and told).
+    async fn key_unavailable(&mut self, seq: &mut u8, e: String) -> HandshakeError {
+        tracing::error!(error = %e, "caching_sha2_password key exchange");
+        let refused = SqlError::new(1045, "28000", "Sluice: RSA key unavailable");
+        self.reject(seq, refused).await
+    }
+
+    /// Sends the client `e` and returns it as the handshake's outcome.
     async fn reject(&mut self, seq: &mut u8, e: SqlError) -> HandshakeError {
         if let Some(f) = self.on_reject {
             f(&e);
@@ -419,22 +429,17 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
             .read_logical(&mut buf, 1 << 16)
             .await?
             .wrapping_add(1);
-        let internal = |e: String| {
-            tracing::error!(error = %e, "caching_sha2_password key exchange");
-            HandshakeError::Rejected(SqlError::new(1045, "28000", "Sluice: RSA key unavailable"))
-        };
         let mut plain = if self.tls {
             buf
         } else {
             if buf == [0x02] {
                 // the client asks for the public key
                 let mut out = vec![0x01];
-                out.extend_from_slice(
-                    super::rsa_key::public_pem()
-                        .await
-                        .map_err(internal)?
-                        .as_bytes(),
-                );
+                let pem = match super::rsa_key::public_pem().await {
+                    Ok(pem) => pem,
+                    Err(e) => return Err(self.key_unavailable(seq, e).await),
+                };
+                out.extend_from_slice(pem.as_bytes());
                 self.send(seq, &out).await?;
                 *seq = self
                     .r
@@ -442,7 +447,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
                     .await?
                     .wrapping_add(1);
             }
-            let Some(mut p) = super::rsa_key::decrypt(&buf).await.map_err(internal)? else {
+            let decrypted = match super::rsa_key::decrypt(&buf).await {
+                Ok(d) => d,
+                Err(e) => return Err(self.key_unavailable(seq, e).await),
+            };
+            let Some(mut p) = decrypted else {
                 return Ok(None);
             };
             for (i, b) in p.iter_mut().enumerate() {

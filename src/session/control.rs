@@ -172,6 +172,12 @@ impl Session {
                     .store(self.login.user_index, std::sync::atomic::Ordering::Relaxed);
                 self.send_ok().await
             }
+            // as a server does: the client was sent the ERR (1045 for an unknown user or a
+            // wrong password) and stays logged in as before
+            Err(HandshakeError::Rejected(e)) if e.code != 1153 => {
+                tracing::info!(parent: &self.span, error = %e, "COM_CHANGE_USER refused");
+                Ok(())
+            }
             Err(HandshakeError::Rejected(_)) => Err(Fatal),
             Err(HandshakeError::Io(_)) => Err(Fatal),
         }
