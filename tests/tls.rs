@@ -88,6 +88,10 @@ async fn require_secure_transport_refuses_plain_clients() {
     let p = proxy(cfg).await;
     let (ok, out) = cli(&p, &["--skip-ssl"], "SELECT 1").await;
     assert!(!ok && out.contains("3159"), "{out}");
+    // refused before the password is judged: a wrong one gets the same answer, so an
+    // eavesdropped plain login tells nothing about the password
+    let (ok, out) = cli_as(&p, "app", "wrong", &["--skip-ssl"], "SELECT 1").await;
+    assert!(!ok && out.contains("3159"), "{out}");
     let ca = topology().dir.join("tls").join("ca.pem");
     let args = verified(ca.to_str().unwrap(), "TLSv1.3");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

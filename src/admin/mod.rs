@@ -103,6 +103,15 @@ pub fn token(shared: &Shared) -> Option<String> {
         .or_else(|| shared.config.load().admin.token.clone())
 }
 
+/// The credentials of an `Authorization: Bearer <token>` header; the scheme name is
+/// case-insensitive (RFC 7235), one or more spaces follow it.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim_start())
+}
+
 /// Whether a POST may proceed: the right bearer token, or no token configured and a loopback
 /// peer.
 fn authorize(
@@ -124,7 +133,7 @@ fn authorize(
     let given = headers
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().strip_prefix("Bearer "))
+        .and_then(bearer)
         .unwrap_or("");
     if token_matches(given, token) {
         Ok(())
@@ -354,6 +363,13 @@ mod tests {
             "401 Unauthorized"
         );
         assert_eq!(code(t, "10.1.2.3:5000", Some("Bearer s3cret")), "ok");
+        // the scheme is case-insensitive (RFC 7235)
+        assert_eq!(code(t, "10.1.2.3:5000", Some("bearer s3cret")), "ok");
+        assert_eq!(code(t, "10.1.2.3:5000", Some("BEARER  s3cret")), "ok");
+        assert_eq!(
+            code(t, "10.1.2.3:5000", Some("Basic s3cret")),
+            "401 Unauthorized"
+        );
         assert!(token_matches("abc", "abc") && !token_matches("abd", "abc"));
     }
 }

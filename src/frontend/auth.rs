@@ -175,6 +175,16 @@ pub struct Login {
     pub nonce: [u8; 20],
 }
 
+/// ERR 3159 for a plain-TCP client that must use TLS.
+pub fn insecure_transport() -> SqlError {
+    SqlError::new(
+        3159,
+        "HY000",
+        "Connections using insecure transport are prohibited (Sluice [tls] \
+         require_secure_transport or the user's require_tls); connect with SSL",
+    )
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
     #[error("{0}")]
@@ -211,6 +221,10 @@ pub struct Handshake<'a, R, W: AsyncWrite> {
     /// Called with a refusal before the client is told of it (failed-login accounting must
     /// be done by the time the client can try again).
     pub on_reject: Option<&'a (dyn Fn(&SqlError) + Send + Sync)>,
+    /// Whether a user must use TLS (`require_secure_transport`, `[[users]] require_tls`):
+    /// a plain-TCP client is refused before its password is judged, so the answer tells an
+    /// eavesdropper nothing about the password.
+    pub requires_tls: Option<&'a (dyn Fn(&str) -> bool + Send + Sync)>,
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
@@ -303,6 +317,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
             .map(|p| p.as_bytes().to_vec())
             .unwrap_or(NATIVE.to_vec());
         let data = resp.scramble_buf().to_vec();
+        if !self.tls && self.requires_tls.is_some_and(|f| f(&user)) {
+            return Err(self.reject(&mut seq, insecure_transport()).await);
+        }
         let login = Login {
             user_index: 0,
             password: String::new(),
@@ -515,6 +532,7 @@ mod handshake_tests {
         let server = tokio::spawn(async move {
             let (mut r, mut w) = (PacketReader::new(sr), PacketWriter::new(sw));
             let hs = Handshake {
+                requires_tls: None,
                 r: &mut r,
                 w: &mut w,
                 users: &users,

@@ -80,7 +80,9 @@ pub async fn accept(
     }
     let cfg = shared.config.load();
     let tls = client.is_tls();
+    let requires_tls = |user: &str| tls_required(&cfg, user);
     let hs = Handshake {
+        requires_tls: Some(&requires_tls),
         r: &mut client.r,
         w: &mut client.w,
         users: &cfg.users,
@@ -91,22 +93,11 @@ pub async fn accept(
         tls,
         on_reject: Some(on_reject),
     };
-    let (login, mut seq) = hs.login(nonce, &buf, seq.wrapping_add(1)).await?;
-    if !client.is_tls() && tls_required(&cfg, &login.user) {
-        let e = SqlError::new(
-            3159,
-            "HY000",
-            "Connections using insecure transport are prohibited (Sluice [tls] \
-             require_secure_transport or the user's require_tls); connect with SSL",
-        );
-        let _ = client.w.write_packet(&mut seq, &e.to_packet()).await;
-        let _ = client.w.flush().await;
-        return Err(HandshakeError::Rejected(e));
-    }
+    let (login, seq) = hs.login(nonce, &buf, seq.wrapping_add(1)).await?;
     Ok((login, seq, client))
 }
 
-fn tls_required(cfg: &crate::config::Config, user: &str) -> bool {
+pub(crate) fn tls_required(cfg: &crate::config::Config, user: &str) -> bool {
     cfg.tls.as_ref().is_some_and(|t| t.require_secure_transport)
         || cfg.users.iter().any(|u| u.name == user && u.require_tls)
 }

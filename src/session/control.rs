@@ -143,7 +143,9 @@ impl Session {
             nonce: self.login.nonce,
         };
         let tls = self.client_r.get_ref().is_tls();
+        let requires_tls = |user: &str| crate::frontend::login::tls_required(&cfg, user);
         let mut hs = Handshake {
+            requires_tls: Some(&requires_tls),
             r: &mut self.client_r,
             w: &mut self.client_w,
             users: &cfg.users,
