@@ -45,6 +45,14 @@ async fn a_stopped_backend_shows_sluices_message_in_the_cli() {
     assert!(out.contains("ERROR 1429"), "{out}");
     assert!(out.contains("Sluice: backend db"), "{out}");
     assert!(!out.contains("malformed"), "{out}");
+    // without a [monitor] nothing probes: readiness still means a reachable primary
+    let (code, body) = admin_get(&p, "/ready").await;
+    assert_eq!(code, 503, "{body}");
+    let mut cfg = config();
+    cfg.monitor = None;
+    let live = proxy(cfg).await;
+    let (code, body) = admin_get(&live, "/ready").await;
+    assert_eq!(code, 200, "{body}");
 }
 
 /// Forwards connections to `to` until `cut` is set: then every connection is reset and new

@@ -189,10 +189,21 @@ fn drain(shared: &Shared, path: &str) -> Reply {
     }
 }
 
-fn ready(shared: &Shared) -> Reply {
+/// Ready when a primary is reachable: healthy by the monitor's probes, or, without a
+/// `[monitor]` (nothing probes), accepting a TCP connection now (within 1 s).
+async fn ready(shared: &Shared) -> Reply {
     let topo = &shared.topology;
     let p = topo.backend(topo.primary());
-    if p.state.load().up && !p.is_removed() {
+    let reachable = if shared.config.load().monitor.is_some() {
+        p.state.load().up
+    } else {
+        let connect = tokio::net::TcpStream::connect(p.pool.address.as_str());
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), connect).await,
+            Ok(Ok(_))
+        )
+    };
+    if reachable && !p.is_removed() {
         (
             "200 OK",
             "text/plain",
@@ -214,7 +225,7 @@ async fn route(shared: &Arc<Shared>, method: &str, path: &str, body: &str, query
         ("POST", "/explain") => digests::explain(shared, body),
         ("GET", "/") => ("200 OK", "text/html; charset=utf-8", page::render(shared)),
         ("GET", "/live") => ("200 OK", "text/plain", "ok\n".into()),
-        ("GET", "/ready") => ready(shared),
+        ("GET", "/ready") => ready(shared).await,
         ("GET", "/config") => ("200 OK", "application/json", config_json(shared)),
         ("POST", "/reload") => {
             let o = crate::reload::from_file(shared, "admin").await;
