@@ -236,8 +236,19 @@ async fn partitioned_instances_never_both_promote() {
     let b = common::proxy(cb).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     t.sb.kill(0);
-    // failover.after = 3 x 300 ms: give both ample time to try
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // both try (failover.after = 3 x 300 ms) and say why they do not promote
+    let _ = wait_for!(
+        "both instances tried to fail over",
+        Duration::from_secs(20),
+        admin_get(&a, "/status")
+            .await
+            .1
+            .contains("configured backends")
+            && admin_get(&b, "/status")
+                .await
+                .1
+                .contains("configured backends")
+    );
     let (fa, fb) = (failovers(&a).await, failovers(&b).await);
     let note = admin_get(&a, "/status").await.1;
     println!("partitioned instances: failovers a={fa} b={fb}");

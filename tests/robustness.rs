@@ -94,6 +94,20 @@ async fn kill_connections_of(i: usize, user: &str) -> usize {
             .sql(i, &format!("KILL {}", row[0].as_deref().unwrap()))
             .await;
     }
+    // the server has ended them (a killed thread takes a moment to exit)
+    for _ in 0..250 {
+        let left = t
+            .sql(
+                i,
+                &format!("SELECT COUNT(*) AS n FROM information_schema.processlist WHERE user = '{user}' AND command = 'Killed'"),
+            )
+            .await
+            .unwrap();
+        if left.get("n") == Some("0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     ids.rows.len()
 }
 
@@ -144,7 +158,6 @@ async fn killed_backend_connections_do_not_kill_the_client_session() {
         + kill_app_connections(2).await
         + kill_app_connections(0).await;
     assert!(killed > 0);
-    tokio::time::sleep(Duration::from_millis(100)).await;
     for _ in 0..20 {
         assert_ne!(server_id(&mut c, "SELECT @@server_id").await, 0);
     }
@@ -429,7 +442,12 @@ async fn a_departed_clients_connection_serves_the_next_client() {
         let mut c = client(&p, None).await;
         c.query_drop("DO 1").await.unwrap();
         c.disconnect().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await; // the session ends
+        // the session has ended (its connection back in the pool)
+        let ended = Instant::now();
+        while p.shared.clients.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            assert!(ended.elapsed() < Duration::from_secs(5), "the session ends");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
     let opened = primary.opened.load(std::sync::atomic::Ordering::Relaxed) - before;
     assert_eq!(
