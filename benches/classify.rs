@@ -30,6 +30,18 @@ fn benches(c: &mut Criterion) {
         b.iter(|| classify(black_box(big.as_bytes())))
     });
     let cl = Classifier::new();
+    // the shape cache, bare and with a 120-byte sqlcommenter tag (ORMs, tracing libraries)
+    let bare = "SELECT c FROM sbtest1 WHERE id = 5012";
+    let tagged = format!(
+        "{bare} /*controller='users',action='show',\
+         traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'*/"
+    );
+    g.bench_function("shape_cache/point_select", |b| {
+        b.iter(|| cl.classify(black_box(bare.as_bytes())))
+    });
+    g.bench_function("shape_cache/point_select_sqlcommenter", |b| {
+        b.iter(|| cl.classify(black_box(tagged.as_bytes())))
+    });
     g.bench_function("parser/cached", |b| {
         b.iter(|| cl.classify(black_box(SLOW.as_bytes())))
     });

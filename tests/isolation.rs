@@ -469,3 +469,35 @@ async fn idle_clients_with_autocommit_off_hold_no_backend_connection() {
     let done = column(0, "SELECT COUNT(*) FROM iso_idle_ac.t WHERE n = 1").await;
     assert_eq!(done, vec![Some(CLIENTS.to_string())]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn savepoints_with_autocommit_off_stay_on_their_connection() {
+    let db = database("iso_savepoint").await;
+    topology()
+        .sql(0, "CREATE TABLE iso_savepoint.t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    caught_up().await;
+    let p = proxy(config()).await;
+    let mut c = client(&p, Some(&db)).await;
+    // as Django's TestCase does: autocommit off, then savepoints around each test
+    c.query_drop("SET autocommit = 0").await.unwrap();
+    for round in 0..5 {
+        // a SAVEPOINT with autocommit off opens no transaction, yet the connection keeps it
+        c.query_drop("SAVEPOINT s1").await.unwrap();
+        c.query_drop(format!("INSERT INTO t VALUES ({round})"))
+            .await
+            .unwrap();
+        c.query_drop("ROLLBACK TO SAVEPOINT s1").await.unwrap();
+        c.query_drop("RELEASE SAVEPOINT s1").await.unwrap();
+        c.query_drop("COMMIT").await.unwrap();
+    }
+    c.query_drop("INSERT INTO t VALUES (100)").await.unwrap();
+    c.query_drop("ROLLBACK").await.unwrap();
+    let n = column(0, "SELECT COUNT(*) FROM iso_savepoint.t").await;
+    assert_eq!(
+        n,
+        vec![Some("0".to_string())],
+        "every insert was rolled back"
+    );
+}

@@ -68,6 +68,8 @@ pub mod flag {
     /// `mysql.*`, `performance_schema`, `sys`, `information_schema` views of server state,
     /// `SHOW` of anything but schema objects, `EXPLAIN` of a write.
     pub const SERVER_STATE: u32 = 1 << 19;
+    /// SAVEPOINT, RELEASE SAVEPOINT, ROLLBACK TO: an `EndTx` that ends no transaction.
+    pub const SAVEPOINT: u32 = 1 << 20;
     /// Flags of statements that may leave connection-bound state only a reset clears: the
     /// backend connection is reset before another client gets it.
     pub const LEAVES_STATE: u32 = HARD_PIN | USER_VAR | ASSIGNS_USER_VAR | AUTOCOMMIT | CALL;
@@ -155,6 +157,7 @@ impl Stmt {
             self.set_target = self.kind == Kind::SetSession;
             match w {
                 Kw::Call => self.flags |= flag::CALL,
+                Kw::Savepoint | Kw::Release => self.flags |= flag::SAVEPOINT,
                 // backup locks and open handlers live on one connection
                 Kw::Backup | Kw::Handler => self.flags |= flag::PIN,
                 _ => {}
@@ -180,6 +183,9 @@ impl Stmt {
         }
         if self.ntok > 0 && self.ntok <= 5 {
             self.flags |= super::server_state::after_first(self.first, self.ntok, w);
+            if self.first == Kw::Rollback && w.eq_ignore_ascii_case(b"TO") {
+                self.flags |= flag::SAVEPOINT;
+            }
         }
     }
 

@@ -141,7 +141,8 @@ impl<'a> Lexer<'a> {
                     self.in_exec_comment = true;
                     continue;
                 }
-                let end = find(rest, b"*/").map(|i| i + 2).unwrap_or(rest.len());
+                // the closing `*/` is searched after the opening `/*` (`/*/` opens only)
+                let end = find(&rest[2..], b"*/").map(|i| i + 4).unwrap_or(rest.len());
                 on_comment(&rest[2..end.saturating_sub(2).max(2)]);
                 self.pos += end;
             } else if self.in_exec_comment && rest.starts_with(b"*/") {

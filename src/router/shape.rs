@@ -5,8 +5,11 @@
 //! `... id=7` share the shape `SELECT c FROM t WHERE id=0`. Replacing a literal by another
 //! literal that ends the same way leaves every other token as it was, so a statement
 //! classifies exactly as its shape does (checked by a property test), and the shape is an
-//! exact key: no hash collision can route one statement as another. Text the replacement
-//! could not keep equal (comments, where hints live; an exponent glued to a word) has no
+//! exact key: no hash collision can route one statement as another. Comments do not change
+//! a classification, so they are left out of the shape (a space in their place): the tags
+//! ORMs and tracing libraries add (`/* controller='users',traceparent='00-...' */`) share
+//! the bare statement's shape. Text the replacement could not keep equal (a comment that
+//! could hold a Sluice hint, an executable comment, an exponent glued to a word) has no
 //! shape and is classified in full each time.
 
 use super::lexer::{is_ident, number_end, quoted_end, run_end};
@@ -93,10 +96,48 @@ fn special(sql: &[u8], i: usize, out: &mut Vec<u8>, copied: &mut usize) -> Optio
                 _ => run_end(sql, at, true),
             }
         }
-        b'#' => return None,
-        b'/' | b'-' if next == Some(if c == b'/' { b'*' } else { b'-' }) => return None,
+        b'#' => line_comment(sql, i, out, copied),
+        b'-' if next == Some(b'-') => {
+            let after = sql.get(i + 2);
+            if !after.is_none_or(|c| c.is_ascii_whitespace() || c.is_ascii_control()) {
+                return None; // `--x`: two minus signs
+            }
+            line_comment(sql, i, out, copied)
+        }
+        b'/' if next == Some(b'*') => block_comment(sql, i, out, copied)?,
         _ => i + 1,
     })
+}
+
+/// A comment from `i` to `end` left out of the shape: a space in its place.
+fn leave_out(sql: &[u8], (i, end): (usize, usize), out: &mut Vec<u8>, copied: &mut usize) -> usize {
+    out.extend_from_slice(&sql[*copied..i]);
+    out.push(b' ');
+    *copied = end;
+    end
+}
+
+/// `#` or `-- ` to the end of the line.
+fn line_comment(sql: &[u8], i: usize, out: &mut Vec<u8>, copied: &mut usize) -> usize {
+    let end = sql[i..]
+        .iter()
+        .position(|&c| c == b'\n')
+        .map_or(sql.len(), |n| i + n + 1);
+    leave_out(sql, (i, end), out, copied)
+}
+
+/// `/* ... */`; `None` for one the lexer reads as code (`/*!`, `/*M!`), one that could hold
+/// a hint, or one never closed.
+fn block_comment(sql: &[u8], i: usize, out: &mut Vec<u8>, copied: &mut usize) -> Option<usize> {
+    let rest = &sql[i..];
+    if rest.get(2) == Some(&b'!') || rest.starts_with(b"/*M!") {
+        return None;
+    }
+    let len = rest.windows(2).skip(2).position(|w| w == b"*/")? + 4;
+    if rest[..len].windows(7).any(|w| w == b"sluice:") {
+        return None;
+    }
+    Some(leave_out(sql, (i, i + len), out, copied))
 }
 
 struct Shapes {
@@ -170,12 +211,42 @@ mod tests {
     }
 
     #[test]
-    fn comments_have_no_shape() {
+    fn comments_are_left_out() {
+        let tagged = "SELECT c FROM t WHERE id=5 /*controller='users',action='show',\
+                      traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'*/";
+        assert_eq!(sh(tagged).as_deref(), Some("SELECT c FROM t WHERE id=0  "));
+        assert_eq!(
+            sh("/* app */ SELECT 1 -- x\nFROM t # y").as_deref(),
+            Some("  SELECT 0  FROM t  ")
+        );
+        assert_eq!(sh("SELECT/**/1").as_deref(), Some("SELECT 0"));
+    }
+
+    #[test]
+    fn a_tagged_statement_routes_and_digests_as_the_bare_one() {
+        let bare = "SELECT c FROM sbtest1 WHERE id=17";
+        let tagged = format!(
+            "{bare} /*action='show',controller='users',framework='django%3A4.2',\
+             traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'*/"
+        );
+        let full = |sql: &[u8]| super::super::classify(sql);
+        assert_eq!(cached(tagged.as_bytes(), full), full(bare.as_bytes()));
+        // served from the shape cache: the bare statement's shape
+        let again = cached(tagged.replace("17", "18").as_bytes(), |_| {
+            unreachable!("cached")
+        });
+        assert_eq!(again, full(bare.as_bytes()));
+    }
+
+    #[test]
+    fn comments_with_hints_or_code_have_no_shape() {
         for s in [
             "/* sluice:primary */ SELECT 1",
-            "SELECT 1 -- x",
-            "SELECT 1 # x",
+            "SELECT 1 /* sluice:replica */",
             "/*!40101 SET NAMES utf8 */",
+            "/*M!100500 SELECT 1 */",
+            "SELECT 1 /* never closed",
+            "SELECT 1 --x",
             "SELECT 1e+5x",
             "SELECT .2e-2e", // the lexer reads `2e-2` then `e`: no `0` can stand for it
         ] {
@@ -227,6 +298,15 @@ mod tests {
         "LAST_INSERT_ID(",
         "WITH ",
         "?",
+        "/* c */",
+        "/*",
+        "*/",
+        "/*!",
+        "/* sluice:primary */",
+        "-- c\n",
+        "--",
+        "# c\n",
+        "#",
     ];
 
     proptest::proptest! {

@@ -398,6 +398,7 @@ impl Session {
             }
             self.state.pins = 0;
             self.state.user_vars = false;
+            self.state.between_tx = true;
             self.handle.set_primary_tx(None);
             self.count_pinned();
             // no transaction any more; the client's autocommit setting stays
@@ -495,6 +496,11 @@ impl Session {
                 self.state.last_insert_id = ok.last_insert_id;
                 lease.state.last_insert_id = ok.last_insert_id;
             }
+        }
+        if o.err.is_none() {
+            let ends_tx = intent.kind == crate::router::Kind::EndTx && !intent.has(flag::SAVEPOINT);
+            self.state.between_tx =
+                !self.state.tx_open() && (ends_tx || intent.has(flag::AUTOCOMMIT));
         }
         let pins_before = (self.state.pins, self.state.user_vars);
         if o.err.is_none() {

@@ -24,6 +24,9 @@ pub struct SessionState {
     pub last_write_gtid: Option<Arc<GtidSet>>,
     /// Replicas confirmed to have applied `last_write_gtid`.
     pub confirmed: crate::topology::set::BackendSet,
+    /// With autocommit off: the last statement was a COMMIT / ROLLBACK (or SET autocommit)
+    /// and no transaction is open, so the connection holds nothing of the session.
+    pub between_tx: bool,
 }
 
 impl SessionState {
@@ -43,6 +46,7 @@ impl SessionState {
             last_write_at: None,
             last_write_gtid: None,
             confirmed: Default::default(),
+            between_tx: true,
         }
     }
 
@@ -62,11 +66,16 @@ impl SessionState {
         self.status & status::AUTOCOMMIT == 0
     }
 
-    /// Whether the session must keep its primary connection between statements: with
-    /// autocommit off only while a transaction is open, as a direct client's connection
-    /// holds nothing between a COMMIT and its next statement.
+    /// Whether the session must keep its primary connection between statements. With
+    /// autocommit off: from its first statement to COMMIT / ROLLBACK, as a direct client's
+    /// connection holds nothing between a COMMIT and its next statement. (Not only while the
+    /// server says a transaction is open: a SAVEPOINT with autocommit off opens none, yet
+    /// the connection keeps it.)
     pub fn holds_primary(&self) -> bool {
-        self.tx_open() || self.pins != 0 || self.user_vars
+        self.tx_open()
+            || (self.autocommit_off() && !self.between_tx)
+            || self.pins != 0
+            || self.user_vars
     }
 }
 
