@@ -126,6 +126,7 @@ impl Proxy {
         tasks.extend(crate::failover::spawn(&shared, &stop_rx));
         tasks.push(spawn_account_refresh(&shared, stop_rx.clone()).await);
         tasks.push(crate::memory::spawn(&shared, stop_rx.clone()));
+        tasks.push(spawn_idle_reaper(&shared, stop_rx.clone()));
         tracing::info!(%addr, %admin_addr, version = %shared.server_version, "sluice is serving");
         Ok(Proxy {
             addr,
@@ -181,6 +182,28 @@ impl Proxy {
 /// Loads backend accounts now (when `[auth] users = "backend"`) and then every
 /// `auth.refresh`; the store opens its connections with the monitor credentials to the
 /// current primary.
+/// Closes backend connections idle longer than `pool.idle_timeout` (checked a few times per
+/// timeout, at most every 5 s).
+fn spawn_idle_reaper(shared: &Arc<Shared>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        loop {
+            let timeout = shared.config.load().pool.idle_timeout.0;
+            let every = (timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.changed() => return,
+            }
+            for b in shared.topology.backends().iter() {
+                let closed = b.pool.close_idle_older_than(timeout);
+                if closed > 0 {
+                    tracing::debug!(backend = %b.pool.name, closed, "idle backend connections closed (pool.idle_timeout)");
+                }
+            }
+        }
+    })
+}
+
 async fn spawn_account_refresh(
     shared: &Arc<Shared>,
     mut stop: watch::Receiver<bool>,

@@ -455,3 +455,36 @@ async fn a_departed_clients_connection_serves_the_next_client() {
         "one primary connection for three clients in turn"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_backend_connections_close_after_the_pool_idle_timeout() {
+    let mut cfg = config();
+    cfg.pool.idle_timeout = sluice::config::Dur(Duration::from_secs(1));
+    let p = proxy(cfg).await;
+    let mut c = client(&p, None).await;
+    c.query_drop("DO 1").await.unwrap(); // the primary
+    server_id(&mut c, "SELECT @@server_id").await; // a replica
+    c.disconnect().await.unwrap();
+    let open = || -> usize {
+        p.shared
+            .topology
+            .backends()
+            .iter()
+            .map(|b| b.pool.open_count())
+            .sum()
+    };
+    assert!(open() > 0);
+    let started = Instant::now();
+    while open() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{} connections still open",
+            open()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "idle connections closed {:?} after the client left",
+        started.elapsed()
+    );
+}

@@ -274,6 +274,10 @@ pub struct Pool {
     /// is closed on the server (bounds `Prepared_stmt_count` on the backends).
     #[serde(default = "defaults::max_prepared")]
     pub max_prepared_per_connection: usize,
+    /// Idle backend connections unused this long are closed (pgbouncer's
+    /// `server_idle_timeout`): a quiet proxy leaves the servers no sessions of its own.
+    #[serde(default = "defaults::pool_idle_timeout")]
+    pub idle_timeout: Dur,
 }
 
 impl Default for Pool {
@@ -284,6 +288,7 @@ impl Default for Pool {
             checkout_timeout: defaults::checkout_timeout(),
             max_idle_per_backend: defaults::max_idle(),
             max_prepared_per_connection: defaults::max_prepared(),
+            idle_timeout: defaults::pool_idle_timeout(),
         }
     }
 }
@@ -438,6 +443,9 @@ mod defaults {
     }
     pub fn relay_wait() -> Dur {
         Dur(Duration::from_secs(5))
+    }
+    pub fn pool_idle_timeout() -> Dur {
+        Dur(Duration::from_secs(600))
     }
     pub fn switchover_drain() -> Dur {
         Dur(Duration::from_secs(2))

@@ -200,6 +200,9 @@ fn timeouts(cfg: &Config, bad: &mut Bad<'_>) {
     if cfg.pool.connect_timeout.0.is_zero() {
         bad("pool.connect_timeout".into(), "must be greater than zero");
     }
+    if cfg.pool.idle_timeout.0 < std::time::Duration::from_secs(1) {
+        bad("pool.idle_timeout".into(), "must be at least 1s");
+    }
     if cfg.pool.checkout_timeout.0.is_zero() {
         bad("pool.checkout_timeout".into(), "must be greater than zero");
     }

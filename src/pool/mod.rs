@@ -297,6 +297,19 @@ impl BackendPool {
             .find_map(|(_, list)| list.pop())
     }
 
+    /// Closes idle connections unused for longer than `timeout`; how many.
+    pub fn close_idle_older_than(&self, timeout: Duration) -> usize {
+        let limit = timeout.as_millis() as u64;
+        let now = coarse_ms();
+        let mut closed = 0;
+        for list in self.idle.lock().values_mut() {
+            let before = list.len();
+            list.retain(|i| now.saturating_sub(i.since) <= limit);
+            closed += before - list.len();
+        }
+        closed
+    }
+
     pub fn idle_count(&self) -> usize {
         self.idle.lock().values().map(Vec::len).sum::<usize>() + self.hot.count()
     }
