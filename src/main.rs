@@ -21,11 +21,13 @@ struct Cli {
 enum Command {
     /// Start the proxy.
     Run {
+        /// The configuration file (TOML; see config/sluice.toml for every key).
         #[arg(long, short)]
         config: PathBuf,
     },
     /// Validate a config file and print every problem found.
     Check {
+        /// The configuration file to validate.
         #[arg(long, short)]
         config: PathBuf,
         /// Also show how the file differs from what a running Sluice uses (its admin address,
@@ -214,11 +216,14 @@ fn check(config: &std::path::Path, diff_with: Option<String>) -> anyhow::Result<
                     println!("{l}");
                 }
             }
+            let n = |count: usize, one: &str, many: &str| {
+                format!("{count} {}", if count == 1 { one } else { many })
+            };
             println!(
-                "{}: OK ({} backends, {} users, listening on {})",
+                "{}: OK ({}, {}, listening on {})",
                 config.display(),
-                cfg.backends.len(),
-                cfg.users.len(),
+                n(cfg.backends.len(), "backend", "backends"),
+                n(cfg.users.len(), "user", "users"),
                 cfg.listen.address
             );
             Ok(ExitCode::SUCCESS)

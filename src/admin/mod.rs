@@ -343,7 +343,8 @@ fn backend_status(
         "probe_error": (!d.probe_error.is_empty()).then_some(&d.probe_error),
         "probes": b.state.probes(),
         "monitored": monitored,
-        "server_version": d.version,
+        // MariaDB's handshake prefixes its version with "5.5.5-" for old clients
+        "server_version": d.version.strip_prefix("5.5.5-").unwrap_or(&d.version),
     })
 }
 

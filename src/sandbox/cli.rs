@@ -6,17 +6,18 @@ use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Number of replicas.
-    #[arg(long, default_value_t = 2)]
-    pub replicas: usize,
+    /// Number of replicas (at most 9: their ports end before Sluice's).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(0..=9))]
+    pub replicas: u16,
     /// Data folder (default: <temp dir>/sluice-sandbox). Reused by later runs.
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Wipe the data folder first.
     #[arg(long)]
     pub fresh: bool,
-    /// Ports: primary on BASE, replicas on BASE+1.., Sluice on BASE+10, admin on BASE+11.
-    #[arg(long, default_value_t = 23306)]
+    /// Ports: primary on BASE, replicas on BASE+1.., Sluice on BASE+10, admin on BASE+11
+    /// (1024 to 65524).
+    #[arg(long, default_value_t = 23306, value_parser = clap::value_parser!(u16).range(1024..=65524))]
     pub base_port: u16,
 }
 
@@ -31,7 +32,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     let opts = Options {
         dir: dir.clone(),
-        replicas: args.replicas,
+        replicas: args.replicas.into(),
         base_port: Some(args.base_port),
         fresh: args.fresh,
         progress: true,

@@ -28,7 +28,7 @@ impl Session {
                     .map(|sql| crate::router::normalized(sql.as_bytes(), MAX_TEXT))
                     .unwrap_or_else(|| format!("(prepared statement {id})"))
             }
-            Some(&c) => format!("(command 0x{c:02x})"),
+            Some(&c) => command_name(c),
             None => String::new(),
         }
     }
@@ -78,4 +78,22 @@ impl Session {
             "slow query"
         );
     }
+}
+
+/// How the digest rows name a command other than a query or an execution.
+fn command_name(c: u8) -> String {
+    let name = match c {
+        cmd::INIT_DB => "COM_INIT_DB (USE)",
+        cmd::FIELD_LIST => "COM_FIELD_LIST",
+        cmd::STATISTICS => "COM_STATISTICS",
+        cmd::STMT_PREPARE => "COM_STMT_PREPARE",
+        cmd::STMT_SEND_LONG_DATA => "COM_STMT_SEND_LONG_DATA",
+        cmd::STMT_RESET => "COM_STMT_RESET",
+        cmd::STMT_FETCH => "COM_STMT_FETCH",
+        cmd::SET_OPTION => "COM_SET_OPTION",
+        cmd::RESET_CONNECTION => "COM_RESET_CONNECTION",
+        cmd::CHANGE_USER => "COM_CHANGE_USER",
+        _ => return format!("(command 0x{c:02x})"),
+    };
+    format!("({name})")
 }
