@@ -85,8 +85,16 @@ struct Run {
     lost: usize,
 }
 
-async fn one_run(n: usize) -> Run {
-    let t = topology(&format!("load{n}")).await;
+/// The writers' stop flag, their statements and their tasks.
+type Writers = (
+    Arc<AtomicBool>,
+    Arc<Mutex<Vec<Stmt>>>,
+    Vec<tokio::task::JoinHandle<()>>,
+);
+
+/// A semi-sync topology with Sluice in front and the writers started on table `fo.l`.
+async fn loaded(tag: &str) -> (Topo, sluice::app::Proxy, Writers) {
+    let t = topology(tag).await;
     enable_semi_sync(&t).await;
     let p = common::proxy(failover_config(&t)).await;
     let mut c = client(&p).await;
@@ -100,6 +108,11 @@ async fn one_run(n: usize) -> Run {
         Arc::new(Mutex::new(Vec::new())),
     );
     let tasks = start_writers(p.addr.port(), &stop, &log);
+    (t, p, (stop, log, tasks))
+}
+
+async fn one_run(n: usize) -> Run {
+    let (t, p, (stop, log, tasks)) = loaded(&format!("load{n}")).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(status_of(&t, "Rpl_semi_sync_master_status").await, "ON");
     let killed = Instant::now();
@@ -195,20 +208,7 @@ async fn switchovers_under_eight_writers_repeated() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
-    let t = topology("switch-load").await;
-    enable_semi_sync(&t).await;
-    let p = common::proxy(failover_config(&t)).await;
-    let mut c = client(&p).await;
-    c.query_drop("CREATE DATABASE fo").await.unwrap();
-    c.query_drop("CREATE TABLE fo.l (id BIGINT PRIMARY KEY)")
-        .await
-        .unwrap();
-    t.sb.wait_caught_up(Duration::from_secs(10)).await.unwrap();
-    let (stop, log) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(Mutex::new(Vec::new())),
-    );
-    let tasks = start_writers(p.addr.port(), &stop, &log);
+    let (t, p, (stop, log, tasks)) = loaded("switch-load").await;
     let mut held = Vec::new();
     for n in 0..runs {
         // the monitor must see the replicas replicating from the current primary
