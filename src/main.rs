@@ -132,34 +132,12 @@ async fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
     http("GET", addr, path, "").await
 }
 
-/// One HTTP/1.1 request to the admin listener (with SLUICE_ADMIN_TOKEN when set).
+/// One request to the admin listener (with SLUICE_ADMIN_TOKEN when set), within 90 s (a
+/// switchover may take the admin API's own 60 s limit).
 async fn http(method: &str, addr: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = addr.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    let token = std::env::var("SLUICE_ADMIN_TOKEN")
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{token}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((
-        code,
-        out.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default(),
-    ))
+    let token = std::env::var("SLUICE_ADMIN_TOKEN").ok();
+    let limit = std::time::Duration::from_secs(90);
+    Ok(sluice::admin::client::request(addr, (method, path, body), token.as_deref(), limit).await?)
 }
 
 /// The control plane's runtime (accept, admin, monitor, failover); sessions run on the

@@ -21,22 +21,6 @@ impl Write for Capture {
     }
 }
 
-async fn post(p: &sluice::app::Proxy, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(p.admin_addr).await.unwrap();
-    s.write_all(
-        format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn digests_slow_log_and_status_page() {
     tracing_subscriber::fmt()
@@ -114,7 +98,7 @@ async fn digests_slow_log_and_status_page() {
     let (_, page) = admin_get(&p, "/").await;
     assert!(page.contains("Top statements") && page.contains("SELECT SLEEP(?)"));
 
-    assert!(post(&p, "/digests/reset").await.starts_with("HTTP/1.1 200"));
+    assert_eq!(admin(&p, "POST", "/digests/reset", "", None).await.0, 200);
     let (_, body) = admin_get(&p, "/digests").await;
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["rows_held"], 0, "{body}");

@@ -161,24 +161,11 @@ async fn adding_a_replica_puts_it_in_rotation_and_removing_one_drains_it() {
 async fn admin_reload_needs_the_token_and_config_is_redacted() {
     let path = config_file("token", |cfg| cfg.admin.token = Some("s3cret".into()));
     let p = Proxy::start_from_file(&path).await.unwrap();
-    let post = |auth: Option<&'static str>| {
-        let addr = p.admin_addr;
-        async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let auth = auth
-                .map(|t| format!("Authorization: Bearer {t}\r\n"))
-                .unwrap_or_default();
-            s.write_all(format!("POST /reload HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.unwrap();
-            out
-        }
-    };
-    assert!(post(None).await.starts_with("HTTP/1.1 401"));
-    assert!(post(Some("wrong")).await.starts_with("HTTP/1.1 401"));
-    let ok = post(Some("s3cret")).await;
-    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let post = |token| admin(&p, "POST", "/reload", "", token);
+    assert_eq!(post(None).await.0, 401);
+    assert_eq!(post(Some("wrong")).await.0, 401);
+    let (code, ok) = post(Some("s3cret")).await;
+    assert_eq!(code, 200, "{ok}");
     let (code, cfg) = admin_get(&p, "/config").await;
     assert_eq!(code, 200);
     assert!(

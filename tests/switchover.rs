@@ -19,17 +19,9 @@ static SERIAL: Mutex<()> = Mutex::const_new(());
 /// POST /switchover: (HTTP status, JSON body, wall time).
 async fn switch(p: &Proxy, body: &str) -> (u16, serde_json::Value, Duration) {
     let started = Instant::now();
-    let reply = post(p, "/switchover", body).await;
+    let (code, reply) = common::admin(p, "POST", "/switchover", body, None).await;
     let took = started.elapsed();
-    let code = reply
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let json = reply
-        .split_once("\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(b).ok())
-        .unwrap_or(serde_json::Value::Null);
+    let json = serde_json::from_str(&reply).unwrap_or(serde_json::Value::Null);
     (code, json, took)
 }
 

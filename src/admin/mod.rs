@@ -6,6 +6,7 @@
 //! loopback peers (and `sluice check` refuses a non-loopback `admin.address` without one).
 //! At most `MAX_CONNECTIONS` admin connections are served at once.
 
+pub mod client;
 mod digests;
 mod page;
 

@@ -154,25 +154,22 @@ pub fn config_for(name: &str, password: &str) -> Config {
 
 /// GET `path` on the admin listener; returns (status code, body).
 pub async fn admin_get(proxy: &Proxy, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(proxy.admin_addr)
+    admin(proxy, "GET", path, "", None).await
+}
+
+/// One request to the admin listener with Sluice's own client; (status code, body).
+pub async fn admin(
+    proxy: &Proxy,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    let addr = proxy.admin_addr.to_string();
+    let limit = std::time::Duration::from_secs(90);
+    sluice::admin::client::request(&addr, (method, path, body), token, limit)
         .await
-        .expect("admin connect");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
 /// The /status entry of backend `name`.

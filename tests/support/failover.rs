@@ -176,17 +176,9 @@ pub async fn failovers(p: &Proxy) -> u32 {
         .unwrap()
 }
 
+/// POST `path` on the admin listener; the reply's body.
 pub async fn post(p: &Proxy, path: &str, body: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(p.admin_addr).await.unwrap();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
+    super::common::admin(p, "POST", path, body, None).await.1
 }
 
 /// A global status value of the primary (server 0).
