@@ -238,8 +238,9 @@ async fn a_diverged_old_primary_is_fenced_not_rejoined() {
             .unwrap();
     assert_eq!(ro.get("ro"), Some("1"));
     // and a switchover to it is refused at once
-    let (code, reply, _) = switch(&p, r#"{"to": "db0"}"#).await;
+    let (code, reply, took) = switch(&p, r#"{"to": "db0"}"#).await;
     assert_eq!(code, 409, "{reply}");
+    assert!(took < Duration::from_millis(100), "refused in {took:?}");
     assert!(
         reply["error"].as_str().unwrap().contains("db0 is fenced"),
         "{reply}"
