@@ -153,6 +153,29 @@ pub(crate) async fn failover(shared: &Arc<Shared>, old: usize) -> Result<bool, S
     }
 }
 
+/// The positions of the healthy replicas that may be promoted (not in `never_promote`);
+/// what could not be read is recorded.
+async fn eligible_positions(
+    shared: &Shared,
+    healthy: &[usize],
+    cfg: &crate::config::Config,
+    rec: &mut Recorder,
+) -> Vec<Position> {
+    let name = |i: usize| shared.topology.backend(i).pool.name.clone();
+    let mut eligible = Vec::new();
+    for &i in healthy {
+        if cfg.failover.never_promote.contains(&name(i)) {
+            rec.step(format!("{} is in never_promote", name(i)));
+            continue;
+        }
+        match position(shared, i).await {
+            Ok(p) => eligible.push(p),
+            Err(e) => rec.step(format!("cannot read the position of {}: {e}", name(i))),
+        }
+    }
+    eligible
+}
+
 async fn run_failover(
     shared: &Arc<Shared>,
     healthy: &[usize],
@@ -161,20 +184,7 @@ async fn run_failover(
 ) -> Result<(), String> {
     let topo = &shared.topology;
     let name = |i: usize| topo.backend(i).pool.name.clone();
-    let mut positions = Vec::new();
-    for &i in healthy {
-        if cfg.failover.never_promote.contains(&name(i)) {
-            rec.step(format!("{} is in never_promote", name(i)));
-        }
-        match position(shared, i).await {
-            Ok(p) => positions.push(p),
-            Err(e) => rec.step(format!("cannot read the position of {}: {e}", name(i))),
-        }
-    }
-    let eligible: Vec<Position> = positions
-        .into_iter()
-        .filter(|p| !cfg.failover.never_promote.contains(&name(p.index)))
-        .collect();
+    let eligible = eligible_positions(shared, healthy, cfg, rec).await;
     let cand = choose(&eligible, &name, rec).ok_or("no replica can be promoted")?;
     let pos = eligible
         .iter()

@@ -1,15 +1,12 @@
 //! Running one command on a backend: acquire a lease, align it, send, relay, keep or return.
 
+use super::inflight::{closed_unread, reply_or_client_left, InFlight};
 use super::{Fatal, Session};
 use crate::backend::{BackendError, ConnectOpts};
 use crate::error::SqlError;
 use crate::pool::{BackendPool, Lease};
-use crate::protocol::packet::PacketReader;
 use crate::protocol::relay::{Expect, Outcome, Relay, RelayError};
-use crate::protocol::stream::ClientRead;
 use crate::router::{flag, Intent, Kind, Reason, Target};
-use crate::shared::{SessionHandle, Shared};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Distinct session-variable statements replayed on other connections before the session is
@@ -67,6 +64,19 @@ impl Session {
             timeout: cfg.pool.connect_timeout.0,
             tls: self.shared.topology.backend(backend).pool.tls(),
         }
+    }
+
+    /// For a diagnostic (SHOW WARNINGS, session status, ...): the connection that ran the
+    /// session's previous statement, kept for it (`held`: it had warnings or failed) or still
+    /// parked for the session; `None` otherwise (the session's primary connection serves it
+    /// through `acquire`, see `query`). A connection kept for a diagnostic that does not come
+    /// goes back to the pool.
+    fn previous_connection(&mut self, intent: &Intent) -> Option<(usize, Lease)> {
+        let held = self.held.take();
+        if !intent.has(flag::SHOW_WARNINGS) || intent.has(flag::SERVER_STATE) {
+            return None;
+        }
+        held.or_else(|| self.parked_last())
     }
 
     /// The session's connection to the backend that ran its previous statement, if it is
@@ -172,7 +182,7 @@ impl Session {
             // the command's arrival: one clock read per statement for idleness and metrics
             started: self.idle.last_active.into_std(),
         };
-        let mut held = self.held.take();
+        let mut diagnosed = self.previous_connection(intent);
         let mut skip = None;
         if target == Target::Primary && self.primary.is_some() {
             self.follow_primary(intent).await;
@@ -182,18 +192,9 @@ impl Session {
         }
         let replay_on = self.replay_on(target);
         for attempt in 0..3 {
-            // a diagnostic (SHOW WARNINGS, session status, ...) goes where the previous
-            // statement ran: a connection kept for it (`held`: it had warnings or failed), the
-            // session's primary connection (see `query`), or the session's connection still
-            // parked on the backend that ran it
-            let use_held = intent.has(flag::SHOW_WARNINGS) && !intent.has(flag::SERVER_STATE);
-            let acquired = match held.take() {
-                Some(h) if use_held => Ok(h),
-                _ if use_held && attempt == 0 => match self.parked_last() {
-                    Some(p) => Ok(p),
-                    None => self.acquire(target, intent, skip).await,
-                },
-                _ => self.acquire(target, intent, skip).await,
+            let acquired = match diagnosed.take() {
+                Some(previous) => Ok(previous),
+                None => self.acquire(target, intent, skip).await,
             };
             let (idx, mut lease) = match acquired {
                 Ok(x) => x,
@@ -246,14 +247,7 @@ impl Session {
                 return self.send_err(&e).await;
             }
         }
-        let why = "the statement could not be run after 3 attempts";
-        let side = if target == Target::Primary {
-            "primary"
-        } else {
-            "replica"
-        };
-        self.send_err(&SqlError::backend_unavailable(side, why))
-            .await
+        self.send_err(&exhausted(target)).await
     }
 
     /// The statement ran (its write tracked): transaction log, metrics, session bookkeeping.
@@ -545,63 +539,13 @@ impl Session {
     }
 }
 
-/// Whether a connection that failed before any reply was closed by the server before it
-/// could read the command: then it cannot have run. A connection failing otherwise (a reset,
-/// a timeout) might have delivered it, so it counts as sent.
-fn closed_unread(e: &std::io::Error, lease: &Lease) -> bool {
-    lease.r.get_ref().command_never_read(e.kind())
-}
-
-/// Waits until the backend starts answering (reading its first bytes into the lease's
-/// buffer, where the relay finds them); `false` if the client disconnected first (the
-/// lease is then dropped mid-command, so the pool kills the backend thread). Costs no
-/// system call while the client is quiet: its socket's readiness was cleared by the read
-/// of the command.
-async fn reply_or_client_left(
-    client_r: &mut PacketReader<ClientRead>,
-    lease: &mut Lease,
-) -> std::io::Result<bool> {
-    if lease.r.buffered() > 0 || client_r.buffered() > 0 {
-        return Ok(true);
-    }
-    let client = client_r.get_ref();
-    tokio::select! {
-        biased;
-        r = lease.r.fill_if_empty() => r.map(|()| true),
-        _ = client.closed() => Ok(false),
-    }
-}
-
-/// A statement in flight: the session's `running` (for KILL and shutdown) and, on the
-/// primary, the proxy's `primary_inflight` (a switchover drains it). Both come back down when
-/// the statement ends, whichever way it ends, including a cancelled session task.
-struct InFlight<'a> {
-    handle: &'a SessionHandle,
-    primary: Option<&'a AtomicUsize>,
-}
-
-impl<'a> InFlight<'a> {
-    fn start(
-        handle: &'a SessionHandle,
-        shared: &'a Shared,
-        backend: usize,
-        thread_id: u32,
-        on_primary: bool,
-    ) -> Self {
-        handle.set_running(backend, thread_id);
-        let primary = on_primary.then_some(&shared.primary_inflight);
-        if let Some(p) = primary {
-            p.fetch_add(1, Ordering::Relaxed);
-        }
-        Self { handle, primary }
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.handle.clear_running();
-        if let Some(p) = self.primary {
-            p.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
+/// What the client gets when every attempt of a statement failed on a broken backend.
+fn exhausted(target: Target) -> SqlError {
+    let side = if target == Target::Primary {
+        "primary"
+    } else {
+        "replica"
+    };
+    let why = "the statement could not be run after 3 attempts";
+    SqlError::backend_unavailable(side, why)
 }

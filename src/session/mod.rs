@@ -10,6 +10,7 @@ mod exec;
 pub mod explain;
 pub mod freshness;
 mod idle;
+mod inflight;
 mod local;
 mod pins;
 mod prepared;

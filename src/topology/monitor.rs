@@ -3,6 +3,7 @@
 //! position, and lag (heartbeat rows written on the primary on Sluice's own clock, read on
 //! each replica, see `heartbeat`; Seconds_Behind_* as the fallback).
 
+use super::heartbeat::Heartbeat;
 use super::state::Snapshot;
 use super::Topology;
 use crate::backend::{BackendConn, BackendError, ConnectOpts};
@@ -165,32 +166,8 @@ impl Task {
                 }
                 self.heartbeat_table_ready = r.is_ok();
             }
-            // a write that waits on a lock (a client's FLUSH TABLES WITH READ LOCK, a backup)
-            // gives up before the probe's time limit: the server is up, only writes wait
-            let bounded = if conn.server_version.contains("MariaDB") {
-                format!(
-                    "SET STATEMENT max_statement_time = {:.3} FOR ",
-                    timeout.as_secs_f64() / 2.0
-                )
-            } else {
-                String::new()
-            };
             if r.is_ok() {
-                // conditional on the server being writable at that instant: the monitor may
-                // bypass read_only (SUPER), and a write after a switchover made the primary
-                // read-only would be a transaction the new primary never gets
-                r = conn
-                    .query(&format!(
-                        "{bounded}REPLACE INTO sluice.heartbeat (id, ts) SELECT {}, {now} \
-                         FROM DUAL WHERE @@global.read_only = 0",
-                        hb.id
-                    ))
-                    .await
-                    .map(|done| {
-                        if done.affected_rows > 0 {
-                            hb.acknowledged(now);
-                        }
-                    });
+                r = write_heartbeat(conn, hb, now, timeout).await;
             }
             r.map(|_| None)
         } else {
@@ -277,6 +254,39 @@ impl Task {
         }
         resolve_roles(topo);
     }
+}
+
+/// Writes the heartbeat stamped `now` on the primary (`conn`) and notes it acknowledged.
+/// Conditional on the server being writable at that instant: the monitor may bypass
+/// read_only (SUPER), and a write after a switchover made the primary read-only would be a
+/// transaction the new primary never gets. A write that waits on a lock (a client's FLUSH
+/// TABLES WITH READ LOCK, a backup) gives up after half the probe's time limit (MariaDB): the
+/// server is up, only writes wait.
+async fn write_heartbeat(
+    conn: &mut BackendConn,
+    hb: &Heartbeat,
+    now: i64,
+    timeout: std::time::Duration,
+) -> Result<(), BackendError> {
+    let bounded = if conn.server_version.contains("MariaDB") {
+        format!(
+            "SET STATEMENT max_statement_time = {:.3} FOR ",
+            timeout.as_secs_f64() / 2.0
+        )
+    } else {
+        String::new()
+    };
+    let done = conn
+        .query(&format!(
+            "{bounded}REPLACE INTO sluice.heartbeat (id, ts) SELECT {}, {now} \
+             FROM DUAL WHERE @@global.read_only = 0",
+            hb.id
+        ))
+        .await?;
+    if done.affected_rows > 0 {
+        hb.acknowledged(now);
+    }
+    Ok(())
 }
 
 /// Writes what a successful probe found into the snapshot.
