@@ -1,0 +1,58 @@
+//! `config/sluice.toml` is the configuration reference: every key the configuration types
+//! accept appears in it (set, or commented out with its default), so it cannot drift from
+//! the code again.
+
+/// The header of a section line (`[x]`, `[[x]]`, `# [x]`), if the line is one.
+fn header(line: &str) -> Option<&str> {
+    let l = line.trim_start_matches('#').trim();
+    let name = l.strip_prefix('[')?.strip_suffix(']')?;
+    Some(name.trim_matches(['[', ']']))
+}
+
+/// The lines of every block of `section` (arrays of tables have several).
+fn section_lines<'a>(text: &'a str, section: &str) -> Vec<&'a str> {
+    let mut inside = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        match header(line) {
+            Some(h) => inside = h == section,
+            None if inside => out.push(line),
+            None => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn every_configuration_key_appears_in_the_reference() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sluice.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let cfg = sluice::config::Config::parse(&text, "config/sluice.toml").expect("valid");
+    let value = serde_json::to_value(&cfg).unwrap();
+    let mut missing = Vec::new();
+    for (section, body) in value.as_object().unwrap() {
+        let fields = match body {
+            serde_json::Value::Object(o) => o.clone(),
+            serde_json::Value::Array(a) => match a.first() {
+                Some(serde_json::Value::Object(o)) => o.clone(),
+                _ => continue,
+            },
+            _ => continue,
+        };
+        if !text.lines().any(|l| header(l) == Some(section.as_str())) {
+            missing.push(format!("[{section}]"));
+            continue;
+        }
+        let lines = section_lines(&text, section);
+        for key in fields.keys() {
+            let present = lines.iter().any(|l| {
+                let l = l.trim_start_matches('#').trim_start();
+                l.starts_with(&format!("{key} =")) || l.starts_with(&format!("{key}="))
+            });
+            if !present {
+                missing.push(format!("{section}.{key}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "not in config/sluice.toml: {missing:?}");
+}
