@@ -5,6 +5,7 @@ use super::{conn, lock, Recorder};
 use crate::shared::Shared;
 use crate::topology::gtid::GtidSet;
 use crate::topology::history::History;
+use crate::topology::monitor::Replication;
 use std::sync::Arc;
 
 /// What a replica has received and applied.
@@ -402,24 +403,19 @@ pub(super) async fn replicating(
         let st = conn::query(c, d.replica_status())
             .await
             .map_err(|e| e.to_string())?;
-        let get = |a: &str, b: &str| st.get(a).or(st.get(b)).unwrap_or("").to_string();
-        let io = get("Slave_IO_Running", "Replica_IO_Running");
-        let sql_thread = get("Slave_SQL_Running", "Replica_SQL_Running");
-        if io.eq_ignore_ascii_case("yes") && sql_thread.eq_ignore_ascii_case("yes") {
+        let r = Replication::from_status(&st).unwrap_or_default();
+        if r.io && r.sql {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            let err = [
-                get("Last_IO_Error", "Last_IO_Error"),
-                get("Last_SQL_Error", "Last_SQL_Error"),
-            ]
-            .into_iter()
-            .filter(|e| !e.is_empty())
-            .collect::<Vec<_>>()
-            .join("; ");
+            let err = if r.last_error.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", r.last_error)
+            };
             return Err(format!(
-                "replication not running after {REPLICATING_WITHIN:?} (I/O thread: {io}, SQL thread: {sql_thread}){}",
-                if err.is_empty() { String::new() } else { format!(": {err}") }
+                "replication not running after {REPLICATING_WITHIN:?} (I/O thread running: {}, SQL thread running: {}){err}",
+                r.io, r.sql
             ));
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -40,13 +40,13 @@ impl Session {
             lease.exec(v).await?;
             lease.state.vars.push(v.clone());
         }
-        // autocommit follows the client (pooled connections come back with it on)
+        // autocommit follows the client (pooled connections come back with it on, a
+        // connection left with it off is reset before reuse: `needs_reset`)
         let lease_off = lease.status & status::AUTOCOMMIT == 0;
         if lease_off != st.autocommit_off() {
             let on = if st.autocommit_off() { 0 } else { 1 };
             lease.exec(&format!("SET autocommit = {on}")).await?;
             lease.status ^= status::AUTOCOMMIT;
-            lease.dirty |= st.autocommit_off();
         }
         if lease.state.multi_statements != Some(st.multi_statements) {
             lease.set_multi_statements(st.multi_statements).await?;

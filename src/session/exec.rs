@@ -491,13 +491,11 @@ impl Session {
                 lease.state.last_insert_id = ok.last_insert_id;
             }
         }
-        if o.err.is_none() {
-            let ends_tx = intent.kind == crate::router::Kind::EndTx && !intent.has(flag::SAVEPOINT);
-            self.state.between_tx =
-                !self.state.tx_open() && (ends_tx || intent.has(flag::AUTOCOMMIT));
-        }
         let pins_before = (self.state.pins, self.state.user_vars);
         if o.err.is_none() {
+            let ends_tx = intent.kind == Kind::EndTx && !intent.has(flag::SAVEPOINT);
+            self.state.between_tx =
+                !self.state.tx_open() && (ends_tx || intent.has(flag::AUTOCOMMIT));
             match on_ok {
                 OnOk::Nothing => {}
                 OnOk::AddVar(v) => {

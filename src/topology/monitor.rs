@@ -6,7 +6,7 @@
 use super::heartbeat::Heartbeat;
 use super::state::Snapshot;
 use super::Topology;
-use crate::backend::{BackendConn, BackendError, ConnectOpts};
+use crate::backend::{BackendConn, BackendError, ConnectOpts, QueryResult};
 use crate::config::Monitor;
 use crate::shared::Shared;
 use std::sync::atomic::Ordering;
@@ -15,13 +15,32 @@ use std::time::Instant;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Replication status of a replica.
+/// Replication status of a replica (`SHOW SLAVE STATUS` / `SHOW REPLICA STATUS`).
 #[derive(Debug, Clone, Default)]
-struct Replication {
-    io: bool,
-    sql: bool,
-    behind: Option<i64>,
-    last_error: String,
+pub(crate) struct Replication {
+    pub io: bool,
+    pub sql: bool,
+    pub behind: Option<i64>,
+    /// The SQL thread's last error, else the I/O thread's.
+    pub last_error: String,
+}
+
+impl Replication {
+    /// From a replica status row (MariaDB `Slave_*`/`Master` or MySQL `Replica_*`/`Source`
+    /// names); `None` when the server is no replica.
+    pub(crate) fn from_status(st: &QueryResult) -> Option<Replication> {
+        st.rows.first()?;
+        let get = |a: &str, b: &str| st.get(a).or(st.get(b)).map(str::to_string);
+        let io_err = get("Last_IO_Error", "Last_IO_Error").unwrap_or_default();
+        let sql_err = get("Last_SQL_Error", "Last_SQL_Error").unwrap_or_default();
+        Some(Replication {
+            io: yes(get("Slave_IO_Running", "Replica_IO_Running").as_deref()),
+            sql: yes(get("Slave_SQL_Running", "Replica_SQL_Running").as_deref()),
+            behind: get("Seconds_Behind_Master", "Seconds_Behind_Source")
+                .and_then(|s| s.parse().ok()),
+            last_error: if sql_err.is_empty() { io_err } else { sql_err },
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -122,18 +141,7 @@ impl Task {
                 "SHOW REPLICA STATUS"
             })
             .await?;
-        if !st.rows.is_empty() {
-            let get = |a: &str, b: &str| st.get(a).or(st.get(b)).map(str::to_string);
-            let io_err = get("Last_IO_Error", "Last_IO_Error").unwrap_or_default();
-            let sql_err = get("Last_SQL_Error", "Last_SQL_Error").unwrap_or_default();
-            p.replication = Some(Replication {
-                io: yes(get("Slave_IO_Running", "Replica_IO_Running").as_deref()),
-                sql: yes(get("Slave_SQL_Running", "Replica_SQL_Running").as_deref()),
-                behind: get("Seconds_Behind_Master", "Seconds_Behind_Source")
-                    .and_then(|s| s.parse().ok()),
-                last_error: if sql_err.is_empty() { io_err } else { sql_err },
-            });
-        }
+        p.replication = Replication::from_status(&st);
         if m.heartbeat {
             p.heartbeat_lag_us = self.heartbeat(!p.read_only, m.timeout.0).await;
         }
