@@ -12,6 +12,7 @@ fn sample(digest: u64) -> Sample<'static> {
         database: Some("sbtest"),
         backend: "db1",
         route: "read",
+        rule: None,
         micros: 420,
         rows: 1,
         error: false,

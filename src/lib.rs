@@ -18,6 +18,7 @@ pub mod pool;
 pub mod protocol;
 pub mod reload;
 pub mod router;
+pub mod rules;
 pub mod sandbox;
 pub mod session;
 pub mod shared;

@@ -186,7 +186,15 @@ fn check(config: &std::path::Path, diff_with: Option<String>) -> anyhow::Result<
                 anyhow::ensure!(code == 200, "GET {admin}/config answered {code}");
                 let running: serde_json::Value =
                     serde_json::from_str(&running).context("parsing the running config")?;
-                let lines = sluice::config::diff::diff(&running, &serde_json::to_value(&cfg)?);
+                let mut lines = sluice::config::diff::diff(&running, &serde_json::to_value(&cfg)?);
+                let running_rules: Vec<sluice::config::rules::Rule> = running
+                    .get("rules")
+                    .map(|r| serde_json::from_value(r.clone()))
+                    .transpose()
+                    .context("parsing the running rules")?
+                    .unwrap_or_default();
+                lines.retain(|l| !l[2..].starts_with("rules["));
+                lines.extend(sluice::config::rules::changes(&running_rules, &cfg.rules));
                 if lines.is_empty() {
                     println!("no differences from the running configuration at {admin}");
                 }
@@ -197,11 +205,15 @@ fn check(config: &std::path::Path, diff_with: Option<String>) -> anyhow::Result<
             let n = |count: usize, one: &str, many: &str| {
                 format!("{count} {}", if count == 1 { one } else { many })
             };
+            for w in sluice::config::rules::unreachable(&cfg) {
+                println!("warning: {w}");
+            }
             println!(
-                "{}: OK ({}, {}, listening on {})",
+                "{}: OK ({}, {}, {}, listening on {})",
                 config.display(),
                 n(cfg.backends.len(), "backend", "backends"),
                 n(cfg.users.len(), "user", "users"),
+                n(cfg.rules.len(), "rule", "rules"),
                 cfg.listen.address
             );
             Ok(ExitCode::SUCCESS)

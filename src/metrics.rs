@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Every route reason, in `Reason::index` order (metric label values).
-pub const REASONS: [Reason; 10] = [
+pub const REASONS: [Reason; 11] = [
     Reason::Read,
     Reason::Write,
     Reason::Transaction,
@@ -22,6 +22,7 @@ pub const REASONS: [Reason; 10] = [
     Reason::Local,
     Reason::Fallback,
     Reason::ServerState,
+    Reason::Rule,
 ];
 
 /// Handles for one backend, resolved once.
@@ -59,6 +60,12 @@ pub struct Metrics {
     queries_total: IntCounterVec,
     query_errors_total: IntCounterVec,
     pool_timeouts_total: IntCounterVec,
+    /// Statements that matched a routing rule, by rule.
+    pub rule_hits_total: IntCounterVec,
+    /// What matching rules did, by rule and action (`rules::ACTIONS`).
+    pub rule_actions_total: IntCounterVec,
+    /// Mirror copies dropped (mirror slow, down or failing), by group.
+    pub mirror_dropped_total: IntCounterVec,
     /// Indexed like the topology (append-only).
     pub backends: arc_swap::ArcSwap<Vec<Arc<BackendMetrics>>>,
 }
@@ -172,6 +179,21 @@ impl Metrics {
             reloads.with_label_values(&[result]);
         }
         Metrics {
+            rule_hits_total: r.counters(
+                "sluice_rule_hits_total",
+                "Statements that matched a routing rule, by rule",
+                &["rule"],
+            ),
+            rule_actions_total: r.counters(
+                "sluice_rule_actions_total",
+                "Actions taken by routing rules, by rule and action",
+                &["rule", "action"],
+            ),
+            mirror_dropped_total: r.counters(
+                "sluice_mirror_dropped_total",
+                "Mirror copies dropped because the mirror was slow, down or failing, by group",
+                &["group"],
+            ),
             client_connections: r.gauge("sluice_client_connections", "Client connections open"),
             client_connections_total: r.counter(
                 "sluice_client_connections_total",

@@ -128,6 +128,14 @@ pub fn apply(shared: &Arc<Shared>, mut new: Config) -> Result<Vec<String>, Vec<S
     }
     apply_backends(shared, &new, &old, &mut changes);
     note_settings(shared, &new, &old, &mut changes);
+    let topo = &shared.topology;
+    let rules = crate::rules::RuleSet::compile(&new, |n| topo.index_of(n), &shared.metrics)
+        .map_err(|e| vec![format!("rules: {e}")])?;
+    changes.extend(crate::config::rules::changes(&old.rules, &new.rules));
+    let groups = |c: &Config| c.backends.iter().map(|b| (b.name.clone(), b.groups.clone())).collect::<Vec<_>>();
+    if groups(&new) != groups(&old) {
+        changes.push("server groups updated".into());
+    }
     // client certificates are re-read on every reload (renewed files on the same paths)
     let tls = new
         .tls
@@ -138,6 +146,7 @@ pub fn apply(shared: &Arc<Shared>, mut new: Config) -> Result<Vec<String>, Vec<S
         changes.push("TLS certificate and key reloaded (new connections use them)".into());
     }
     shared.tls.store(tls);
+    shared.rules.store(Arc::new(rules));
     shared.config.store(Arc::new(new));
     shared.reload.lock().version += 1;
     Ok(changes)

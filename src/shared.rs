@@ -101,6 +101,9 @@ pub struct Shared {
     pub digests: crate::stats::Digests,
     /// TLS toward clients (`[tls]`), rebuilt by reloads.
     pub tls: arc_swap::ArcSwapOption<tokio_rustls::TlsAcceptor>,
+    /// The compiled `[[rules]]` (replaced whole by reloads; a statement keeps the set it
+    /// started with).
+    pub rules: ArcSwap<crate::rules::RuleSet>,
 }
 
 impl Shared {
@@ -121,6 +124,11 @@ impl Shared {
         for b in topology.backends().iter() {
             let _ = b.pool.wait_histogram.set(metrics.pool_wait_seconds.clone());
         }
+        let rules = crate::rules::RuleSet::compile(&config, |n| topology.index_of(n), &metrics)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "routing rules unusable; running without rules");
+                crate::rules::RuleSet::default()
+            });
         let tls = config
             .tls
             .as_ref()
@@ -153,6 +161,7 @@ impl Shared {
             user_counts: Default::default(),
             digests,
             tls: arc_swap::ArcSwapOption::from(tls),
+            rules: ArcSwap::from_pointee(rules),
         }
     }
 

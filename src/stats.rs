@@ -29,6 +29,8 @@ pub struct Sample<'a> {
     pub database: Option<&'a str>,
     pub backend: &'a str,
     pub route: &'static str,
+    /// The routing rule that matched (the last one, when several did).
+    pub rule: Option<&'a str>,
     pub micros: u64,
     pub rows: u64,
     pub error: bool,
@@ -91,6 +93,8 @@ pub struct Row {
     pub database: Arc<str>,
     pub backend: Arc<str>,
     pub route: &'static str,
+    /// The routing rule that matched these statements (`[[rules]]`), if any.
+    pub rule: Option<Arc<str>>,
     #[serde(flatten)]
     pub figures: Figures,
 }
@@ -120,6 +124,7 @@ fn key_of(s: &Sample<'_>) -> u64 {
     s.database.hash(&mut h);
     s.backend.hash(&mut h);
     s.route.hash(&mut h);
+    s.rule.hash(&mut h);
     h.finish()
 }
 
@@ -179,6 +184,7 @@ impl Digests {
             database: Arc::from(s.database.unwrap_or("")),
             backend: Arc::from(s.backend),
             route: s.route,
+            rule: s.rule.map(Arc::from),
             figures,
         };
         let shard = &mut *shard;
@@ -291,6 +297,7 @@ mod tests {
             database: Some("shop"),
             backend: "db1",
             route: "read",
+            rule: None,
             micros,
             rows: 1,
             error: false,

@@ -8,6 +8,7 @@
 
 pub mod client;
 mod digests;
+mod rules;
 mod page;
 
 use crate::shared::Shared;
@@ -222,6 +223,7 @@ async fn ready(shared: &Shared) -> Reply {
 async fn route(shared: &Arc<Shared>, method: &str, path: &str, body: &str, query: &str) -> Reply {
     match (method, path) {
         ("GET", "/digests") => digests::get(shared, query),
+        ("GET", "/rules") => rules::get(shared),
         ("POST", "/digests/reset") => digests::reset(shared),
         ("POST", "/explain") => digests::explain(shared, body),
         ("GET", "/") => ("200 OK", "text/html; charset=utf-8", page::render(shared)),

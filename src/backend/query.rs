@@ -39,7 +39,16 @@ impl BackendConn {
         let mut p = Vec::with_capacity(sql.len() + 1);
         p.push(cmd::QUERY);
         p.extend_from_slice(sql.as_bytes());
-        self.send(&p).await?;
+        self.run(&p, true).await
+    }
+
+    /// Runs a COM_QUERY `packet`, reading its whole reply and keeping none of its rows.
+    pub async fn run_discarding(&mut self, packet: &[u8]) -> Result<(), BackendError> {
+        self.run(packet, false).await.map(|_| ())
+    }
+
+    async fn run(&mut self, packet: &[u8], keep: bool) -> Result<QueryResult, BackendError> {
+        self.send(packet).await?;
         let mut result = QueryResult::default();
         let mut error = None;
         loop {
@@ -60,7 +69,7 @@ impl BackendConn {
                     let n =
                         lenenc::read_int(&self.buf, &mut pos).ok_or_else(|| bad("column count"))?;
                     result = QueryResult::default();
-                    self.read_result_set(n as usize, &mut result).await?
+                    self.read_result_set(n as usize, &mut result, keep).await?
                 }
             };
             if status & crate::protocol::status::MORE_RESULTS == 0 {
@@ -78,6 +87,7 @@ impl BackendConn {
         &mut self,
         n: usize,
         out: &mut QueryResult,
+        keep: bool,
     ) -> Result<u16, BackendError> {
         for _ in 0..n {
             self.read_packet().await?;
@@ -110,6 +120,7 @@ impl BackendConn {
                         reply::parse_eof(&self.buf).map(|e| e.1).unwrap_or(0)
                     });
                 }
+                _ if !keep => {}
                 _ => {
                     let mut pos = 0;
                     let mut row = Vec::with_capacity(n);

@@ -2,6 +2,7 @@
 
 pub mod diff;
 mod duration;
+pub mod rules;
 mod stats;
 mod tls;
 mod validate;
@@ -42,6 +43,9 @@ pub struct Config {
     pub stats: Stats,
     #[serde(default)]
     pub log: Log,
+    /// Routing rules, in evaluation order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<rules::Rule>,
 }
 
 /// Health and replication monitoring of every backend.
@@ -256,6 +260,9 @@ pub struct Backend {
     /// TLS mode toward this backend (default: `backend_tls.mode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsMode>,
+    /// Server groups this backend belongs to (rule routes `group:NAME`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -44,6 +44,7 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
     timeouts(cfg, &mut bad);
     monitor_failover(cfg, &mut bad);
     log(cfg, &mut bad);
+    super::rules::check(cfg, &mut bad);
     out
 }
 

@@ -308,6 +308,14 @@ mod tests {
 
 /// The statement with its literals as `?` and spacing normalised (`SELECT c FROM t WHERE id
 /// = ?`), at most `max` bytes: what digest statistics and the slow-query log show.
+/// The statement's first word (comments skipped), if it starts with one.
+pub fn first_word(sql: &[u8]) -> Option<&[u8]> {
+    match Lexer::new(sql).next_tok()? {
+        Tok::Word(w) => Some(w),
+        _ => None,
+    }
+}
+
 pub fn normalized(sql: &[u8], max: usize) -> String {
     let mut lx = Lexer::new(sql);
     let mut out = String::new();

@@ -8,7 +8,7 @@ mod server_state;
 mod shape;
 
 pub use classify::{classify, flag, Intent, Kind};
-pub use lexer::normalized;
+pub use lexer::{first_word, normalized};
 pub use policy::{route, Reason, SessionView, Target};
 
 use parking_lot::RwLock;
@@ -33,6 +33,11 @@ impl Classifier {
 
     /// The intent of `sql`; each distinct statement shape is classified once per thread.
     pub fn classify(&self, sql: &[u8]) -> Intent {
+        self.classify_shaped(sql).0
+    }
+
+    /// The intent of `sql` and its shape's id on this thread (0: none; see `shape::cached`).
+    pub fn classify_shaped(&self, sql: &[u8]) -> (Intent, u64) {
         shape::cached(sql, |sql| self.classify_text(sql))
     }
 

@@ -25,6 +25,8 @@ pub enum Reason {
     Fallback,
     /// A read of server state (see `router::server_state`).
     ServerState,
+    /// A routing rule's `route` (`[[rules]]`).
+    Rule,
 }
 
 impl Reason {
@@ -40,6 +42,7 @@ impl Reason {
             Reason::Local => "local",
             Reason::Fallback => "fallback",
             Reason::ServerState => "server_state",
+            Reason::Rule => "rule",
         }
     }
 

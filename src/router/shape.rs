@@ -141,41 +141,50 @@ fn block_comment(sql: &[u8], i: usize, out: &mut Vec<u8>, copied: &mut usize) ->
 }
 
 struct Shapes {
-    map: HashMap<Box<[u8]>, Intent, ahash::RandomState>,
+    /// Each shape's intent and id (ids are never reused by a thread: rule caches key on them).
+    map: HashMap<Box<[u8]>, (Intent, u64), ahash::RandomState>,
     scratch: Vec<u8>,
+    next_id: u64,
 }
 
 thread_local! {
     static SHAPES: RefCell<Shapes> = RefCell::new(Shapes {
         map: HashMap::with_hasher(ahash::RandomState::new()),
         scratch: Vec::new(),
+        next_id: 1,
     });
 }
 
 /// The intent of `sql` from this thread's shape cache, classifying (and remembering) its
-/// shape on a miss.
-pub fn cached(sql: &[u8], classify: impl FnOnce(&[u8]) -> Intent) -> Intent {
+/// shape on a miss; with the shape's id on this thread (0: `sql` has no shape).
+pub fn cached(sql: &[u8], classify: impl FnOnce(&[u8]) -> Intent) -> (Intent, u64) {
     if sql.len() > MAX_SQL {
-        return classify(sql);
+        return (classify(sql), 0);
     }
     SHAPES.with(|cell| {
         let Ok(mut shapes) = cell.try_borrow_mut() else {
-            return classify(sql);
+            return (classify(sql), 0);
         };
-        let Shapes { map, scratch } = &mut *shapes;
+        let Shapes {
+            map,
+            scratch,
+            next_id,
+        } = &mut *shapes;
         scratch.clear();
         if !shape(sql, scratch) {
-            return classify(sql);
+            return (classify(sql), 0);
         }
-        if let Some(intent) = map.get(scratch.as_slice()) {
-            return *intent;
+        if let Some(hit) = map.get(scratch.as_slice()) {
+            return *hit;
         }
         let intent = classify(sql);
         if map.len() >= MAX_SHAPES {
             *map = HashMap::with_hasher(ahash::RandomState::new());
         }
-        map.insert(scratch.as_slice().into(), intent);
-        intent
+        let id = *next_id;
+        *next_id += 1;
+        map.insert(scratch.as_slice().into(), (intent, id));
+        (intent, id)
     })
 }
 
@@ -230,11 +239,12 @@ mod tests {
              traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'*/"
         );
         let full = |sql: &[u8]| super::super::classify(sql);
-        assert_eq!(cached(tagged.as_bytes(), full), full(bare.as_bytes()));
+        assert_eq!(cached(tagged.as_bytes(), full).0, full(bare.as_bytes()));
         // served from the shape cache: the bare statement's shape
         let again = cached(tagged.replace("17", "18").as_bytes(), |_| {
             unreachable!("cached")
-        });
+        })
+        .0;
         assert_eq!(again, full(bare.as_bytes()));
     }
 
@@ -334,8 +344,9 @@ mod tests {
         let full = |sql: &[u8]| super::super::classify(sql);
         let a = cached(b"SELECT c FROM t WHERE id = 41", full);
         let b = cached(b"SELECT c FROM t WHERE id = 42", |_| unreachable!("cached"));
-        assert_eq!(a, b);
-        let w = cached(b"SELECT c FROM t WHERE id = 42 FOR UPDATE", full);
+        assert_eq!(a, b, "same intent, same shape id");
+        assert_ne!(a.1, 0);
+        let w = cached(b"SELECT c FROM t WHERE id = 42 FOR UPDATE", full).0;
         assert!(w.has(super::super::flag::LOCKING));
     }
 }

@@ -41,6 +41,7 @@ impl Session {
             database: self.state.database.as_deref(),
             backend: s.backend,
             route: s.reason.as_str(),
+            rule: self.rule_note.as_ref().map(|n| &*n.name),
             micros: s.took.as_micros() as u64,
             rows: s.rows,
             error: s.failed,

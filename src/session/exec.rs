@@ -269,6 +269,9 @@ impl Session {
             self.tx_log
                 .record(st.payload, st.intent, outcome.digest, outcome.status, limit);
         }
+        if let Some(code) = outcome.err.as_deref().and_then(|e| e.get(1..3)) {
+            self.rule_error(u16::from_le_bytes([code[0], code[1]]));
+        }
         let done = Done {
             failed: outcome.err.is_some(),
             rows: outcome.rows,

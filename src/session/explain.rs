@@ -56,21 +56,46 @@ fn names(flags: u32) -> String {
     }
 }
 
+/// Who asks (`EXPLAIN ROUTE` in a session; the admin API asks as nobody in particular).
+#[derive(Default, Clone, Copy)]
+pub struct Asker<'a> {
+    pub user: &'a str,
+    pub client: Option<std::net::IpAddr>,
+    /// The session's last write GTID.
+    pub gtid: &'a str,
+}
+
 /// The rows of `EXPLAIN ROUTE` for `stmt` in a session with `state` (a new session's when
-/// asked through the admin API) and last write GTID `gtid`.
+/// asked through the admin API).
 pub fn explain(
     shared: &Shared,
     stmt: &[u8],
     state: &SessionState,
-    gtid: &str,
+    asker: Asker<'_>,
 ) -> Vec<(String, String)> {
+    let gtid = asker.gtid;
     let view = crate::router::SessionView {
         in_transaction: state.in_transaction(),
         pinned: state.pins != 0,
         has_user_vars: state.user_vars,
     };
-    let intent = shared.classifier.classify(stmt);
-    let (target, reason) = crate::router::route(&intent, &view);
+    let (mut intent, shape) = shared.classifier.classify_shaped(stmt);
+    let mut rule_rows = Vec::new();
+    let mut route = crate::router::route(&intent, &view);
+    let rules = shared.rules.load();
+    let subject = crate::rules::Subject {
+        sql: stmt,
+        intent: &intent,
+        shape,
+        user: asker.user,
+        schema: state.database.as_deref(),
+        client: asker.client,
+    };
+    if let Some(outcome) = rules.evaluate(&subject) {
+        (intent, route) = explain_rules(shared, (stmt, &view), &rules, &outcome, &mut rule_rows)
+            .unwrap_or((intent, route));
+    }
+    let (target, reason) = route;
     let cfg = shared.config.load();
     let mut rows = vec![
         ("statement".into(), crate::router::normalized(stmt, 1024)),
@@ -81,10 +106,10 @@ pub fn explain(
             "route".into(),
             format!(
                 "{} (reason: {})",
-                if target == Target::Primary {
-                    "primary"
-                } else {
-                    "replica"
+                match target {
+                    Target::Primary => "primary",
+                    Target::Replica => "replica",
+                    Target::Local => "Sluice itself",
                 },
                 reason.as_str()
             ),
@@ -107,6 +132,7 @@ pub fn explain(
             ),
         ),
     ];
+    rows.splice(4..4, rule_rows);
     let topo = &shared.topology;
     let primary = topo.primary();
     for (i, b) in topo.backends().iter().enumerate() {
@@ -136,10 +162,54 @@ pub fn explain(
     rows
 }
 
+/// One row per matched rule (what it does, and whether its route applies); the intent and
+/// route after the rules, when they change them.
+fn explain_rules(
+    shared: &Shared,
+    (stmt, view): (&[u8], &crate::router::SessionView),
+    rules: &crate::rules::RuleSet,
+    outcome: &crate::rules::Outcome,
+    rows: &mut Vec<(String, String)>,
+) -> Option<(crate::router::Intent, (Target, crate::router::Reason))> {
+    for &i in &outcome.matched {
+        let r = &rules.rules[i as usize];
+        rows.push((format!("rule {}", r.name), r.describe(&rules.groups)));
+    }
+    if rules.last(outcome, |r| r.actions.reject.as_ref()).is_some() {
+        rows.push(("rule outcome".into(), "rejected: nothing reaches a backend".into()));
+        return None;
+    }
+    let text = rules.rewrite_quiet(outcome, stmt);
+    let intent = match &text {
+        Some(t) => {
+            rows.push(("rewritten".into(), crate::router::normalized(t.as_bytes(), 1024)));
+            shared.classifier.classify(t.as_bytes())
+        }
+        None => shared.classifier.classify(stmt),
+    };
+    let policy = crate::router::route(&intent, view);
+    let Some((to, rule)) = rules.route(outcome) else {
+        return Some((intent, policy));
+    };
+    use super::ruled::{decide_route, Decision};
+    match decide_route(policy, (to, rule), &intent, view) {
+        Decision::Take(t) => Some((intent, (t, crate::router::Reason::Rule))),
+        Decision::Policy(why) | Decision::Ignored(why) => {
+            rows.push((format!("rule {} route", rule.name), format!("not applied: {why}")));
+            Some((intent, policy))
+        }
+    }
+}
+
 impl Session {
     /// Answers `EXPLAIN ROUTE <stmt>` with a two-column result set; nothing is executed.
     pub(super) async fn explain_route(&mut self, stmt: &[u8]) -> Result<(), Fatal> {
-        let rows = explain(&self.shared, stmt, &self.state, &self.last_gtid_text);
+        let asker = Asker {
+            user: &self.login.user,
+            client: self.peer_ip,
+            gtid: &self.last_gtid_text,
+        };
+        let rows = explain(&self.shared, stmt, &self.state, asker);
         let status = self.state.status;
         let ext = self.flavour.extended_metadata;
         let w = &mut self.client_w;

@@ -24,7 +24,8 @@ impl Session {
         mut skip: Option<usize>,
     ) -> Result<Option<(usize, Lease)>, SqlError> {
         let cfg = self.shared.config.load();
-        let mode = cfg.routing.read_your_writes;
+        let plan = std::mem::take(&mut self.plan);
+        let mode = plan.read_your_writes.unwrap_or(cfg.routing.read_your_writes);
         if mode == ReadYourWrites::Global {
             self.adopt_global_write();
         }
@@ -48,6 +49,8 @@ impl Session {
                 max_lag_us,
                 gtid: gtid.as_deref(),
                 confirmed: Some(&self.state.confirmed),
+                members: plan.group.as_ref().map(|g| &g.members),
+                lag_bound_us: plan.lag_bound_us,
             };
             let known = topo.pick_replica(skip, &needs, true);
             let pick = match known {
@@ -58,9 +61,15 @@ impl Session {
                 None => None,
             };
             let Some((r, must_wait)) = pick else {
+                if plan.fallback_error {
+                    return Err(plan.no_member());
+                }
                 let fallback = cfg.routing.fallback;
                 return no_replica(topo, (skip, max_lag_us), fallback, intent).map(|()| None);
             };
+            if r == topo.primary() {
+                return Ok(None); // a group's primary member: the session's primary path
+            }
             match self.checkout(r).await {
                 Ok(lease) if !must_wait => return Ok(Some((r, lease))),
                 Ok(lease) => return Ok(self.wait_for_gtid(r, lease, wait).await),
@@ -148,6 +157,31 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+/// How a routing rule wants this statement's read served (`rules`): reset per statement.
+#[derive(Default)]
+pub(super) struct ReadPlan {
+    /// Only this group's members (the primary too if it is one).
+    pub group: Option<Arc<crate::rules::Group>>,
+    /// No eligible member: an error instead of the primary.
+    pub fallback_error: bool,
+    pub lag_bound_us: Option<i64>,
+    pub read_your_writes: Option<ReadYourWrites>,
+}
+
+impl ReadPlan {
+    fn no_member(&self) -> SqlError {
+        let what = match &self.group {
+            Some(g) => format!("member of server group {}", g.name),
+            None => "replica".to_string(),
+        };
+        SqlError::new(
+            1105,
+            "HY000",
+            format!("Sluice: no {what} is healthy and fresh enough for this statement (rule fallback = \"error\")"),
+        )
     }
 }
 

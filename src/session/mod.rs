@@ -15,6 +15,7 @@ mod local;
 mod pins;
 mod prepared;
 mod replay;
+mod ruled;
 mod slot;
 pub mod state;
 
@@ -62,6 +63,8 @@ pub struct Session {
     last_ran: Option<usize>,
     /// The client's address (account host patterns, COM_CHANGE_USER).
     peer_host: String,
+    /// The client's address (rules' `client` matches).
+    peer_ip: Option<std::net::IpAddr>,
     stmts: HashMap<u32, Prepared>,
     next_stmt_id: u32,
     /// Sequence id for the next packet to the client.
@@ -77,6 +80,12 @@ pub struct Session {
     idle: idle::Idle,
     /// Counted in `sluice_pinned_sessions`.
     pinned_counted: bool,
+    /// How a routing rule wants the current statement's read served.
+    plan: freshness::ReadPlan,
+    /// The routing rule behind the current statement.
+    rule_note: Option<ruled::RuleNote>,
+    /// Copies of statements for `mirror` rules, by group.
+    mirrors: crate::rules::mirror::Mirrors,
     /// The session's log context (id, user, client), given as the parent of its events
     /// rather than entered on every poll of the session's future.
     span: tracing::Span,
@@ -138,6 +147,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         warnings_on_primary: false,
         last_ran: None,
         peer_host: peer.clone(),
+        peer_ip,
         stmts: HashMap::new(),
         next_stmt_id: 1,
         seq,
@@ -146,6 +156,9 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         tx_log: Default::default(),
         idle: idle::Idle::new(idle_limit),
         pinned_counted: false,
+        plan: Default::default(),
+        rule_note: None,
+        mirrors: Default::default(),
         span,
         buf: Vec::new(),
     };
@@ -317,7 +330,7 @@ impl Session {
 
     async fn query(&mut self, packet: &[u8]) -> Result<(), Fatal> {
         let sql = &packet[1..];
-        let intent = self.shared.classifier.classify(sql);
+        let (intent, shape) = self.shared.classifier.classify_shaped(sql);
         if self.tx_lost {
             return self.after_lost_transaction(&intent, sql).await;
         }
@@ -337,7 +350,30 @@ impl Session {
                 return self.kill(query_only, id).await;
             }
         }
-        let on_ok = match intent.kind {
+        let rules = self.shared.rules.load();
+        if !rules.is_empty() {
+            let subject = crate::rules::Subject {
+                sql,
+                intent: &intent,
+                shape,
+                user: &self.login.user,
+                schema: self.state.database.as_deref(),
+                client: self.peer_ip,
+            };
+            if let Some(outcome) = rules.evaluate(&subject) {
+                return self.ruled(packet, intent, &rules, outcome).await;
+            }
+        }
+        drop(rules);
+        let on_ok = self.on_ok(&intent, sql);
+        let route = self.plain_route(&intent);
+        self.execute(packet, Expect::ResultSets, route, &intent, on_ok)
+            .await
+    }
+
+    /// The session bookkeeping a statement needs when it succeeds.
+    fn on_ok(&self, intent: &crate::router::Intent, sql: &[u8]) -> exec::OnOk {
+        match intent.kind {
             Kind::SetSession => {
                 exec::OnOk::AddVar(Arc::from(String::from_utf8_lossy(sql).as_ref()))
             }
@@ -346,16 +382,24 @@ impl Session {
                 None => exec::OnOk::Nothing,
             },
             _ => exec::OnOk::Nothing,
-        };
-        let mut route = crate::router::route(&intent, &self.view());
+        }
+    }
+
+    /// Where the routing policy sends a statement (no rules).
+    fn plain_route(&self, intent: &crate::router::Intent) -> (Target, Reason) {
+        let route = crate::router::route(intent, &self.view());
         if intent.has(crate::router::flag::SHOW_WARNINGS)
             && !intent.has(crate::router::flag::SERVER_STATE)
             && self.warnings_on_primary
         {
-            route = (Target::Primary, Reason::Session);
+            return (Target::Primary, Reason::Session);
         }
-        self.execute(packet, Expect::ResultSets, route, &intent, on_ok)
-            .await
+        route
+    }
+
+    /// The session's pool slot (its user and client flavour).
+    fn pool_slot(&self) -> usize {
+        crate::pool::BackendPool::slot(self.login.user_index, self.flavour)
     }
 
     /// While a lost transaction is unacknowledged: ROLLBACK clears it, anything else errors.

@@ -109,6 +109,11 @@ pub struct ReadNeeds<'a> {
     pub gtid: Option<&'a GtidSet>,
     /// Replicas known to have applied `gtid` regardless of what the monitor saw.
     pub confirmed: Option<&'a set::BackendSet>,
+    /// Only these backends (a server group); the primary too if it is a member.
+    pub members: Option<&'a set::BackendSet>,
+    /// A replicating replica within this lag may serve even if `routing.max_replica_lag`
+    /// made it ineligible (a rule's `max_lag`).
+    pub lag_bound_us: Option<i64>,
 }
 
 impl Topology {
@@ -196,17 +201,27 @@ impl Topology {
         needs: &ReadNeeds<'_>,
         check_gtid: bool,
     ) -> bool {
-        if i == self.primary() || b.weight() == 0 || Some(i) == skip || b.pool.is_down() {
+        if b.weight() == 0 || Some(i) == skip || b.pool.is_down() {
+            return false;
+        }
+        if needs.members.is_some_and(|m| !m.contains(i)) {
             return false;
         }
         let st = b.state.load();
-        if !st.up || !st.eligible {
+        if i == self.primary() {
+            // a group's primary member: it has every write
+            return needs.members.is_some() && st.up;
+        }
+        let lag = st.lag_us();
+        let within = |max: i64| lag.is_some_and(|l| l <= max);
+        let loose = needs
+            .lag_bound_us
+            .is_some_and(|max| st.replicating && within(max));
+        if !st.up || !(st.eligible || loose) {
             return false;
         }
-        if let Some(max) = needs.max_lag_us {
-            if st.lag_us().is_none_or(|l| l > max) {
-                return false;
-            }
+        if needs.max_lag_us.is_some_and(|max| !within(max)) {
+            return false;
         }
         if check_gtid {
             if let Some(g) = needs.gtid {
@@ -354,6 +369,46 @@ mod tests {
             ..Default::default()
         };
         assert!(t.pick_replica(Some(1), &needs, true) == Some(2));
+    }
+
+    #[test]
+    fn a_group_takes_only_its_members_and_may_include_the_primary() {
+        let t = Topology::from_config(&cfg(&[1, 1, 1]));
+        let mut g = set::BackendSet::default();
+        g.insert(2);
+        let needs = ReadNeeds {
+            members: Some(&g),
+            ..Default::default()
+        };
+        for _ in 0..50 {
+            assert_eq!(t.pick_replica(None, &needs, true), Some(2));
+        }
+        t.backend(2).state.update(|s| s.eligible = false);
+        assert_eq!(t.pick_replica(None, &needs, true), None);
+        g.insert(0); // the primary
+        let needs = ReadNeeds {
+            members: Some(&g),
+            ..Default::default()
+        };
+        assert_eq!(t.pick_replica(None, &needs, true), Some(0));
+        assert_eq!(pick(&t).map(|i| i == 0), Some(false), "no group: never the primary");
+    }
+
+    #[test]
+    fn a_looser_lag_bound_admits_a_lagging_replica() {
+        let t = Topology::from_config(&cfg(&[1]));
+        t.backend(1).state.update(|s| {
+            s.eligible = false;
+            s.replicating = true;
+            s.heartbeat_lag_us = 5_000_000;
+        });
+        assert_eq!(pick(&t), None);
+        let loose = |us| ReadNeeds {
+            lag_bound_us: Some(us),
+            ..Default::default()
+        };
+        assert_eq!(t.pick_replica(None, &loose(30_000_000), true), Some(1));
+        assert_eq!(t.pick_replica(None, &loose(1_000_000), true), None);
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub struct Snapshot {
     pub writable: bool,
     /// Serves reads (a replica within the lag bound, replicating).
     pub eligible: bool,
+    /// A replica with both replication threads running and a known lag (a rule's own
+    /// `max_lag` judges it instead of `routing.max_replica_lag`).
+    pub replicating: bool,
     /// Heartbeat lag in microseconds; -1 unknown.
     pub heartbeat_lag_us: i64,
     /// Seconds_Behind_Master/Source; -1 when NULL or unknown.
@@ -38,6 +41,7 @@ impl Default for Snapshot {
             up: true,
             writable: false,
             eligible: true,
+            replicating: false,
             heartbeat_lag_us: -1,
             seconds_behind: -1,
             io_running: false,
