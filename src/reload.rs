@@ -132,7 +132,12 @@ pub fn apply(shared: &Arc<Shared>, mut new: Config) -> Result<Vec<String>, Vec<S
     let rules = crate::rules::RuleSet::compile(&new, |n| topo.index_of(n), &shared.metrics)
         .map_err(|e| vec![format!("rules: {e}")])?;
     changes.extend(crate::config::rules::changes(&old.rules, &new.rules));
-    let groups = |c: &Config| c.backends.iter().map(|b| (b.name.clone(), b.groups.clone())).collect::<Vec<_>>();
+    let groups = |c: &Config| {
+        c.backends
+            .iter()
+            .map(|b| (b.name.clone(), b.groups.clone()))
+            .collect::<Vec<_>>()
+    };
     if groups(&new) != groups(&old) {
         changes.push("server groups updated".into());
     }

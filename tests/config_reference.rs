@@ -30,6 +30,9 @@ fn every_configuration_key_appears_in_the_reference() {
     let cfg = sluice::config::Config::parse(&text, "config/sluice.toml").expect("valid");
     let value = serde_json::to_value(&cfg).unwrap();
     let mut missing = Vec::new();
+    let mut value = value;
+    // optional keys are left out when unset: a rule with every key set stands for [[rules]]
+    value["rules"] = serde_json::json!([every_rule_key()]);
     for (section, body) in value.as_object().unwrap() {
         let fields = match body {
             serde_json::Value::Object(o) => o.clone(),
@@ -55,4 +58,37 @@ fn every_configuration_key_appears_in_the_reference() {
         }
     }
     assert!(missing.is_empty(), "not in config/sluice.toml: {missing:?}");
+}
+
+/// A rule with every field set (no `..Default::default()`: a new field must be added here,
+/// and so to the reference).
+fn every_rule_key() -> serde_json::Value {
+    use sluice::config::rules::{Rule, RuleKind};
+    let d = || Some(sluice::config::Dur(std::time::Duration::from_secs(1)));
+    let s = || Some("x".to_string());
+    let rule = Rule {
+        name: "x".into(),
+        digest_pattern: s(),
+        pattern: s(),
+        digest: s(),
+        case_sensitive: false,
+        user: s(),
+        schema: s(),
+        client: s(),
+        kind: Some(RuleKind::Read),
+        route: s(),
+        fallback: Some(sluice::config::Fallback::Primary),
+        max_lag: d(),
+        read_your_writes: Some(sluice::config::ReadYourWrites::Off),
+        reject: s(),
+        reject_code: Some(1148),
+        rewrite: s(),
+        mirror: s(),
+        mirror_writes: false,
+        timeout: d(),
+        log: false,
+        keep_going: false,
+        override_hints: false,
+    };
+    serde_json::to_value(rule).unwrap()
 }

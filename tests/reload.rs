@@ -122,6 +122,7 @@ async fn adding_a_replica_puts_it_in_rotation_and_removing_one_drains_it() {
             role: sluice::config::Role::Replica,
             weight: 5,
             tls: None,
+            groups: Vec::new(),
         })
     });
     let t = Instant::now();

@@ -37,6 +37,7 @@ fn entry_for(n: usize, address: &str) -> Option<Backend> {
         role: Role::Replica,
         weight: 1,
         tls: None,
+        groups: Vec::new(),
     })
 }
 

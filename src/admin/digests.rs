@@ -32,7 +32,8 @@ pub(super) fn explain(shared: &Shared, body: &str) -> Reply {
         return bad("the body must be the statement to explain".into());
     }
     let state = crate::session::state::SessionState::new(None, 45, false);
-    let rows = crate::session::explain::explain(shared, body.as_bytes(), &state, Default::default());
+    let rows =
+        crate::session::explain::explain(shared, body.as_bytes(), &state, Default::default());
     let v: Vec<serde_json::Value> = rows
         .into_iter()
         .map(|(item, value)| serde_json::json!({ "item": item, "value": value }))

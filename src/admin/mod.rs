@@ -8,8 +8,8 @@
 
 pub mod client;
 mod digests;
-mod rules;
 mod page;
+mod rules;
 
 use crate::shared::Shared;
 use http_body_util::{BodyExt, Full, Limited};

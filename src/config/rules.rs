@@ -153,7 +153,10 @@ fn valid_name(s: &str) -> bool {
 }
 
 fn matches(r: &Rule, key: &dyn Fn(&str) -> String, bad: &mut Bad<'_>) {
-    for (k, p) in [("digest_pattern", &r.digest_pattern), ("pattern", &r.pattern)] {
+    for (k, p) in [
+        ("digest_pattern", &r.digest_pattern),
+        ("pattern", &r.pattern),
+    ] {
         if let Some(p) = p {
             if let Err(e) = regex(p, r.case_sensitive) {
                 let first = e.to_string().lines().last().unwrap_or("").to_string();
@@ -219,7 +222,9 @@ fn actions(r: &Rule, groups: &HashSet<&str>, key: &dyn Fn(&str) -> String, bad: 
             );
         }
     }
-    if r.timeout.is_some_and(|t| t.0 < std::time::Duration::from_millis(1)) {
+    if r.timeout
+        .is_some_and(|t| t.0 < std::time::Duration::from_millis(1))
+    {
         bad(key("timeout"), "must be at least 1ms");
     }
     if r.fallback.is_some() && r.route.is_none() {
@@ -278,7 +283,10 @@ pub fn changes(old: &[Rule], new: &[Rule]) -> Vec<String> {
     if common(old, new) != common(new, old) {
         out.push(format!(
             "rules order: {}",
-            new.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
+            new.iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     out

@@ -43,15 +43,15 @@ impl RuleSet {
         let ddl = intent.kind == crate::router::Kind::Write
             && crate::router::first_word(sql).is_some_and(is_ddl_word);
         let kind = kind_of(intent.kind, ddl);
-        let hits = self
-            .has_digest_patterns
-            .then(|| self.digest_set.matches(&crate::router::normalized(sql, MAX_NORMALIZED)));
+        let hits = self.has_digest_patterns.then(|| {
+            self.digest_set
+                .matches(&crate::router::normalized(sql, MAX_NORMALIZED))
+        });
         let mut out = Vec::new();
         for (i, r) in self.rules.iter().enumerate() {
             let ok = r.digest.is_none_or(|d| d == intent.digest)
                 && r.kind.is_none_or(|k| k == kind)
-                && r
-                    .digest_pattern
+                && r.digest_pattern
                     .is_none_or(|p| hits.as_ref().is_some_and(|h| h.matched(p)));
             if ok {
                 out.push(i as u16);
@@ -67,8 +67,7 @@ impl RuleSet {
             let r = &self.rules[i as usize];
             if r.user.as_deref().is_some_and(|u| u != s.user)
                 || r.schema.as_deref().is_some_and(|d| Some(d) != s.schema)
-                || r
-                    .client
+                || r.client
                     .is_some_and(|net| !s.client.is_some_and(|ip| net.contains(&ip)))
             {
                 continue;
@@ -174,7 +173,12 @@ mod tests {
             client: Some("10.1.2.3".parse().unwrap()),
         };
         rs.evaluate(&s)
-            .map(|o| o.matched.iter().map(|&i| rs.rules[i as usize].name.to_string()).collect())
+            .map(|o| {
+                o.matched
+                    .iter()
+                    .map(|&i| rs.rules[i as usize].name.to_string())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -186,7 +190,15 @@ mod tests {
              [[rules]]\nname='ddl'\nkind='ddl'\nreject='no DDL here'\n");
         for _ in 0..2 {
             // second round: from the shape cache
-            assert_eq!(names(&rs, "SELECT sum(x) FROM sales WHERE d > '2026-01-01'", "a", None), ["log", "reports"]);
+            assert_eq!(
+                names(
+                    &rs,
+                    "SELECT sum(x) FROM sales WHERE d > '2026-01-01'",
+                    "a",
+                    None
+                ),
+                ["log", "reports"]
+            );
         }
         assert_eq!(names(&rs, "SELECT 1", "a", None), ["log"]);
         assert_eq!(names(&rs, "DROP TABLE t", "a", None), ["ddl"]);
@@ -195,13 +207,18 @@ mod tests {
 
     #[test]
     fn per_statement_matches() {
-        let rs = set("[[rules]]\nname='tenant'\nschema='t1'\nuser='a'\nroute='primary'\n\
+        let rs = set(
+            "[[rules]]\nname='tenant'\nschema='t1'\nuser='a'\nroute='primary'\n\
              [[rules]]\nname='net'\nclient='192.168.0.0/16'\nroute='primary'\n\
              [[rules]]\nname='big'\npattern='LIMIT [0-9]{5,}'\nreject='too big'\n\
-             [[rules]]\nname='CaSe'\npattern='Select'\ncase_sensitive=true\nroute='primary'\n");
+             [[rules]]\nname='CaSe'\npattern='Select'\ncase_sensitive=true\nroute='primary'\n",
+        );
         assert_eq!(names(&rs, "SELECT 1", "a", Some("t1")), ["tenant"]);
         assert!(names(&rs, "SELECT 1", "b", Some("t1")).is_empty());
-        assert_eq!(names(&rs, "SELECT * FROM t LIMIT 100000", "a", None), ["big"]);
+        assert_eq!(
+            names(&rs, "SELECT * FROM t LIMIT 100000", "a", None),
+            ["big"]
+        );
         assert!(names(&rs, "SELECT * FROM t LIMIT 1000", "a", None).is_empty());
         assert_eq!(names(&rs, "Select 1", "a", None), ["CaSe"]);
     }

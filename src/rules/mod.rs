@@ -216,7 +216,11 @@ impl RuleSet {
         names.sort_unstable();
         for name in names {
             let mut members = BackendSet::default();
-            for b in cfg.backends.iter().filter(|b| b.groups.iter().any(|g| g == name)) {
+            for b in cfg
+                .backends
+                .iter()
+                .filter(|b| b.groups.iter().any(|g| g == name))
+            {
                 if let Some(i) = index_of(&b.name) {
                     members.insert(i);
                 }
@@ -274,7 +278,10 @@ impl RuleSet {
         };
         Ok(Rule {
             name: Arc::from(r.name.as_str()),
-            digest: r.digest.as_deref().and_then(|d| u64::from_str_radix(d, 16).ok()),
+            digest: r
+                .digest
+                .as_deref()
+                .and_then(|d| u64::from_str_radix(d, 16).ok()),
             kind: r.kind,
             user: r.user.clone(),
             schema: r.schema.clone(),
@@ -287,10 +294,7 @@ impl RuleSet {
                 fallback_error: r.fallback == Some(crate::config::Fallback::Error),
                 max_lag: r.max_lag.map(|d| d.0),
                 read_your_writes: r.read_your_writes,
-                reject: r
-                    .reject
-                    .clone()
-                    .map(|m| (r.reject_code.unwrap_or(1148), m)),
+                reject: r.reject.clone().map(|m| (r.reject_code.unwrap_or(1148), m)),
                 rewrite: r.rewrite.clone(),
                 mirror,
                 mirror_writes: r.mirror_writes,

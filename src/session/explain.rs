@@ -176,13 +176,19 @@ fn explain_rules(
         rows.push((format!("rule {}", r.name), r.describe(&rules.groups)));
     }
     if rules.last(outcome, |r| r.actions.reject.as_ref()).is_some() {
-        rows.push(("rule outcome".into(), "rejected: nothing reaches a backend".into()));
+        rows.push((
+            "rule outcome".into(),
+            "rejected: nothing reaches a backend".into(),
+        ));
         return None;
     }
     let text = rules.rewrite_quiet(outcome, stmt);
     let intent = match &text {
         Some(t) => {
-            rows.push(("rewritten".into(), crate::router::normalized(t.as_bytes(), 1024)));
+            rows.push((
+                "rewritten".into(),
+                crate::router::normalized(t.as_bytes(), 1024),
+            ));
             shared.classifier.classify(t.as_bytes())
         }
         None => shared.classifier.classify(stmt),
@@ -195,7 +201,10 @@ fn explain_rules(
     match decide_route(policy, (to, rule), &intent, view) {
         Decision::Take(t) => Some((intent, (t, crate::router::Reason::Rule))),
         Decision::Policy(why) | Decision::Ignored(why) => {
-            rows.push((format!("rule {} route", rule.name), format!("not applied: {why}")));
+            rows.push((
+                format!("rule {} route", rule.name),
+                format!("not applied: {why}"),
+            ));
             Some((intent, policy))
         }
     }

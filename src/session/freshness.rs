@@ -25,7 +25,9 @@ impl Session {
     ) -> Result<Option<(usize, Lease)>, SqlError> {
         let cfg = self.shared.config.load();
         let plan = std::mem::take(&mut self.plan);
-        let mode = plan.read_your_writes.unwrap_or(cfg.routing.read_your_writes);
+        let mode = plan
+            .read_your_writes
+            .unwrap_or(cfg.routing.read_your_writes);
         if mode == ReadYourWrites::Global {
             self.adopt_global_write();
         }

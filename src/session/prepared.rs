@@ -39,6 +39,9 @@ impl Session {
     pub(super) async fn stmt_prepare(&mut self, packet: &[u8]) -> Result<(), Fatal> {
         let sql: Arc<str> = Arc::from(String::from_utf8_lossy(&packet[1..]).as_ref());
         let intent = self.shared.classifier.classify(sql.as_bytes());
+        if let Some(e) = self.rule_rejects(sql.as_bytes()) {
+            return self.send_err(&e).await;
+        }
         let route = crate::router::route(&intent, &self.view());
         let id = self.next_stmt_id;
         self.next_stmt_id = self.next_stmt_id.wrapping_add(1).max(1);
@@ -95,9 +98,16 @@ impl Session {
         let mut route = crate::router::route(&intent, &self.view());
         if cursor || changes_session {
             route = (Target::Primary, Reason::Pinned);
+        } else {
+            let sql = p.sql.clone();
+            route = self.rules_for_execute(&sql, &intent, route);
         }
-        self.execute(packet, Expect::ResultSets, route, &intent, OnOk::Nothing)
-            .await?;
+        let r = self
+            .execute(packet, Expect::ResultSets, route, &intent, OnOk::Nothing)
+            .await;
+        self.rule_note = None;
+        self.plan = Default::default();
+        r?;
         if let Some(p) = self.stmts.get_mut(&id) {
             p.long_data.clear();
         }

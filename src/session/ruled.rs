@@ -28,6 +28,12 @@ fn replica_safe(intent: &Intent, view: &crate::router::SessionView) -> bool {
         && !view.pinned
 }
 
+/// The ERR a `reject` rule sends.
+fn reject_error(code: u16, msg: &str) -> SqlError {
+    let state = if code == 1148 { "42000" } else { "HY000" };
+    SqlError::new(code, state, msg.to_string())
+}
+
 /// What becomes of a rule's route for one statement.
 pub enum Decision {
     /// Taken.
@@ -81,8 +87,7 @@ impl Session {
         self.note_matches(rules, &outcome, sql);
         if let Some(((code, msg), rule)) = rules.last(&outcome, |r| r.actions.reject.as_ref()) {
             rule.counters.rejects.inc();
-            let state = if *code == 1148 { "42000" } else { "HY000" };
-            return self.send_err(&SqlError::new(*code, state, msg.clone())).await;
+            return self.send_err(&reject_error(*code, msg)).await;
         }
         let rewritten = rules.rewrite(&outcome, sql).map(|text| {
             let mut p = Vec::with_capacity(text.len() + 1);
@@ -99,21 +104,83 @@ impl Session {
         if let Some((to, rule)) = rules.route(&outcome) {
             route = self.rule_route(route, (to, rule), rules, &intent);
         }
-        if let Some((lag, _)) = rules.last(&outcome, |r| r.actions.max_lag) {
-            self.plan.lag_bound_us = Some(lag.as_micros() as i64);
-        }
-        if let Some((ryw, _)) = rules.last(&outcome, |r| r.actions.read_your_writes) {
-            self.plan.read_your_writes = Some(ryw);
-        }
-        self.mirror(rules, &outcome, packet, &intent, route.0);
+        self.read_plan(rules, &outcome);
+        let copy = self.mirror_copy(rules, &outcome, packet, &intent, route.0);
         let timed = self.with_timeout(rules, &outcome, packet, &intent);
         let packet = timed.as_deref().unwrap_or(packet);
         let r = self
             .execute(packet, Expect::ResultSets, route, &intent, on_ok)
             .await;
+        if let Some((copy, counted)) = copy {
+            // after the client has its reply: the mirror never delays it
+            let (shared, slot) = (self.shared.clone(), self.pool_slot());
+            let opts = self.connect_opts(self.shared.topology.primary());
+            let worker = move || crate::rules::mirror::Worker { shared, opts, slot };
+            if self.mirrors.send(copy, worker) {
+                counted.inc();
+            }
+        }
         self.rule_note = None;
         self.plan = ReadPlan::default();
         r
+    }
+
+    /// The rules a statement text matches, if any.
+    fn match_rules(&self, sql: &[u8]) -> Option<(arc_swap::Guard<Arc<RuleSet>>, Outcome, Intent)> {
+        let rules = self.shared.rules.load();
+        if rules.is_empty() {
+            return None;
+        }
+        let (intent, shape) = self.shared.classifier.classify_shaped(sql);
+        let subject = crate::rules::Subject {
+            sql,
+            intent: &intent,
+            shape,
+            user: &self.login.user,
+            schema: self.state.database.as_deref(),
+            client: self.peer_ip,
+        };
+        let outcome = rules.evaluate(&subject)?;
+        Some((rules, outcome, intent))
+    }
+
+    /// COM_STMT_PREPARE: the error of a matching `reject` rule (counted), if any.
+    pub(super) fn rule_rejects(&self, sql: &[u8]) -> Option<SqlError> {
+        let (rules, outcome, _) = self.match_rules(sql)?;
+        let ((code, msg), rule) = rules.last(&outcome, |r| r.actions.reject.as_ref())?;
+        rule.counters.hits.inc();
+        rule.counters.rejects.inc();
+        Some(reject_error(*code, msg))
+    }
+
+    /// COM_STMT_EXECUTE: the route, lag bound and read-your-writes mode of the rules the
+    /// prepared statement's text matches (rewrite, timeout and mirror apply to text
+    /// statements only).
+    pub(super) fn rules_for_execute(
+        &mut self,
+        sql: &str,
+        intent: &Intent,
+        policy: (Target, Reason),
+    ) -> (Target, Reason) {
+        let Some((rules, outcome, _)) = self.match_rules(sql.as_bytes()) else {
+            return policy;
+        };
+        self.note_matches(&rules, &outcome, sql.as_bytes());
+        self.read_plan(&rules, &outcome);
+        match rules.route(&outcome) {
+            Some((to, rule)) => self.rule_route(policy, (to, rule), &rules, intent),
+            None => policy,
+        }
+    }
+
+    /// The matched rules' `max_lag` and `read_your_writes` for the statement's read.
+    fn read_plan(&mut self, rules: &RuleSet, outcome: &Outcome) {
+        if let Some((lag, _)) = rules.last(outcome, |r| r.actions.max_lag) {
+            self.plan.lag_bound_us = Some(lag.as_micros() as i64);
+        }
+        if let Some((ryw, _)) = rules.last(outcome, |r| r.actions.read_your_writes) {
+            self.plan.read_your_writes = Some(ryw);
+        }
     }
 
     /// Counts the hits, logs `log = true` rules, and notes the rule for the digest row.
@@ -175,38 +242,29 @@ impl Session {
         }
     }
 
-    /// Sends a copy to the last matched rule's mirror group (reads only, unless the rule has
-    /// `mirror_writes`); never waits.
-    fn mirror(
-        &mut self,
+    /// A copy for the last matched rule's mirror group (reads only, unless the rule has
+    /// `mirror_writes`), with the rule's `mirror` counter.
+    fn mirror_copy(
+        &self,
         rules: &RuleSet,
         outcome: &Outcome,
         packet: &[u8],
         intent: &Intent,
         target: Target,
-    ) {
-        let Some((g, rule)) = rules.last(outcome, |r| r.actions.mirror) else {
-            return;
-        };
+    ) -> Option<(crate::rules::mirror::Copy, IntCounter)> {
+        let (g, rule) = rules.last(outcome, |r| r.actions.mirror)?;
         let read = intent.kind == Kind::Read && replica_safe(intent, &self.view());
-        if !read && !(rule.actions.mirror_writes && target == Target::Primary) {
-            return;
+        let write_copied = rule.actions.mirror_writes && target == Target::Primary;
+        if !(read || write_copied) {
+            return None;
         }
-        let Some(group) = rules.groups.get(g).cloned() else {
-            return;
-        };
         let copy = crate::rules::mirror::Copy {
             packet: Arc::from(packet),
             database: self.state.database.clone(),
-            group,
+            group: rules.groups.get(g)?.clone(),
             dropped: rule.counters.mirror_dropped.clone(),
         };
-        let (shared, slot) = (self.shared.clone(), self.pool_slot());
-        let opts = self.connect_opts(self.shared.topology.primary());
-        let worker = move || crate::rules::mirror::Worker { shared, opts, slot };
-        if self.mirrors.send(copy, worker) {
-            rule.counters.mirrored.inc();
-        }
+        Some((copy, rule.counters.mirrored.clone()))
     }
 
     /// The statement under the last matched rule's `timeout`: MariaDB runs it with
@@ -237,7 +295,9 @@ impl Session {
             }
             let at = word.as_ptr() as usize - sql.as_ptr() as usize + word.len();
             p.extend_from_slice(&sql[..at]);
-            p.extend_from_slice(format!(" /*+ MAX_EXECUTION_TIME({}) */", limit.as_millis()).as_bytes());
+            p.extend_from_slice(
+                format!(" /*+ MAX_EXECUTION_TIME({}) */", limit.as_millis()).as_bytes(),
+            );
             p.extend_from_slice(&sql[at..]);
         }
         if let Some(note) = &mut self.rule_note {

@@ -391,7 +391,11 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(t.pick_replica(None, &needs, true), Some(0));
-        assert_eq!(pick(&t).map(|i| i == 0), Some(false), "no group: never the primary");
+        assert_eq!(
+            pick(&t).map(|i| i == 0),
+            Some(false),
+            "no group: never the primary"
+        );
     }
 
     #[test]

@@ -349,8 +349,7 @@ fn set_eligibility(s: &mut Snapshot, l: &Limits) {
     };
     s.eligible = eligible;
     s.reason = reason;
-    s.replicating =
-        !l.is_primary && s.up && s.io_running && s.sql_running && s.lag_us().is_some();
+    s.replicating = !l.is_primary && s.up && s.io_running && s.sql_running && s.lag_us().is_some();
 }
 
 /// Exactly one writable, healthy backend is the primary. Two or more: keep the last known
