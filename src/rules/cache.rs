@@ -8,9 +8,16 @@ use std::collections::HashMap;
 /// Past this many shapes a thread's cache starts over (as the shape cache does).
 const MAX_ENTRIES: usize = 4096;
 
+/// A shape's candidate rules, in file order.
+pub struct Candidates {
+    pub all: Box<[u16]>,
+    /// Those without a `pattern` (all that can match when no pattern does).
+    pub plain: Box<[u16]>,
+}
+
 struct Cache {
     version: u64,
-    map: HashMap<u64, Box<[u16]>, ahash::RandomState>,
+    map: HashMap<u64, Candidates, ahash::RandomState>,
 }
 
 thread_local! {
@@ -24,8 +31,8 @@ thread_local! {
 /// them with `compute` on a miss (`shape` 0: no shape, never cached).
 pub fn with_candidates<R>(
     (version, shape): (u64, u64),
-    compute: impl FnOnce() -> Vec<u16>,
-    f: impl FnOnce(&[u16]) -> R,
+    compute: impl FnOnce() -> Candidates,
+    f: impl FnOnce(&Candidates) -> R,
 ) -> R {
     if shape == 0 {
         return f(&compute());
@@ -44,7 +51,7 @@ pub fn with_candidates<R>(
         if c.map.len() >= MAX_ENTRIES {
             c.map.clear();
         }
-        let computed = compute().into_boxed_slice();
+        let computed = compute();
         let r = f(&computed);
         c.map.insert(shape, computed);
         r

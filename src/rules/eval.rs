@@ -39,7 +39,7 @@ impl RuleSet {
     }
 
     /// Rules whose shape-only matches hold for `sql`.
-    fn shape_candidates(&self, sql: &[u8], intent: &Intent) -> Vec<u16> {
+    fn shape_candidates(&self, sql: &[u8], intent: &Intent) -> cache::Candidates {
         let ddl = intent.kind == crate::router::Kind::Write
             && crate::router::first_word(sql).is_some_and(is_ddl_word);
         let kind = kind_of(intent.kind, ddl);
@@ -57,13 +57,41 @@ impl RuleSet {
                 out.push(i as u16);
             }
         }
-        out
+        let plain = out
+            .iter()
+            .copied()
+            .filter(|&i| self.rules[i as usize].pattern.is_none())
+            .collect();
+        cache::Candidates {
+            all: out.into_boxed_slice(),
+            plain,
+        }
     }
 
-    fn walk(&self, candidates: &[u16], s: &Subject<'_>) -> Option<Outcome> {
-        let mut patterns: Option<regex::SetMatches> = None;
+    /// Whether any `pattern` matches `sql`, with the matches when one does.
+    fn pattern_matches(&self, sql: &[u8]) -> Option<regex::SetMatches> {
+        let t = text(sql);
+        let any = match &self.any_pattern {
+            Some(re) => re.is_match(&t),
+            None => self.pattern_set.is_match(&t),
+        };
+        any.then(|| self.pattern_set.matches(&t))
+    }
+
+    fn walk(&self, c: &cache::Candidates, s: &Subject<'_>) -> Option<Outcome> {
+        let mut patterns = None;
+        let candidates = if c.plain.len() == c.all.len() {
+            &c.plain
+        } else {
+            patterns = self.pattern_matches(s.sql);
+            if patterns.is_some() {
+                &c.all
+            } else {
+                &c.plain // no pattern matches: only the rules without one can
+            }
+        };
         let mut out: Option<Outcome> = None;
-        for &i in candidates {
+        for &i in candidates.iter() {
             let r = &self.rules[i as usize];
             if r.user.as_deref().is_some_and(|u| u != s.user)
                 || r.schema.as_deref().is_some_and(|d| Some(d) != s.schema)
@@ -73,8 +101,7 @@ impl RuleSet {
                 continue;
             }
             if let Some(p) = r.pattern {
-                let hits = patterns.get_or_insert_with(|| self.pattern_set.matches(&text(s.sql)));
-                if !hits.matched(p) {
+                if !patterns.as_ref().is_some_and(|h| h.matched(p)) {
                     continue;
                 }
             }

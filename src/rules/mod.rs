@@ -126,6 +126,9 @@ pub struct RuleSet {
     pub groups: Vec<Arc<Group>>,
     digest_set: regex::RegexSet,
     pattern_set: regex::RegexSet,
+    /// Every `pattern` as one alternation: whether any matches, in one pass (a case-folding
+    /// `RegexSet` costs several times more for the common answer, none).
+    any_pattern: Option<regex::Regex>,
     /// Whether any rule matches the normalised text / the text as sent.
     has_digest_patterns: bool,
     has_patterns: bool,
@@ -139,6 +142,7 @@ impl Default for RuleSet {
             groups: Vec::new(),
             digest_set: regex::RegexSet::empty(),
             pattern_set: regex::RegexSet::empty(),
+            any_pattern: None,
             has_digest_patterns: false,
             has_patterns: false,
         }
@@ -239,6 +243,13 @@ impl RuleSet {
         set.has_digest_patterns = !digest_pats.is_empty();
         set.has_patterns = !pats.is_empty();
         set.digest_set = regex::RegexSet::new(digest_pats).map_err(|e| e.to_string())?;
+        if !pats.is_empty() {
+            // too large to build as one: the set answers alone
+            set.any_pattern = regex::RegexBuilder::new(&pats.join("|"))
+                .size_limit(64 << 20)
+                .build()
+                .ok();
+        }
         set.pattern_set = regex::RegexSet::new(pats).map_err(|e| e.to_string())?;
         Ok(set)
     }
@@ -249,10 +260,10 @@ impl RuleSet {
         (digest_pats, pats): (&mut Vec<String>, &mut Vec<String>),
         metrics: &crate::metrics::Metrics,
     ) -> Result<Rule, String> {
-        let flags = if r.case_sensitive { "" } else { "(?i)" };
+        let flags = if r.case_sensitive { "" } else { "i" };
         let add = |list: &mut Vec<String>, p: &Option<String>| {
             p.as_ref().map(|p| {
-                list.push(format!("{flags}(?:{p})"));
+                list.push(format!("(?{flags}:{p})"));
                 list.len() - 1
             })
         };
