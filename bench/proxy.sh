@@ -17,7 +17,8 @@
 # BENCH_WORKLOADS ("oltp_point_select oltp_read_only oltp_read_write"), BENCH_PS ("disable
 # auto": text protocol, then prepared statements), BENCH_PORT (25306), BENCH_CALLGRIND (1),
 # BENCH_SLUICE_THREADS (1: Sluice's listen.worker_threads, one like haproxy's nbthread 1),
-# BENCH_MANY (800 clients for the tail-latency run; 0 skips it), BENCH_KEEP=1 keeps the data
+# BENCH_MANY (800 clients for the tail-latency run; 0 skips it), BENCH_RULES (0: that many
+# routing rules that match nothing, half digest_pattern, half pattern), BENCH_KEEP=1 keeps the data
 # folder. Needs sysbench; haproxy and valgrind are optional (their
 # columns are skipped with a note when missing).
 set -euo pipefail
@@ -72,6 +73,10 @@ sed -e "s/127.0.0.1:$((BASE + 10))/127.0.0.1:$SLUICE_PORT/" \
     -e "s/^enabled = true/enabled = false/" \
     -e "s/^worker_threads = .*/worker_threads = $SLUICE_THREADS/" \
     "$DIR/sandbox/sluice.toml" >"$DIR/bench.toml"
+for i in $(seq 1 $((${BENCH_RULES:-0} / 2))); do
+  printf '\n[[rules]]\nname = "d%s"\ndigest_pattern = "^SELECT .* FROM report_%s_"\nroute = "primary"\n\n[[rules]]\nname = "p%s"\npattern = "tenant_%s_secret"\nreject = "no"\n' \
+    "$i" "$i" "$i" "$i" >>"$DIR/bench.toml"
+done
 # sluice-1b: the same with the primary as its only backend
 python3 - "$DIR/bench.toml" "$DIR/bench1.toml" "$SLUICE1_PORT" "$((BASE + 41))" <<'EOF'
 import re, sys
