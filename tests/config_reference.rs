@@ -92,3 +92,33 @@ fn every_rule_key() -> serde_json::Value {
     };
     serde_json::to_value(rule).unwrap()
 }
+
+/// `sluice check` names the key of each rule problem, all in one run, and fails.
+#[test]
+fn sluice_check_reports_every_rule_problem_with_its_key() {
+    let dir = std::env::temp_dir().join(format!("sluice-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("rules.toml");
+    let text = "[listen]\naddress = \"127.0.0.1:6033\"\n[admin]\naddress = \"127.0.0.1:9033\"\n\
+        [[users]]\nname = \"app\"\npassword = \"x\"\n\
+        [[backends]]\nname = \"db0\"\naddress = \"127.0.0.1:3306\"\nrole = \"primary\"\n\
+        [[backends]]\nname = \"db1\"\naddress = \"127.0.0.1:3307\"\nrole = \"replica\"\ngroups = [\"reporting\"]\n\
+        [[rules]]\nname = \"a\"\npattern = \"(unclosed\"\n\
+        [[rules]]\nname = \"a\"\nroute = \"group:nope\"\n";
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    for want in [
+        "rules[0].pattern: not a valid regex",
+        "rules[1].name: duplicate rule name \"a\"",
+        "rules[1].route: unknown group \"nope\"",
+    ] {
+        assert!(err.contains(want), "{want} not in:\n{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

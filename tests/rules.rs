@@ -96,6 +96,8 @@ async fn a_group_route_lands_on_its_member_and_never_takes_writes_or_transaction
         rule_row.is_some_and(|(_, v)| v.contains("route group:reporting")),
         "{rows:?}"
     );
+    let (_, digests) = admin_get(&p, "/digests?sort=count").await;
+    assert!(digests.contains("\"rule\":\"reports\""), "{digests}");
     let route = rows.iter().find(|(k, _)| k == "route").unwrap();
     assert!(route.1.contains("replica (reason: rule)"), "{rows:?}");
     let rows: Vec<(String, String)> = c

@@ -256,11 +256,19 @@ mod tests {
     fn recipe_block_update_and_delete_without_where() {
         let rs = set("[[rules]]\nname='with-where'\nkind='write'\ndigest_pattern='^(UPDATE|DELETE)\\b.*\\bWHERE\\b'\n\
              [[rules]]\nname='no-unbounded-writes'\nkind='write'\ndigest_pattern='^(UPDATE|DELETE)\\b'\nreject='UPDATE and DELETE need a WHERE clause'\n");
-        for ok in ["UPDATE t SET a = 1 WHERE id = 5", "delete from t where id in (1, 2)", "INSERT INTO t VALUES (1)"] {
+        for ok in [
+            "UPDATE t SET a = 1 WHERE id = 5",
+            "delete from t where id in (1, 2)",
+            "INSERT INTO t VALUES (1)",
+        ] {
             let n = names(&rs, ok, "a", None);
             assert!(n.is_empty() || n == ["with-where"], "{ok}: {n:?}");
         }
-        for bad in ["UPDATE t SET a = 1", "DELETE FROM t", "delete   from t -- WHERE id = 1"] {
+        for bad in [
+            "UPDATE t SET a = 1",
+            "DELETE FROM t",
+            "delete   from t -- WHERE id = 1",
+        ] {
             assert_eq!(names(&rs, bad, "a", None), ["no-unbounded-writes"], "{bad}");
         }
     }
