@@ -3,6 +3,7 @@
 pub mod diff;
 mod duration;
 pub mod rules;
+mod sections;
 mod stats;
 mod tls;
 mod validate;
@@ -503,10 +504,21 @@ fn list(problems: &[Problem]) -> String {
 
 impl Config {
     pub fn parse(text: &str, path: &str) -> Result<Config, LoadError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| LoadError::Parse {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
+        let cfg: Config = match toml::from_str(text) {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(match sections::problems(text) {
+                    Some(problems) if !problems.is_empty() => LoadError::Invalid {
+                        path: path.into(),
+                        problems,
+                    },
+                    _ => LoadError::Parse {
+                        path: path.into(),
+                        message: e.to_string(),
+                    },
+                })
+            }
+        };
         let problems = validate(&cfg);
         if problems.is_empty() {
             Ok(cfg)
