@@ -263,11 +263,12 @@ pub async fn run(
     Ok(())
 }
 
-/// SIGTERM/SIGINT handlers, installed when created (so a signal arriving during a slow
+/// SIGTERM/SIGINT/SIGQUIT handlers, installed when created (so a signal arriving during a slow
 /// startup is not lost or ignored).
 pub struct StopSignals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
 }
 
 impl StopSignals {
@@ -276,6 +277,7 @@ impl StopSignals {
         StopSignals {
             term: signal(SignalKind::terminate()).expect("install SIGTERM handler"),
             int: signal(SignalKind::interrupt()).expect("install SIGINT handler"),
+            quit: signal(SignalKind::quit()).expect("install SIGQUIT handler"),
         }
     }
 
@@ -283,6 +285,7 @@ impl StopSignals {
         tokio::select! {
             _ = self.term.recv() => {}
             _ = self.int.recv() => {}
+            _ = self.quit.recv() => {}
         }
     }
 }

@@ -60,10 +60,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let cfg_path = dir.join("sluice.toml");
     std::fs::write(&cfg_path, toml::to_string_pretty(&cfg)?)?;
-    let proxy = Proxy::start(cfg).await?;
+    // from the file, as `sluice run`: editing it, SIGHUP and POST /reload reload it
+    let proxy = Proxy::start_from_file(&cfg_path).await?;
     print_banner(&sb, &proxy, primary, &cfg_path);
-    println!("Press Ctrl-C to stop Sluice and the servers.");
-    signals.recv().await;
+    println!(
+        "Press Ctrl-C to stop Sluice and the servers (SIGHUP reloads {}).",
+        cfg_path.display()
+    );
+    serve_until_stopped(&proxy, &mut signals).await;
     eprintln!("stopping...");
     proxy.shutdown().await;
     sb.shutdown();
@@ -72,6 +76,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         dir.display()
     );
     Ok(())
+}
+
+/// Reloads on SIGHUP until SIGTERM, SIGINT or SIGQUIT.
+async fn serve_until_stopped(proxy: &Proxy, signals: &mut crate::app::StopSignals) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        signals.recv().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = signals.recv() => return,
+            _ = hup.recv() => {
+                let o = crate::reload::from_file(&proxy.shared, "sighup").await;
+                if o.ok {
+                    eprintln!("configuration reloaded: {}", o.changes.join("; "));
+                } else {
+                    eprintln!("configuration NOT reloaded: {}", o.errors.join("; "));
+                }
+            }
+        }
+    }
 }
 
 /// What runs where, and how to try it.
@@ -92,7 +118,10 @@ fn print_banner(sb: &Sandbox, proxy: &Proxy, primary: usize, cfg_path: &std::pat
             ca.display()
         );
     }
-    println!("  try:        SELECT @@server_id;   -- a replica's id; inside BEGIN ... COMMIT the primary's (1)");
+    println!(
+        "  try:        SELECT @@server_id;   -- a replica's id; inside BEGIN ... COMMIT the primary's ({})",
+        sb.servers[primary].server_id
+    );
     println!(
         "  admin:      http://{}/  (status page; /status, /metrics)",
         proxy.admin_addr
