@@ -18,7 +18,8 @@
 # auto": text protocol, then prepared statements), BENCH_PORT (25306), BENCH_CALLGRIND (1),
 # BENCH_SLUICE_THREADS (1: Sluice's listen.worker_threads, one like haproxy's nbthread 1),
 # BENCH_MANY (800 clients for the tail-latency run; 0 skips it), BENCH_RULES (0: that many
-# routing rules that match nothing, half digest_pattern, half pattern), BENCH_KEEP=1 keeps the data
+# routing rules that match nothing, half digest_pattern, half pattern), BENCH_CG_THREADS (4:
+# sysbench threads of the callgrind run; 1 is deterministic), BENCH_KEEP=1 keeps the data
 # folder. Needs sysbench; haproxy and valgrind are optional (their
 # columns are skipped with a note when missing).
 set -euo pipefail
@@ -216,7 +217,7 @@ if [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
     --time=0 --db-ps-mode=disable run >/dev/null # warm-up: pools, caches
   EVENTS=20000
   callgrind_control -i on "$CG_PID" >/dev/null
-  sysbench oltp_point_select "${SB[@]}" --mysql-port="$SLUICE_PORT" --threads=4 --events=$EVENTS \
+  sysbench oltp_point_select "${SB[@]}" --mysql-port="$SLUICE_PORT" --threads="${BENCH_CG_THREADS:-4}" --events=$EVENTS \
     --time=0 --db-ps-mode=disable run >"$DIR/cg-run.log"
   callgrind_control -i off "$CG_PID" >/dev/null
   callgrind_control -d "$CG_PID" >/dev/null

@@ -15,6 +15,7 @@ pub mod frontend;
 pub mod memory;
 pub mod metrics;
 pub mod pool;
+pub mod preflight;
 pub mod protocol;
 pub mod reload;
 pub mod router;

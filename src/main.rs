@@ -34,6 +34,10 @@ enum Command {
         /// e.g. http://127.0.0.1:9033).
         #[arg(long)]
         diff_with: Option<String>,
+        /// Also log in to every backend with the configured accounts and report what is
+        /// missing (logins, monitor privileges, read_only, binary log, GTIDs, replication).
+        #[arg(long)]
+        connect: bool,
     },
     /// Start a local primary + replicas (MariaDB or MySQL) with Sluice in front.
     Sandbox(sluice::sandbox::cli::Args),
@@ -151,7 +155,17 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check { config, diff_with } => check(&config, diff_with),
+        Command::Check {
+            config,
+            diff_with,
+            connect,
+        } => {
+            let code = check(&config, diff_with)?;
+            if connect && code == ExitCode::SUCCESS {
+                return check_connect(&config);
+            }
+            Ok(code)
+        }
         Command::Run { config } => {
             let cfg = Config::load(&config)?;
             let set_level = init_logging(&cfg.log.level, cfg.log.format);
@@ -222,6 +236,29 @@ fn check(config: &std::path::Path, diff_with: Option<String>) -> anyhow::Result<
             eprintln!("{e}");
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// `sluice check --connect`: what each backend lacks.
+fn check_connect(config: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(config)?;
+    let reports = runtime()?.block_on(sluice::preflight::check(&cfg));
+    let mut failed = false;
+    for r in &reports {
+        println!("{}", r.backend);
+        for (ok, line) in &r.lines {
+            println!("  {} {line}", if *ok { "ok " } else { "NO " });
+        }
+        failed |= r.failed();
+    }
+    if failed {
+        println!(
+            "problems found: fix the lines marked NO (README: Put Sluice in front of your servers)"
+        );
+        Ok(ExitCode::FAILURE)
+    } else {
+        println!("every backend is ready for Sluice");
+        Ok(ExitCode::SUCCESS)
     }
 }
 

@@ -173,3 +173,41 @@ async fn explain_route_says_where_and_why_without_running() {
     );
     p.shutdown().await;
 }
+
+/// `sluice check --connect` on the real topology: ready as configured; with the roles swapped
+/// it names what is wrong and fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_connect_says_what_each_backend_lacks() {
+    let dir = std::env::temp_dir().join(format!("sluice-preflight-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |cfg: sluice::config::Config, name: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, toml::to_string_pretty(&cfg).unwrap()).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["check", "--connect", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let out = run(config(), "good.toml");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("every backend is ready"), "{text}");
+    assert!(text.contains("replication threads running"), "{text}");
+    let mut swapped = config();
+    swapped.backends[0].role = sluice::config::Role::Replica;
+    swapped.backends[1].role = sluice::config::Role::Primary;
+    swapped.users[0].password = "wrong".into();
+    let out = run(swapped, "swapped.toml");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    for want in [
+        "NO  read_only is ON: Sluice will not take it as the primary",
+        "NO  read_only is OFF on a replica",
+        "NO  not replicating",
+        "cannot log in",
+    ] {
+        assert!(text.contains(want), "{want} not in:\n{text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -16,6 +16,31 @@ impl Dialect {
         }
     }
 
+    /// Privileges the `[monitor]` user needs: monitoring, plus what failover actions need
+    /// (read_only, replication control).
+    pub fn monitor_privileges(self) -> &'static [&'static str] {
+        match self {
+            Dialect::MariaDb => &[
+                "REPLICATION CLIENT",
+                "REPLICA MONITOR",
+                "BINLOG MONITOR",
+                "PROCESS",
+                "SUPER",
+                "REPLICATION SLAVE ADMIN",
+                "READ_ONLY ADMIN",
+                "RELOAD",
+            ],
+            Dialect::MySql => &[
+                "REPLICATION CLIENT",
+                "PROCESS",
+                "SUPER",
+                "RELOAD",
+                "REPLICATION_SLAVE_ADMIN",
+                "SYSTEM_VARIABLES_ADMIN",
+            ],
+        }
+    }
+
     /// Points a replica at `host:port` with GTID auto-positioning and starts it. Every value
     /// is quoted with `quote` (control connections run without NO_BACKSLASH_ESCAPES).
     pub fn change_primary(self, host: &str, port: u16, user: &str, password: &str) -> Vec<String> {

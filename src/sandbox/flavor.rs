@@ -125,11 +125,7 @@ impl Flavor {
     }
 
     /// Privileges of the monitor user.
-    pub fn monitor_grants(&self) -> &'static str {
-        match self.kind {
-            // monitoring, plus what failover actions need (read_only, replication control)
-            Kind::MariaDb => "REPLICATION CLIENT, REPLICA MONITOR, BINLOG MONITOR, PROCESS, SUPER, REPLICATION SLAVE ADMIN, READ_ONLY ADMIN, RELOAD",
-            Kind::MySql => "REPLICATION CLIENT, PROCESS, SUPER, RELOAD, REPLICATION_SLAVE_ADMIN, SYSTEM_VARIABLES_ADMIN",
-        }
+    pub fn monitor_grants(&self) -> String {
+        self.dialect().monitor_privileges().join(", ")
     }
 }
