@@ -96,6 +96,7 @@ pub fn explain(
             .unwrap_or((intent, route));
     }
     let (target, reason) = route;
+    let rejected = rule_rows.iter().any(|(k, _)| k == "rule outcome");
     let cfg = shared.config.load();
     let mut rows = vec![
         ("statement".into(), crate::router::normalized(stmt, 1024)),
@@ -104,15 +105,19 @@ pub fn explain(
         ("flags".into(), names(intent.flags)),
         (
             "route".into(),
-            format!(
-                "{} (reason: {})",
-                match target {
-                    Target::Primary => "primary",
-                    Target::Replica => "replica",
-                    Target::Local => "Sluice itself",
-                },
-                reason.as_str()
-            ),
+            if rejected {
+                "none: rejected by a rule".into()
+            } else {
+                format!(
+                    "{} (reason: {})",
+                    match target {
+                        Target::Primary => "primary",
+                        Target::Replica => "replica",
+                        Target::Local => "Sluice itself",
+                    },
+                    reason.as_str()
+                )
+            },
         ),
         (
             "session".into(),
