@@ -501,3 +501,44 @@ async fn savepoints_with_autocommit_off_stay_on_their_connection() {
         "every insert was rolled back"
     );
 }
+
+/// A new session after `SET GLOBAL` (through Sluice) starts with the new default, as a new
+/// direct connection would: pooled connections opened before are retired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_default_changed_through_sluice_reaches_the_next_session() {
+    let t = topology();
+    for sql in [
+        "CREATE USER IF NOT EXISTS 'iso_admin'@'127.0.0.1' IDENTIFIED BY 'iso_pw'",
+        "GRANT ALL PRIVILEGES ON *.* TO 'iso_admin'@'127.0.0.1' WITH GRANT OPTION",
+    ] {
+        t.sql(0, sql).await.unwrap();
+    }
+    caught_up().await;
+    let p = proxy(config_for("iso_admin", "iso_pw")).await;
+    let o = |p: &sluice::app::Proxy| opts(p, None).user(Some("iso_admin")).pass(Some("iso_pw"));
+    let read = "/* sluice:primary */ SELECT @@session.div_precision_increment";
+    // two primary connections with the old default go back to the pool
+    let (mut w1, mut w2) = (
+        mysql_async::Conn::new(o(&p)).await.unwrap(),
+        mysql_async::Conn::new(o(&p)).await.unwrap(),
+    );
+    w1.query_drop("BEGIN").await.unwrap();
+    w2.query_drop("BEGIN").await.unwrap();
+    let before: u32 = w1.query_first(read).await.unwrap().unwrap();
+    w2.query_drop(read).await.unwrap();
+    w1.disconnect().await.unwrap();
+    w2.disconnect().await.unwrap();
+    let mut a = mysql_async::Conn::new(o(&p)).await.unwrap();
+    a.query_drop("SET GLOBAL div_precision_increment = 7")
+        .await
+        .unwrap();
+    let mut b = mysql_async::Conn::new(o(&p)).await.unwrap();
+    let seen: u32 = b.query_first(read).await.unwrap().unwrap();
+    a.query_drop(format!("SET GLOBAL div_precision_increment = {before}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        seen, 7,
+        "the new session got a pooled connection with the old default"
+    );
+}

@@ -160,6 +160,9 @@ pub struct BackendConn {
     pub counted: Option<crate::pool::Counted>,
     /// Set by the pool while it waits in a worker's hot slot (see `pool::hot`).
     pub parked: Option<crate::pool::Parked>,
+    /// The pool generation it was opened in: connections of an older one are closed when
+    /// returned (`BackendPool::retire`).
+    pub generation: u64,
 }
 
 impl BackendConn {
@@ -176,6 +179,7 @@ impl BackendConn {
             lane: crate::workers::current(),
             counted: None,
             parked: None,
+            generation: 0,
             r: PacketReader::new(r),
             w: PacketWriter::new(w),
             thread_id: 0,

@@ -79,6 +79,8 @@ pub struct BackendPool {
     /// Milliseconds since `epoch` until which new connections are not attempted.
     down_until_ms: AtomicU64,
     epoch: Instant,
+    /// Bumped by `retire`: connections opened before are closed instead of reused.
+    generation: AtomicU64,
     /// `sluice_pool_wait_seconds`, observed when a checkout had to wait.
     pub wait_histogram: std::sync::OnceLock<prometheus::Histogram>,
 }
@@ -177,6 +179,7 @@ impl BackendPool {
             busy: AtomicUsize::new(0),
             down_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
+            generation: AtomicU64::new(0),
             wait_histogram: std::sync::OnceLock::new(),
         }
     }
@@ -195,6 +198,21 @@ impl BackendPool {
         self.closed.store(true, Ordering::SeqCst);
         self.idle.lock().clear();
         self.hot.take_all().for_each(drop);
+    }
+
+    /// Closes every idle connection and makes busy ones close when returned: after a change
+    /// of global defaults or privileges (`SET GLOBAL`, `GRANT`, ...), connections opened
+    /// before would keep the old session defaults and cached privileges; a direct client's
+    /// new connection would not.
+    pub fn retire(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.idle.lock().clear();
+        self.hot.take_all().for_each(drop);
+    }
+
+    /// Whether `conn` was opened before the last `retire`.
+    fn retired(&self, conn: &BackendConn) -> bool {
+        conn.generation != self.generation.load(Ordering::Relaxed)
     }
 
     /// The idle list of a stable user id and client flavour.
@@ -230,7 +248,7 @@ impl BackendPool {
     /// Puts a clean connection on the idle list of `slot` (closed if the pool is full or
     /// draining).
     fn put_idle(&self, slot: usize, conn: Box<BackendConn>) {
-        if self.closed.load(Ordering::Relaxed) {
+        if self.closed.load(Ordering::Relaxed) || self.retired(&conn) {
             return;
         }
         let mut idle = self.idle.lock();
@@ -252,6 +270,7 @@ impl BackendPool {
     fn counted(&self, mut conn: BackendConn, room: Counted) -> Box<BackendConn> {
         self.opened.fetch_add(1, Ordering::Relaxed);
         conn.counted = Some(room);
+        conn.generation = self.generation.load(Ordering::SeqCst);
         Box::new(conn)
     }
 

@@ -27,6 +27,9 @@ pub(super) fn give_back(
     if conn.broken || pool.closed.load(std::sync::atomic::Ordering::Relaxed) {
         return;
     }
+    if pool.retired(&conn) {
+        return; // opened before a change of global defaults or privileges
+    }
     if !conn.needs_reset() {
         pool.put_back((slot, affinity), conn, permit);
         return;

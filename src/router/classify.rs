@@ -72,6 +72,9 @@ pub mod flag {
     pub const SAVEPOINT: u32 = 1 << 20;
     /// Flags of statements that may leave connection-bound state only a reset clears: the
     /// backend connection is reset before another client gets it.
+    /// Changes global defaults or privileges (`SET GLOBAL`, `GRANT`, `CREATE USER`, `FLUSH
+    /// PRIVILEGES`, ...): pooled connections opened before are retired once it succeeds.
+    pub const GLOBAL_CHANGE: u32 = 1 << 21;
     pub const LEAVES_STATE: u32 = HARD_PIN | USER_VAR | ASSIGNS_USER_VAR | AUTOCOMMIT | CALL;
 }
 
@@ -121,6 +124,27 @@ fn kind_of_first(w: Kw) -> Kind {
     }
 }
 
+/// `flag::GLOBAL_CHANGE` for the `ntok`-th word `w` of a statement starting with `first`:
+/// GRANT, REVOKE, CREATE/ALTER/DROP/RENAME USER or ROLE, FLUSH PRIVILEGES.
+fn global_change(first: Kw, ntok: usize, w: &[u8], account_ddl: &mut bool) -> u32 {
+    let is = |k: &str| w.eq_ignore_ascii_case(k.as_bytes());
+    match ntok {
+        0 => {
+            *account_ddl = is("CREATE") || is("ALTER") || is("DROP") || is("RENAME");
+            if is("GRANT") || is("REVOKE") {
+                return flag::GLOBAL_CHANGE;
+            }
+        }
+        1 if (*account_ddl && (is("USER") || is("ROLE")))
+            || (first == Kw::Flush && is("PRIVILEGES")) =>
+        {
+            return flag::GLOBAL_CHANGE;
+        }
+        _ => {}
+    }
+    0
+}
+
 /// Per-statement scan state.
 struct Stmt {
     kind: Kind,
@@ -134,6 +158,9 @@ struct Stmt {
     prev: [Kw; 3],
     depth: i32,
     set_target: bool,
+    /// The first word is CREATE, ALTER, DROP or RENAME (account statements follow with USER
+    /// or ROLE).
+    account_ddl: bool,
 }
 
 impl Stmt {
@@ -147,6 +174,7 @@ impl Stmt {
             prev: [Kw::Other; 3],
             depth: 0,
             set_target: false,
+            account_ddl: false,
         }
     }
 
@@ -181,6 +209,7 @@ impl Stmt {
                 None => {}
             }
         }
+        self.flags |= global_change(self.first, self.ntok, w, &mut self.account_ddl);
         if self.ntok > 0 && self.ntok <= 5 {
             self.flags |= super::server_state::after_first(self.first, self.ntok, w);
             if self.first == Kw::Rollback && w.eq_ignore_ascii_case(b"TO") {
@@ -247,9 +276,11 @@ impl Stmt {
         }
         self.set_target = false;
         match w {
-            Kw::Global | Kw::Persist | Kw::PersistOnly | Kw::Password | Kw::Statement => {
-                self.kind = Kind::SetOther
+            Kw::Global | Kw::Persist | Kw::PersistOnly | Kw::Password => {
+                self.kind = Kind::SetOther;
+                self.flags |= flag::GLOBAL_CHANGE;
             }
+            Kw::Statement => self.kind = Kind::SetOther,
             Kw::Transaction if !matches!(self.prev[2], Kw::Session | Kw::Local) => {
                 self.kind = Kind::SetOther;
                 self.flags |= flag::PIN;
@@ -275,6 +306,7 @@ impl Stmt {
             let lower = name.to_ascii_lowercase();
             if lower.starts_with(b"global.") || lower.starts_with(b"persist") {
                 self.kind = Kind::SetOther;
+                self.flags |= flag::GLOBAL_CHANGE;
             } else if lower.ends_with(b"autocommit") {
                 self.kind = Kind::SetOther;
                 self.flags |= flag::AUTOCOMMIT;

@@ -271,6 +271,11 @@ impl Session {
         }
         if let Some(code) = outcome.err.as_deref().and_then(|e| e.get(1..3)) {
             self.rule_error(u16::from_le_bytes([code[0], code[1]]));
+        } else if st.intent.has(flag::GLOBAL_CHANGE) {
+            // new sessions must see the new defaults and privileges, as direct ones would
+            for b in self.shared.topology.backends().iter() {
+                b.pool.retire();
+            }
         }
         let done = Done {
             failed: outcome.err.is_some(),

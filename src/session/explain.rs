@@ -8,7 +8,7 @@ use crate::protocol::{lenenc, reply};
 use crate::router::{flag, Target};
 use crate::shared::Shared;
 
-const FLAG_NAMES: [(u32, &str); 19] = [
+const FLAG_NAMES: [(u32, &str); 20] = [
     (flag::LOCKING, "locking read"),
     (flag::INTO, "INTO"),
     (flag::SESSION_FN, "session function"),
@@ -28,6 +28,7 @@ const FLAG_NAMES: [(u32, &str); 19] = [
     (flag::PIN, "pins the session"),
     (flag::SERVER_STATE, "reads server state"),
     (flag::SHOW_WARNINGS, "about the previous statement"),
+    (flag::GLOBAL_CHANGE, "changes global defaults or privileges"),
 ];
 
 /// The statement after `EXPLAIN ROUTE`, if `sql` is one.

@@ -108,10 +108,28 @@ fn flags() {
         ("FLUSH TABLES t FOR EXPORT", flag::PIN),
         ("HANDLER t OPEN", flag::PIN),
         ("CALL p(1)", flag::CALL),
+        ("SET GLOBAL wait_timeout = 3", flag::GLOBAL_CHANGE),
+        ("SET @@global.wait_timeout = 3", flag::GLOBAL_CHANGE),
+        ("SET PASSWORD FOR u = PASSWORD('x')", flag::GLOBAL_CHANGE),
+        ("GRANT SELECT ON db.* TO u", flag::GLOBAL_CHANGE),
+        ("revoke all on *.* from u", flag::GLOBAL_CHANGE),
+        ("CREATE USER u IDENTIFIED BY 'x'", flag::GLOBAL_CHANGE),
+        ("DROP ROLE r", flag::GLOBAL_CHANGE),
+        ("RENAME USER a TO b", flag::GLOBAL_CHANGE),
+        ("FLUSH PRIVILEGES", flag::GLOBAL_CHANGE),
     ];
     for (sql, want) in cases {
         let got = c(sql).flags;
         assert_eq!(got & want, *want, "{sql}: flags {got:#x}");
+    }
+    for plain in [
+        "SET SESSION wait_timeout = 3",
+        "SET wait_timeout = 3",
+        "CREATE TABLE user (a int)",
+        "SELECT * FROM grant_log",
+        "SET STATEMENT max_statement_time=1 FOR SELECT 1",
+    ] {
+        assert_eq!(c(plain).flags & flag::GLOBAL_CHANGE, 0, "{plain}");
     }
 }
 
