@@ -2,7 +2,6 @@
 
 use super::{cache, kind_of, Route, RuleSet};
 use crate::router::Intent;
-use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// A statement as the rules see it.
@@ -69,13 +68,12 @@ impl RuleSet {
     }
 
     /// Whether any `pattern` matches `sql`, with the matches when one does.
-    fn pattern_matches(&self, sql: &[u8]) -> Option<regex::SetMatches> {
-        let t = text(sql);
+    fn pattern_matches(&self, sql: &[u8]) -> Option<regex::bytes::SetMatches> {
         let any = match &self.any_pattern {
-            Some(re) => re.is_match(&t),
-            None => self.pattern_set.is_match(&t),
+            Some(re) => re.is_match(sql),
+            None => self.pattern_set.is_match(sql),
         };
-        any.then(|| self.pattern_set.matches(&t))
+        any.then(|| self.pattern_set.matches(sql))
     }
 
     fn walk(&self, c: &cache::Candidates, s: &Subject<'_>) -> Option<Outcome> {
@@ -115,22 +113,22 @@ impl RuleSet {
 
     /// `sql` with every matched rule's `rewrite` applied in order (`None`: no rewrite),
     /// counted.
-    pub fn rewrite(&self, outcome: &Outcome, sql: &[u8]) -> Option<String> {
+    pub fn rewrite(&self, outcome: &Outcome, sql: &[u8]) -> Option<Vec<u8>> {
         self.rewrite_counted(outcome, sql, true)
     }
 
     /// `rewrite` without counting (`EXPLAIN ROUTE`).
-    pub fn rewrite_quiet(&self, outcome: &Outcome, sql: &[u8]) -> Option<String> {
+    pub fn rewrite_quiet(&self, outcome: &Outcome, sql: &[u8]) -> Option<Vec<u8>> {
         self.rewrite_counted(outcome, sql, false)
     }
 
-    fn rewrite_counted(&self, outcome: &Outcome, sql: &[u8], count: bool) -> Option<String> {
-        let mut cur: Option<String> = None;
+    fn rewrite_counted(&self, outcome: &Outcome, sql: &[u8], count: bool) -> Option<Vec<u8>> {
+        let mut cur: Option<Vec<u8>> = None;
         for &i in &outcome.matched {
             let r = &self.rules[i as usize];
             if let (Some(re), Some(with)) = (&r.pattern_regex, &r.actions.rewrite) {
-                let now = cur.as_deref().map_or_else(|| text(sql), Cow::Borrowed);
-                let next = re.replace_all(&now, with.as_str()).into_owned();
+                let now = cur.as_deref().unwrap_or(sql);
+                let next = re.replace_all(now, with.as_bytes()).into_owned();
                 cur = Some(next);
                 if count {
                     r.counters.rewrites.inc();
@@ -159,11 +157,6 @@ impl RuleSet {
             pick(r).map(|v| (v, r))
         })
     }
-}
-
-/// Statement text for regexes (invalid UTF-8 replaced).
-fn text(sql: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(sql)
 }
 
 fn is_ddl_word(w: &[u8]) -> bool {
@@ -280,7 +273,7 @@ mod tests {
         let o = Outcome { matched: vec![0] };
         assert_eq!(
             rs.rewrite(&o, sql).as_deref(),
-            Some("SELECT * FROM new_orders WHERE id = 1")
+            Some(&b"SELECT * FROM new_orders WHERE id = 1"[..])
         );
     }
 }

@@ -11,7 +11,7 @@ mod cache;
 pub mod eval;
 pub mod mirror;
 
-use crate::config::rules::{parse_client, regex, RouteTo, RuleKind};
+use crate::config::rules::{parse_client, RouteTo, RuleKind};
 use crate::config::{Config, ReadYourWrites};
 use crate::router::Kind;
 use crate::topology::set::BackendSet;
@@ -112,7 +112,7 @@ pub struct Rule {
     digest_pattern: Option<usize>,
     pattern: Option<usize>,
     /// The `pattern` regex itself, for `rewrite`.
-    pattern_regex: Option<regex::Regex>,
+    pattern_regex: Option<regex::bytes::Regex>,
     pub actions: Actions,
     pub counters: Counters,
     /// A route was ignored for safety: warned once.
@@ -125,10 +125,10 @@ pub struct RuleSet {
     pub rules: Vec<Rule>,
     pub groups: Vec<Arc<Group>>,
     digest_set: regex::RegexSet,
-    pattern_set: regex::RegexSet,
+    pattern_set: regex::bytes::RegexSet,
     /// Every `pattern` as one alternation: whether any matches, in one pass (a case-folding
     /// `RegexSet` costs several times more for the common answer, none).
-    any_pattern: Option<regex::Regex>,
+    any_pattern: Option<regex::bytes::Regex>,
     /// Whether any rule matches the normalised text / the text as sent.
     has_digest_patterns: bool,
     has_patterns: bool,
@@ -141,7 +141,7 @@ impl Default for RuleSet {
             rules: Vec::new(),
             groups: Vec::new(),
             digest_set: regex::RegexSet::empty(),
-            pattern_set: regex::RegexSet::empty(),
+            pattern_set: regex::bytes::RegexSet::empty(),
             any_pattern: None,
             has_digest_patterns: false,
             has_patterns: false,
@@ -245,12 +245,12 @@ impl RuleSet {
         set.digest_set = regex::RegexSet::new(digest_pats).map_err(|e| e.to_string())?;
         if !pats.is_empty() {
             // too large to build as one: the set answers alone
-            set.any_pattern = regex::RegexBuilder::new(&pats.join("|"))
+            set.any_pattern = regex::bytes::RegexBuilder::new(&pats.join("|"))
                 .size_limit(64 << 20)
                 .build()
                 .ok();
         }
-        set.pattern_set = regex::RegexSet::new(pats).map_err(|e| e.to_string())?;
+        set.pattern_set = regex::bytes::RegexSet::new(pats).map_err(|e| e.to_string())?;
         Ok(set)
     }
 
@@ -283,8 +283,15 @@ impl RuleSet {
             Some(g) => Some(group(g).ok_or_else(|| format!("unknown group {g}"))?),
             None => None,
         };
+        // on the bytes as sent: no UTF-8 validation per statement
         let pattern_regex = match &r.pattern {
-            Some(p) => Some(regex(p, r.case_sensitive).map_err(|e| e.to_string())?),
+            Some(p) => Some(
+                regex::bytes::RegexBuilder::new(p)
+                    .case_insensitive(!r.case_sensitive)
+                    .size_limit(1 << 20)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            ),
             None => None,
         };
         Ok(Rule {

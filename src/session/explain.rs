@@ -191,11 +191,8 @@ fn explain_rules(
     let text = rules.rewrite_quiet(outcome, stmt);
     let intent = match &text {
         Some(t) => {
-            rows.push((
-                "rewritten".into(),
-                crate::router::normalized(t.as_bytes(), 1024),
-            ));
-            shared.classifier.classify(t.as_bytes())
+            rows.push(("rewritten".into(), crate::router::normalized(t, 1024)));
+            shared.classifier.classify(t)
         }
         None => shared.classifier.classify(stmt),
     };

@@ -92,7 +92,7 @@ impl Session {
         let rewritten = rules.rewrite(&outcome, sql).map(|text| {
             let mut p = Vec::with_capacity(text.len() + 1);
             p.push(cmd::QUERY);
-            p.extend_from_slice(text.as_bytes());
+            p.extend_from_slice(&text);
             p
         });
         let packet = rewritten.as_deref().unwrap_or(packet);

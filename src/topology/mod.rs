@@ -201,16 +201,18 @@ impl Topology {
         needs: &ReadNeeds<'_>,
         check_gtid: bool,
     ) -> bool {
-        if b.weight() == 0 || Some(i) == skip || b.pool.is_down() {
-            return false;
-        }
-        if needs.members.is_some_and(|m| !m.contains(i)) {
+        let primary = i == self.primary();
+        if (primary && needs.members.is_none())
+            || b.weight() == 0
+            || Some(i) == skip
+            || b.pool.is_down()
+            || needs.members.is_some_and(|m| !m.contains(i))
+        {
             return false;
         }
         let st = b.state.load();
-        if i == self.primary() {
-            // a group's primary member: it has every write
-            return needs.members.is_some() && st.up;
+        if primary {
+            return st.up; // a group's primary member: it has every write
         }
         let lag = st.lag_us();
         let within = |max: i64| lag.is_some_and(|l| l <= max);
