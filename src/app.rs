@@ -12,18 +12,21 @@ use tokio::task::JoinHandle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("{0}")]
+    #[error(transparent)]
     Config(crate::config::LoadError),
-    // `cause` is not the error's source: the message already says it, once
-    #[error("cannot listen on {address} ({what}): {cause}")]
+    // the cause is the source, not part of the message: `error::chain` (or anyhow's `{:#}`)
+    // prints it once
+    #[error("cannot listen on {address} ({what})")]
     Bind {
         what: &'static str,
         address: String,
+        #[source]
         cause: std::io::Error,
     },
-    #[error("cannot start {threads} worker threads (listen.worker_threads): {cause}")]
+    #[error("cannot start {threads} worker threads (listen.worker_threads)")]
     Workers {
         threads: usize,
+        #[source]
         cause: std::io::Error,
     },
 }

@@ -3,6 +3,22 @@
 
 use crate::protocol::reply;
 
+/// `e` and its causes as one line, `outer: cause: root` (each error's `Display` says only
+/// its own part; the causes come from `source()`).
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
+}
+
 /// An error reported to a client as an ERR packet.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("ERROR {code} ({state}): {message}")]

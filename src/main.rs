@@ -233,7 +233,7 @@ fn check(config: &std::path::Path, diff_with: Option<String>) -> anyhow::Result<
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", sluice::error::chain(&e));
             Ok(ExitCode::FAILURE)
         }
     }

@@ -47,7 +47,7 @@ pub async fn from_file(shared: &Arc<Shared>, trigger: &str) -> Outcome {
             "Sluice was started without a configuration file; nothing to reload".to_string(),
         ]),
         Some(p) => Config::load(Path::new(&p)).map_err(|e| {
-            e.to_string()
+            crate::error::chain(&e)
                 .lines()
                 .map(str::to_string)
                 .collect::<Vec<_>>()

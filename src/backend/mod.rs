@@ -23,8 +23,11 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
+    /// A packet the connection could not take (too large).
+    #[error(transparent)]
+    Read(ReadError),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("{0}")]
@@ -42,7 +45,7 @@ impl BackendError {
     pub fn to_sql_error(&self, name: &str) -> SqlError {
         match self {
             BackendError::Server(e) => e.clone(),
-            other => SqlError::backend_unavailable(name, &other.to_string()),
+            other => SqlError::backend_unavailable(name, &crate::error::chain(other)),
         }
     }
 }
@@ -51,7 +54,7 @@ impl From<ReadError> for BackendError {
     fn from(e: ReadError) -> Self {
         match e {
             ReadError::Io(e) => BackendError::Io(e),
-            other => BackendError::Protocol(other.to_string()),
+            other => BackendError::Read(other),
         }
     }
 }

@@ -480,7 +480,7 @@ mod defaults {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: String,
         source: std::io::Error,
@@ -570,6 +570,19 @@ mod tests {
         } else {
             assert!(problems.is_empty(), "{problems:?}");
         }
+    }
+
+    #[test]
+    fn a_read_error_keeps_its_cause_and_prints_it_once() {
+        let e = Config::load(Path::new("/nonexistent/sluice.toml")).unwrap_err();
+        let source = std::error::Error::source(&e).expect("the I/O error is the source");
+        assert!(source.to_string().contains("No such file"), "{source}");
+        let line = crate::error::chain(&e);
+        assert_eq!(line.matches("No such file").count(), 1, "{line}");
+        assert!(
+            line.starts_with("cannot read /nonexistent/sluice.toml: "),
+            "{line}"
+        );
     }
 
     #[test]

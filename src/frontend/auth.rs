@@ -187,7 +187,7 @@ fn insecure_transport() -> SqlError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The client was refused and sent this ERR (except `TooLarge`: a packet over the limit,
     /// answered by closing the connection).

@@ -27,10 +27,10 @@ pub enum Expect {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    #[error("backend connection failed: {0}")]
-    Backend(io::Error),
-    #[error("client connection failed: {0}")]
-    Client(io::Error),
+    #[error("backend connection failed")]
+    Backend(#[source] io::Error),
+    #[error("client connection failed")]
+    Client(#[source] io::Error),
     #[error("backend sent an unexpected packet: {0}")]
     Protocol(&'static str),
 }

@@ -91,7 +91,7 @@ impl Session {
         }
         if !query_only {
             if h.id == self.handle.id {
-                return Err(Fatal);
+                return Err(Fatal::Ended("the client killed its own connection"));
             }
             if let Some(a) = h.abort.lock().take() {
                 a.abort();
@@ -180,8 +180,8 @@ impl Session {
                 tracing::info!(parent: &self.span, error = %e, "COM_CHANGE_USER refused");
                 Ok(())
             }
-            Err(HandshakeError::Rejected(_)) => Err(Fatal),
-            Err(HandshakeError::Io(_)) => Err(Fatal),
+            Err(HandshakeError::Rejected(_)) => Err(Fatal::Ended("COM_CHANGE_USER refused")),
+            Err(HandshakeError::Io(e)) => Err(Fatal::ClientIo(e)),
         }
     }
 

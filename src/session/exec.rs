@@ -39,6 +39,17 @@ struct Stmt<'a> {
     started: std::time::Instant,
 }
 
+/// Why a backend connection failed under a command (the cause kept for the message).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum LinkError {
+    #[error("the server had closed the connection")]
+    ClosedBeforeSend,
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Relay(#[from] RelayError),
+}
+
 /// How a command on a lease failed.
 pub(super) enum RunError {
     /// The backend failed; `sent` packets had reached the client. `unsent`: the command
@@ -46,7 +57,7 @@ pub(super) enum RunError {
     Backend {
         sent: u32,
         unsent: bool,
-        error: String,
+        error: LinkError,
     },
     Client,
 }
@@ -231,7 +242,7 @@ impl Session {
                 Err(RunError::Client) => {
                     // dropped mid-command: the pool kills its backend thread and closes it
                     drop(lease);
-                    return Err(Fatal);
+                    return Err(Fatal::ClientLeft);
                 }
                 Err(RunError::Backend {
                     sent,
@@ -289,7 +300,7 @@ impl Session {
     async fn flush_reply(&mut self) -> Result<(), Fatal> {
         self.client_w.flush().await.map_err(|e| {
             tracing::debug!(parent: &self.span, error = %e, "client went away");
-            Fatal
+            Fatal::ClientIo(e)
         })
     }
 
@@ -309,7 +320,7 @@ impl Session {
         &mut self,
         st: &Stmt<'_>,
         (idx, lease): (usize, Lease),
-        (sent, unsent, error): (u32, bool, String),
+        (sent, unsent, error): (u32, bool, LinkError),
         (attempt, skip): (usize, &mut Option<usize>),
     ) -> Result<Option<SqlError>, Fatal> {
         let name = lease.pool().name.clone();
@@ -322,6 +333,7 @@ impl Session {
         // primary once there is one); anything else may have run
         let rerun = (target == Target::Replica && intent.kind == Kind::Read) || unsent;
         if sent == 0 && attempt < 2 && was_alone && rerun {
+            let error = crate::error::chain(&error);
             tracing::warn!(parent: &self.span, backend = %name, %error, "statement failed before any reply; running it again");
             *skip = (target == Target::Replica).then_some(idx);
             return Ok(None);
@@ -331,7 +343,10 @@ impl Session {
             rows: 0,
         };
         self.count(idx, st, done);
-        Ok(Some(SqlError::lost_connection(&name, &error)))
+        Ok(Some(SqlError::lost_connection(
+            &name,
+            &crate::error::chain(&error),
+        )))
     }
 
     /// The session's connection died before the statement got any reply. Inside a
@@ -422,7 +437,7 @@ impl Session {
             return Err(RunError::Backend {
                 sent: 0,
                 unsent: true,
-                error: "the server had closed the connection".into(),
+                error: LinkError::ClosedBeforeSend,
             });
         }
         // cleared when this statement ends however it ends (error, client gone, cancelled)
@@ -432,7 +447,7 @@ impl Session {
         let fail = |e: BackendError| RunError::Backend {
             sent: 0,
             unsent: true,
-            error: e.to_string(),
+            error: e.into(),
         };
         lease.send(payload).await.map_err(fail)?;
         match reply_or_client_left(&mut self.client_r, lease).await {
@@ -442,7 +457,7 @@ impl Session {
                 return Err(RunError::Backend {
                     sent: 0,
                     unsent: closed_unread(&e, lease),
-                    error: RelayError::Backend(e).to_string(),
+                    error: RelayError::Backend(e).into(),
                 })
             }
         }
@@ -473,7 +488,7 @@ impl Session {
             Err(e) => Err(RunError::Backend {
                 sent: outcome.sent,
                 unsent: false,
-                error: e.to_string(),
+                error: e.into(),
             }),
         }
     }

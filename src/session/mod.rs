@@ -34,14 +34,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 
-/// The session cannot continue (client gone or protocol broken).
-#[derive(Debug)]
-pub struct Fatal;
-
-impl From<std::io::Error> for Fatal {
-    fn from(_: std::io::Error) -> Self {
-        Fatal
-    }
+/// Why the session cannot continue (logged when it ends, with its cause).
+#[derive(Debug, thiserror::Error)]
+pub enum Fatal {
+    #[error("the client quit")]
+    Quit,
+    #[error("client connection failed")]
+    ClientIo(#[from] std::io::Error),
+    #[error("the client went away during a statement")]
+    ClientLeft,
+    #[error("{0}")]
+    Ended(&'static str),
 }
 
 pub struct Session {
@@ -165,7 +168,10 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
     let _user_slot = user_slot;
     if Box::pin(s.finish_login()).await.is_ok() {
         tracing::debug!(parent: &s.span, "client logged in");
-        let _ = s.run().await;
+        if let Err(e) = s.run().await {
+            let why = crate::error::chain(&e);
+            tracing::debug!(parent: &s.span, %why, "client session ending");
+        }
     }
     s.unpin_at_end();
     tracing::debug!(parent: &s.span, "client session ended");
@@ -200,12 +206,14 @@ impl Session {
                     if let Err(e) = self.align(&mut lease, 0).await {
                         let e = e.to_sql_error(&lease.pool().name);
                         self.send_err(&e).await?;
-                        return Err(Fatal);
+                        return Err(Fatal::Ended(
+                            "the session's connection could not be restored",
+                        ));
                     }
                 }
                 Err(e) => {
                     self.send_err(&e).await?;
-                    return Err(Fatal);
+                    return Err(Fatal::Ended("no connection to restore the session on"));
                 }
             }
         }
@@ -278,7 +286,7 @@ impl Session {
                     );
                     self.send_err(&SqlError::new(1153, "08S01", msg)).await
                 }
-                Err(ReadError::Io(_)) => Err(Fatal),
+                Err(ReadError::Io(e)) => Err(Fatal::ClientIo(e)),
             };
             self.buf = buf;
             r?;
@@ -293,7 +301,7 @@ impl Session {
         };
         match command {
             cmd::QUERY => self.query(packet).await,
-            cmd::QUIT => Err(Fatal),
+            cmd::QUIT => Err(Fatal::Quit),
             cmd::PING => self.send_ok().await,
             cmd::INIT_DB => self.init_db(packet).await,
             cmd::FIELD_LIST => self.simple_primary(packet, Expect::FieldList).await,
@@ -478,7 +486,7 @@ impl Session {
         );
         self.seq = 0;
         let _ = self.send_err(&e).await;
-        Err(Fatal)
+        Err(Fatal::Ended("idle for listen.idle_timeout"))
     }
 
     async fn send_ok(&mut self) -> Result<(), Fatal> {
