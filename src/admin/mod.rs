@@ -275,7 +275,7 @@ async fn switchover(shared: &Arc<Shared>, body: &str) -> Reply {
         Err(e) => (
             "409 Conflict",
             "application/json",
-            json!({"error": e}).to_string(),
+            json!({"error": e.line()}).to_string(),
         ),
     }
 }

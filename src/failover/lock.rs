@@ -4,6 +4,7 @@
 //! other, each seeing a different replica, both fall short.
 
 use super::conn;
+use super::error::Error;
 use crate::backend::BackendConn;
 use crate::shared::Shared;
 
@@ -16,7 +17,7 @@ pub(crate) struct MajorityLock {
 
 /// Tries to take the lock on every configured backend except `skip` (which counts as "no");
 /// succeeds when held on a strict majority of them all. The error says how many it got.
-pub(crate) async fn acquire(shared: &Shared, skip: usize) -> Result<MajorityLock, String> {
+pub(crate) async fn acquire(shared: &Shared, skip: usize) -> Result<MajorityLock, Error> {
     let topo = &shared.topology;
     let configured: Vec<usize> = (0..topo.len())
         .filter(|&i| !topo.backend(i).is_removed())
@@ -38,13 +39,13 @@ pub(crate) async fn acquire(shared: &Shared, skip: usize) -> Result<MajorityLock
     if has_majority(held.len(), configured.len()) {
         Ok(MajorityLock { _conns: held })
     } else {
-        Err(format!(
+        Err(Error::Refused(format!(
             "the failover lock is held on {} of {} configured backends, a majority needs {} \
              (unreachable backends, or another Sluice instance holding it)",
             held.len(),
             configured.len(),
             configured.len() / 2 + 1
-        ))
+        )))
     }
 }
 

@@ -6,6 +6,7 @@
 //! applied its relay log), re-points the others, and releases held writes to the new primary.
 
 mod conn;
+pub mod error;
 mod lock;
 mod promote;
 mod semisync;
@@ -223,7 +224,7 @@ async fn coordinate(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         match promote::failover(&shared, p).await {
             Ok(true) => failing_since = None,
             Ok(false) => {}
-            Err(e) => tracing::error!(error = %e, "failover did not complete"),
+            Err(e) => tracing::error!(error = %e.line(), "failover did not complete"),
         }
     }
 }

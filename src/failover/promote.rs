@@ -1,5 +1,6 @@
 //! Choosing and promoting a candidate, re-pointing the others, fencing a returning primary.
 
+use super::error::Error;
 use super::sql::{self, Dialect};
 use super::{conn, lock, Recorder};
 use crate::shared::Shared;
@@ -27,21 +28,21 @@ fn note(shared: &Shared, msg: String) {
     }
 }
 
-async fn position(shared: &Shared, i: usize) -> Result<Position, String> {
+async fn position(shared: &Shared, i: usize) -> Result<Position, Error> {
     let name = &shared.topology.backend(i).pool.name;
     let mut c = conn::connect(shared, i)
         .await
-        .map_err(|e| format!("{name}: {e}"))?;
+        .map_err(Error::at(format!("{name}: reading its position")))?;
     let d = Dialect::of(&c.server_version);
     let st = conn::query(&mut c, d.replica_status())
         .await
-        .map_err(|e| format!("{name}: {e}"))?;
+        .map_err(Error::at(format!("{name}: reading its position")))?;
     let pos = conn::query(&mut c, d.position())
         .await
-        .map_err(|e| format!("{name}: {e}"))?;
+        .map_err(Error::at(format!("{name}: reading its position")))?;
     let held = conn::query(&mut c, d.history())
         .await
-        .map_err(|e| format!("{name}: {e}"))?;
+        .map_err(Error::at(format!("{name}: reading its position")))?;
     let history = History::of(&held);
     let own = history.own(held.get("me").unwrap_or(""));
     let mut received_text = st.get(d.received_column()).unwrap_or("").to_string();
@@ -91,7 +92,7 @@ fn choose(
 }
 
 /// Runs a failover away from `old`. `Ok(false)`: conditions not met (try again later).
-pub(crate) async fn failover(shared: &Arc<Shared>, old: usize) -> Result<bool, String> {
+pub(crate) async fn failover(shared: &Arc<Shared>, old: usize) -> Result<bool, Error> {
     let Ok(_busy) = shared.failover.busy.try_lock() else {
         return Ok(false);
     };
@@ -147,8 +148,9 @@ pub(crate) async fn failover(shared: &Arc<Shared>, old: usize) -> Result<bool, S
             Ok(true)
         }
         Err(e) => {
-            rec.step(format!("failed: {e}"));
-            shared.failover.finish(rec, &format!("failed: {e}"));
+            let line = e.line();
+            rec.step(format!("failed: {line}"));
+            shared.failover.finish(rec, &format!("failed: {line}"));
             Err(e)
         }
     }
@@ -182,7 +184,7 @@ async fn run_failover(
     healthy: &[usize],
     (cfg, hold): (&crate::config::Config, &super::Hold<'_>),
     rec: &mut Recorder,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let topo = &shared.topology;
     let name = |i: usize| topo.backend(i).pool.name.clone();
     let eligible = eligible_positions(shared, healthy, cfg, rec).await;
@@ -199,7 +201,7 @@ async fn run_failover(
     ));
     let mut c = conn::connect(shared, cand)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::at(format!("{}: connecting", name(cand))))?;
     let wait = cfg.failover.relay_log_wait.0.as_secs_f64();
     let r = conn::query_within(
         &mut c,
@@ -207,7 +209,7 @@ async fn run_failover(
         cfg.failover.relay_log_wait.0,
     )
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(Error::at(format!("{}: applying its relay log", name(cand))))?;
     if r.get("r") != Some("0") {
         rec.step(format!(
             "relay log not fully applied within {wait}s; promoting anyway"
@@ -217,7 +219,7 @@ async fn run_failover(
     }
     conn::run_all(&mut c, &pos.dialect.promote())
         .await
-        .map_err(|e| format!("promotion of {} failed: {e}", name(cand)))?;
+        .map_err(Error::at(format!("promotion of {} failed", name(cand))))?;
     rec.step(format!(
         "{} promoted (replication reset, writable)",
         name(cand)
@@ -239,11 +241,11 @@ async fn run_failover(
     // each commit for the semi-sync timeout)
     semi_sync_primary(&mut c, pos.dialect, &name(cand), rec).await;
     if !failed.is_empty() {
-        return Err(format!(
+        return Err(Error::Refused(format!(
             "{} promoted, but re-pointing failed: {}",
             name(cand),
             failed.join("; ")
-        ));
+        )));
     }
     Ok(())
 }
@@ -266,7 +268,9 @@ pub(super) async fn repoint(
         done.push(i);
         let name = shared.topology.backend(i).pool.name.clone();
         let res = async {
-            let mut c = conn::connect(shared, i).await.map_err(|e| e.to_string())?;
+            let mut c = conn::connect(shared, i)
+                .await
+                .map_err(Error::at("connecting"))?;
             let d = Dialect::of(&c.server_version);
             let stmts = d.change_primary(
                 &host,
@@ -277,7 +281,7 @@ pub(super) async fn repoint(
             super::semisync::as_replica(&mut c, d).await?;
             conn::run_all(&mut c, &stmts)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(Error::at("CHANGE MASTER / START SLAVE"))?;
             replicating(&mut c, d).await
         }
         .await;
@@ -287,7 +291,7 @@ pub(super) async fn repoint(
                 shared.topology.backend(primary).pool.name
             )),
             Err(e) => {
-                let e = sql::redact(&e, &cfg.failover.replication_password);
+                let e = sql::redact(&e.line(), &cfg.failover.replication_password);
                 rec.step(format!("could not re-point {name}: {e}"));
                 failed.push(format!("{name}: {e}"));
             }
@@ -354,7 +358,7 @@ async fn rejoin(
     mut c: crate::backend::BackendConn,
     d: Dialect,
     mine: &History,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let topo = &shared.topology;
     let primary = async {
         let mut pc = conn::connect(shared, p).await.ok()?;
@@ -364,10 +368,10 @@ async fn rejoin(
     .ok_or("rejoin postponed: primary unreachable")?;
     let missing = primary.missing(mine);
     if !missing.is_empty() {
-        return Err(format!(
+        return Err(Error::Refused(format!(
             "kept out, not rejoined: its history diverged, it has transactions the primary \
              lacks ({missing})"
-        ));
+        )));
     }
     let cfg = shared.config.load();
     let (host, port) = sql::host_port(&topo.backend(p).pool.address);
@@ -377,15 +381,11 @@ async fn rejoin(
         &cfg.failover.replication_user,
         &cfg.failover.replication_password,
     );
-    super::semisync::as_replica(&mut c, d)
-        .await
-        .map_err(|e| format!("rejoin failed: {e}"))?;
+    super::semisync::as_replica(&mut c, d).await?;
     conn::run_all(&mut c, &stmts)
         .await
-        .map_err(|e| format!("rejoin failed: {e}"))?;
-    replicating(&mut c, d)
-        .await
-        .map_err(|e| format!("rejoin failed: {e}"))
+        .map_err(Error::at("rejoin failed: CHANGE MASTER / START SLAVE"))?;
+    replicating(&mut c, d).await
 }
 
 /// How long a re-pointed server has to show both replication threads running.
@@ -397,12 +397,12 @@ const REPLICATING_WITHIN: std::time::Duration = std::time::Duration::from_secs(5
 pub(super) async fn replicating(
     c: &mut crate::backend::BackendConn,
     d: Dialect,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let deadline = tokio::time::Instant::now() + REPLICATING_WITHIN;
     loop {
         let st = conn::query(c, d.replica_status())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(Error::at("reading the replica status"))?;
         let r = Replication::from_status(&st).unwrap_or_default();
         if r.io && r.sql {
             return Ok(());
@@ -413,10 +413,10 @@ pub(super) async fn replicating(
             } else {
                 format!(": {}", r.last_error)
             };
-            return Err(format!(
+            return Err(Error::Refused(format!(
                 "replication not running after {REPLICATING_WITHIN:?} (I/O thread running: {}, SQL thread running: {}){err}",
                 r.io, r.sql
-            ));
+            )));
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
@@ -433,6 +433,9 @@ pub(super) async fn semi_sync_primary(
     match super::semisync::as_primary(c, d).await {
         Ok(true) => rec.step(format!("{name} waits for semi-sync acknowledgements")),
         Ok(false) => {}
-        Err(e) => rec.step(format!("could not turn on semi-sync on {name}: {e}")),
+        Err(e) => rec.step(format!(
+            "could not turn on semi-sync on {name}: {}",
+            e.line()
+        )),
     }
 }

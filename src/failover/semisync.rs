@@ -6,6 +6,7 @@
 //! Servers without semi-sync (or without its plugin, on MySQL) are left alone.
 
 use super::conn;
+use super::error::Error;
 use super::sql::Dialect;
 use crate::backend::BackendConn;
 
@@ -34,7 +35,7 @@ async fn state(c: &mut BackendConn, d: Dialect) -> Option<(bool, bool)> {
 
 /// Before a server becomes a replica: its source side off (its replica side on, if it was a
 /// semi-sync primary). Whether anything changed.
-pub(super) async fn as_replica(c: &mut BackendConn, d: Dialect) -> Result<bool, String> {
+pub(super) async fn as_replica(c: &mut BackendConn, d: Dialect) -> Result<bool, Error> {
     let (m, s) = vars(d);
     match state(c, d).await {
         Some((true, _)) => conn::run_all(
@@ -46,20 +47,20 @@ pub(super) async fn as_replica(c: &mut BackendConn, d: Dialect) -> Result<bool, 
         )
         .await
         .map(|()| true)
-        .map_err(|e| e.to_string()),
+        .map_err(Error::at("semi-sync")),
         _ => Ok(false),
     }
 }
 
 /// After a promotion: the source side on if the server acknowledged as a semi-sync replica.
 /// Whether it was turned on.
-pub(super) async fn as_primary(c: &mut BackendConn, d: Dialect) -> Result<bool, String> {
+pub(super) async fn as_primary(c: &mut BackendConn, d: Dialect) -> Result<bool, Error> {
     let (m, _) = vars(d);
     match state(c, d).await {
         Some((false, true)) => conn::run_all(c, &[format!("SET GLOBAL {m} = ON")])
             .await
             .map(|()| true)
-            .map_err(|e| e.to_string()),
+            .map_err(Error::at("semi-sync")),
         _ => Ok(false),
     }
 }

@@ -7,6 +7,7 @@
 //! API's timeout) cannot stop it halfway, and the hold on writes is a guard that ends with
 //! it however it ends.
 
+use super::error::Error;
 use super::sql::Dialect;
 use super::{conn, lock, Hold, Recorder, Timeline};
 use crate::backend::BackendConn;
@@ -17,14 +18,14 @@ use std::time::{Duration, Instant};
 
 /// Runs a switchover to `to` (or the best replica) to its end, even if the caller's future
 /// is dropped; the timeline on success, else why it failed or was refused.
-pub async fn switchover(shared: &Arc<Shared>, to: Option<&str>) -> Result<Timeline, String> {
+pub async fn switchover(shared: &Arc<Shared>, to: Option<&str>) -> Result<Timeline, Error> {
     let (shared, to) = (shared.clone(), to.map(str::to_string));
     tokio::spawn(async move { switch(&shared, to.as_deref()).await })
         .await
-        .map_err(|e| format!("the switchover task failed: {e}"))?
+        .map_err(Error::Task)?
 }
 
-async fn switch(shared: &Arc<Shared>, to: Option<&str>) -> Result<Timeline, String> {
+async fn switch(shared: &Arc<Shared>, to: Option<&str>) -> Result<Timeline, Error> {
     let _busy = shared.failover.busy.lock().await;
     let target = super::target::pick(shared, to).await?;
     let old = shared.topology.primary();
@@ -53,8 +54,9 @@ async fn switch(shared: &Arc<Shared>, to: Option<&str>) -> Result<Timeline, Stri
             })
         }
         Err(e) => {
-            rec.step(format!("failed: {e}"));
-            shared.failover.finish(rec, &format!("failed: {e}"));
+            let line = e.line();
+            rec.step(format!("failed: {line}"));
+            shared.failover.finish(rec, &format!("failed: {line}"));
             Err(e)
         }
     }
@@ -65,18 +67,18 @@ async fn run(
     (old, target): (usize, usize),
     hold: &Hold<'_>,
     rec: &mut Recorder,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let cfg = shared.config.load_full();
     let topo = &shared.topology;
     let name = |i: usize| topo.backend(i).pool.name.clone();
     let mut oc = conn::connect(shared, old)
         .await
-        .map_err(|e| format!("{}: {e}", name(old)))?;
+        .map_err(Error::at(format!("{}: connecting", name(old))))?;
     drain(shared, old, &mut oc, rec).await;
     let d = Dialect::of(&oc.server_version);
     conn::run_all(&mut oc, &d.make_read_only())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::at(format!("{}: making it read-only", name(old))))?;
     rec.step(format!("{} is read-only", name(old)));
     let undo = |mut oc: BackendConn| async move {
         let _ = conn::run_all(&mut oc, &d.make_writable()).await;
@@ -85,14 +87,14 @@ async fn run(
         Ok(r) => r.get("current").unwrap_or("").to_string(),
         Err(e) => {
             undo(oc).await;
-            return Err(e.to_string());
+            return Err(Error::at(format!("{}: reading its position", name(old)))(e));
         }
     };
     let mut tc = match conn::connect(shared, target).await {
         Ok(c) => c,
         Err(e) => {
             undo(oc).await;
-            return Err(format!("{}: {e}", name(target)));
+            return Err(Error::at(format!("{}: connecting", name(target)))(e));
         }
     };
     let caught_up = conn::query_within(
@@ -103,16 +105,18 @@ async fn run(
     .await;
     if !matches!(&caught_up, Ok(r) if r.get("r") == Some("0")) {
         undo(oc).await;
-        return Err(format!(
+        return Err(Error::Refused(format!(
             "{} did not reach {pos} in time; {} is writable again",
             name(target),
             name(old)
-        ));
+        )));
     }
     rec.step(format!("{} applied everything up to {pos}", name(target)));
     if let Err(e) = conn::run_all(&mut tc, &d.promote()).await {
         undo(oc).await;
-        return Err(format!("promotion of {} failed: {e}", name(target)));
+        return Err(Error::at(format!("promotion of {} failed", name(target)))(
+            e,
+        ));
     }
     topo.promoted(target, Some(old));
     hold.release();
@@ -124,11 +128,11 @@ async fn run(
     // once the others replicate from it (see `semisync`)
     super::promote::semi_sync_primary(&mut tc, d, &name(target), rec).await;
     if !failed.is_empty() {
-        return Err(format!(
+        return Err(Error::Refused(format!(
             "{} promoted, but re-pointing failed: {}",
             name(target),
             failed.join("; ")
-        ));
+        )));
     }
     Ok(())
 }

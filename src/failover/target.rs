@@ -2,13 +2,14 @@
 //! cannot take over is refused at once, with the reason.
 
 use super::conn;
+use super::error::Error;
 use super::sql::Dialect;
 use crate::shared::Shared;
 use crate::topology::history::History;
 
 /// The switchover target: `to` if it can take over, else the least-lagging replica that
 /// can; the error says why not.
-pub(super) async fn pick(shared: &Shared, to: Option<&str>) -> Result<usize, String> {
+pub(super) async fn pick(shared: &Shared, to: Option<&str>) -> Result<usize, Error> {
     let topo = &shared.topology;
     let p = topo.primary();
     let i = match to {
@@ -19,7 +20,7 @@ pub(super) async fn pick(shared: &Shared, to: Option<&str>) -> Result<usize, Str
                 .position(|b| b.pool.name == name)
                 .ok_or(format!("no backend named {name:?}"))?;
             if i == p {
-                return Err(format!("{name} is already the primary"));
+                return Err(format!("{name} is already the primary").into());
             }
             ready(shared, i)?;
             i
@@ -30,7 +31,7 @@ pub(super) async fn pick(shared: &Shared, to: Option<&str>) -> Result<usize, Str
             .ok_or_else(|| {
                 let why: Vec<String> = (0..topo.len())
                     .filter(|&i| i != p)
-                    .filter_map(|i| ready(shared, i).err())
+                    .filter_map(|i| ready(shared, i).err().map(|e| e.line()))
                     .collect();
                 format!("no replica can take over: {}", why.join("; "))
             })?,
@@ -40,15 +41,15 @@ pub(super) async fn pick(shared: &Shared, to: Option<&str>) -> Result<usize, Str
 }
 
 /// What the monitor knows: configured, not fenced, healthy, replicating, fresh enough.
-fn ready(shared: &Shared, i: usize) -> Result<(), String> {
+fn ready(shared: &Shared, i: usize) -> Result<(), Error> {
     let b = shared.topology.backend(i);
     let name = &b.pool.name;
     let cfg = shared.config.load();
     if b.is_removed() {
-        return Err(format!("{name} was removed from the configuration"));
+        return Err(format!("{name} was removed from the configuration").into());
     }
     if cfg.failover.never_promote.contains(name) {
-        return Err(format!("{name} is in failover.never_promote"));
+        return Err(format!("{name} is in failover.never_promote").into());
     }
     let prefix = format!("{name} ");
     if let Some(f) = shared
@@ -59,11 +60,11 @@ fn ready(shared: &Shared, i: usize) -> Result<(), String> {
         .iter()
         .find(|f| f.starts_with(&prefix))
     {
-        return Err(format!("{name} is fenced: {f}"));
+        return Err(format!("{name} is fenced: {f}").into());
     }
     let s = b.state.load();
     if cfg.monitor.is_some() && !s.probed {
-        return Err(format!("{name} has not been probed yet"));
+        return Err(format!("{name} has not been probed yet").into());
     }
     if !s.healthy() {
         let why = if s.probe_error.is_empty() {
@@ -71,13 +72,14 @@ fn ready(shared: &Shared, i: usize) -> Result<(), String> {
         } else {
             &s.probe_error
         };
-        return Err(format!("{name} is not healthy: {why}"));
+        return Err(format!("{name} is not healthy: {why}").into());
     }
     if !(s.io_running && s.sql_running) {
         return Err(format!(
             "{name} is not replicating (I/O thread running: {}, SQL thread running: {}) {}",
             s.io_running, s.sql_running, s.last_error
-        ));
+        )
+        .into());
     }
     let max = cfg.routing.max_replica_lag.0.as_micros() as i64;
     match s.lag_us() {
@@ -86,24 +88,25 @@ fn ready(shared: &Shared, i: usize) -> Result<(), String> {
             "{name} lags {:.3}s behind (max_replica_lag {:.3}s)",
             lag as f64 / 1e6,
             max as f64 / 1e6
-        )),
-        None => Err(format!("{name}'s lag is unknown")),
+        )
+        .into()),
+        None => Err(format!("{name}'s lag is unknown").into()),
     }
 }
 
 /// The target must not hold transactions of its own that the primary lacks: promoting it
 /// would publish them, and the old primary could not replicate from it.
-async fn no_errant_transactions(shared: &Shared, p: usize, i: usize) -> Result<(), String> {
+async fn no_errant_transactions(shared: &Shared, p: usize, i: usize) -> Result<(), Error> {
     let name = |i: usize| shared.topology.backend(i).pool.name.clone();
     let history = |i: usize| async move {
         let mut c = conn::connect(shared, i)
             .await
-            .map_err(|e| format!("{}: {e}", name(i)))?;
+            .map_err(Error::at(format!("{}: reading its history", name(i))))?;
         let d = Dialect::of(&c.server_version);
         let row = conn::query(&mut c, d.history())
             .await
-            .map_err(|e| format!("{}: {e}", name(i)))?;
-        Ok::<_, String>((History::of(&row), row.get("me").unwrap_or("").to_string()))
+            .map_err(Error::at(format!("{}: reading its history", name(i))))?;
+        Ok::<_, Error>((History::of(&row), row.get("me").unwrap_or("").to_string()))
     };
     let (theirs, me) = history(i).await?;
     let (primary, _) = history(p).await?;
@@ -115,6 +118,7 @@ async fn no_errant_transactions(shared: &Shared, p: usize, i: usize) -> Result<(
             "{} has errant transactions the primary {} lacks: {errant}",
             name(i),
             name(p)
-        ))
+        )
+        .into())
     }
 }
