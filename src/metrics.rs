@@ -99,6 +99,27 @@ impl Reg {
     }
 }
 
+/// `[[rules]]` counters: hits by rule, actions by rule and action, mirror drops by group.
+fn rule_metrics(r: &Reg) -> (IntCounterVec, IntCounterVec, IntCounterVec) {
+    (
+        r.counters(
+            "sluice_rule_hits_total",
+            "Statements that matched a routing rule, by rule",
+            &["rule"],
+        ),
+        r.counters(
+            "sluice_rule_actions_total",
+            "Actions taken by routing rules, by rule and action",
+            &["rule", "action"],
+        ),
+        r.counters(
+            "sluice_mirror_dropped_total",
+            "Mirror copies dropped because the mirror was slow, down or failing, by group",
+            &["group"],
+        ),
+    )
+}
+
 /// Latency buckets (seconds) of the duration histograms.
 const BUCKETS: [f64; 16] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -178,22 +199,11 @@ impl Metrics {
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
         }
+        let (rule_hits_total, rule_actions_total, mirror_dropped_total) = rule_metrics(&r);
         Metrics {
-            rule_hits_total: r.counters(
-                "sluice_rule_hits_total",
-                "Statements that matched a routing rule, by rule",
-                &["rule"],
-            ),
-            rule_actions_total: r.counters(
-                "sluice_rule_actions_total",
-                "Actions taken by routing rules, by rule and action",
-                &["rule", "action"],
-            ),
-            mirror_dropped_total: r.counters(
-                "sluice_mirror_dropped_total",
-                "Mirror copies dropped because the mirror was slow, down or failing, by group",
-                &["group"],
-            ),
+            rule_hits_total,
+            rule_actions_total,
+            mirror_dropped_total,
             client_connections: r.gauge("sluice_client_connections", "Client connections open"),
             client_connections_total: r.counter(
                 "sluice_client_connections_total",
