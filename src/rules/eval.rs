@@ -69,9 +69,10 @@ impl RuleSet {
 
     /// Whether any `pattern` matches `sql`, with the matches when one does.
     fn pattern_matches(&self, sql: &[u8]) -> Option<regex::bytes::SetMatches> {
-        let any = match &self.any_pattern {
-            Some(re) => re.is_match(sql),
-            None => self.pattern_set.is_match(sql),
+        let any = if self.any_pattern.fallback {
+            self.pattern_set.is_match(sql)
+        } else {
+            self.any_pattern.is_match(sql)
         };
         any.then(|| self.pattern_set.matches(sql))
     }

@@ -10,6 +10,7 @@
 mod cache;
 pub mod eval;
 pub mod mirror;
+mod prefilter;
 
 use crate::config::rules::{parse_client, RouteTo, RuleKind};
 use crate::config::{Config, ReadYourWrites};
@@ -126,9 +127,9 @@ pub struct RuleSet {
     pub groups: Vec<Arc<Group>>,
     digest_set: regex::RegexSet,
     pattern_set: regex::bytes::RegexSet,
-    /// Every `pattern` as one alternation: whether any matches, in one pass (a case-folding
-    /// `RegexSet` costs several times more for the common answer, none).
-    any_pattern: Option<regex::bytes::Regex>,
+    /// Whether any `pattern` matches, in one cheap pass (a case-folding `RegexSet` costs
+    /// several times more for the common answer, none).
+    any_pattern: prefilter::AnyPattern,
     /// Whether any rule matches the normalised text / the text as sent.
     has_digest_patterns: bool,
     has_patterns: bool,
@@ -142,7 +143,7 @@ impl Default for RuleSet {
             groups: Vec::new(),
             digest_set: regex::RegexSet::empty(),
             pattern_set: regex::bytes::RegexSet::empty(),
-            any_pattern: None,
+            any_pattern: Default::default(),
             has_digest_patterns: false,
             has_patterns: false,
         }
@@ -243,13 +244,12 @@ impl RuleSet {
         set.has_digest_patterns = !digest_pats.is_empty();
         set.has_patterns = !pats.is_empty();
         set.digest_set = regex::RegexSet::new(digest_pats).map_err(|e| e.to_string())?;
-        if !pats.is_empty() {
-            // too large to build as one: the set answers alone
-            set.any_pattern = regex::bytes::RegexBuilder::new(&pats.join("|"))
-                .size_limit(64 << 20)
-                .build()
-                .ok();
-        }
+        let raw: Vec<(&str, bool)> = cfg
+            .rules
+            .iter()
+            .filter_map(|r| r.pattern.as_deref().map(|p| (p, r.case_sensitive)))
+            .collect();
+        set.any_pattern = prefilter::AnyPattern::new(&raw);
         set.pattern_set = regex::bytes::RegexSet::new(pats).map_err(|e| e.to_string())?;
         Ok(set)
     }
@@ -268,7 +268,10 @@ impl RuleSet {
             })
         };
         let digest_pattern = add(digest_pats, &r.digest_pattern);
-        let pattern = add(pats, &r.pattern);
+        let pattern = r.pattern.as_deref().map(|p| {
+            pats.push(prefilter::set_form(p, r.case_sensitive));
+            pats.len() - 1
+        });
         let group = |g: &str| self.groups.iter().position(|x| &*x.name == g);
         let route = match r.route.as_deref().map(RouteTo::parse) {
             None => None,
@@ -286,8 +289,7 @@ impl RuleSet {
         // on the bytes as sent: no UTF-8 validation per statement
         let pattern_regex = match &r.pattern {
             Some(p) => Some(
-                regex::bytes::RegexBuilder::new(p)
-                    .case_insensitive(!r.case_sensitive)
+                regex::bytes::RegexBuilder::new(&prefilter::set_form(p, r.case_sensitive))
                     .size_limit(1 << 20)
                     .build()
                     .map_err(|e| e.to_string())?,
