@@ -200,14 +200,15 @@ impl BackendPool {
         self.hot.take_all().for_each(drop);
     }
 
-    /// Closes every idle connection and makes busy ones close when returned: after a change
-    /// of global defaults or privileges (`SET GLOBAL`, `GRANT`, ...), connections opened
-    /// before would keep the old session defaults and cached privileges; a direct client's
-    /// new connection would not.
+    /// Connections opened before now are not given to another session again: after a
+    /// change of global defaults or privileges (`SET GLOBAL`, `GRANT`, ...) they would keep
+    /// the old session defaults and cached privileges, where a direct client's new
+    /// connection would not. An idle one is replaced when a checkout finds it (closed, a new
+    /// one opened: the server's session count stays the same), a busy one is closed when
+    /// returned; a session keeps the connection parked for it, as a direct client keeps its
+    /// own.
     pub fn retire(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.idle.lock().clear();
-        self.hot.take_all().for_each(drop);
     }
 
     /// Whether `conn` was opened before the last `retire`.
@@ -485,7 +486,7 @@ impl BackendPool {
         };
         let lane = crate::workers::current();
         while let Some(mut i) = self.pop_idle(slot, lane) {
-            if gone_stale(i.since, &mut i.conn) {
+            if self.retired(&i.conn) || gone_stale(i.since, &mut i.conn) {
                 continue;
             }
             lease.conn = Some(i.conn);
