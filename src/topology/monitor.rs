@@ -163,14 +163,16 @@ impl Task {
         let res = if writable && is_primary {
             let mut r = Ok(());
             if !self.heartbeat_table_ready {
-                r = conn
-                    .exec("CREATE TABLE IF NOT EXISTS sluice.heartbeat (id BIGINT UNSIGNED PRIMARY KEY, ts BIGINT NOT NULL) ENGINE=InnoDB")
-                    .await;
-                if r.is_err() {
-                    let _ = conn.exec("CREATE DATABASE IF NOT EXISTS sluice").await;
-                    r = conn
-                        .exec("CREATE TABLE IF NOT EXISTS sluice.heartbeat (id BIGINT UNSIGNED PRIMARY KEY, ts BIGINT NOT NULL) ENGINE=InnoDB")
-                        .await;
+                // DDL waits on a client's global read lock too: bounded like the write
+                let limit = lock_wait_limit(conn, timeout);
+                let table = "CREATE TABLE IF NOT EXISTS sluice.heartbeat (id BIGINT UNSIGNED PRIMARY KEY, ts BIGINT NOT NULL) ENGINE=InnoDB";
+                r = conn.exec(&format!("{limit}{table}")).await;
+                // 1049: no `sluice` database yet (not a lock wait: that is 1969, retried at
+                // the next probe without waiting twice in this one)
+                if matches!(&r, Err(BackendError::Server(s)) if s.code == 1049) {
+                    let db = "CREATE DATABASE IF NOT EXISTS sluice";
+                    let _ = conn.exec(&format!("{limit}{db}")).await;
+                    r = conn.exec(&format!("{limit}{table}")).await;
                 }
                 self.heartbeat_table_ready = r.is_ok();
             }
@@ -264,6 +266,19 @@ impl Task {
     }
 }
 
+/// A prefix that makes a statement give up after half the probe's time limit (MariaDB's
+/// `SET STATEMENT max_statement_time`; ERR 1969) instead of waiting on a lock; none on MySQL.
+fn lock_wait_limit(conn: &BackendConn, timeout: std::time::Duration) -> String {
+    if conn.server_version.contains("MariaDB") {
+        format!(
+            "SET STATEMENT max_statement_time = {:.3} FOR ",
+            timeout.as_secs_f64() / 2.0
+        )
+    } else {
+        String::new()
+    }
+}
+
 /// Writes the heartbeat stamped `now` on the primary (`conn`) and notes it acknowledged.
 /// Conditional on the server being writable at that instant: the monitor may bypass
 /// read_only (SUPER), and a write after a switchover made the primary read-only would be a
@@ -276,14 +291,7 @@ async fn write_heartbeat(
     now: i64,
     timeout: std::time::Duration,
 ) -> Result<(), BackendError> {
-    let bounded = if conn.server_version.contains("MariaDB") {
-        format!(
-            "SET STATEMENT max_statement_time = {:.3} FOR ",
-            timeout.as_secs_f64() / 2.0
-        )
-    } else {
-        String::new()
-    };
+    let bounded = lock_wait_limit(conn, timeout);
     let done = conn
         .query(&format!(
             "{bounded}REPLACE INTO sluice.heartbeat (id, ts) SELECT {}, {now} \
