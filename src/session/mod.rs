@@ -358,21 +358,9 @@ impl Session {
                 return self.kill(query_only, id).await;
             }
         }
-        let rules = self.shared.rules.load();
-        if !rules.is_empty() {
-            let subject = crate::rules::Subject {
-                sql,
-                intent: &intent,
-                shape,
-                user: &self.login.user,
-                schema: self.state.database.as_deref(),
-                client: self.peer_ip,
-            };
-            if let Some(outcome) = rules.evaluate(&subject) {
-                return self.ruled(packet, intent, &rules, outcome).await;
-            }
+        if let Some((rules, outcome)) = self.match_rules(sql, &intent, shape) {
+            return self.ruled(packet, intent, &rules, outcome).await;
         }
-        drop(rules);
         let on_ok = self.on_ok(&intent, sql);
         let route = self.plain_route(&intent);
         self.execute(packet, Expect::ResultSets, route, &intent, on_ok)

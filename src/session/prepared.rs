@@ -38,8 +38,8 @@ fn unknown(id: u32) -> SqlError {
 impl Session {
     pub(super) async fn stmt_prepare(&mut self, packet: &[u8]) -> Result<(), Fatal> {
         let sql: Arc<str> = Arc::from(String::from_utf8_lossy(&packet[1..]).as_ref());
-        let intent = self.shared.classifier.classify(sql.as_bytes());
-        if let Some(e) = self.rule_rejects(sql.as_bytes()) {
+        let (intent, shape) = self.shared.classifier.classify_shaped(sql.as_bytes());
+        if let Some(e) = self.rule_rejects(sql.as_bytes(), (&intent, shape)) {
             return self.send_err(&e).await;
         }
         let route = crate::router::route(&intent, &self.view());

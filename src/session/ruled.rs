@@ -125,28 +125,36 @@ impl Session {
         r
     }
 
-    /// The rules a statement text matches, if any.
-    fn match_rules(&self, sql: &[u8]) -> Option<(arc_swap::Guard<Arc<RuleSet>>, Outcome, Intent)> {
+    /// The rules statement `sql` (classified as `intent`, shape id `shape`) matches, if any.
+    pub(super) fn match_rules(
+        &self,
+        sql: &[u8],
+        intent: &Intent,
+        shape: u64,
+    ) -> Option<(arc_swap::Guard<Arc<RuleSet>>, Outcome)> {
         let rules = self.shared.rules.load();
         if rules.is_empty() {
             return None;
         }
-        let (intent, shape) = self.shared.classifier.classify_shaped(sql);
         let subject = crate::rules::Subject {
             sql,
-            intent: &intent,
+            intent,
             shape,
             user: &self.login.user,
             schema: self.state.database.as_deref(),
             client: self.peer_ip,
         };
         let outcome = rules.evaluate(&subject)?;
-        Some((rules, outcome, intent))
+        Some((rules, outcome))
     }
 
     /// COM_STMT_PREPARE: the error of a matching `reject` rule (counted), if any.
-    pub(super) fn rule_rejects(&self, sql: &[u8]) -> Option<SqlError> {
-        let (rules, outcome, _) = self.match_rules(sql)?;
+    pub(super) fn rule_rejects(
+        &self,
+        sql: &[u8],
+        (intent, shape): (&Intent, u64),
+    ) -> Option<SqlError> {
+        let (rules, outcome) = self.match_rules(sql, intent, shape)?;
         let ((code, msg), rule) = rules.last(&outcome, |r| r.actions.reject.as_ref())?;
         rule.counters.hits.inc();
         rule.counters.rejects.inc();
@@ -162,7 +170,8 @@ impl Session {
         intent: &Intent,
         policy: (Target, Reason),
     ) -> (Target, Reason) {
-        let Some((rules, outcome, _)) = self.match_rules(sql.as_bytes()) else {
+        let (matched, shape) = self.shared.classifier.classify_shaped(sql.as_bytes());
+        let Some((rules, outcome)) = self.match_rules(sql.as_bytes(), &matched, shape) else {
             return policy;
         };
         self.note_matches(&rules, &outcome, sql.as_bytes());
