@@ -130,9 +130,8 @@ pub struct RuleSet {
     /// Whether any `pattern` matches, in one cheap pass (a case-folding `RegexSet` costs
     /// several times more for the common answer, none).
     any_pattern: prefilter::AnyPattern,
-    /// Whether any rule matches the normalised text / the text as sent.
+    /// Whether any rule has a `digest_pattern` (the normalised text is computed only then).
     has_digest_patterns: bool,
-    has_patterns: bool,
 }
 
 impl Default for RuleSet {
@@ -145,7 +144,6 @@ impl Default for RuleSet {
             pattern_set: regex::bytes::RegexSet::empty(),
             any_pattern: Default::default(),
             has_digest_patterns: false,
-            has_patterns: false,
         }
     }
 }
@@ -242,7 +240,6 @@ impl RuleSet {
             set.rules.push(rule);
         }
         set.has_digest_patterns = !digest_pats.is_empty();
-        set.has_patterns = !pats.is_empty();
         set.digest_set = regex::RegexSet::new(digest_pats).map_err(|e| e.to_string())?;
         let raw: Vec<(&str, bool)> = cfg
             .rules
