@@ -37,7 +37,29 @@ echo "mysqlclient: $sp passed, $sf failed (direct: $dp passed, $df failed)"
 # the errors Sluice sends itself, as mysqlclient shows them (server-range codes, its message)
 errors_ok=0
 python3 "$(dirname "$0")/errors.py" "${SLUICE_BIN:?}" "$direct" "$work" || errors_ok=1
-if [ "$sp" -lt "$dp" ] || [ "$sf" -gt "$df" ]; then
+# A test that fails through Sluice and not direct is rerun alone, through Sluice, 3 times; it
+# counts as failed unless every rerun passes. Some of the suite's thread tests race against
+# the client's own timing: test_result_concurrent_use_raises fails 3 runs in 300 direct and 3
+# in 300 through Sluice (measured with its body in a loop), so one failure in a whole-suite
+# run is expected now and then on either side.
+failed_ids() { grep -E "^FAILED" "$work/mysqlclient-$1.log" | awk '{print $2}' | sort -u; }
+only_sluice="$(comm -23 <(failed_ids sluice) <(failed_ids direct))"
+still=()
+for id in $only_sluice; do
+  ok=1
+  for _ in 1 2 3; do
+    (cd "$src" && TESTDB="sluice-sluice.cnf" timeout 120 python3 -m pytest -q -p no:cacheprovider \
+        -o addopts="" "$id" >>"$work/mysqlclient-rerun.log" 2>&1) || { ok=0; break; }
+  done
+  if [ $ok = 1 ]; then
+    echo "  failed once through Sluice, passed 3 reruns: $id"
+    sp=$((sp + 1)); sf=$((sf - 1))
+  else
+    still+=("$id")
+  fi
+done
+if [ ${#still[@]} -gt 0 ] || [ "$sp" -lt "$dp" ] || [ "$sf" -gt "$df" ]; then
+  echo "mysqlclient after reruns: $sp passed, $sf failed"
   grep -E "^FAILED" "$work/mysqlclient-sluice.log" | head -20
   exit 1
 fi
