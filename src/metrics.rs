@@ -66,6 +66,8 @@ pub struct Metrics {
     pub rule_actions_total: IntCounterVec,
     /// Mirror copies dropped (mirror slow, down or failing), by group.
     pub mirror_dropped_total: IntCounterVec,
+    /// The result cache's counters and gauges.
+    pub cache: crate::cache::CacheMetrics,
     /// Indexed like the topology (append-only).
     pub backends: arc_swap::ArcSwap<Vec<Arc<BackendMetrics>>>,
 }
@@ -118,6 +120,39 @@ fn rule_metrics(r: &Reg) -> (IntCounterVec, IntCounterVec, IntCounterVec) {
             &["group"],
         ),
     )
+}
+
+/// The result cache's metrics (`sluice_cache_*`).
+fn cache_metrics(r: &Reg) -> crate::cache::CacheMetrics {
+    let by_rule = |name: &str, help: &str| r.counters(name, help, &["rule"]);
+    crate::cache::CacheMetrics {
+        hits: by_rule("sluice_cache_hits_total", "Statements answered from the result cache, by rule"),
+        misses: by_rule("sluice_cache_misses_total", "Cacheable statements not in the cache, by rule"),
+        stores: by_rule("sluice_cache_stores_total", "Replies kept in the result cache, by rule"),
+        uncacheable: by_rule(
+            "sluice_cache_uncacheable_total",
+            "Statements of caching rules that cannot be cached (volatile, in a transaction, too large...), by rule",
+        ),
+        invalidations: r.counters(
+            "sluice_cache_invalidations_total",
+            "Result cache invalidations by cause (write, binlog, reload, topology, purge)",
+            &["cause"],
+        ),
+        entries: r.gauge("sluice_cache_entries", "Entries in the result cache"),
+        bytes: r.gauge("sluice_cache_bytes", "Bytes the result cache holds (weighted size)"),
+        binlog_following: r.gauge(
+            "sluice_cache_binlog_following",
+            "1 while the result cache follows the primary's binary log (0: entries end by TTL and writes through Sluice only)",
+        ),
+        binlog_events: r.counter(
+            "sluice_cache_binlog_events_total",
+            "Binary log events read by the result cache's follower",
+        ),
+        binlog_delay: r.add(Gauge::new(
+            "sluice_cache_binlog_delay_seconds",
+            "Age of the last binary log event the follower read when it read it",
+        )),
+    }
 }
 
 /// Latency buckets (seconds) of the duration histograms.
@@ -201,6 +236,7 @@ impl Metrics {
         }
         let (rule_hits_total, rule_actions_total, mirror_dropped_total) = rule_metrics(&r);
         Metrics {
+            cache: cache_metrics(&r),
             rule_hits_total,
             rule_actions_total,
             mirror_dropped_total,
@@ -319,6 +355,9 @@ impl Metrics {
                 .with_label_values(&[name, "idle"])
                 .set(b.pool.idle_count() as i64);
         }
+        let (entries, bytes) = shared.cache.usage();
+        self.cache.entries.set(entries as i64);
+        self.cache.bytes.set(bytes as i64);
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()

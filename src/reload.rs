@@ -151,6 +151,18 @@ pub fn apply(shared: &Arc<Shared>, mut new: Config) -> Result<Vec<String>, Vec<S
         changes.push("TLS certificate and key reloaded (new connections use them)".into());
     }
     shared.tls.store(tls);
+    let caching = |c: &Config| {
+        c.rules
+            .iter()
+            .filter(|r| r.cache_ttl.is_some())
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    if caching(&new) != caching(&old) || new.cache != old.cache {
+        shared.cache.purge(crate::cache::Cause::Reload);
+        changes.push("result cache purged (caching rules or [cache] changed)".into());
+    }
+    shared.cache.set_active(rules.caches());
     shared.rules.store(Arc::new(rules));
     shared.config.store(Arc::new(new));
     shared.reload.lock().version += 1;

@@ -104,6 +104,8 @@ pub struct Shared {
     /// The compiled `[[rules]]` (replaced whole by reloads; a statement keeps the set it
     /// started with).
     pub rules: ArcSwap<crate::rules::RuleSet>,
+    /// The result cache (rules with `cache_ttl`).
+    pub cache: Arc<crate::cache::ResultCache>,
 }
 
 impl Shared {
@@ -134,7 +136,10 @@ impl Shared {
             .as_ref()
             .and_then(|t| crate::frontend::tls::acceptor(t).ok())
             .map(Arc::new);
+        let cache = crate::cache::ResultCache::new(&config.cache, metrics.cache.clone());
+        cache.set_active(rules.caches());
         Self {
+            cache: Arc::new(cache),
             topology,
             config: ArcSwap::from_pointee(config),
             classifier: Classifier::new(),

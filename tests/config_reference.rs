@@ -86,6 +86,7 @@ fn every_rule_key() -> serde_json::Value {
         mirror: s(),
         mirror_writes: false,
         timeout: d(),
+        cache_ttl: d(),
         log: false,
         keep_going: false,
         override_hints: false,

@@ -6,6 +6,7 @@
 //! loopback peers (and `sluice check` refuses a non-loopback `admin.address` without one).
 //! At most `MAX_CONNECTIONS` admin connections are served at once.
 
+mod cache;
 pub mod client;
 mod digests;
 mod page;
@@ -224,6 +225,8 @@ async fn route(shared: &Arc<Shared>, method: &str, path: &str, body: &str, query
     match (method, path) {
         ("GET", "/digests") => digests::get(shared, query),
         ("GET", "/rules") => rules::get(shared),
+        ("GET", "/cache") => cache::get(shared),
+        ("POST", "/cache/purge") => cache::purge(shared),
         ("POST", "/digests/reset") => digests::reset(shared),
         ("POST", "/explain") => digests::explain(shared, body),
         ("GET", "/") => ("200 OK", "text/html; charset=utf-8", page::render(shared)),

@@ -1,5 +1,6 @@
 //! Configuration: serde types (unknown keys rejected), loading, and validation.
 
+mod cache;
 pub mod diff;
 mod duration;
 pub mod rules;
@@ -8,6 +9,7 @@ mod stats;
 mod tls;
 mod validate;
 
+pub use cache::Cache;
 pub use duration::Dur;
 pub use stats::Stats;
 pub use tls::{BackendTls, Tls, TlsMode};
@@ -44,6 +46,9 @@ pub struct Config {
     pub stats: Stats,
     #[serde(default)]
     pub log: Log,
+    /// The result cache's bounds (what is cached: rules with `cache_ttl`).
+    #[serde(default)]
+    pub cache: Cache,
     /// Routing rules, in evaluation order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<rules::Rule>,

@@ -59,6 +59,10 @@ pub struct Rule {
     /// The statement is stopped on the backend after this long (ERR 1969).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
+    /// Replies to this rule's cacheable reads are kept this long (`[cache]`; invalidated
+    /// sooner by writes to the tables they read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_ttl: Option<Dur>,
     /// One log line per matching statement (target `sluice::rules`).
     #[serde(default)]
     pub log: bool,
@@ -226,6 +230,11 @@ fn actions(r: &Rule, groups: &HashSet<&str>, key: &dyn Fn(&str) -> String, bad: 
         .is_some_and(|t| t.0 < std::time::Duration::from_millis(1))
     {
         bad(key("timeout"), "must be at least 1ms");
+    }
+    if r.cache_ttl
+        .is_some_and(|t| t.0 < std::time::Duration::from_millis(1))
+    {
+        bad(key("cache_ttl"), "must be at least 1ms");
     }
     if r.fallback.is_some() && r.route.is_none() {
         bad(key("fallback"), "needs `route`");

@@ -22,6 +22,7 @@ impl Dialect {
         match self {
             Dialect::MariaDb => &[
                 "REPLICATION CLIENT",
+                "REPLICATION SLAVE",
                 "REPLICA MONITOR",
                 "BINLOG MONITOR",
                 "PROCESS",
@@ -32,6 +33,7 @@ impl Dialect {
             ],
             Dialect::MySql => &[
                 "REPLICATION CLIENT",
+                "REPLICATION SLAVE",
                 "PROCESS",
                 "SUPER",
                 "RELOAD",

@@ -25,6 +25,7 @@ pub mod cmd {
     pub const PROCESS_KILL: u8 = 0x0C;
     pub const PING: u8 = 0x0E;
     pub const CHANGE_USER: u8 = 0x11;
+    pub const BINLOG_DUMP: u8 = 0x12;
     pub const STMT_PREPARE: u8 = 0x16;
     pub const STMT_EXECUTE: u8 = 0x17;
     pub const STMT_SEND_LONG_DATA: u8 = 0x18;

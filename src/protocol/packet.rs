@@ -255,6 +255,15 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
 pub struct PacketWriter<W: AsyncWrite> {
     inner: W,
     buf: Vec<u8>,
+    /// A copy of every packet written while set (the result cache keeps replies).
+    capture: Option<Capture>,
+}
+
+/// Packets copied as written, up to a limit (past it the copy is abandoned).
+struct Capture {
+    bytes: Vec<u8>,
+    limit: usize,
+    over: bool,
 }
 
 /// Flush early once this much is buffered (streaming large results).
@@ -265,7 +274,45 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
         Self {
             inner,
             buf: Vec::new(),
+            capture: None,
         }
+    }
+
+    /// Starts copying what is written (at most `limit` bytes).
+    pub fn start_capture(&mut self, limit: usize) {
+        self.capture = Some(Capture {
+            bytes: Vec::new(),
+            limit,
+            over: false,
+        });
+    }
+
+    /// Stops copying: the packets written since `start_capture`, unless they outgrew it.
+    pub fn take_capture(&mut self) -> Option<Vec<u8>> {
+        self.capture.take().filter(|c| !c.over).map(|c| c.bytes)
+    }
+
+    fn copy(&mut self, seq: u8, payload: &[u8]) {
+        if let Some(c) = &mut self.capture {
+            if c.over || c.bytes.len() + 4 + payload.len() > c.limit {
+                c.over = true;
+                c.bytes = Vec::new();
+                return;
+            }
+            let h = (payload.len() as u32).to_le_bytes();
+            c.bytes.extend_from_slice(&[h[0], h[1], h[2], seq]);
+            c.bytes.extend_from_slice(payload);
+        }
+    }
+
+    /// Writes whole packets (headers included) as they are.
+    pub async fn write_raw(&mut self, packets: &[u8]) -> io::Result<()> {
+        if self.buf.len() + packets.len() < FLUSH_AT {
+            self.buf.extend_from_slice(packets);
+            return Ok(());
+        }
+        self.write_buffered().await?;
+        self.inner.write_all(packets).await
     }
 
     /// Writes one physical packet with the given sequence id. `payload` must be shorter than
@@ -274,6 +321,7 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
         if self.push_physical(seq, payload) {
             return Ok(());
         }
+        self.copy(seq, payload);
         let h = (payload.len() as u32).to_le_bytes();
         if self.buf.capacity() == 0 {
             self.buf.reserve(512);
@@ -296,6 +344,9 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
         if self.buf.len() + 4 + payload.len() >= FLUSH_AT {
             return false;
         }
+        if self.capture.is_some() {
+            self.copy(seq, payload);
+        }
         if self.buf.capacity() == 0 {
             self.buf.reserve(512);
         }
@@ -314,13 +365,22 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
     /// Buffers whole physical packets (`packets`, headers included) renumbered from `seq`
     /// on, advancing it. The caller checked `room`.
     pub fn push_renumbered(&mut self, packets: &[u8], seq: &mut u8) {
-        let mut at = self.buf.len();
+        let start = self.buf.len();
+        let mut at = start;
         self.buf.extend_from_slice(packets);
         while at + 4 <= self.buf.len() {
             let h = &mut self.buf[at..at + 4];
             h[3] = *seq;
             *seq = seq.wrapping_add(1);
             at += 4 + payload_len(h);
+        }
+        if let Some(c) = &mut self.capture {
+            if c.over || c.bytes.len() + packets.len() > c.limit {
+                c.over = true;
+                c.bytes = Vec::new();
+            } else {
+                c.bytes.extend_from_slice(&self.buf[start..]);
+            }
         }
     }
 

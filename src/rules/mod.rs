@@ -56,6 +56,7 @@ pub struct Actions {
     pub mirror: Option<usize>,
     pub mirror_writes: bool,
     pub timeout: Option<Duration>,
+    pub cache_ttl: Option<Duration>,
     pub log: bool,
     pub keep_going: bool,
     pub override_hints: bool,
@@ -132,6 +133,8 @@ pub struct RuleSet {
     any_pattern: prefilter::AnyPattern,
     /// Whether any rule has a `digest_pattern` (the normalised text is computed only then).
     has_digest_patterns: bool,
+    /// Whether any rule has `cache_ttl`.
+    caching: bool,
 }
 
 impl Default for RuleSet {
@@ -144,6 +147,7 @@ impl Default for RuleSet {
             pattern_set: regex::bytes::RegexSet::empty(),
             any_pattern: Default::default(),
             has_digest_patterns: false,
+            caching: false,
         }
     }
 }
@@ -191,6 +195,9 @@ impl Rule {
         }
         if let Some(t) = a.timeout {
             v.push(format!("timeout {t:?}"));
+        }
+        if let Some(t) = a.cache_ttl {
+            v.push(format!("cache {t:?}"));
         }
         if a.log {
             v.push("log".into());
@@ -240,6 +247,7 @@ impl RuleSet {
             set.rules.push(rule);
         }
         set.has_digest_patterns = !digest_pats.is_empty();
+        set.caching = set.rules.iter().any(|r| r.actions.cache_ttl.is_some());
         set.digest_set = regex::RegexSet::new(digest_pats).map_err(|e| e.to_string())?;
         let raw: Vec<(&str, bool)> = cfg
             .rules
@@ -316,6 +324,7 @@ impl RuleSet {
                 mirror,
                 mirror_writes: r.mirror_writes,
                 timeout: r.timeout.map(|d| d.0),
+                cache_ttl: r.cache_ttl.map(|d| d.0),
                 log: r.log,
                 keep_going: r.keep_going,
                 override_hints: r.override_hints,
@@ -327,5 +336,10 @@ impl RuleSet {
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// Whether any rule caches (writes then invalidate the result cache).
+    pub fn caches(&self) -> bool {
+        self.caching
     }
 }

@@ -282,7 +282,10 @@ impl Session {
         }
         if let Some(code) = outcome.err.as_deref().and_then(|e| e.get(1..3)) {
             self.rule_error(u16::from_le_bytes([code[0], code[1]]));
-        } else if st.intent.has(flag::GLOBAL_CHANGE) {
+        }
+        // an error may come after some rows were written (multi-row, multi-statement)
+        self.cache_written(st.payload, st.intent, outcome.status);
+        if outcome.err.is_none() && st.intent.has(flag::GLOBAL_CHANGE) {
             // new sessions must see the new defaults and privileges, as direct ones would
             for b in self.shared.topology.backends().iter() {
                 b.pool.retire();
@@ -297,7 +300,7 @@ impl Session {
     }
 
     /// Sends the client what the relay left in its buffer.
-    async fn flush_reply(&mut self) -> Result<(), Fatal> {
+    pub(super) async fn flush_reply(&mut self) -> Result<(), Fatal> {
         self.client_w.flush().await.map_err(|e| {
             tracing::debug!(parent: &self.span, error = %e, "client went away");
             Fatal::ClientIo(e)

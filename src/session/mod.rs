@@ -4,6 +4,7 @@
 //! this session's state -> send -> relay the response -> keep or return the lease.
 
 mod align;
+mod cached;
 mod control;
 mod digest;
 mod exec;
@@ -89,6 +90,8 @@ pub struct Session {
     rule_note: Option<ruled::RuleNote>,
     /// Copies of statements for `mirror` rules, by group.
     mirrors: crate::rules::mirror::Mirrors,
+    /// What this session's open transaction wrote: invalidated again at its end.
+    cache_pending: Vec<crate::cache::tables::Written>,
     /// The session's log context (id, user, client), given as the parent of its events
     /// rather than entered on every poll of the session's future.
     span: tracing::Span,
@@ -162,6 +165,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         plan: Default::default(),
         rule_note: None,
         mirrors: Default::default(),
+        cache_pending: Vec::new(),
         span,
         buf: Vec::new(),
     };

@@ -2,6 +2,7 @@
 //! against the guarantees: writes, locking reads, transactions and pinned sessions stay on
 //! the primary), lag and read-your-writes for its read, timeout, mirror, log.
 
+use super::cached::Lookup;
 use super::freshness::ReadPlan;
 use super::{Fatal, Session};
 use crate::error::SqlError;
@@ -105,12 +106,39 @@ impl Session {
             route = self.rule_route(route, (to, rule), rules, &intent);
         }
         self.read_plan(rules, &outcome);
+        let mut miss = None;
+        if let Some((ttl, rule)) = rules.last(&outcome, |r| r.actions.cache_ttl) {
+            match self
+                .cache_lookup(packet, &intent, (&rule.name, ttl))
+                .await?
+            {
+                Lookup::Hit => {
+                    self.rule_note = None;
+                    self.plan = ReadPlan::default();
+                    return Ok(());
+                }
+                Lookup::Miss(m) => {
+                    // a kept reply must hold every write acknowledged before it started
+                    route = (Target::Primary, Reason::Rule);
+                    self.client_w
+                        .start_capture(self.shared.cache.max_entry_size);
+                    miss = Some(m);
+                }
+                Lookup::Pass => {}
+            }
+        }
         let copy = self.mirror_copy(rules, &outcome, packet, &intent, route.0);
         let timed = self.with_timeout(rules, &outcome, packet, &intent);
         let packet = timed.as_deref().unwrap_or(packet);
         let r = self
             .execute(packet, Expect::ResultSets, route, &intent, on_ok)
             .await;
+        if let Some(m) = miss {
+            if r.is_ok() {
+                self.cache_store(m);
+            }
+            self.client_w.take_capture();
+        }
         if let Some((copy, counted)) = copy {
             // after the client has its reply: the mirror never delays it
             let (shared, slot) = (self.shared.clone(), self.pool_slot());

@@ -1,0 +1,224 @@
+//! The result cache on the statement path: a rule's `cache_ttl` read answered from memory,
+//! or run on the primary (one run per key at a time) and kept; writes invalidate the
+//! tables they name before their reply reaches the client.
+
+use super::{Fatal, Session};
+use crate::cache::flight::{self, Flight, Lead};
+use crate::cache::tables::{self, Written};
+use crate::cache::{Cause, Key};
+use crate::protocol::{cmd, status};
+use crate::router::{flag, Intent, Kind};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A miss being run: what to store its reply under.
+pub(super) struct Miss {
+    hash: u64,
+    key: Key,
+    rule: Arc<str>,
+    ttl: Duration,
+    born: u64,
+    primary: usize,
+    _lead: Option<Lead>,
+}
+
+/// What the cache made of a statement.
+pub(super) enum Lookup {
+    /// Answered from the cache.
+    Hit,
+    /// Run it on the primary and keep the reply.
+    Miss(Miss),
+    /// Not cacheable now: run it as usual.
+    Pass,
+}
+
+/// How long a miss waits for an identical one already running.
+const FLIGHT_WAIT: Duration = Duration::from_secs(10);
+
+/// Flags of statements whose reply is never cached (whatever their text says).
+const NEVER: u32 = flag::LOCKING
+    | flag::NEEDS_SESSION
+    | flag::HARD_PIN
+    | flag::SHOW_WARNINGS
+    | flag::SERVER_STATE
+    | flag::MULTI
+    | flag::CALC_FOUND_ROWS
+    | flag::CALL
+    | flag::SQL_PREPARE;
+
+/// Whether `reply` (whole packets) is one complete result set: columns, rows, a final
+/// terminator with no more results and no error.
+fn complete_result_set(reply: &[u8]) -> bool {
+    let mut at = 0;
+    let (mut first, mut last) = (None, None);
+    while at + 4 <= reply.len() {
+        let len = crate::protocol::packet::payload_len(&reply[at..at + 4]);
+        let payload = reply.get(at + 4..at + 4 + len);
+        let Some(payload) = payload else { return false };
+        first.get_or_insert(payload);
+        last = Some(payload);
+        at += 4 + len;
+    }
+    let (Some(first), Some(last)) = (first, last) else {
+        return false;
+    };
+    let more = match last.len() {
+        5 => u16::from_le_bytes([last[3], last[4]]),
+        _ => crate::protocol::reply::parse_ok(last).map_or(status::MORE_RESULTS, |ok| ok.status),
+    };
+    at == reply.len()
+        && !matches!(first.first(), None | Some(0x00 | 0xFF | 0xFB))
+        && last.first() == Some(&0xFE)
+        && more & status::MORE_RESULTS == 0
+}
+
+impl Session {
+    /// Looks `packet` (COM_QUERY, classified `intent`) up for a rule that caches for `ttl`.
+    pub(super) async fn cache_lookup(
+        &mut self,
+        packet: &[u8],
+        intent: &Intent,
+        (rule, ttl): (&Arc<str>, Duration),
+    ) -> Result<Lookup, Fatal> {
+        let cache = self.shared.cache.clone();
+        let view = self.view();
+        if intent.kind != Kind::Read
+            || intent.has(NEVER)
+            || view.in_transaction
+            || view.pinned
+            || view.has_user_vars
+            || packet.first() != Some(&cmd::QUERY)
+        {
+            cache.metrics.uncacheable.with_label_values(&[rule]).inc();
+            return Ok(Lookup::Pass);
+        }
+        let key = Key {
+            user: Arc::from(self.login.user.as_str()),
+            database: self.state.database.as_deref().map(Arc::from),
+            vars: self.state.vars.clone(),
+            deprecate_eof: self.deprecate_eof,
+            statement: packet[1..].into(),
+        };
+        let hash = cache.hash(&key);
+        let primary = self.shared.topology.primary();
+        let mut lead = None;
+        for _ in 0..2 {
+            if let Some(e) = cache.get(hash, &key, primary) {
+                cache.metrics.hits.with_label_values(&[rule]).inc();
+                self.client_w.write_raw(&e.bytes).await?;
+                self.flush_reply().await?;
+                return Ok(Lookup::Hit);
+            }
+            match cache.flight(hash) {
+                Flight::Lead(l) => {
+                    lead = Some(l);
+                    break;
+                }
+                Flight::Wait(rx) => flight::wait(rx, FLIGHT_WAIT).await,
+            }
+        }
+        cache.metrics.misses.with_label_values(&[rule]).inc();
+        Ok(Lookup::Miss(Miss {
+            hash,
+            key,
+            rule: rule.clone(),
+            ttl,
+            born: cache.now(),
+            primary,
+            _lead: lead,
+        }))
+    }
+
+    /// Keeps the reply just sent for `miss`, when it is one whole result set of a
+    /// cacheable statement.
+    pub(super) fn cache_store(&mut self, miss: Miss) {
+        let cache = &self.shared.cache;
+        let Some(reply) = self.client_w.take_capture() else {
+            cache
+                .metrics
+                .uncacheable
+                .with_label_values(&[&miss.rule])
+                .inc();
+            return;
+        };
+        let read = tables::read_tables(&miss.key.statement, self.state.database.as_deref());
+        match read {
+            Some(tables) if complete_result_set(&reply) => {
+                let rule = (miss.rule, miss.ttl);
+                let born = (miss.born, miss.primary);
+                cache.store((miss.hash, miss.key), reply, tables, rule, born);
+            }
+            _ => cache
+                .metrics
+                .uncacheable
+                .with_label_values(&[&miss.rule])
+                .inc(),
+        }
+    }
+
+    /// After a statement that may have written (`payload`, classified `intent`, ending with
+    /// status `st`): invalidates its tables now, and again when its transaction ends (a
+    /// read between the two saw the data before the commit).
+    pub(super) fn cache_written(&mut self, payload: &[u8], intent: &Intent, st: u16) {
+        if !self.shared.cache.active() {
+            return;
+        }
+        if intent.kind == Kind::Write {
+            let sql = match payload.first() {
+                Some(&cmd::QUERY) => Some(&payload[1..]),
+                Some(&cmd::STMT_EXECUTE) => payload
+                    .get(1..5)
+                    .and_then(|id| self.prepared_sql(u32::from_le_bytes(id.try_into().ok()?)))
+                    .map(str::as_bytes),
+                _ => None,
+            };
+            let w = match sql {
+                Some(sql) => tables::written(sql, self.state.database.as_deref()),
+                None => Written::Everything,
+            };
+            self.shared.cache.invalidate(&w, Cause::Write);
+            if st & status::IN_TRANS != 0 {
+                self.cache_pending.push(w);
+            }
+        }
+        if st & status::IN_TRANS == 0 && !self.cache_pending.is_empty() {
+            for w in std::mem::take(&mut self.cache_pending) {
+                self.shared.cache.invalidate(&w, Cause::Write);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::complete_result_set;
+
+    fn packets(payloads: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, p) in payloads.iter().enumerate() {
+            out.extend_from_slice(&(p.len() as u32).to_le_bytes()[..3]);
+            out.push(i as u8 + 1);
+            out.extend_from_slice(p);
+        }
+        out
+    }
+
+    #[test]
+    fn only_a_whole_result_set_is_kept() {
+        let eof = [0xFE, 0, 0, 2, 0];
+        let more = [0xFE, 0, 0, 0x0A, 0];
+        assert!(complete_result_set(&packets(&[
+            &[1],
+            b"col",
+            &eof,
+            b"\x01a",
+            &eof
+        ])));
+        assert!(!complete_result_set(&packets(&[&[1], b"col", &eof, &more])));
+        assert!(!complete_result_set(&packets(&[&[0xFF, 1, 2]])));
+        assert!(!complete_result_set(&packets(&[&[0, 0, 0, 2, 0, 0, 0]])));
+        let cut = packets(&[&[1], b"col", &eof, b"\x01a", &eof]);
+        assert!(!complete_result_set(&cut[..cut.len() - 2]));
+        assert!(!complete_result_set(&[]));
+    }
+}

@@ -1,0 +1,215 @@
+//! The result cache on the real topology (db0 primary, db1 and db2 replicas): a rule's
+//! reads reach a backend once, writes through Sluice and writes straight to the primary
+//! invalidate, identical misses run once, volatile reads and transactions are never cached.
+//! Backend executions are counted in the servers' general logs.
+
+mod common;
+use common::*;
+use mysql_async::prelude::*;
+use sluice::config::rules::Rule;
+use sluice::config::{Config, Dur};
+use std::time::{Duration, Instant};
+
+/// A proxy whose rule `cached` caches statements that contain `marker` for `ttl`.
+fn caching(marker: &str, ttl: Duration) -> Config {
+    let mut cfg = config();
+    cfg.rules = vec![Rule {
+        name: "cached".into(),
+        pattern: Some(marker.into()),
+        cache_ttl: Some(Dur(ttl)),
+        ..Default::default()
+    }];
+    cfg
+}
+
+/// Times statements containing `marker` were executed on any server of the topology.
+async fn executions(marker: &str) -> usize {
+    let mut n = 0;
+    for i in 0..3 {
+        let t = topology();
+        t.sql(i, "SET GLOBAL log_output = 'TABLE', general_log = 1")
+            .await
+            .unwrap();
+        let sql = format!(
+            "SELECT COUNT(*) FROM mysql.general_log WHERE command_type = 'Query' \
+             AND argument LIKE '%{marker}%' AND argument NOT LIKE '%general_log%'"
+        );
+        n += column(i, &sql).await[0]
+            .as_deref()
+            .unwrap_or("0")
+            .parse::<usize>()
+            .unwrap();
+    }
+    n
+}
+
+async fn table(db: &str) {
+    let t = topology();
+    t.sql(
+        0,
+        &format!("CREATE TABLE {db}.items (id INT PRIMARY KEY, v INT)"),
+    )
+    .await
+    .unwrap();
+    t.sql(
+        0,
+        &format!("INSERT INTO {db}.items VALUES (1, 10), (2, 20)"),
+    )
+    .await
+    .unwrap();
+    caught_up().await;
+    executions("prime the general log").await;
+}
+
+async fn read(c: &mut mysql_async::Conn, sql: &str) -> i64 {
+    c.query_first::<i64, _>(sql).await.unwrap().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_identical_reads_reach_a_backend_once() {
+    let db = database("cache_once").await;
+    table(&db).await;
+    let p = proxy(caching("c_once", Duration::from_secs(30))).await;
+    let mut c = client(&p, Some(&db)).await;
+    let sql = "SELECT v /* c_once */ FROM items WHERE id = 1";
+    for _ in 0..200 {
+        assert_eq!(read(&mut c, sql).await, 10);
+    }
+    assert_eq!(executions("c_once").await, 1);
+    let (_, body) = admin_get(&p, "/cache").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["rules"][0]["hits"], 199, "{v}");
+    assert_eq!(v["rules"][0]["stores"], 1, "{v}");
+    // another user-visible setting is another entry
+    c.query_drop("SET NAMES latin1").await.unwrap();
+    assert_eq!(read(&mut c, sql).await, 10);
+    assert_eq!(executions("c_once").await, 2);
+    let (code, _) = admin(&p, "POST", "/cache/purge", "", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(read(&mut c, sql).await, 10);
+    assert_eq!(executions("c_once").await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_sluice_is_seen_at_once_by_another_session() {
+    let db = database("cache_write").await;
+    table(&db).await;
+    let p = proxy(caching("c_write", Duration::from_secs(60))).await;
+    let (mut reader, mut writer) = (client(&p, Some(&db)).await, client(&p, Some(&db)).await);
+    let sql = "SELECT v /* c_write */ FROM items WHERE id = 1";
+    for round in 1..=20 {
+        assert_eq!(read(&mut reader, sql).await, 10 + round - 1);
+        assert_eq!(read(&mut reader, sql).await, 10 + round - 1);
+        writer
+            .query_drop("UPDATE items SET v = v + 1 WHERE id = 1")
+            .await
+            .unwrap();
+        assert_eq!(read(&mut reader, sql).await, 10 + round, "round {round}");
+    }
+    // a transaction's write is seen after its COMMIT, never the value from before it
+    writer.query_drop("BEGIN").await.unwrap();
+    writer
+        .query_drop("UPDATE items SET v = 100 WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(read(&mut reader, sql).await, 30);
+    writer.query_drop("COMMIT").await.unwrap();
+    assert_eq!(read(&mut reader, sql).await, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_straight_to_the_primary_is_seen_within_200ms() {
+    let db = database("cache_binlog").await;
+    table(&db).await;
+    let p = proxy(caching("c_binlog", Duration::from_secs(60))).await;
+    let mut c = client(&p, Some(&db)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while admin_get(&p, "/cache")
+        .await
+        .1
+        .contains("\"following\":null")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            admin_get(&p, "/cache").await.1
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sql = "SELECT v /* c_binlog */ FROM items WHERE id = 2";
+    let mut worst = Duration::ZERO;
+    for round in 1..=5 {
+        assert_eq!(read(&mut c, sql).await, 20 + round - 1);
+        assert_eq!(read(&mut c, sql).await, 20 + round - 1);
+        let t = topology();
+        t.sql(0, &format!("UPDATE {db}.items SET v = v + 1 WHERE id = 2"))
+            .await
+            .unwrap();
+        let wrote = Instant::now();
+        while read(&mut c, sql).await != 20 + round {
+            assert!(wrote.elapsed() < Duration::from_secs(5), "never seen");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        worst = worst.max(wrote.elapsed());
+    }
+    assert!(worst < Duration::from_millis(200), "worst {worst:?}");
+    // and the entries were served from the cache in between (not one run per read)
+    assert!(executions("c_binlog").await < 5 * 3 + 5, "cache unused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_concurrent_identical_misses_run_once() {
+    let db = database("cache_flight").await;
+    table(&db).await;
+    let p = proxy(caching("c_flight", Duration::from_secs(60))).await;
+    let mut conns = Vec::new();
+    for _ in 0..500 {
+        conns.push(client(&p, Some(&db)).await);
+    }
+    let sql = "SELECT SUM(a.v) /* c_flight */, COUNT(*) FROM items a JOIN items b";
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                let r: Option<(i64, i64)> = c.query_first(sql).await.unwrap();
+                r.unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), (60, 4));
+    }
+    assert_eq!(executions("c_flight").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volatile_reads_and_transactions_are_never_cached() {
+    let db = database("cache_volatile").await;
+    table(&db).await;
+    let p = proxy(caching("c_vol", Duration::from_secs(60))).await;
+    let mut c = client(&p, Some(&db)).await;
+    for sql in [
+        "SELECT NOW(6) /* c_vol1 */",
+        "SELECT RAND() /* c_vol2 */ FROM items",
+        "SELECT v /* c_vol3 */ FROM items WHERE id = 1 FOR UPDATE",
+        "SELECT @@hostname /* c_vol4 */",
+    ] {
+        c.query_drop(sql).await.unwrap();
+        c.query_drop(sql).await.unwrap();
+    }
+    c.query_drop("BEGIN").await.unwrap();
+    c.query_drop("SELECT v /* c_vol5 */ FROM items")
+        .await
+        .unwrap();
+    c.query_drop("SELECT v /* c_vol5 */ FROM items")
+        .await
+        .unwrap();
+    c.query_drop("COMMIT").await.unwrap();
+    for i in 1..=5 {
+        assert_eq!(executions(&format!("c_vol{i}")).await, 2, "c_vol{i}");
+    }
+    let (_, body) = admin_get(&p, "/cache").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["rules"][0]["stores"], 0, "{v}");
+    assert_eq!(v["rules"][0]["hits"], 0, "{v}");
+}
