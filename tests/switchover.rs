@@ -426,3 +426,63 @@ async fn the_pool_never_exceeds_its_cap_under_killed_clients_reloads_and_switcho
         println!("db{i}: within the cap after {took:?}");
     }
 }
+
+async fn count(c: &mut mysql_async::Conn, sql: &str) -> i64 {
+    c.query_first::<i64, _>(sql).await.unwrap().unwrap()
+}
+
+/// Which backend the result cache's binary log client follows (`/cache`).
+async fn cache_follows(p: &Proxy) -> String {
+    let (_, body) = admin_get(p, "/cache").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["binlog"]["following"].as_str().unwrap_or("").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_switchover_writes_on_the_new_primary_still_invalidate_the_cache() {
+    let _g = SERIAL.lock().await;
+    let t = topology("sw-cache").await;
+    let mut cfg = failover_config(&t);
+    cfg.rules = vec![sluice::config::rules::Rule {
+        name: "cached".into(),
+        pattern: Some("c_sw".into()),
+        cache_ttl: Some(sluice::config::Dur(Duration::from_secs(60))),
+        ..Default::default()
+    }];
+    let p = common::proxy(cfg).await;
+    setup(&t, &p, "cached").await;
+    let mut c = client(&p).await;
+    c.query_drop("INSERT INTO fo.cached VALUES (1)")
+        .await
+        .unwrap();
+    let sql = "SELECT COUNT(*) /* c_sw */ FROM fo.cached";
+    let _ = wait_for!("the cache follows db0", Duration::from_secs(20), {
+        cache_follows(&p).await == "db0"
+    });
+    assert_eq!(count(&mut c, sql).await, 1);
+    assert_eq!(count(&mut c, sql).await, 1);
+    let (code, reply, _) = switch(&p, r#"{"to": "db1"}"#).await;
+    assert_eq!(code, 200, "{reply}");
+    let _ = wait_for!("the cache follows db1", Duration::from_secs(20), {
+        cache_follows(&p).await == "db1"
+    });
+    assert_eq!(count(&mut c, sql).await, 1);
+    assert_eq!(count(&mut c, sql).await, 1);
+    // a write straight to the new primary, then one through Sluice
+    t.sb.sql(1, "INSERT INTO fo.cached VALUES (2)")
+        .await
+        .unwrap();
+    let wrote = Instant::now();
+    while count(&mut c, sql).await != 2 {
+        assert!(wrote.elapsed() < Duration::from_secs(2), "never seen");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "a write on the new primary seen through the cache after {:?}",
+        wrote.elapsed()
+    );
+    c.query_drop("INSERT INTO fo.cached VALUES (3)")
+        .await
+        .unwrap();
+    assert_eq!(count(&mut c, sql).await, 3);
+}

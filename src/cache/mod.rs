@@ -310,6 +310,26 @@ mod tests {
     }
 
     #[test]
+    fn a_million_distinct_statements_stay_under_max_memory() {
+        let max = 8 << 20;
+        let cfg = crate::config::Cache {
+            max_memory: max,
+            ..Default::default()
+        };
+        let c = ResultCache::new(&cfg, crate::metrics::Metrics::new(&[]).cache);
+        let reply = vec![7u8; 200];
+        for i in 0..1_000_000 {
+            let k = key(&format!("SELECT * FROM items WHERE id = {i}"));
+            let ts = vec![Table::new("shop", "items")];
+            let rule = ("r".into(), Duration::from_secs(30));
+            c.store((c.hash(&k), k), reply.clone(), ts, rule, (c.now(), 0));
+        }
+        let (entries, bytes) = c.usage();
+        assert!(bytes <= max, "{bytes} bytes in {entries} entries");
+        assert!(entries > 10_000, "{entries} entries");
+    }
+
+    #[test]
     fn another_key_is_another_entry() {
         let c = cache();
         assert!(keep(&c, "SELECT * FROM items", c.now()));
