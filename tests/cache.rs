@@ -31,7 +31,7 @@ async fn executions(marker: &str) -> usize {
             .await
             .unwrap();
         let sql = format!(
-            "SELECT COUNT(*) FROM mysql.general_log WHERE command_type = 'Query' \
+            "SELECT COUNT(*) FROM mysql.general_log WHERE command_type IN ('Query', 'Execute') \
              AND argument LIKE '%{marker}%' AND argument NOT LIKE '%general_log%'"
         );
         n += column(i, &sql).await[0]
@@ -212,4 +212,31 @@ async fn volatile_reads_and_transactions_are_never_cached() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["rules"][0]["stores"], 0, "{v}");
     assert_eq!(v["rules"][0]["hits"], 0, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_statement_gets_one_entry_per_bound_value() {
+    let db = database("cache_ps").await;
+    table(&db).await;
+    let p = proxy(caching("c_ps", Duration::from_secs(60))).await;
+    let mut c = client(&p, Some(&db)).await;
+    let sql = "SELECT v /* c_ps */ FROM items WHERE id = ?";
+    for _ in 0..3 {
+        for (id, v) in [(1, 10), (2, 20)] {
+            let got: Option<i64> = c.exec_first(sql, (id,)).await.unwrap();
+            assert_eq!(got, Some(v));
+        }
+    }
+    assert_eq!(executions("c_ps").await, 2);
+    c.query_drop("UPDATE items SET v = 11 WHERE id = 1")
+        .await
+        .unwrap();
+    let got: Option<i64> = c.exec_first(sql, (1,)).await.unwrap();
+    assert_eq!(got, Some(11));
+    // the text protocol's reply to the same query is another entry (rows in text form)
+    let text: Option<i64> = c
+        .query_first("SELECT v /* c_ps */ FROM items WHERE id = 2")
+        .await
+        .unwrap();
+    assert_eq!(text, Some(20));
 }

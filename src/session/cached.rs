@@ -7,7 +7,7 @@ use crate::cache::flight::{self, Flight, Lead};
 use crate::cache::tables::{self, Written};
 use crate::cache::{Cause, Key};
 use crate::protocol::{cmd, status};
-use crate::router::{flag, Intent, Kind};
+use crate::router::{flag, Intent, Kind, Reason, Target};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,8 @@ pub(super) struct Miss {
     ttl: Duration,
     born: u64,
     primary: usize,
+    /// The statement's text (the tables it reads are parsed from it when it is kept).
+    sql: Box<[u8]>,
     _lead: Option<Lead>,
 }
 
@@ -73,10 +75,12 @@ fn complete_result_set(reply: &[u8]) -> bool {
 }
 
 impl Session {
-    /// Looks `packet` (COM_QUERY, classified `intent`) up for a rule that caches for `ttl`.
+    /// Looks a statement up for a rule that caches for `ttl`: `statement` is what its reply
+    /// depends on (the COM_QUERY packet; for COM_STMT_EXECUTE the SQL, parameter types and
+    /// bound values), `sql` its text, `intent` its classification.
     pub(super) async fn cache_lookup(
         &mut self,
-        packet: &[u8],
+        (statement, sql): (Box<[u8]>, &[u8]),
         intent: &Intent,
         (rule, ttl): (&Arc<str>, Duration),
     ) -> Result<Lookup, Fatal> {
@@ -87,7 +91,6 @@ impl Session {
             || view.in_transaction
             || view.pinned
             || view.has_user_vars
-            || packet.first() != Some(&cmd::QUERY)
         {
             cache.metrics.uncacheable.with_label_values(&[rule]).inc();
             return Ok(Lookup::Pass);
@@ -97,7 +100,7 @@ impl Session {
             database: self.state.database.as_deref().map(Arc::from),
             vars: self.state.vars.clone(),
             deprecate_eof: self.deprecate_eof,
-            statement: packet[1..].into(),
+            statement,
         };
         let hash = cache.hash(&key);
         let primary = self.shared.topology.primary();
@@ -125,13 +128,42 @@ impl Session {
             ttl,
             born: cache.now(),
             primary,
+            sql: sql.into(),
             _lead: lead,
         }))
     }
 
+    /// `cache_lookup` for COM_STMT_EXECUTE `packet` of prepared statement `sql` (parameter
+    /// types `types` from an earlier execution, if bound there).
+    pub(super) async fn execute_lookup(
+        &mut self,
+        (packet, sql, types): (&[u8], &str, Option<&[u8]>),
+        intent: &Intent,
+        (rule, ttl): (Arc<str>, Duration),
+    ) -> Result<Lookup, Fatal> {
+        // the reply depends on the text, the parameter types and the bound values (the
+        // statement id differs from session to session)
+        let mut key = vec![cmd::STMT_EXECUTE];
+        key.extend_from_slice(sql.as_bytes());
+        key.push(0);
+        key.extend_from_slice(types.unwrap_or_default());
+        key.push(0);
+        key.extend_from_slice(packet.get(5..).unwrap_or_default());
+        let statement = (key.into_boxed_slice(), sql.as_bytes());
+        self.cache_lookup(statement, intent, (&rule, ttl)).await
+    }
+
+    /// After a miss ran (`ran`: its reply was sent): keeps the reply, and stops capturing.
+    pub(super) fn cache_store_if(&mut self, miss: Miss, ran: bool) {
+        if ran {
+            self.cache_store(miss);
+        }
+        self.client_w.take_capture();
+    }
+
     /// Keeps the reply just sent for `miss`, when it is one whole result set of a
     /// cacheable statement.
-    pub(super) fn cache_store(&mut self, miss: Miss) {
+    fn cache_store(&mut self, miss: Miss) {
         let cache = &self.shared.cache;
         let Some(reply) = self.client_w.take_capture() else {
             cache
@@ -141,7 +173,7 @@ impl Session {
                 .inc();
             return;
         };
-        let read = tables::read_tables(&miss.key.statement, self.state.database.as_deref());
+        let read = tables::read_tables(&miss.sql, self.state.database.as_deref());
         match read {
             Some(tables) if complete_result_set(&reply) => {
                 let rule = (miss.rule, miss.ttl);
@@ -154,6 +186,14 @@ impl Session {
                 .with_label_values(&[&miss.rule])
                 .inc(),
         }
+    }
+
+    /// Runs a miss (`route` becomes the primary's) with the reply captured.
+    pub(super) fn cache_miss_setup(&mut self, route: &mut (Target, Reason)) {
+        // a kept reply must hold every write acknowledged before it started
+        *route = (Target::Primary, Reason::Rule);
+        self.client_w
+            .start_capture(self.shared.cache.max_entry_size);
     }
 
     /// After a statement that may have written (`payload`, classified `intent`, ending with

@@ -1,6 +1,7 @@
 //! Prepared statements: Sluice owns the client-visible statement ids; each backend connection
 //! prepares a statement lazily the first time it has to execute it there.
 
+use super::cached::Lookup;
 use super::exec::OnOk;
 use super::{Fatal, Session};
 use crate::error::SqlError;
@@ -96,15 +97,37 @@ impl Session {
             intent.flags |= flag::PIN;
         }
         let mut route = crate::router::route(&intent, &self.view());
+        let mut lookup = Lookup::Pass;
         if cursor || changes_session {
             route = (Target::Primary, Reason::Pinned);
         } else {
-            let sql = p.sql.clone();
-            route = self.rules_for_execute(&sql, &intent, route);
+            // parameter types from an earlier execution apply unless this one binds its own
+            let bound_at = 10 + (p.params as usize).div_ceil(8);
+            let own_types = p.params == 0 || packet.get(bound_at) == Some(&1);
+            let types = if own_types { None } else { p.types.clone() };
+            let (sql, plain) = (p.sql.clone(), p.long_data.is_empty());
+            let cache;
+            (route, cache) = self.rules_for_execute(&sql, &intent, route);
+            if let (Some(rule), true) = (cache, plain) {
+                let statement = (packet, &*sql, types.as_deref());
+                lookup = self.execute_lookup(statement, &intent, rule).await?;
+            }
         }
-        let r = self
-            .execute(packet, Expect::ResultSets, route, &intent, OnOk::Nothing)
-            .await;
+        let r = match lookup {
+            Lookup::Hit => Ok(()),
+            Lookup::Miss(m) => {
+                self.cache_miss_setup(&mut route);
+                let r = self
+                    .execute(packet, Expect::ResultSets, route, &intent, OnOk::Nothing)
+                    .await;
+                self.cache_store_if(m, r.is_ok());
+                r
+            }
+            Lookup::Pass => {
+                self.execute(packet, Expect::ResultSets, route, &intent, OnOk::Nothing)
+                    .await
+            }
+        };
         self.rule_note = None;
         self.plan = Default::default();
         r?;

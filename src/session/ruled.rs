@@ -14,6 +14,9 @@ use prometheus::IntCounter;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+/// A caching rule's name and TTL.
+pub(super) type CacheRule = (Arc<str>, std::time::Duration);
+
 /// The rule behind the current statement (digest rows, timeout counting).
 pub(super) struct RuleNote {
     pub name: Arc<str>,
@@ -108,8 +111,9 @@ impl Session {
         self.read_plan(rules, &outcome);
         let mut miss = None;
         if let Some((ttl, rule)) = rules.last(&outcome, |r| r.actions.cache_ttl) {
+            let statement = (Box::from(packet), &packet[1..]);
             match self
-                .cache_lookup(packet, &intent, (&rule.name, ttl))
+                .cache_lookup(statement, &intent, (&rule.name, ttl))
                 .await?
             {
                 Lookup::Hit => {
@@ -118,10 +122,7 @@ impl Session {
                     return Ok(());
                 }
                 Lookup::Miss(m) => {
-                    // a kept reply must hold every write acknowledged before it started
-                    route = (Target::Primary, Reason::Rule);
-                    self.client_w
-                        .start_capture(self.shared.cache.max_entry_size);
+                    self.cache_miss_setup(&mut route);
                     miss = Some(m);
                 }
                 Lookup::Pass => {}
@@ -134,10 +135,7 @@ impl Session {
             .execute(packet, Expect::ResultSets, route, &intent, on_ok)
             .await;
         if let Some(m) = miss {
-            if r.is_ok() {
-                self.cache_store(m);
-            }
-            self.client_w.take_capture();
+            self.cache_store_if(m, r.is_ok());
         }
         if let Some((copy, counted)) = copy {
             // after the client has its reply: the mirror never delays it
@@ -189,25 +187,29 @@ impl Session {
         Some(reject_error(*code, msg))
     }
 
-    /// COM_STMT_EXECUTE: the route, lag bound and read-your-writes mode of the rules the
-    /// prepared statement's text matches (rewrite, timeout and mirror apply to text
-    /// statements only).
+    /// COM_STMT_EXECUTE: the route, lag bound, read-your-writes mode and cache TTL of the
+    /// rules the prepared statement's text matches (rewrite, timeout and mirror apply to
+    /// text statements only).
     pub(super) fn rules_for_execute(
         &mut self,
         sql: &str,
         intent: &Intent,
         policy: (Target, Reason),
-    ) -> (Target, Reason) {
+    ) -> ((Target, Reason), Option<CacheRule>) {
         let (matched, shape) = self.shared.classifier.classify_shaped(sql.as_bytes());
         let Some((rules, outcome)) = self.match_rules(sql.as_bytes(), &matched, shape) else {
-            return policy;
+            return (policy, None);
         };
         self.note_matches(&rules, &outcome, sql.as_bytes());
         self.read_plan(&rules, &outcome);
-        match rules.route(&outcome) {
+        let cache = rules
+            .last(&outcome, |r| r.actions.cache_ttl)
+            .map(|(ttl, r)| (r.name.clone(), ttl));
+        let route = match rules.route(&outcome) {
             Some((to, rule)) => self.rule_route(policy, (to, rule), &rules, intent),
             None => policy,
-        }
+        };
+        (route, cache)
     }
 
     /// The matched rules' `max_lag` and `read_your_writes` for the statement's read.
