@@ -23,6 +23,8 @@ pub struct State {
     pub following: Option<String>,
     /// Why it does not follow (caching off, no grant, ...).
     pub not_following: Option<String>,
+    /// Why the last stream ended (the cache was purged then).
+    pub last_error: Option<String>,
     pub events: u64,
 }
 
@@ -51,6 +53,7 @@ pub fn spawn(shared: &Arc<Shared>, mut stop: watch::Receiver<bool>) -> tokio::ta
                     };
                     // what happened while not following is unknown: nothing cached is kept
                     shared.cache.purge(Cause::Topology);
+                    shared.cache.follower.write().last_error = Some(e.clone());
                     e
                 }
             };
@@ -87,14 +90,13 @@ fn set_state(cache: &ResultCache, following: Option<&str>, why: Option<&str>) {
         .set(following.is_some() as i64);
 }
 
-/// The server id the dump registers with.
+/// The server id the dump registers with: the configured one, else this proxy's own random
+/// one (two clients with one id make the primary end the older one's stream).
 fn server_id(shared: &Shared) -> u32 {
     let cfg = shared.config.load();
-    cfg.cache.binlog_server_id.unwrap_or_else(|| {
-        let h = ahash::RandomState::with_seeds(1, 2, 3, 4)
-            .hash_one((&cfg.listen.address, std::process::id()));
-        0x4000_0000 | (h as u32 & 0x3FFF_FFFF)
-    })
+    cfg.cache
+        .binlog_server_id
+        .unwrap_or(shared.cache.own_server_id)
 }
 
 /// Follows backend `primary` until it stops being the primary or the stream fails: why.

@@ -116,6 +116,8 @@ pub struct ResultCache {
     pub max_entry_size: usize,
     /// A rule caches: writes invalidate (set by `set_active` when rules are loaded).
     active: AtomicBool,
+    /// The binary log client's server id unless `[cache] binlog_server_id` sets one.
+    pub own_server_id: u32,
     /// The binary log follower's state, for `/cache` and the log.
     pub follower: RwLock<binlog::State>,
     pub metrics: CacheMetrics,
@@ -139,6 +141,7 @@ impl ResultCache {
             flights: Default::default(),
             max_entry_size: cfg.max_entry_size,
             active: AtomicBool::new(false),
+            own_server_id: 0x4000_0000 | (rand::random::<u32>() & 0x3FFF_FFFF),
             follower: RwLock::new(binlog::State::default()),
             metrics,
         }

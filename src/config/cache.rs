@@ -19,8 +19,8 @@ pub struct Cache {
     #[serde(default = "yes")]
     pub binlog: bool,
     /// The server id Sluice's binary log client registers with (unique among the
-    /// primary's replicas and other Sluice instances). Absent: one derived from the
-    /// listen address and the process id.
+    /// primary's replicas and other Sluice instances). Absent: a random one in
+    /// 1073741824-2147483647, drawn at start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binlog_server_id: Option<u32>,
 }

@@ -74,6 +74,61 @@ fn complete_result_set(reply: &[u8]) -> bool {
         && more & status::MORE_RESULTS == 0
 }
 
+/// Why a statement's reply cannot be cached now, if it cannot.
+fn not_cacheable(intent: &Intent, view: &crate::router::SessionView) -> Option<&'static str> {
+    if intent.kind != Kind::Read {
+        Some("not a read")
+    } else if intent.has(NEVER) {
+        Some("a locking, session-dependent, server-state or multi-statement read")
+    } else if view.in_transaction {
+        Some("inside a transaction")
+    } else if view.pinned || view.has_user_vars {
+        Some("the session keeps its own connection (pinned, user variables)")
+    } else {
+        None
+    }
+}
+
+fn key(
+    user: &str,
+    state: &super::state::SessionState,
+    deprecate_eof: bool,
+    statement: Box<[u8]>,
+) -> Key {
+    Key {
+        user: Arc::from(user),
+        database: state.database.as_deref().map(Arc::from),
+        vars: state.vars.clone(),
+        deprecate_eof,
+        statement,
+    }
+}
+
+/// `EXPLAIN ROUTE`'s cache row for text statement `stmt` (looked up, nothing counted).
+pub(super) fn explain(
+    shared: &crate::shared::Shared,
+    (stmt, intent, view): (&[u8], &Intent, &crate::router::SessionView),
+    state: &super::state::SessionState,
+    (user, deprecate_eof): (&str, bool),
+) -> String {
+    if let Some(why) = not_cacheable(intent, view) {
+        return format!("not cacheable: {why}");
+    }
+    if tables::read_tables(stmt, state.database.as_deref()).is_none() {
+        return "not cacheable: a volatile function, a variable, INTO, a server-state table \
+                or a table without a current database"
+            .into();
+    }
+    let mut packet = vec![cmd::QUERY];
+    packet.extend_from_slice(stmt);
+    let k = key(user, state, deprecate_eof, packet.into_boxed_slice());
+    let cache = &shared.cache;
+    match cache.get(cache.hash(&k), &k, shared.topology.primary()) {
+        Some(e) => format!("cache hit, age {:.1} s", e.stored.elapsed().as_secs_f64()),
+        None => "cache miss: it would run on the primary and be kept".into(),
+    }
+}
+
 impl Session {
     /// Looks a statement up for a rule that caches for `ttl`: `statement` is what its reply
     /// depends on (the COM_QUERY packet; for COM_STMT_EXECUTE the SQL, parameter types and
@@ -85,23 +140,11 @@ impl Session {
         (rule, ttl): (&Arc<str>, Duration),
     ) -> Result<Lookup, Fatal> {
         let cache = self.shared.cache.clone();
-        let view = self.view();
-        if intent.kind != Kind::Read
-            || intent.has(NEVER)
-            || view.in_transaction
-            || view.pinned
-            || view.has_user_vars
-        {
+        if not_cacheable(intent, &self.view()).is_some() {
             cache.metrics.uncacheable.with_label_values(&[rule]).inc();
             return Ok(Lookup::Pass);
         }
-        let key = Key {
-            user: Arc::from(self.login.user.as_str()),
-            database: self.state.database.as_deref().map(Arc::from),
-            vars: self.state.vars.clone(),
-            deprecate_eof: self.deprecate_eof,
-            statement,
-        };
+        let key = key(&self.login.user, &self.state, self.deprecate_eof, statement);
         let hash = cache.hash(&key);
         let primary = self.shared.topology.primary();
         let mut lead = None;

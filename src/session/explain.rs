@@ -64,6 +64,8 @@ pub struct Asker<'a> {
     pub client: Option<std::net::IpAddr>,
     /// The session's last write GTID.
     pub gtid: &'a str,
+    /// The session's framing (CLIENT_DEPRECATE_EOF): cached replies differ by it.
+    pub deprecate_eof: bool,
 }
 
 /// The rows of `EXPLAIN ROUTE` for `stmt` in a session with `state` (a new session's when
@@ -95,6 +97,14 @@ pub fn explain(
     if let Some(outcome) = rules.evaluate(&subject) {
         (intent, route) = explain_rules(shared, (stmt, &view), &rules, &outcome, &mut rule_rows)
             .unwrap_or((intent, route));
+        let rejected = rules
+            .last(&outcome, |r| r.actions.reject.as_ref())
+            .is_some();
+        if rules.last(&outcome, |r| r.actions.cache_ttl).is_some() && !rejected {
+            let who = (asker.user, asker.deprecate_eof);
+            let row = super::cached::explain(shared, (stmt, &intent, &view), state, who);
+            rule_rows.push(("cache".into(), row));
+        }
     }
     let (target, reason) = route;
     let rejected = rule_rows.iter().any(|(k, _)| k == "rule outcome");
@@ -220,6 +230,7 @@ impl Session {
             user: &self.login.user,
             client: self.peer_ip,
             gtid: &self.last_gtid_text,
+            deprecate_eof: self.deprecate_eof,
         };
         let rows = explain(&self.shared, stmt, &self.state, asker);
         let status = self.state.status;
