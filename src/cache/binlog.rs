@@ -112,7 +112,15 @@ async fn follow(shared: &Arc<Shared>, primary: usize) -> String {
     };
     // writes before the position read are not in the stream: nothing kept before counts
     shared.cache.purge(Cause::Topology);
+    shared.cache.forget_views();
     set_state(&shared.cache, Some(&b.pool.name), None);
+    if let Err(e) = load_views(&shared.cache, &opts).await {
+        return format!(
+            "{}: reading the views: {}",
+            b.pool.name,
+            crate::error::chain(&e)
+        );
+    }
     tracing::info!(target: "sluice::cache", backend = %b.pool.name, "result cache following the binary log");
     let mut reader = EventStreamReader::new(BinlogVersion::Version4);
     let mut buf = Vec::new();
@@ -137,7 +145,35 @@ async fn follow(shared: &Arc<Shared>, primary: usize) -> String {
         if let Err(e) = apply(&shared.cache, &mut reader, &buf[1..]) {
             return format!("{}: unreadable event: {e}", b.pool.name);
         }
+        if shared.cache.views_stale() {
+            // a DDL statement may have created a view: nothing is kept until they are known
+            if let Err(e) = load_views(&shared.cache, &opts).await {
+                return format!(
+                    "{}: reading the views: {}",
+                    b.pool.name,
+                    crate::error::chain(&e)
+                );
+            }
+        }
     }
+}
+
+/// Reads the primary's views on a connection of its own.
+async fn load_views(cache: &ResultCache, opts: &ConnectOpts) -> Result<(), BackendError> {
+    let mut c = BackendConn::connect(opts).await?;
+    let r = c
+        .query("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.VIEWS")
+        .await?;
+    let views = r
+        .rows
+        .iter()
+        .filter_map(|row| match row.as_slice() {
+            [Some(d), Some(t)] => Some(Table::new(d, t)),
+            _ => None,
+        })
+        .collect();
+    cache.set_views(views);
+    Ok(())
 }
 
 /// Opens the dump: checksums and MariaDB's GTID events understood, a heartbeat every
@@ -210,5 +246,6 @@ fn on_query(cache: &ResultCache, schema: &str, sql: &[u8]) {
         return;
     }
     let db = (!schema.is_empty()).then_some(schema);
+    cache.saw_ddl(sql);
     cache.invalidate(&tables::written(sql, db), Cause::Binlog);
 }

@@ -116,6 +116,11 @@ pub struct ResultCache {
     pub max_entry_size: usize,
     /// A rule caches: writes invalidate (set by `set_active` when rules are loaded).
     active: AtomicBool,
+    /// Views on the primary (a read of one is never kept: writes name its base tables).
+    views: RwLock<std::collections::HashSet<Table>>,
+    /// `views` is current: loaded since the last statement that could have created one
+    /// (set by the binary log client, cleared by `saw_ddl`).
+    views_known: AtomicBool,
     /// The binary log client's server id unless `[cache] binlog_server_id` sets one.
     pub own_server_id: u32,
     /// The binary log follower's state, for `/cache` and the log.
@@ -141,6 +146,8 @@ impl ResultCache {
             flights: Default::default(),
             max_entry_size: cfg.max_entry_size,
             active: AtomicBool::new(false),
+            views: Default::default(),
+            views_known: AtomicBool::new(false),
             own_server_id: 0x4000_0000 | (rand::random::<u32>() & 0x3FFF_FFFF),
             follower: RwLock::new(binlog::State::default()),
             metrics,
@@ -223,13 +230,50 @@ impl ResultCache {
                         s.tables.insert(t.clone(), tick);
                     }
                 }
-                Written::Everything => s.everything = tick,
+                Written::Everything => {
+                    s.everything = tick;
+                }
             }
         }
         self.metrics
             .invalidations
             .with_label_values(&[cause.label()])
             .inc();
+    }
+
+    /// Whether a reply that read `tables` may be kept as far as views go: none of them is a
+    /// view, and, while the binary log is followed, the views are known since the last DDL.
+    pub fn views_allow(&self, tables: &[Table]) -> bool {
+        let following = self.follower.read().following.is_some();
+        if following && !self.views_known.load(Ordering::Acquire) {
+            return false;
+        }
+        let views = self.views.read();
+        !tables.iter().any(|t| views.contains(t))
+    }
+
+    /// Statement `sql` ran on the primary: if it may have created, changed or dropped a
+    /// view, replies are not kept until the binary log client has reloaded the views.
+    pub fn saw_ddl(&self, sql: &[u8]) {
+        if tables::may_change_views(sql) {
+            self.forget_views();
+        }
+    }
+
+    /// Replies are not kept until the views are loaded again.
+    pub fn forget_views(&self) {
+        self.views_known.store(false, Ordering::Release);
+    }
+
+    /// Whether the views must be (re)loaded.
+    pub fn views_stale(&self) -> bool {
+        !self.views_known.load(Ordering::Acquire)
+    }
+
+    /// The views as loaded from the primary.
+    pub fn set_views(&self, views: std::collections::HashSet<Table>) {
+        *self.views.write() = views;
+        self.views_known.store(true, Ordering::Release);
     }
 
     /// Drops every entry (reload of caching rules, failover, switchover, `POST /cache/purge`).

@@ -183,6 +183,19 @@ pub fn written(sql: &[u8], database: Option<&str>) -> Written {
     Written::Tables(tables)
 }
 
+/// Whether statement `sql` may create, change, rename or drop a view (it names VIEW, or
+/// renames or drops tables or databases). Errs on the side of yes.
+pub fn may_change_views(sql: &[u8]) -> bool {
+    let first = crate::router::first_word(sql).unwrap_or_default();
+    let ddl = [&b"CREATE"[..], b"ALTER", b"DROP", b"RENAME"];
+    if !ddl.iter().any(|w| first.eq_ignore_ascii_case(w)) {
+        return false;
+    }
+    first.eq_ignore_ascii_case(b"RENAME")
+        || first.eq_ignore_ascii_case(b"DROP")
+        || sql.windows(4).any(|w| w.eq_ignore_ascii_case(b"VIEW"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +239,27 @@ mod tests {
             assert_eq!(reads(sql), None, "{sql}");
         }
         assert_eq!(read_tables(b"SELECT * FROM t", None), None);
+    }
+
+    #[test]
+    fn view_ddl_is_recognised() {
+        for sql in [
+            "CREATE VIEW v AS SELECT 1",
+            "create or replace algorithm=merge view v as select 1",
+            "ALTER VIEW v AS SELECT 2",
+            "DROP VIEW v",
+            "DROP DATABASE shop",
+            "RENAME TABLE v TO w",
+        ] {
+            assert!(may_change_views(sql.as_bytes()), "{sql}");
+        }
+        for sql in [
+            "CREATE TABLE t (a INT)",
+            "ALTER TABLE t ADD b INT",
+            "UPDATE view_t SET a = 1",
+        ] {
+            assert!(!may_change_views(sql.as_bytes()), "{sql}");
+        }
     }
 
     #[test]

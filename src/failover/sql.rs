@@ -23,6 +23,7 @@ impl Dialect {
             Dialect::MariaDb => &[
                 "REPLICATION CLIENT",
                 "REPLICATION SLAVE",
+                "SHOW VIEW",
                 "REPLICA MONITOR",
                 "BINLOG MONITOR",
                 "PROCESS",
@@ -34,6 +35,7 @@ impl Dialect {
             Dialect::MySql => &[
                 "REPLICATION CLIENT",
                 "REPLICATION SLAVE",
+                "SHOW VIEW",
                 "PROCESS",
                 "SUPER",
                 "RELOAD",

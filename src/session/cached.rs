@@ -218,7 +218,7 @@ impl Session {
         };
         let read = tables::read_tables(&miss.sql, self.state.database.as_deref());
         match read {
-            Some(tables) if complete_result_set(&reply) => {
+            Some(tables) if complete_result_set(&reply) && cache.views_allow(&tables) => {
                 let rule = (miss.rule, miss.ttl);
                 let born = (miss.born, miss.primary);
                 cache.store((miss.hash, miss.key), reply, tables, rule, born);
@@ -256,7 +256,10 @@ impl Session {
                 _ => None,
             };
             let w = match sql {
-                Some(sql) => tables::written(sql, self.state.database.as_deref()),
+                Some(sql) => {
+                    self.shared.cache.saw_ddl(sql);
+                    tables::written(sql, self.state.database.as_deref())
+                }
                 None => Written::Everything,
             };
             self.shared.cache.invalidate(&w, Cause::Write);
