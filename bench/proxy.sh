@@ -19,7 +19,9 @@
 # BENCH_SLUICE_THREADS (1: Sluice's listen.worker_threads, one like haproxy's nbthread 1),
 # BENCH_MANY (800 clients for the tail-latency run; 0 skips it), BENCH_RULES (0: that many
 # routing rules that match nothing, half digest_pattern, half pattern), BENCH_CG_THREADS (4:
-# sysbench threads of the callgrind run; 1 is deterministic), BENCH_KEEP=1 keeps the data
+# sysbench threads of the callgrind run; 1 is deterministic), BENCH_CACHE=1 (a rule caches
+# every SELECT for 10 minutes: the Sluices are warmed with one run each first, so the rounds
+# measure hits; the callgrind run reads 100 ids, all hits after its warm-up), BENCH_KEEP=1 keeps the data
 # folder. Needs sysbench; haproxy and valgrind are optional (their
 # columns are skipped with a note when missing).
 set -euo pipefail
@@ -78,6 +80,9 @@ for i in $(seq 1 $((${BENCH_RULES:-0} / 2))); do
   printf '\n[[rules]]\nname = "d%s"\ndigest_pattern = "^SELECT .* FROM report_%s_"\nroute = "primary"\n\n[[rules]]\nname = "p%s"\npattern = "tenant_%s_secret"\nreject = "no"\n' \
     "$i" "$i" "$i" "$i" >>"$DIR/bench.toml"
 done
+if [ "${BENCH_CACHE:-0}" = 1 ]; then
+  printf '\n[[rules]]\nname = "cached"\ndigest_pattern = "^SELECT"\ncache_ttl = "10m"\n' >>"$DIR/bench.toml"
+fi
 # sluice-1b: the same with the primary as its only backend
 python3 - "$DIR/bench.toml" "$DIR/bench1.toml" "$SLUICE1_PORT" "$((BASE + 41))" <<'EOF'
 import re, sys
@@ -154,6 +159,14 @@ run_one() { # workload ps target port pid
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$wl" "$ps" "$target" "$q" "$p95" "$before" "$after" >>"$OUT"
 }
 
+if [ "${BENCH_CACHE:-0}" = 1 ]; then
+  for port in $SLUICE_PORT $SLUICE1_PORT; do
+    echo "bench: warming the result cache through port $port (${SECS}s of point selects)"
+    sysbench oltp_point_select "${SB[@]}" --mysql-port="$port" --threads="$THREADS" --time="$SECS" \
+      --db-ps-mode=disable --rand-type=uniform run >/dev/null
+  done
+fi
+
 for round in $(seq 1 "$ROUNDS"); do
   for wl in $WORKLOADS; do
     for ps in $PS_MODES; do
@@ -213,11 +226,13 @@ if [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
   CG_PID=$!
   PIDS+=($CG_PID)
   sleep 15
-  sysbench oltp_point_select "${SB[@]}" --mysql-port="$SLUICE_PORT" --threads=4 --events=2000 \
+  CG_SB=("${SB[@]}")
+  [ "${BENCH_CACHE:-0}" = 1 ] && CG_SB+=(--tables=1 --table-size=100) # ids 1-100: all hits
+  sysbench oltp_point_select "${CG_SB[@]}" --mysql-port="$SLUICE_PORT" --threads=4 --events=2000 \
     --time=0 --db-ps-mode=disable run >/dev/null # warm-up: pools, caches
   EVENTS=20000
   callgrind_control -i on "$CG_PID" >/dev/null
-  sysbench oltp_point_select "${SB[@]}" --mysql-port="$SLUICE_PORT" --threads="${BENCH_CG_THREADS:-4}" --events=$EVENTS \
+  sysbench oltp_point_select "${CG_SB[@]}" --mysql-port="$SLUICE_PORT" --threads="${BENCH_CG_THREADS:-4}" --events=$EVENTS \
     --time=0 --db-ps-mode=disable run >"$DIR/cg-run.log"
   callgrind_control -i off "$CG_PID" >/dev/null
   callgrind_control -d "$CG_PID" >/dev/null
