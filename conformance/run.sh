@@ -7,7 +7,8 @@
 # Prints one line per suite: `suite: N passed, N failed (direct: N passed, N failed)` and
 # exits non-zero when a test that passes direct fails through Sluice.
 # Env: SLUICE_BIN (default: target/release/sluice, built if missing), CONF_PORT (default
-# 24306: primary on it, replicas +1 +2, Sluice +20), CONF_DIR (default: a temp folder).
+# 24306: primary on it, replicas +1 +2, Sluice +20), CONF_DIR (default: a temp folder),
+# CONF_CACHE=1 (a catch-all caching rule, 1 s TTL: the suites through the result cache).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -66,6 +67,11 @@ password = ""
 name = "sha2app"
 password_hash = "$(echo sha2pass | "$bin" password-hash | sed -n 's/^caching_sha2_password: password_hash = "\(.*\)"$/\1/p')"
 USERS
+# CONF_CACHE=1: a rule caches every SELECT for 1 s (the suites then run against the result
+# cache; compare with a run without it)
+if [ "${CONF_CACHE:-0}" = 1 ]; then
+  printf '\n[[rules]]\nname = "cache-all"\ndigest_pattern = "^SELECT"\ncache_ttl = "1s"\n' >>"$work/sluice.toml"
+fi
 "$bin" run --config "$work/sluice.toml" >"$work/sluice.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 50); do
