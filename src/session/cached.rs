@@ -64,14 +64,21 @@ fn complete_result_set(reply: &[u8]) -> bool {
     let (Some(first), Some(last)) = (first, last) else {
         return false;
     };
-    let more = match last.len() {
-        5 => u16::from_le_bytes([last[3], last[4]]),
-        _ => crate::protocol::reply::parse_ok(last).map_or(status::MORE_RESULTS, |ok| ok.status),
+    // (status, warnings) of the terminator: a reply with warnings is not kept (SHOW WARNINGS
+    // after a hit could not answer for it)
+    let (st, warnings) = match last.len() {
+        5 => (
+            u16::from_le_bytes([last[3], last[4]]),
+            u16::from_le_bytes([last[1], last[2]]),
+        ),
+        _ => crate::protocol::reply::parse_ok(last)
+            .map_or((status::MORE_RESULTS, 0), |ok| (ok.status, ok.warnings)),
     };
     at == reply.len()
         && !matches!(first.first(), None | Some(0x00 | 0xFF | 0xFB))
         && last.first() == Some(&0xFE)
-        && more & status::MORE_RESULTS == 0
+        && st & status::MORE_RESULTS == 0
+        && warnings == 0
 }
 
 /// Why a statement's reply cannot be cached now, if it cannot.
@@ -151,6 +158,9 @@ impl Session {
         for _ in 0..2 {
             if let Some(e) = cache.get(hash, &key, primary) {
                 cache.metrics.hits.with_label_values(&[rule]).inc();
+                // no connection ran it: diagnostics have nothing of it to answer about
+                self.held = None;
+                self.last_ran = None;
                 self.client_w.write_raw(&e.bytes).await?;
                 self.flush_reply().await?;
                 return Ok(Lookup::Hit);
@@ -293,6 +303,8 @@ mod tests {
     fn only_a_whole_result_set_is_kept() {
         let eof = [0xFE, 0, 0, 2, 0];
         let more = [0xFE, 0, 0, 0x0A, 0];
+        let warned = [0xFE, 1, 0, 2, 0];
+        assert!(!complete_result_set(&packets(&[&[1], b"col", &eof, b"\x01a", &warned])));
         assert!(complete_result_set(&packets(&[
             &[1],
             b"col",
