@@ -293,3 +293,46 @@ async fn a_prepared_statement_gets_one_entry_per_bound_value() {
         .unwrap();
     assert_eq!(text, Some(20));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_binary_log_entries_end_by_their_ttl_and_status_says_so() {
+    let db = database("cache_ttl").await;
+    table(&db).await;
+    let mut cfg = caching("c_ttl", Duration::from_millis(500));
+    cfg.cache.binlog = false;
+    let p = proxy(cfg).await;
+    let mut c = client(&p, Some(&db)).await;
+    let sql = "SELECT v /* c_ttl */ FROM items WHERE id = 1";
+    assert_eq!(read(&mut c, sql).await, 10);
+    let stored = Instant::now();
+    topology()
+        .sql(0, &format!("UPDATE {db}.items SET v = 12 WHERE id = 1"))
+        .await
+        .unwrap();
+    // the entry is served until its TTL ends: the write was not seen
+    assert_eq!(read(&mut c, sql).await, 10);
+    let (_, status) = admin_get(&p, "/status").await;
+    assert!(status.contains("[cache] binlog = false"), "{status}");
+    let (_, metrics) = admin_get(&p, "/metrics").await;
+    assert!(
+        metrics.contains("sluice_cache_binlog_following 0"),
+        "{metrics}"
+    );
+    while read(&mut c, sql).await != 12 {
+        assert!(
+            stored.elapsed() < Duration::from_secs(3),
+            "the TTL never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seen = stored.elapsed();
+    assert!(
+        seen >= Duration::from_millis(450),
+        "seen after {seen:?}, before the TTL"
+    );
+    // a write through Sluice still invalidates at once
+    c.query_drop("UPDATE items SET v = 13 WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(read(&mut c, sql).await, 13);
+}

@@ -301,6 +301,7 @@ pub fn status(shared: &Shared) -> serde_json::Value {
         "monitoring": monitored,
         "failover": *shared.failover.status.lock(),
         "config": *shared.reload.lock(),
+        "cache": { "active": shared.cache.active(), "binlog": &*shared.cache.follower.read() },
         "backends": backends,
     })
 }

@@ -51,8 +51,12 @@ pub fn spawn(shared: &Arc<Shared>, mut stop: watch::Receiver<bool>) -> tokio::ta
                         e = follow(&shared, primary) => e,
                         _ = stop.changed() => return,
                     };
-                    // what happened while not following is unknown: nothing cached is kept
-                    shared.cache.purge(Cause::Topology);
+                    // a stream that ran and stopped: what happens until the next one starts
+                    // is unknown, nothing kept so far counts (a stream that never started
+                    // changes nothing: entries were bounded by their TTL already)
+                    if shared.cache.follower.read().following.is_some() {
+                        shared.cache.purge(Cause::Topology);
+                    }
                     shared.cache.follower.write().last_error = Some(e.clone());
                     e
                 }

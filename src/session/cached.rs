@@ -304,7 +304,13 @@ mod tests {
         let eof = [0xFE, 0, 0, 2, 0];
         let more = [0xFE, 0, 0, 0x0A, 0];
         let warned = [0xFE, 1, 0, 2, 0];
-        assert!(!complete_result_set(&packets(&[&[1], b"col", &eof, b"\x01a", &warned])));
+        assert!(!complete_result_set(&packets(&[
+            &[1],
+            b"col",
+            &eof,
+            b"\x01a",
+            &warned
+        ])));
         assert!(complete_result_set(&packets(&[
             &[1],
             b"col",
