@@ -90,4 +90,13 @@ for s in "${suites[@]}"; do
     *) echo "unknown suite: $s (known: mysqlclient django mtr tls)" >&2; status=2 ;;
   esac
 done
+if [ "${CONF_CACHE:-0}" = 1 ]; then
+  python3 - "$((proxy_port + 1))" <<'PY'
+import json, sys, urllib.request
+c = json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/cache"))
+r = c["rules"][0] if c["rules"] else {}
+print(f"result cache: {r.get('hits', 0)} hits, {r.get('misses', 0)} misses, {r.get('stores', 0)} stores, "
+      f"{r.get('uncacheable', 0)} not cacheable; invalidations {c['invalidations']}")
+PY
+fi
 exit $status

@@ -135,7 +135,7 @@ fn cache_metrics(r: &Reg) -> crate::cache::CacheMetrics {
         ),
         invalidations: r.counters(
             "sluice_cache_invalidations_total",
-            "Result cache invalidations by cause (write, binlog, reload, topology, purge)",
+            "Result cache invalidations by cause (write, binlog, ttl, reload, topology, purge)",
             &["cause"],
         ),
         entries: r.gauge("sluice_cache_entries", "Entries in the result cache"),
@@ -143,6 +143,10 @@ fn cache_metrics(r: &Reg) -> crate::cache::CacheMetrics {
         binlog_following: r.gauge(
             "sluice_cache_binlog_following",
             "1 while the result cache follows the primary's binary log (0: entries end by TTL and writes through Sluice only)",
+        ),
+        evictions: r.counter(
+            "sluice_cache_evictions_total",
+            "Result cache entries dropped to stay under [cache] max_memory",
         ),
         binlog_events: r.counter(
             "sluice_cache_binlog_events_total",

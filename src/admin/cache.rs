@@ -35,7 +35,7 @@ pub(super) fn get(shared: &Shared) -> Reply {
         })
         .collect();
     let (entries, bytes) = c.usage();
-    let causes = ["write", "binlog", "reload", "topology", "purge"];
+    let causes = ["write", "binlog", "ttl", "reload", "topology", "purge"];
     let invalidations: serde_json::Map<_, _> = causes
         .iter()
         .map(|k| {
@@ -53,6 +53,7 @@ pub(super) fn get(shared: &Shared) -> Reply {
         "max_memory": cfg.cache.max_memory,
         "max_entry_size": cfg.cache.max_entry_size,
         "invalidations": invalidations,
+        "evictions": m.evictions.get(),
         "binlog": &*c.follower.read(),
     });
     ("200 OK", "application/json", body.to_string())

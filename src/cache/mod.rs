@@ -103,6 +103,8 @@ pub struct CacheMetrics {
     pub entries: prometheus::IntGauge,
     pub bytes: prometheus::IntGauge,
     pub binlog_following: prometheus::IntGauge,
+    /// Entries dropped to stay under `max_memory`.
+    pub evictions: prometheus::IntCounter,
     pub binlog_events: prometheus::IntCounter,
     pub binlog_delay: prometheus::Gauge,
 }
@@ -137,6 +139,16 @@ impl ResultCache {
                 u32::try_from(size).unwrap_or(u32::MAX)
             })
             .expire_after(Expiry)
+            .eviction_listener({
+                let m = metrics.clone();
+                move |_, _, cause| match cause {
+                    moka::notification::RemovalCause::Expired => {
+                        m.invalidations.with_label_values(&["ttl"]).inc()
+                    }
+                    moka::notification::RemovalCause::Size => m.evictions.inc(),
+                    _ => {}
+                }
+            })
             .build();
         ResultCache {
             entries,
@@ -374,6 +386,7 @@ mod tests {
         let (entries, bytes) = c.usage();
         assert!(bytes <= max, "{bytes} bytes in {entries} entries");
         assert!(entries > 10_000, "{entries} entries");
+        assert!(c.metrics.evictions.get() > 0);
     }
 
     #[test]
