@@ -26,6 +26,7 @@ pub mod cmd {
     pub const PING: u8 = 0x0E;
     pub const CHANGE_USER: u8 = 0x11;
     pub const BINLOG_DUMP: u8 = 0x12;
+    pub const REGISTER_SLAVE: u8 = 0x15;
     pub const STMT_PREPARE: u8 = 0x16;
     pub const STMT_EXECUTE: u8 = 0x17;
     pub const STMT_SEND_LONG_DATA: u8 = 0x18;
@@ -33,6 +34,7 @@ pub mod cmd {
     pub const STMT_RESET: u8 = 0x1A;
     pub const SET_OPTION: u8 = 0x1B;
     pub const STMT_FETCH: u8 = 0x1C;
+    pub const BINLOG_DUMP_GTID: u8 = 0x1E;
     pub const RESET_CONNECTION: u8 = 0x1F;
 }
 

@@ -7,6 +7,7 @@ mod align;
 mod cached;
 mod control;
 mod digest;
+mod dump;
 mod exec;
 pub mod explain;
 pub mod freshness;
@@ -329,6 +330,8 @@ impl Session {
             }
             cmd::STMT_RESET => self.stmt_reset(packet).await,
             cmd::STMT_FETCH => self.stmt_fetch(packet).await,
+            cmd::REGISTER_SLAVE => self.register_replica(packet).await,
+            cmd::BINLOG_DUMP | cmd::BINLOG_DUMP_GTID => self.binlog_dump(packet).await,
             other => {
                 let e = SqlError::new(
                     1047,
