@@ -64,7 +64,20 @@ async fn cli_with_a_verified_certificate_gets_tls_1_2_and_1_3() {
             "{version}: no TLS cipher in: {out}"
         );
         assert!(out.contains("through tls"), "{out}");
+        // what the client asks about its TLS session describes its own (not the backend's
+        // plaintext leg)
+        let (ok, out) = cli(&p, &args, "SHOW STATUS LIKE 'Ssl\\_%'").await;
+        assert!(ok, "{out}");
+        assert!(out.contains(&format!("Ssl_version\t{version}")), "{out}");
+        let cipher = if version == "TLSv1.3" {
+            "Ssl_cipher\tTLS_"
+        } else {
+            "Ssl_cipher\tECDHE-"
+        };
+        assert!(out.contains(cipher), "{version}: {out}");
     }
+    let (ok, out) = cli(&p, &["--skip-ssl"], "SHOW SESSION STATUS LIKE 'Ssl_cipher'").await;
+    assert!(ok && out.contains("Ssl_cipher\t\n"), "plain TCP: {out}");
     // older protocol versions are refused
     let args = verified(ca, "TLSv1.1");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -15,38 +15,54 @@ use tokio::net::TcpStream;
 pub struct Client {
     pub r: PacketReader<ClientRead>,
     pub w: PacketWriter<ClientWrite>,
+    /// The TLS session with the client, when it switched to TLS.
+    pub tls: Option<TlsInfo>,
 }
 
-impl Client {
-    fn plain(stream: TcpStream) -> Client {
-        let (r, w) = stream.into_split();
-        Client {
-            r: PacketReader::new(ClientRead::Tcp(r)),
-            w: PacketWriter::new(ClientWrite::Tcp(w)),
+/// What `SHOW STATUS LIKE 'Ssl_%'` tells a client about its own TLS session.
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    /// OpenSSL's name of the cipher (as a MariaDB or MySQL server reports it).
+    pub cipher: String,
+    /// `TLSv1.2`, `TLSv1.3`.
+    pub version: String,
+}
+
+impl TlsInfo {
+    fn of(conn: &rustls::ServerConnection) -> TlsInfo {
+        let version = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "",
+        };
+        let suite = conn.negotiated_cipher_suite().map(|s| s.suite());
+        let iana = suite.and_then(|s| s.as_str()).unwrap_or_default();
+        TlsInfo {
+            cipher: openssl_name(iana),
+            version: version.into(),
         }
     }
+}
 
-    pub fn is_tls(&self) -> bool {
-        self.r.get_ref().is_tls()
+/// OpenSSL's name of an IANA cipher suite name as rustls spells it
+/// (`TLS13_AES_128_GCM_SHA256` is `TLS_AES_128_GCM_SHA256`,
+/// `TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384` is `ECDHE-RSA-AES256-GCM-SHA384`).
+fn openssl_name(iana: &str) -> String {
+    if let Some(rest) = iana.strip_prefix("TLS13_") {
+        return format!("TLS_{rest}");
     }
-
-    /// Replaces the plain connection with a TLS one (server side of the TLS handshake).
-    async fn upgrade(self, acceptor: &tokio_rustls::TlsAcceptor) -> Result<Client, HandshakeError> {
-        let (ClientRead::Tcp(r), ClientWrite::Tcp(w)) = (self.r.into_inner(), self.w.into_inner())
-        else {
-            return Err(HandshakeError::Io(std::io::ErrorKind::InvalidInput.into()));
-        };
-        let tcp = r
-            .reunite(w)
-            .map_err(|_| HandshakeError::Io(std::io::ErrorKind::InvalidInput.into()))?;
-        let watch = crate::protocol::stream::Watch::new(&tcp);
-        let tls = acceptor.accept(tcp).await?;
-        let (r, w) = tokio::io::split(tls);
-        Ok(Client {
-            r: PacketReader::new(ClientRead::Tls(r, watch)),
-            w: PacketWriter::new(ClientWrite::Tls(w)),
-        })
-    }
+    let parts = iana
+        .strip_prefix("TLS_")
+        .and_then(|r| r.split_once("_WITH_"));
+    let Some((kx, cipher)) = parts else {
+        return iana.into();
+    };
+    let cipher = cipher
+        .replace("AES_128_GCM", "AES128-GCM")
+        .replace("AES_256_GCM", "AES256-GCM")
+        .replace("CHACHA20_POLY1305_SHA256", "CHACHA20-POLY1305")
+        .replace('_', "-");
+    format!("{}-{cipher}", kx.replace('_', "-"))
 }
 
 /// Runs the login of a new client; returns it, the sequence id of the final OK, and the
@@ -200,5 +216,61 @@ fn count_failure(shared: &Shared, peer_ip: Option<IpAddr>, peer: &str) {
             shared.metrics.auth_blocked_hosts_total.inc();
             tracing::warn!(client = %peer, "{limit} failed logins: host blocked for {block:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::openssl_name;
+
+    #[test]
+    fn cipher_names_are_openssl_s() {
+        assert_eq!(
+            openssl_name("TLS13_AES_256_GCM_SHA384"),
+            "TLS_AES_256_GCM_SHA384"
+        );
+        assert_eq!(
+            openssl_name("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"),
+            "ECDHE-RSA-AES256-GCM-SHA384"
+        );
+        assert_eq!(
+            openssl_name("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"),
+            "ECDHE-ECDSA-CHACHA20-POLY1305"
+        );
+    }
+}
+
+impl Client {
+    fn plain(stream: TcpStream) -> Client {
+        let (r, w) = stream.into_split();
+        Client {
+            r: PacketReader::new(ClientRead::Tcp(r)),
+            w: PacketWriter::new(ClientWrite::Tcp(w)),
+            tls: None,
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.r.get_ref().is_tls()
+    }
+
+    /// Replaces the plain connection with a TLS one (server side of the TLS handshake).
+    async fn upgrade(self, acceptor: &tokio_rustls::TlsAcceptor) -> Result<Client, HandshakeError> {
+        let (ClientRead::Tcp(r), ClientWrite::Tcp(w)) = (self.r.into_inner(), self.w.into_inner())
+        else {
+            return Err(HandshakeError::Io(std::io::ErrorKind::InvalidInput.into()));
+        };
+        let tcp = r
+            .reunite(w)
+            .map_err(|_| HandshakeError::Io(std::io::ErrorKind::InvalidInput.into()))?;
+        let watch = crate::protocol::stream::Watch::new(&tcp);
+        let tls = acceptor.accept(tcp).await?;
+        let info = TlsInfo::of(tls.get_ref().1);
+        let (r, w) = tokio::io::split(tls);
+        Ok(Client {
+            r: PacketReader::new(ClientRead::Tls(r, watch)),
+            w: PacketWriter::new(ClientWrite::Tls(w)),
+            tls: Some(info),
+        })
     }
 }

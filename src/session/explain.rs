@@ -233,11 +233,20 @@ impl Session {
             deprecate_eof: self.deprecate_eof,
         };
         let rows = explain(&self.shared, stmt, &self.state, asker);
+        self.send_text_table([b"item", b"value"], rows).await
+    }
+
+    /// Sends a result set of two text columns named `names`.
+    pub(super) async fn send_text_table(
+        &mut self,
+        names: [&[u8]; 2],
+        rows: Vec<(String, String)>,
+    ) -> Result<(), Fatal> {
         let status = self.state.status;
         let ext = self.flavour.extended_metadata;
         let w = &mut self.client_w;
         w.write_packet(&mut self.seq, &[2]).await?;
-        for name in [&b"item"[..], b"value"] {
+        for name in names {
             w.write_packet(&mut self.seq, &text_column(name, ext))
                 .await?;
         }

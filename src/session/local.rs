@@ -1,6 +1,7 @@
 //! Statements Sluice answers itself so that what a client sees stays consistent:
 //! `SELECT CONNECTION_ID()` returns the id of the client's handshake (the one `KILL` takes),
-//! not the id of whichever pooled backend connection would run it.
+//! not the id of whichever pooled backend connection would run it; `SHOW STATUS LIKE
+//! 'Ssl%'` describes the client's own TLS session, not the backend connection's.
 
 use super::{Fatal, Session};
 use crate::protocol::{lenenc, reply};
@@ -25,6 +26,38 @@ pub(super) fn connection_id_column(sql: &[u8]) -> Option<&[u8]> {
         .unwrap_or(alias);
     let plain = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$';
     (!alias.is_empty() && alias.iter().all(plain)).then_some(alias)
+}
+
+/// The pattern of `SHOW [SESSION | LOCAL] STATUS LIKE 'Ssl...'[;]`, else `None`: the client
+/// asks about its own TLS session, which only Sluice knows (the backend's leg is another).
+pub(super) fn ssl_status_like(sql: &[u8]) -> Option<&[u8]> {
+    let s = sql.trim_ascii();
+    let s = s.strip_suffix(b";").unwrap_or(s).trim_ascii_end();
+    let mut rest = strip_word(s, b"show")?;
+    rest = strip_word(rest, b"session")
+        .or_else(|| strip_word(rest, b"local"))
+        .unwrap_or(rest);
+    let rest = strip_word(strip_word(rest, b"status")?, b"like")?.trim_ascii();
+    let pattern = rest.strip_prefix(b"'")?.strip_suffix(b"'")?;
+    let head = pattern.get(..3)?;
+    (head.eq_ignore_ascii_case(b"ssl") && !pattern.contains(&b'\'')).then_some(pattern)
+}
+
+/// SQL `LIKE` (`%`, `_`, `\` escapes), ASCII case-insensitive.
+pub(super) fn like(text: &[u8], pattern: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'%', rest)) => (0..=text.len()).any(|i| like(&text[i..], rest)),
+        Some((b'_', rest)) => !text.is_empty() && like(&text[1..], rest),
+        Some((b'\\', rest)) if !rest.is_empty() => {
+            text.first()
+                .is_some_and(|c| c.eq_ignore_ascii_case(&rest[0]))
+                && like(&text[1..], &rest[1..])
+        }
+        Some((p, rest)) => {
+            text.first().is_some_and(|c| c.eq_ignore_ascii_case(p)) && like(&text[1..], rest)
+        }
+    }
 }
 
 /// `s` without its leading keyword `w` (case-insensitive, followed by a non-word byte).
@@ -75,6 +108,19 @@ pub(super) fn column_def(
 }
 
 impl Session {
+    /// `SHOW STATUS LIKE 'Ssl...'`: the client's own TLS session (empty values over plain
+    /// TCP, as a server shows them).
+    pub(super) async fn ssl_status(&mut self, pattern: &[u8]) -> Result<(), Fatal> {
+        let tls = self.tls.clone().unwrap_or_default();
+        let rows = [("Ssl_cipher", tls.cipher), ("Ssl_version", tls.version)]
+            .into_iter()
+            .filter(|(name, _)| like(name.as_bytes(), pattern))
+            .map(|(n, v)| (n.to_string(), v))
+            .collect();
+        self.send_text_table([b"Variable_name", b"Value"], rows)
+            .await
+    }
+
     /// Sends a one-row, one-column result set with an unsigned integer.
     pub(super) async fn send_single_int(&mut self, name: &[u8], v: u64) -> Result<(), Fatal> {
         let status = self.state.status;

@@ -55,6 +55,8 @@ pub struct Session {
     login: Login,
     client_r: PacketReader<ClientRead>,
     client_w: PacketWriter<ClientWrite>,
+    /// The client's TLS session, if it uses TLS.
+    tls: Option<crate::frontend::login::TlsInfo>,
     deprecate_eof: bool,
     flavour: crate::backend::Flavour,
     state: SessionState,
@@ -126,7 +128,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         client,
         user_slot,
     } = admitted;
-    let (client_r, client_w) = (client.r, client.w);
+    let (client_r, client_w, tls) = (client.r, client.w, client.tls);
     let mut login = login;
     login.user_index = shared.user_id(&login.user);
     handle
@@ -147,6 +149,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         login,
         client_r,
         client_w,
+        tls,
         deprecate_eof: caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF),
         flavour: crate::backend::Flavour::of_client(caps, mariadb_caps),
         primary: None,
@@ -358,6 +361,11 @@ impl Session {
         if intent.kind == Kind::Read {
             if let Some(stmt) = explain::explain_route_target(sql) {
                 return self.explain_route(stmt).await;
+            }
+        }
+        if intent.has(crate::router::flag::SHOW_WARNINGS) {
+            if let Some(pattern) = local::ssl_status_like(sql) {
+                return self.ssl_status(pattern).await;
             }
         }
         if intent.kind == Kind::Kill {
