@@ -219,26 +219,6 @@ fn count_failure(shared: &Shared, peer_ip: Option<IpAddr>, peer: &str) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::openssl_name;
-
-    #[test]
-    fn cipher_names_are_openssl_s() {
-        assert_eq!(
-            openssl_name("TLS13_AES_256_GCM_SHA384"),
-            "TLS_AES_256_GCM_SHA384"
-        );
-        assert_eq!(
-            openssl_name("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"),
-            "ECDHE-RSA-AES256-GCM-SHA384"
-        );
-        assert_eq!(
-            openssl_name("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"),
-            "ECDHE-ECDSA-CHACHA20-POLY1305"
-        );
-    }
-}
 
 impl Client {
     fn plain(stream: TcpStream) -> Client {
@@ -272,5 +252,26 @@ impl Client {
             w: PacketWriter::new(ClientWrite::Tls(w)),
             tls: Some(info),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::openssl_name;
+
+    #[test]
+    fn cipher_names_are_openssl_s() {
+        assert_eq!(
+            openssl_name("TLS13_AES_256_GCM_SHA384"),
+            "TLS_AES_256_GCM_SHA384"
+        );
+        assert_eq!(
+            openssl_name("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"),
+            "ECDHE-RSA-AES256-GCM-SHA384"
+        );
+        assert_eq!(
+            openssl_name("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"),
+            "ECDHE-ECDSA-CHACHA20-POLY1305"
+        );
     }
 }
