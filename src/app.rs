@@ -125,11 +125,11 @@ impl Proxy {
             )),
             tokio::spawn(crate::admin::serve(shared.clone(), admin, stop_rx.clone())),
         ];
-        tasks.extend(crate::topology::monitor::spawn(&shared, &stop_rx));
+        tasks.extend(crate::monitor::spawn(&shared, &stop_rx));
         tasks.extend(crate::failover::spawn(&shared, &stop_rx));
         tasks.push(spawn_account_refresh(&shared, stop_rx.clone()).await);
         tasks.push(crate::memory::spawn(&shared, stop_rx.clone()));
-        tasks.push(crate::cache::binlog::spawn(&shared, stop_rx.clone()));
+        tasks.push(crate::follower::spawn(&shared, stop_rx.clone()));
         tasks.push(spawn_idle_reaper(&shared, stop_rx.clone()));
         tracing::info!(%addr, %admin_addr, version = %shared.server_version, "sluice is serving");
         Ok(Proxy {

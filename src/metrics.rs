@@ -2,7 +2,6 @@
 //! query); gauges describing topology and pools are filled in at scrape time.
 
 use crate::router::Reason;
-use crate::shared::Shared;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -326,11 +325,14 @@ impl Metrics {
     }
 
     /// Prometheus text exposition of everything, refreshing the scrape-time gauges first.
-    pub fn render(&self, shared: &Shared) -> String {
-        let topo = &shared.topology;
+    pub fn render(
+        &self,
+        topo: &crate::topology::Topology,
+        clients: usize,
+        cache: &crate::cache::ResultCache,
+    ) -> String {
         let primary = topo.primary();
-        self.client_connections
-            .set(shared.clients.load(Ordering::Relaxed) as i64);
+        self.client_connections.set(clients as i64);
         self.split_brain
             .set(topo.split_brain.load(Ordering::Relaxed) as i64);
         for (i, b) in topo.backends().iter().enumerate() {
@@ -359,7 +361,7 @@ impl Metrics {
                 .with_label_values(&[name, "idle"])
                 .set(b.pool.idle_count() as i64);
         }
-        let (entries, bytes) = shared.cache.usage();
+        let (entries, bytes) = cache.usage();
         self.cache.entries.set(entries as i64);
         self.cache.bytes.set(bytes as i64);
         let mut out = Vec::new();

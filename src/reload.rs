@@ -6,28 +6,11 @@
 use crate::config::{Config, TlsMode};
 use crate::shared::Shared;
 use crate::topology::Backend;
-use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Outcome {
-    pub at_unix: f64,
-    /// "sighup", "file", "admin".
-    pub trigger: String,
-    pub ok: bool,
-    pub errors: Vec<String>,
-    pub changes: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct State {
-    /// Incremented by every applied configuration (1 = the one loaded at start).
-    pub version: u64,
-    pub path: Option<String>,
-    pub last: Option<Outcome>,
-}
+pub use crate::shared::{ReloadOutcome as Outcome, ReloadState as State};
 
 fn now() -> f64 {
     SystemTime::now()
@@ -145,7 +128,7 @@ pub fn apply(shared: &Arc<Shared>, mut new: Config) -> Result<Vec<String>, Vec<S
     let tls = new
         .tls
         .as_ref()
-        .and_then(|t| crate::frontend::tls::acceptor(t).ok())
+        .and_then(|t| crate::tls::server::acceptor(t).ok())
         .map(Arc::new);
     if tls.is_some() || old.tls.is_some() {
         changes.push("TLS certificate and key reloaded (new connections use them)".into());
@@ -203,7 +186,7 @@ fn apply_backends(shared: &Arc<Shared>, new: &Config, old: &Config, changes: &mu
                     .wait_histogram
                     .set(shared.metrics.pool_wait_seconds.clone());
                 if new.monitor.is_some() {
-                    crate::topology::monitor::spawn_one(shared, i);
+                    crate::monitor::spawn_one(shared, i);
                 }
                 changes.push(format!("{}: added ({})", b.name, b.address));
             }

@@ -64,6 +64,26 @@ fn unpack(v: u64) -> Option<(usize, u32)> {
     (v != 0).then(|| ((v >> 32) as usize - 1, v as u32))
 }
 
+/// What one reload did (`reload::from_file`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReloadOutcome {
+    pub at_unix: f64,
+    /// "sighup", "file", "admin".
+    pub trigger: String,
+    pub ok: bool,
+    pub errors: Vec<String>,
+    pub changes: Vec<String>,
+}
+
+/// The configuration's version and file, and the last reload (`/status`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReloadState {
+    /// Incremented by every applied configuration (1 = the one loaded at start).
+    pub version: u64,
+    pub path: Option<String>,
+    pub last: Option<ReloadOutcome>,
+}
+
 /// Changes the process's log filter (a tracing reload handle behind a closure).
 pub type LevelSetter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
@@ -82,7 +102,7 @@ pub struct Shared {
     pub failover: crate::failover::Failover,
     /// Statements executing on the primary right now (switchover drains them).
     pub primary_inflight: AtomicUsize,
-    pub reload: Mutex<crate::reload::State>,
+    pub reload: Mutex<ReloadState>,
     /// Held for the whole of a reload (`reload::from_file`).
     pub reload_serial: tokio::sync::Mutex<()>,
     /// Changes the log filter of the running process (installed by `main`).
@@ -90,7 +110,7 @@ pub struct Shared {
     /// Shutdown signal, for tasks started later (monitors of backends added by a reload).
     pub stop: tokio::sync::watch::Receiver<bool>,
     /// The newest write through this proxy (`read_your_writes = "global"`).
-    pub last_write: crate::session::freshness::GlobalWrite,
+    pub last_write: crate::topology::gtid::GlobalWrite,
     /// Failed logins per client host.
     pub auth_throttle: crate::frontend::throttle::AuthThrottle,
     /// Accounts loaded from the backend (`[auth] users = "backend"`).
@@ -134,7 +154,7 @@ impl Shared {
         let tls = config
             .tls
             .as_ref()
-            .and_then(|t| crate::frontend::tls::acceptor(t).ok())
+            .and_then(|t| crate::tls::server::acceptor(t).ok())
             .map(Arc::new);
         let cache = crate::cache::ResultCache::new(&config.cache, metrics.cache.clone());
         cache.set_active(rules.caches());
@@ -153,7 +173,7 @@ impl Shared {
             metrics,
             failover: crate::failover::Failover::default(),
             primary_inflight: AtomicUsize::new(0),
-            reload: Mutex::new(crate::reload::State {
+            reload: Mutex::new(ReloadState {
                 version: 1,
                 ..Default::default()
             }),

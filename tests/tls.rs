@@ -118,7 +118,7 @@ async fn require_secure_transport_refuses_plain_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caching_sha2_full_authentication_over_tls_and_rsa() {
     user("sha2app", "sha2 pass!word").await;
-    let stored = sluice::frontend::sha2crypt::Sha2Crypt::new(
+    let stored = sluice::password::sha2crypt::Sha2Crypt::new(
         b"sha2 pass!word",
         b"0123456789abcdefghij",
         5000,

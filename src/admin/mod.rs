@@ -247,7 +247,11 @@ async fn route(shared: &Arc<Shared>, method: &str, path: &str, body: &str, query
         ("GET", "/metrics") => (
             "200 OK",
             "text/plain; version=0.0.4",
-            shared.metrics.render(shared),
+            shared.metrics.render(
+                &shared.topology,
+                shared.clients.load(Ordering::Relaxed),
+                &shared.cache,
+            ),
         ),
         ("POST", "/switchover") => switchover(shared, body).await,
         _ => ("404 Not Found", "text/plain", "not found\n".into()),

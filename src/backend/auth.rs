@@ -28,7 +28,7 @@ fn scramble(plugin: &[u8], nonce: &[u8], opts: &ConnectOpts) -> Result<Vec<u8>, 
     let password = opts.password.as_str();
     if let Some(h1) = &opts.native_hash1 {
         return match plugin {
-            NATIVE => Ok(crate::frontend::native::answer(
+            NATIVE => Ok(crate::password::native::answer(
                 nonce.get(..20).ok_or_else(|| proto("short nonce"))?,
                 h1,
             )),

@@ -4,13 +4,12 @@ mod auth;
 mod query;
 pub mod stmt_cache;
 mod stream;
-pub mod tls;
 mod unacked;
 
+pub use crate::tls::client::TlsClient;
 pub use query::QueryResult;
 pub use stmt_cache::StmtCache;
 pub use stream::{BackendRead, BackendWrite};
-pub use tls::TlsClient;
 
 use crate::error::SqlError;
 use crate::protocol::packet::{PacketReader, PacketWriter, ReadError};

@@ -6,13 +6,12 @@ mod duration;
 pub mod rules;
 mod sections;
 mod stats;
-mod tls;
 mod validate;
 
+pub use crate::tls::{BackendTls, Tls, TlsMode};
 pub use cache::Cache;
 pub use duration::Dur;
 pub use stats::Stats;
-pub use tls::{BackendTls, Tls, TlsMode};
 pub use validate::{validate, Problem};
 
 use serde::{Deserialize, Serialize};

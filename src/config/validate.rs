@@ -104,8 +104,8 @@ fn users(cfg: &Config, bad: &mut Bad<'_>) {
             bad(format!("users[{i}].name"), "duplicate user name");
         }
         if let Some(h) = &u.password_hash {
-            if crate::frontend::native::parse_stored(h).is_none()
-                && crate::frontend::sha2crypt::Sha2Crypt::parse(h.as_bytes()).is_none()
+            if crate::password::native::parse_stored(h).is_none()
+                && crate::password::sha2crypt::Sha2Crypt::parse(h.as_bytes()).is_none()
             {
                 bad(
                     format!("users[{i}].password_hash"),
@@ -164,12 +164,12 @@ fn backends(cfg: &Config, bad: &mut Bad<'_>) {
         );
     }
     if let Some(tls) = &cfg.tls {
-        if let Err(e) = crate::frontend::tls::acceptor(tls) {
+        if let Err(e) = crate::tls::server::acceptor(tls) {
             bad("tls".into(), &e);
         }
     }
     for b in &cfg.backends {
-        if let Err(e) = crate::backend::tls::client(&cfg.backend_tls, b.tls, &b.address) {
+        if let Err(e) = crate::tls::client::client(&cfg.backend_tls, b.tls, &b.address) {
             bad(format!("backends[{}].tls", b.name), &e);
         }
     }

@@ -3,10 +3,10 @@
 use super::error::Error;
 use super::sql::{self, Dialect};
 use super::{conn, lock, Recorder};
+use crate::monitor::Replication;
 use crate::shared::Shared;
 use crate::topology::gtid::GtidSet;
 use crate::topology::history::History;
-use crate::topology::monitor::Replication;
 use std::sync::Arc;
 
 /// What a replica has received and applied.

@@ -3,8 +3,8 @@
 //! credentials. Refreshed on an interval and when an unknown user tries to log in (at most once
 //! per `MIN_REFRESH_GAP`, so random user names cannot hammer the primary).
 
-use super::native::{self, Hash};
 use crate::backend::{BackendConn, ConnectOpts};
+use crate::password::native::{self, Hash};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -18,7 +18,7 @@ pub enum Secret {
     /// SHA1(SHA1(password)) (mysql_native_password).
     NativeHash(Hash),
     /// caching_sha2_password's stored form (MySQL 8).
-    Sha2(super::sha2crypt::Sha2Crypt),
+    Sha2(crate::password::sha2crypt::Sha2Crypt),
     /// No password.
     Empty,
     /// An authentication plugin Sluice cannot verify (ed25519, caching_sha2_password...).
@@ -114,7 +114,7 @@ impl AccountStore {
                     None => Secret::Unsupported(plugin.clone()),
                 },
                 "caching_sha2_password" => {
-                    match super::sha2crypt::Sha2Crypt::parse(auth.as_bytes()) {
+                    match crate::password::sha2crypt::Sha2Crypt::parse(auth.as_bytes()) {
                         Some(c) => Secret::Sha2(c),
                         None if auth.is_empty() => Secret::Empty,
                         None => Secret::Unsupported(plugin.clone()),

@@ -115,9 +115,9 @@ pub fn greeting(server_version: &str, connection_id: u32, nonce: &[u8; 20], tls:
 enum Known {
     Plain(String),
     /// SHA1(SHA1(password)).
-    Hash(super::native::Hash),
+    Hash(crate::password::native::Hash),
     /// caching_sha2_password's stored form: needs the plaintext (full authentication).
-    Sha2(super::sha2crypt::Sha2Crypt),
+    Sha2(crate::password::sha2crypt::Sha2Crypt),
     Unsupported(String),
 }
 
@@ -126,9 +126,9 @@ impl Known {
         let Some(stored) = u.password_hash.as_deref() else {
             return Known::Plain(u.password.clone());
         };
-        match super::native::parse_stored(stored) {
+        match crate::password::native::parse_stored(stored) {
             Some(h) => Known::Hash(h),
-            None => match super::sha2crypt::Sha2Crypt::parse(stored.as_bytes()) {
+            None => match crate::password::sha2crypt::Sha2Crypt::parse(stored.as_bytes()) {
                 Some(c) => Known::Sha2(c),
                 None => Known::Unsupported("an unreadable password_hash".into()),
             },
@@ -146,10 +146,14 @@ impl Known {
     }
 
     /// Checks a mysql_native_password answer: `Some(SHA1(pw) if only the hash is known)`.
-    fn check(&self, data: &[u8], nonce: &[u8; 20]) -> Option<Option<super::native::Hash>> {
+    fn check(
+        &self,
+        data: &[u8],
+        nonce: &[u8; 20],
+    ) -> Option<Option<crate::password::native::Hash>> {
         match self {
             Known::Plain(p) => verify(NATIVE, data, nonce, p).then_some(None),
-            Known::Hash(h) => super::native::recover(data, nonce, h).map(Some),
+            Known::Hash(h) => crate::password::native::recover(data, nonce, h).map(Some),
             Known::Sha2(_) | Known::Unsupported(_) => None,
         }
     }
@@ -165,7 +169,7 @@ pub struct Login {
     pub password: String,
     /// SHA1(password), recovered from the client's answer, for users known only by their
     /// mysql_native_password hash (kept for the session only, never logged).
-    pub native_hash1: Option<super::native::Hash>,
+    pub native_hash1: Option<crate::password::native::Hash>,
     pub user: String,
     pub database: Option<String>,
     pub capabilities: CapabilityFlags,

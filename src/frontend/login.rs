@@ -219,7 +219,6 @@ fn count_failure(shared: &Shared, peer_ip: Option<IpAddr>, peer: &str) {
     }
 }
 
-
 impl Client {
     fn plain(stream: TcpStream) -> Client {
         let (r, w) = stream.into_split();

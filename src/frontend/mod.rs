@@ -3,11 +3,8 @@
 pub mod accounts;
 pub mod auth;
 pub mod login;
-pub mod native;
 pub mod rsa_key;
-pub mod sha2crypt;
 pub mod throttle;
-pub mod tls;
 pub mod user_limit;
 
 use crate::error::SqlError;
@@ -97,6 +94,7 @@ pub async fn accept_loop(
 /// and `0x` + hex of a caching_sha2_password string with a random salt (the hex form keeps
 /// the salt's bytes TOML-safe).
 pub fn password_hashes(password: &str) -> (String, String) {
+    use crate::password::{native, sha2crypt};
     use rand::Rng;
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02X}")).collect::<String>();
     let native = format!("*{}", hex(&native::stored_of(password)));

@@ -9,7 +9,6 @@
 
 mod cache;
 pub mod eval;
-pub mod mirror;
 mod prefilter;
 
 use crate::config::rules::{parse_client, RouteTo, RuleKind};

@@ -187,9 +187,6 @@ impl ReadPlan {
     }
 }
 
-/// The newest write any session made through this Sluice (`read_your_writes = "global"`).
-pub type GlobalWrite = arc_swap::ArcSwapOption<(Arc<GtidSet>, String)>;
-
 impl Session {
     /// Makes the proxy-wide last write this session's freshness requirement.
     fn adopt_global_write(&mut self) {

@@ -14,6 +14,7 @@ pub mod freshness;
 mod idle;
 mod inflight;
 mod local;
+mod mirror;
 mod pins;
 mod prepared;
 mod replay;
@@ -92,7 +93,7 @@ pub struct Session {
     /// The routing rule behind the current statement.
     rule_note: Option<ruled::RuleNote>,
     /// Copies of statements for `mirror` rules, by group.
-    mirrors: crate::rules::mirror::Mirrors,
+    mirrors: mirror::Mirrors,
     /// What this session's open transaction wrote: invalidated again at its end.
     cache_pending: Vec<crate::cache::tables::Written>,
     /// The session's log context (id, user, client), given as the parent of its events

@@ -141,7 +141,7 @@ impl Session {
             // after the client has its reply: the mirror never delays it
             let (shared, slot) = (self.shared.clone(), self.pool_slot());
             let opts = self.connect_opts(self.shared.topology.primary());
-            let worker = move || crate::rules::mirror::Worker { shared, opts, slot };
+            let worker = move || super::mirror::Worker { shared, opts, slot };
             if self.mirrors.send(copy, worker) {
                 counted.inc();
             }
@@ -290,14 +290,14 @@ impl Session {
         packet: &[u8],
         intent: &Intent,
         target: Target,
-    ) -> Option<(crate::rules::mirror::Copy, IntCounter)> {
+    ) -> Option<(super::mirror::Copy, IntCounter)> {
         let (g, rule) = rules.last(outcome, |r| r.actions.mirror)?;
         let read = intent.kind == Kind::Read && replica_safe(intent, &self.view());
         let write_copied = rule.actions.mirror_writes && target == Target::Primary;
         if !(read || write_copied) {
             return None;
         }
-        let copy = crate::rules::mirror::Copy {
+        let copy = super::mirror::Copy {
             packet: Arc::from(packet),
             database: self.state.database.clone(),
             group: rules.groups.get(g)?.clone(),

@@ -85,6 +85,10 @@ impl GtidSet {
     }
 }
 
+/// The newest write any session made through this Sluice (`read_your_writes = "global"`):
+/// its GTID set and that set as text.
+pub type GlobalWrite = arc_swap::ArcSwapOption<(std::sync::Arc<GtidSet>, String)>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,6 @@
 pub mod gtid;
 pub mod heartbeat;
 pub mod history;
-pub mod monitor;
 pub mod set;
 pub mod state;
 
@@ -39,7 +38,7 @@ pub fn backend_tls(
     cfg: &Config,
     b: &crate::config::Backend,
 ) -> Option<Arc<crate::backend::TlsClient>> {
-    crate::backend::tls::client(&cfg.backend_tls, b.tls, &b.address).unwrap_or_else(|e| {
+    crate::tls::client::client(&cfg.backend_tls, b.tls, &b.address).unwrap_or_else(|e| {
         tracing::error!(backend = %b.name, error = %e, "backend TLS settings unusable");
         None
     })
@@ -97,7 +96,7 @@ pub struct Topology {
     /// More than one backend is writable: the primary is kept, and this is raised.
     pub split_brain: AtomicBool,
     /// Serialises role resolution (`monitor::resolve_roles`).
-    roles: parking_lot::Mutex<()>,
+    pub(crate) roles: parking_lot::Mutex<()>,
 }
 
 /// Extra conditions for one read.

@@ -1,7 +1,7 @@
 //! TLS toward backends (rustls): the client configuration of each backend, built once from
 //! `[backend_tls]` and the backend's `tls` mode, and the certificate checks of each mode.
 
-use crate::config::{BackendTls, TlsMode};
+use super::{BackendTls, TlsMode};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};

@@ -1,6 +1,11 @@
-//! TLS settings: toward clients (`[tls]`) and toward backends (`[backend_tls]`).
+//! TLS: the settings toward clients (`[tls]`) and toward backends (`[backend_tls]`), and
+//! what is built from them (`server`: the acceptor for clients, `client`: the connector
+//! toward backends). `config` re-exports the settings.
 
 use serde::{Deserialize, Serialize};
+
+pub mod client;
+pub mod server;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -1,7 +1,7 @@
 //! TLS toward clients (rustls): the acceptor built from `[tls] cert` / `key` (PEM).
 //! TLS 1.2 and 1.3 only.
 
-use crate::config::Tls;
+use super::Tls;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::sync::Arc;

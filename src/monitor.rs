@@ -3,12 +3,12 @@
 //! position, and lag (heartbeat rows written on the primary on Sluice's own clock, read on
 //! each replica, see `heartbeat`; Seconds_Behind_* as the fallback).
 
-use super::heartbeat::Heartbeat;
-use super::state::Snapshot;
-use super::Topology;
 use crate::backend::{BackendConn, BackendError, ConnectOpts, QueryResult};
 use crate::config::Monitor;
 use crate::shared::Shared;
+use crate::topology::heartbeat::Heartbeat;
+use crate::topology::state::Snapshot;
+use crate::topology::Topology;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;

@@ -3,8 +3,8 @@
 //! a bounded channel: the session never waits for it (`try_send`); a copy that finds the
 //! channel full, no member to run on, or fails there is dropped and counted.
 
-use super::Group;
 use crate::backend::ConnectOpts;
+use crate::rules::Group;
 use crate::shared::Shared;
 use crate::topology::ReadNeeds;
 use prometheus::IntCounter;
