@@ -117,7 +117,7 @@ impl Proxy {
                 .map_err(|cause| StartError::Workers { threads, cause })?,
         );
         let mut tasks = vec![
-            tokio::spawn(crate::frontend::accept_loop(
+            tokio::spawn(crate::session::accept_loop(
                 shared.clone(),
                 listener,
                 workers.clone(),
@@ -218,7 +218,7 @@ async fn spawn_account_refresh(
         let cfg = shared.config.load();
         let m = cfg.monitor.as_ref()?;
         let primary = shared.topology.backend(shared.topology.primary());
-        Some(ConnectOpts::monitor(m, &primary.pool))
+        Some(primary.pool.monitor_opts(m))
     }));
     let load = |shared: &Shared| shared.backend_accounts().is_some();
     if load(shared) {

@@ -2,7 +2,6 @@
 //! while a rule caches and `[cache] binlog` is on (`cache::binlog` reads the stream), and
 //! follows the new primary after a failover or switchover.
 
-use crate::backend::ConnectOpts;
 use crate::cache::binlog::{apply, load_views, start};
 use crate::cache::{Cause, ResultCache};
 use crate::shared::Shared;
@@ -87,7 +86,7 @@ async fn follow(shared: &Arc<Shared>, primary: usize) -> String {
     let Some(m) = shared.config.load().monitor.clone() else {
         return "no [monitor] credentials".into();
     };
-    let opts = ConnectOpts::monitor(&m, &b.pool);
+    let opts = b.pool.monitor_opts(&m);
     let mut conn = match start(&opts, server_id(shared)).await {
         Ok(c) => c,
         Err(e) => return format!("{}: {}", b.pool.name, crate::error::chain(&e)),

@@ -5,6 +5,7 @@
 //! security, limits) is `README.md` at the repository root; each module's header comment
 //! describes its part.
 
+pub mod access;
 pub mod admin;
 pub mod app;
 pub mod backend;

@@ -3,7 +3,7 @@
 //! position, and lag (heartbeat rows written on the primary on Sluice's own clock, read on
 //! each replica, see `heartbeat`; Seconds_Behind_* as the fallback).
 
-use crate::backend::{BackendConn, BackendError, ConnectOpts, QueryResult};
+use crate::backend::{BackendConn, BackendError, QueryResult};
 use crate::config::Monitor;
 use crate::shared::Shared;
 use crate::topology::heartbeat::Heartbeat;
@@ -116,7 +116,12 @@ fn yes(v: Option<&str>) -> bool {
 impl Task {
     async fn probe(&mut self, m: &Monitor) -> Result<Probe, BackendError> {
         if self.conn.is_none() {
-            let opts = ConnectOpts::monitor(m, &self.shared.topology.backend(self.index).pool);
+            let opts = self
+                .shared
+                .topology
+                .backend(self.index)
+                .pool
+                .monitor_opts(m);
             self.conn = Some(BackendConn::connect(&opts).await?);
             self.heartbeat_table_ready = false;
         }

@@ -99,7 +99,7 @@ pub struct Shared {
     pub clients_total: AtomicU64,
     pub heartbeat: crate::topology::heartbeat::Heartbeat,
     pub metrics: crate::metrics::Metrics,
-    pub failover: crate::failover::Failover,
+    pub failover: crate::topology::failover::Failover,
     /// Statements executing on the primary right now (switchover drains them).
     pub primary_inflight: AtomicUsize,
     pub reload: Mutex<ReloadState>,
@@ -112,11 +112,11 @@ pub struct Shared {
     /// The newest write through this proxy (`read_your_writes = "global"`).
     pub last_write: crate::topology::gtid::GlobalWrite,
     /// Failed logins per client host.
-    pub auth_throttle: crate::frontend::throttle::AuthThrottle,
+    pub auth_throttle: crate::access::throttle::AuthThrottle,
     /// Accounts loaded from the backend (`[auth] users = "backend"`).
-    pub accounts: crate::frontend::accounts::AccountStore,
+    pub accounts: crate::access::accounts::AccountStore,
     /// Open sessions per user (`[[users]] max_connections`).
-    pub user_counts: Arc<crate::frontend::user_limit::UserCounts>,
+    pub user_counts: Arc<crate::access::user_limit::UserCounts>,
     /// Query digest statistics (`[stats]`).
     pub digests: crate::stats::Digests,
     /// TLS toward clients (`[tls]`), rebuilt by reloads.
@@ -171,7 +171,7 @@ impl Shared {
             clients_total: AtomicU64::new(0),
             heartbeat: crate::topology::heartbeat::Heartbeat::new(),
             metrics,
-            failover: crate::failover::Failover::default(),
+            failover: crate::topology::failover::Failover::default(),
             primary_inflight: AtomicUsize::new(0),
             reload: Mutex::new(ReloadState {
                 version: 1,
@@ -198,7 +198,7 @@ impl Shared {
     }
 
     /// The backend account store when `[auth] users = "backend"`.
-    pub fn backend_accounts(&self) -> Option<&crate::frontend::accounts::AccountStore> {
+    pub fn backend_accounts(&self) -> Option<&crate::access::accounts::AccountStore> {
         (self.config.load().auth.users == crate::config::UserSource::Backend)
             .then_some(&self.accounts)
     }

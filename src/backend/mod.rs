@@ -1,6 +1,7 @@
 //! Outgoing MySQL connections: connect, authenticate, send commands, read simple replies.
 
 mod auth;
+pub mod pooled;
 mod query;
 pub mod stmt_cache;
 mod stream;
@@ -75,22 +76,6 @@ pub struct ConnectOpts {
     pub tls: Option<Arc<TlsClient>>,
 }
 
-impl ConnectOpts {
-    /// A control connection to `address` with the `[monitor]` credentials.
-    pub fn monitor(m: &crate::config::Monitor, pool: &crate::pool::BackendPool) -> ConnectOpts {
-        ConnectOpts {
-            address: pool.address.clone(),
-            tls: pool.tls(),
-            user: m.user.clone(),
-            password: m.password.clone(),
-            native_hash1: None,
-            database: None,
-            flavour: Flavour::default(),
-            timeout: m.timeout.0,
-        }
-    }
-}
-
 /// Client capabilities that change what a backend sends, so a backend connection serves
 /// only clients that asked for the same ones (pools keep one slot per flavour).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -159,9 +144,9 @@ pub struct BackendConn {
     /// The session worker whose event loop drives its socket (`workers::current()`).
     pub lane: u16,
     /// Set by the pool: counts it among the backend's open connections until dropped.
-    pub counted: Option<crate::pool::Counted>,
+    pub counted: Option<pooled::Counted>,
     /// Set by the pool while it waits in a worker's hot slot (see `pool::hot`).
-    pub parked: Option<crate::pool::Parked>,
+    pub parked: Option<pooled::Parked>,
     /// The pool generation it was opened in: connections of an older one are closed when
     /// returned (`BackendPool::retire`).
     pub generation: u64,

@@ -1,6 +1,6 @@
 //! Control connections for failover actions (monitor credentials, short timeouts).
 
-use crate::backend::{BackendConn, BackendError, ConnectOpts, QueryResult};
+use crate::backend::{BackendConn, BackendError, QueryResult};
 use crate::shared::Shared;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ pub(crate) async fn connect(shared: &Shared, i: usize) -> Result<BackendConn, Ba
         .monitor
         .as_ref()
         .ok_or_else(|| BackendError::Protocol("no [monitor] section".into()))?;
-    let opts = ConnectOpts::monitor(m, &shared.topology.backend(i).pool);
+    let opts = shared.topology.backend(i).pool.monitor_opts(m);
     let mut c = BackendConn::connect(&opts).await?;
     // `sql::quote` escapes with backslashes: make sure they mean what it assumes
     c.exec("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")

@@ -135,8 +135,8 @@ impl Known {
         }
     }
 
-    fn of_backend(s: super::accounts::Secret) -> Known {
-        use super::accounts::Secret;
+    fn of_backend(s: crate::access::accounts::Secret) -> Known {
+        use crate::access::accounts::Secret;
         match s {
             Secret::NativeHash(h) => Known::Hash(h),
             Secret::Sha2(c) => Known::Sha2(c),
@@ -215,7 +215,7 @@ pub struct Handshake<'a, R, W: AsyncWrite> {
     pub w: &'a mut PacketWriter<W>,
     pub users: &'a [User],
     /// Accounts loaded from the backend (`[auth] users = "backend"`), after `users`.
-    pub accounts: Option<&'a super::accounts::AccountStore>,
+    pub accounts: Option<&'a crate::access::accounts::AccountStore>,
     pub server_version: &'a str,
     pub connection_id: u32,
     pub peer_host: String,

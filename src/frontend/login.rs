@@ -3,7 +3,7 @@
 //! `listen.handshake_timeout`, failed logins counted per host, and a per-user session slot.
 
 use super::auth::{greeting, nonce, Handshake, HandshakeError, Login};
-use super::user_limit::UserSlot;
+use crate::access::user_limit::UserSlot;
 use crate::error::SqlError;
 use crate::protocol::packet::{PacketReader, PacketWriter};
 use crate::protocol::stream::{ClientRead, ClientWrite};

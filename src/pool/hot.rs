@@ -13,20 +13,11 @@
 use crate::backend::BackendConn;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::SeqCst};
-use tokio::sync::OwnedSemaphorePermit;
 
 /// Workers with cells (0 is outside the workers); connections of others use the idle list.
 const LANES: usize = 16;
 /// Cells per worker.
 const PER_LANE: usize = 16;
-
-/// What a parked connection carries for the pool.
-pub struct Parked {
-    pub(super) permit: OwnedSemaphorePermit,
-    pub(super) slot: usize,
-    /// `coarse_ms()` when it was returned.
-    pub(super) since: u64,
-}
 
 pub(super) struct Hot {
     /// Each non-null pointer owns a `Box<BackendConn>` whose `parked` is set.

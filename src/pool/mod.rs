@@ -9,8 +9,6 @@
 mod hot;
 mod recycle;
 
-pub use hot::Parked;
-
 use crate::backend::{BackendConn, BackendError, ConnectOpts};
 use crate::error::SqlError;
 use parking_lot::Mutex;
@@ -48,15 +46,7 @@ fn coarse_ms() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
-/// Counts a connection among the backend's open ones until it is dropped (closed), wherever
-/// that happens (returned broken, reset failed, killed, evicted, pool closed).
-pub struct Counted(Arc<AtomicUsize>);
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
+pub use crate::backend::pooled::{Counted, Parked};
 
 pub struct BackendPool {
     pub name: String,
@@ -185,6 +175,20 @@ impl BackendPool {
     }
 
     /// TLS for new connections to this backend.
+    /// A control connection to this backend with the `[monitor]` credentials.
+    pub fn monitor_opts(&self, m: &crate::config::Monitor) -> ConnectOpts {
+        ConnectOpts {
+            address: self.address.clone(),
+            tls: self.tls(),
+            user: m.user.clone(),
+            password: m.password.clone(),
+            native_hash1: None,
+            database: None,
+            flavour: crate::backend::Flavour::default(),
+            timeout: m.timeout.0,
+        }
+    }
+
     pub fn tls(&self) -> Option<Arc<crate::backend::TlsClient>> {
         self.tls.load_full()
     }

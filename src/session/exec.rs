@@ -155,7 +155,7 @@ impl Session {
             let hold = shared.config.load().failover.hold_writes.0;
             shared
                 .failover
-                .wait_for_primary(&shared, usize::MAX, hold)
+                .wait_for_primary(&shared.topology, usize::MAX, hold)
                 .await;
         }
         let p = self.shared.topology.primary();
@@ -165,7 +165,11 @@ impl Session {
                 let shared = self.shared.clone();
                 let hold = shared.config.load().failover.hold_writes.0;
                 tracing::warn!(parent: &self.span, error = %e, "primary unreachable; holding the write for a new primary");
-                if shared.failover.wait_for_primary(&shared, p, hold).await {
+                if shared
+                    .failover
+                    .wait_for_primary(&shared.topology, p, hold)
+                    .await
+                {
                     let np = shared.topology.primary();
                     Ok((np, self.checkout(np).await?))
                 } else {

@@ -3,6 +3,7 @@
 //! Statement flow: classify (router) -> acquire a backend lease (pool) -> align the lease with
 //! this session's state -> send -> relay the response -> keep or return the lease.
 
+mod accept;
 mod align;
 mod cached;
 mod control;
@@ -31,6 +32,7 @@ use crate::protocol::stream::{ClientRead, ClientWrite};
 use crate::protocol::{cmd, reply, CapabilityFlags};
 use crate::router::{Kind, Reason, Target};
 use crate::shared::{SessionHandle, Shared};
+pub use accept::accept_loop;
 use prepared::Prepared;
 use state::SessionState;
 use std::collections::HashMap;

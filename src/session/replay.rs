@@ -177,7 +177,7 @@ impl Session {
             let hold = shared.config.load().failover.hold_writes.0;
             shared
                 .failover
-                .wait_for_primary(&shared, usize::MAX, hold)
+                .wait_for_primary(&shared.topology, usize::MAX, hold)
                 .await;
         }
         if *idx == shared.topology.primary() {

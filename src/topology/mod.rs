@@ -4,6 +4,7 @@
 //! healthy (connection failures still bench a replica briefly). With it, `monitor` tasks
 //! discover roles from `read_only`, health with hysteresis, and lag.
 
+pub mod failover;
 pub mod gtid;
 pub mod heartbeat;
 pub mod history;
