@@ -21,7 +21,7 @@ async fn kill_9_of_the_primary_under_write_load() {
         .unwrap();
     t.sb.wait_caught_up(Duration::from_secs(10)).await.unwrap();
     let w = start_writer(&p, "w");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    w.acked_since(100, Instant::now()).await;
     let killed_at = Instant::now();
     t.sb.kill(0);
     let waited = tokio::time::timeout(Duration::from_secs(15), async {
@@ -36,7 +36,8 @@ async fn kill_9_of_the_primary_under_write_load() {
             admin_get(&p, "/status").await.1
         );
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // writes go on against the new primary
+    w.acked_since(100, Instant::now()).await;
     let (acked, errors, oks) = w.finish().await;
     let first_ok_after = oks
         .iter()
@@ -126,7 +127,11 @@ async fn a_replica_losing_its_link_does_not_trigger_failover() {
     let t = topology("link").await;
     let p = common::proxy(failover_config(&t)).await;
     t.sb.sql(1, "STOP SLAVE IO_THREAD").await.unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = wait_for!("the monitor sees db1's link down", Duration::from_secs(10), {
+        common::backend_status(&p, "db1").await["eligible"] == false
+    });
+    // ten more probes (3 s at 300 ms, three times failover.after): no failover
+    probed(&p, 10).await;
     assert_eq!(primary_name(&p).await, "db0");
     let (_, body) = admin_get(&p, "/metrics").await;
     assert!(body.contains("sluice_failovers_total 0"));
@@ -149,11 +154,11 @@ async fn switchover_under_write_load_loses_and_fails_nothing() {
         .unwrap();
     t.sb.wait_caught_up(Duration::from_secs(10)).await.unwrap();
     let w = start_writer(&p, "s");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    w.acked_since(50, Instant::now()).await;
     let started = Instant::now();
     let reply = post(&p, "/switchover", r#"{"to": "db2"}"#).await;
     let took = started.elapsed();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    w.acked_since(50, Instant::now()).await;
     let (acked, errors, _) = w.finish().await;
     println!("switchover took {took:?}: {reply}");
     assert!(reply.contains("\"success\""), "{reply}");
@@ -182,7 +187,8 @@ async fn two_sluices_promote_exactly_once() {
     let t = topology("two").await;
     let a = common::proxy(failover_config(&t)).await;
     let b = common::proxy(failover_config(&t)).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    probed(&a, 2).await;
+    probed(&b, 2).await;
     t.sb.kill(0);
     let _ = wait_for!(
         "a promotes or follows",
@@ -194,7 +200,9 @@ async fn two_sluices_promote_exactly_once() {
         Duration::from_secs(20),
         primary_name(&b).await != "db0"
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = wait_for!("both name the same primary", Duration::from_secs(10), {
+        primary_name(&a).await == primary_name(&b).await
+    });
     let (fa, fb) = (failovers(&a).await, failovers(&b).await);
     println!(
         "two instances: failovers performed a={fa} b={fb}; primary a={} b={}",
@@ -234,7 +242,8 @@ async fn partitioned_instances_never_both_promote() {
     cut_off(&mut cb, "db1");
     let a = common::proxy(ca).await;
     let b = common::proxy(cb).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    probed(&a, 2).await;
+    probed(&b, 2).await;
     t.sb.kill(0);
     // both try (failover.after = 3 x 300 ms) and say why they do not promote
     let _ = wait_for!(
@@ -276,7 +285,7 @@ async fn with_semi_sync_replication_no_acknowledged_write_is_lost() {
         .unwrap();
     t.sb.wait_caught_up(Duration::from_secs(10)).await.unwrap();
     let w = start_writer(&p, "ss");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    w.acked_since(100, Instant::now()).await;
     let on = status_of(&t, "Rpl_semi_sync_master_status").await;
     assert_eq!(on, "ON", "semi-sync must be active when the primary dies");
     t.sb.kill(0);
@@ -285,7 +294,7 @@ async fn with_semi_sync_replication_no_acknowledged_write_is_lost() {
         Duration::from_secs(15),
         primary_name(&p).await != "db0"
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    w.acked_since(50, Instant::now()).await;
     let (acked, errors, _) = w.finish().await;
     let np = index_of(&primary_name(&p).await);
     let present = present_on(&t, np, "ss").await;
@@ -325,7 +334,7 @@ async fn replication_password_with_quotes_survives_a_switchover() {
     let p = common::proxy(cfg).await;
     // let the monitors' first probes (heartbeat table DDL on the primary) finish first: a
     // switchover racing them can lose that DDL on the new primary (noted for issue 11)
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    probed(&p, 2).await;
     let reply = post(&p, "/switchover", r#"{"to": "db2"}"#).await;
     assert!(reply.contains("\"success\""), "{reply}");
     assert!(

@@ -32,6 +32,14 @@ struct Stmt {
     ok: bool,
 }
 
+/// Waits until `n` statements that started at or after `since` succeeded (at most 30 s).
+async fn oks_since(log: &Mutex<Vec<Stmt>>, n: usize, since: Instant) {
+    let _ = wait_for!("writes succeeding", Duration::from_secs(30), {
+        let l = log.lock().unwrap();
+        l.iter().filter(|s| s.ok && s.start >= since).count() >= n
+    });
+}
+
 fn start_writers(
     port: u16,
     stop: &Arc<AtomicBool>,
@@ -113,7 +121,7 @@ async fn loaded(tag: &str) -> (Topo, sluice::app::Proxy, Writers) {
 
 async fn one_run(n: usize) -> Run {
     let (t, p, (stop, log, tasks)) = loaded(&format!("load{n}")).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    oks_since(&log, 200, Instant::now()).await;
     assert_eq!(status_of(&t, "Rpl_semi_sync_master_status").await, "ON");
     let killed = Instant::now();
     t.sb.kill(0); // returns once the process is gone
@@ -123,7 +131,8 @@ async fn one_run(n: usize) -> Run {
         Duration::from_secs(15),
         primary_name(&p).await != "db0"
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // writes go on against the new primary
+    oks_since(&log, 20 * WRITERS as usize, Instant::now()).await;
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         task.await.unwrap();
@@ -217,13 +226,14 @@ async fn switchovers_under_eight_writers_repeated() {
             Duration::from_secs(15),
             eligible_replicas(&p).await == 2
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        oks_since(&log, 50, Instant::now()).await;
         let started = Instant::now();
         let reply = post(&p, "/switchover", "").await;
         let ended = Instant::now();
         assert!(reply.contains("\"success\""), "run {}: {reply}", n + 1);
-        // the longest a write overlapping the switchover waited (the clients' view)
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // the longest a write overlapping the switchover waited (the clients' view), once
+        // every writer has moved on past it
+        oks_since(&log, 2 * WRITERS as usize, ended).await;
         let longest = log
             .lock()
             .unwrap()

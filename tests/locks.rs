@@ -34,13 +34,12 @@ async fn a_global_read_lock_stays_with_its_client_and_goes_with_it() {
     let mut cfg = config();
     // few primary connections: a lock left on one would meet the next client
     cfg.pool.max_connections_per_backend = 2;
-    let interval = cfg.monitor.as_ref().unwrap().interval.0;
     let p = proxy(cfg).await;
 
     let mut a = client(&p, Some(&db)).await;
     a.query_drop("FLUSH TABLES WITH READ LOCK").await.unwrap();
     // held for several probes: the primary stays healthy (only writes wait)
-    tokio::time::sleep(interval * 5).await;
+    probed(&p, 5).await;
     let st = backend_status(&p, "db0").await;
     assert_eq!(
         st["healthy"], true,

@@ -170,7 +170,11 @@ async fn killed_backend_connections_do_not_kill_the_client_session() {
         let r: Result<Option<u32>, _> = victim.query_first("SELECT SLEEP(5) + @@server_id").await;
         (r.map_err(|e| e.to_string()), victim)
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    while running("SELECT SLEEP(5) + @@server_id").await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the statement never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for i in 1..=2 {
         let t = topology();
         let rows = t.sql(i, "SELECT id FROM information_schema.processlist WHERE user = 'victim' AND info LIKE 'SELECT SLEEP%'").await.unwrap();
@@ -224,10 +228,14 @@ async fn kill_query_by_sluice_connection_id() {
     let id = victim.id();
     let slow = tokio::spawn(async move {
         let t = Instant::now();
-        let r: Result<Option<u32>, _> = victim.query_first("SELECT SLEEP(10)").await;
+        let r: Result<Option<u32>, _> = victim.query_first("SELECT SLEEP(10) /* kq_7 */").await;
         (r, t.elapsed())
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    while running("kq_7").await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the statement never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut killer = client(&p, None).await;
     killer.query_drop(format!("KILL QUERY {id}")).await.unwrap();
     let (r, took) = slow.await.unwrap();
@@ -312,8 +320,12 @@ async fn mariadb_cli_works_through_sluice() {
 async fn graceful_shutdown_lets_running_statements_finish() {
     let p = proxy(config()).await;
     let mut c = client(&p, None).await;
-    let q = tokio::spawn(async move { c.query_first::<u32, _>("SELECT SLEEP(1) + 1").await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let q = tokio::spawn(async move { c.query_first::<u32, _>("SELECT SLEEP(1) + 1 /* gs_3 */").await });
+    let started = Instant::now();
+    while running("gs_3").await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the statement never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     p.shutdown().await;
     assert_eq!(q.await.unwrap().unwrap(), Some(1));
 }

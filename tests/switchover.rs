@@ -139,11 +139,15 @@ async fn a_switchover_whose_caller_goes_away_still_completes() {
     let p = common::proxy(failover_config(&t)).await;
     setup(&t, &p, "c").await;
     let w = start_writer(&p, "c");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    w.acked_since(50, Instant::now()).await;
     let mut s = tokio::net::TcpStream::connect(p.admin_addr).await.unwrap();
     let req = "POST /switchover HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
     s.write_all(req.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _ = wait_for!("the switchover starts", Duration::from_secs(10), {
+        let (_, body) = admin_get(&p, "/status").await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["failover"]["state"] != "normal" || v["failover"]["last"]["kind"] == "switchover"
+    });
     drop(s); // Ctrl-C on `sluice switchover`
     let _ = wait_for!("the switchover ends", Duration::from_secs(20), {
         let (_, body) = admin_get(&p, "/status").await;
@@ -156,7 +160,7 @@ async fn a_switchover_whose_caller_goes_away_still_completes() {
     let np = index_of(&primary_name(&p).await);
     assert_ne!(np, 0, "a new primary");
     assert_eq!(writable(&t).await, vec![np], "exactly one writable server");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    w.acked_since(50, Instant::now()).await;
     let (acked, errors, _) = w.finish().await;
     let present = present_on(&t, np, "c").await;
     let lost = acked.iter().filter(|i| !present.contains(i)).count();
@@ -228,8 +232,8 @@ async fn a_diverged_old_primary_is_fenced_not_rejoined() {
         body.contains("0-1-"),
         "the missing transaction is named: {body}"
     );
-    // given time to (wrongly) rejoin, it stays out
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // given probes enough to (wrongly) rejoin, it stays out
+    probed(&p, 3).await;
     let st = t.sb.sql(0, "SHOW SLAVE STATUS").await.unwrap();
     assert!(st.rows.is_empty(), "db0 must not replicate: {:?}", st.rows);
     let ro =

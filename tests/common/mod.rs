@@ -347,3 +347,30 @@ pub fn rss_kib() -> u64 {
         .parse()
         .unwrap()
 }
+
+/// Waits until the monitor has probed every backend at least `n` more times than now.
+pub async fn probed(p: &Proxy, n: u64) {
+    use std::time::{Duration, Instant};
+    let count = |v: &serde_json::Value| -> Vec<u64> {
+        v["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["probes"].as_u64().unwrap_or(0))
+            .collect()
+    };
+    let status = || async {
+        let (_, body) = admin_get(p, "/status").await;
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let before = count(&status().await);
+    let started = Instant::now();
+    loop {
+        let now = count(&status().await);
+        if now.iter().zip(&before).all(|(a, b)| *a >= b + n) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "probes {before:?} -> {now:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

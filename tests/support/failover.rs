@@ -2,6 +2,7 @@
 //! that records what was acknowledged.
 #![allow(dead_code)]
 
+pub use super::common::probed;
 use super::common::admin_get;
 use mysql_async::prelude::*;
 use sluice::app::Proxy;
@@ -119,6 +120,22 @@ pub fn start_writer(p: &Proxy, table: &'static str) -> Writer {
 }
 
 impl Writer {
+    /// Waits until `n` writes were acknowledged after `since` (at most 30 s).
+    pub async fn acked_since(&self, n: usize, since: Instant) {
+        let started = Instant::now();
+        loop {
+            let got = self.last_ok.lock().unwrap().iter().filter(|t| **t >= since).count();
+            if got >= n {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{got} of {n} writes acknowledged in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn finish(self) -> (Vec<u64>, u64, Vec<Instant>) {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.unwrap();
