@@ -5,6 +5,7 @@ mod common;
 #[path = "support/failover.rs"]
 mod fo;
 use common::admin_get;
+use common::probed;
 use fo::*;
 use mysql_async::prelude::*;
 use sluice::config::Config;
@@ -127,9 +128,11 @@ async fn a_replica_losing_its_link_does_not_trigger_failover() {
     let t = topology("link").await;
     let p = common::proxy(failover_config(&t)).await;
     t.sb.sql(1, "STOP SLAVE IO_THREAD").await.unwrap();
-    let _ = wait_for!("the monitor sees db1's link down", Duration::from_secs(10), {
-        common::backend_status(&p, "db1").await["eligible"] == false
-    });
+    let _ = wait_for!(
+        "the monitor sees db1's link down",
+        Duration::from_secs(10),
+        { common::backend_status(&p, "db1").await["eligible"] == false }
+    );
     // ten more probes (3 s at 300 ms, three times failover.after): no failover
     probed(&p, 10).await;
     assert_eq!(primary_name(&p).await, "db0");

@@ -172,7 +172,10 @@ async fn killed_backend_connections_do_not_kill_the_client_session() {
     });
     let started = Instant::now();
     while running("SELECT SLEEP(5) + @@server_id").await == 0 {
-        assert!(started.elapsed() < Duration::from_secs(10), "the statement never ran");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the statement never ran"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for i in 1..=2 {
@@ -233,7 +236,10 @@ async fn kill_query_by_sluice_connection_id() {
     });
     let started = Instant::now();
     while running("kq_7").await == 0 {
-        assert!(started.elapsed() < Duration::from_secs(10), "the statement never ran");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the statement never ran"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut killer = client(&p, None).await;
@@ -320,10 +326,16 @@ async fn mariadb_cli_works_through_sluice() {
 async fn graceful_shutdown_lets_running_statements_finish() {
     let p = proxy(config()).await;
     let mut c = client(&p, None).await;
-    let q = tokio::spawn(async move { c.query_first::<u32, _>("SELECT SLEEP(1) + 1 /* gs_3 */").await });
+    let q = tokio::spawn(async move {
+        c.query_first::<u32, _>("SELECT SLEEP(1) + 1 /* gs_3 */")
+            .await
+    });
     let started = Instant::now();
     while running("gs_3").await == 0 {
-        assert!(started.elapsed() < Duration::from_secs(10), "the statement never ran");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the statement never ran"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     p.shutdown().await;

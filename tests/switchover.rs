@@ -8,6 +8,7 @@ mod common;
 #[path = "support/failover.rs"]
 mod fo;
 use common::admin_get;
+use common::probed;
 use fo::*;
 use mysql_async::prelude::*;
 use sluice::app::Proxy;

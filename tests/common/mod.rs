@@ -370,7 +370,10 @@ pub async fn probed(p: &Proxy, n: u64) {
         if now.iter().zip(&before).all(|(a, b)| *a >= b + n) {
             return;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "probes {before:?} -> {now:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "probes {before:?} -> {now:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

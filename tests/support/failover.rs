@@ -2,7 +2,6 @@
 //! that records what was acknowledged.
 #![allow(dead_code)]
 
-pub use super::common::probed;
 use super::common::admin_get;
 use mysql_async::prelude::*;
 use sluice::app::Proxy;
@@ -124,7 +123,13 @@ impl Writer {
     pub async fn acked_since(&self, n: usize, since: Instant) {
         let started = Instant::now();
         loop {
-            let got = self.last_ok.lock().unwrap().iter().filter(|t| **t >= since).count();
+            let got = self
+                .last_ok
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|t| **t >= since)
+                .count();
             if got >= n {
                 return;
             }
