@@ -89,12 +89,17 @@ async fn follow(shared: &Arc<Shared>, primary: usize) -> String {
     let opts = b.pool.monitor_opts(&m);
     let mut conn = match start(&opts, server_id(shared)).await {
         Ok(c) => c,
-        Err(e) => return format!("{}: {}", b.pool.name, crate::error::chain(&e)),
+        Err(e) => {
+            // no stream: entries are TTL-bound, and views cannot be told from tables
+            shared.cache.require_views(false);
+            return format!("{}: {}", b.pool.name, crate::error::chain(&e));
+        }
     };
-    // writes before the position read are not in the stream: nothing kept before counts
-    shared.cache.purge(Cause::Topology);
+    // writes before the position read are not in the stream: nothing kept before counts,
+    // and nothing is kept until the views are known
+    shared.cache.require_views(true);
     shared.cache.forget_views();
-    set_state(&shared.cache, Some(&b.pool.name), None);
+    shared.cache.purge(Cause::Topology);
     if let Err(e) = load_views(&shared.cache, &opts).await {
         return format!(
             "{}: reading the views: {}",
@@ -102,6 +107,7 @@ async fn follow(shared: &Arc<Shared>, primary: usize) -> String {
             crate::error::chain(&e)
         );
     }
+    set_state(&shared.cache, Some(&b.pool.name), None);
     tracing::info!(target: "sluice::cache", backend = %b.pool.name, "result cache following the binary log");
     let mut reader = EventStreamReader::new(BinlogVersion::Version4);
     let mut buf = Vec::new();

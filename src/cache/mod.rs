@@ -3,8 +3,8 @@
 //!
 //! Freshness: a global clock counts invalidations. Every entry remembers the clock when its
 //! miss started (`born`); a write invalidates its tables by stamping them with a new tick,
-//! so an entry is served only while none of its tables (nor everything) was stamped after
-//! it was born. A write through Sluice stamps before its reply reaches
+//! so an entry is served only while none of its tables (nor their database, nor
+//! everything) was stamped after it was born. A write through Sluice stamps before its reply reaches
 //! the client; the binary log follower (`binlog`) stamps for every other writer. Misses run
 //! on the primary, so a stored reply is never older than its `born`.
 
@@ -72,15 +72,17 @@ impl Cause {
 #[derive(Default)]
 struct Stamps {
     tables: HashMap<Table, u64>,
+    databases: HashMap<Box<str>, u64>,
     everything: u64,
 }
 
 impl Stamps {
     fn fresh(&self, e: &Entry) -> bool {
+        let stamp = |s: Option<&u64>| s.is_none_or(|&s| s <= e.born);
         self.everything <= e.born
             && e.tables
                 .iter()
-                .all(|t| self.tables.get(t).is_none_or(|&s| s <= e.born))
+                .all(|t| stamp(self.tables.get(t)) && stamp(self.databases.get(&t.database)))
     }
 }
 
@@ -123,6 +125,8 @@ pub struct ResultCache {
     /// `views` is current: loaded since the last statement that could have created one
     /// (set by the binary log client, cleared by `saw_ddl`).
     views_known: AtomicBool,
+    /// Set by the binary log client while it has a stream (`require_views`).
+    views_required: AtomicBool,
     /// The binary log client's server id unless `[cache] binlog_server_id` sets one.
     pub own_server_id: u32,
     /// The binary log follower's state, for `/cache` and the log.
@@ -160,6 +164,7 @@ impl ResultCache {
             active: AtomicBool::new(false),
             views: Default::default(),
             views_known: AtomicBool::new(false),
+            views_required: AtomicBool::new(false),
             own_server_id: 0x4000_0000 | (rand::random::<u32>() & 0x3FFF_FFFF),
             follower: RwLock::new(binlog::State::default()),
             metrics,
@@ -242,6 +247,9 @@ impl ResultCache {
                         s.tables.insert(t.clone(), tick);
                     }
                 }
+                Written::Database(d) => {
+                    s.databases.insert(d.clone(), tick);
+                }
                 Written::Everything => {
                     s.everything = tick;
                 }
@@ -254,10 +262,11 @@ impl ResultCache {
     }
 
     /// Whether a reply that read `tables` may be kept as far as views go: none of them is a
-    /// view, and, while the binary log is followed, the views are known since the last DDL.
+    /// view, and, while the binary log client has a stream, the views are known since the
+    /// last statement that could change them.
     pub fn views_allow(&self, tables: &[Table]) -> bool {
-        let following = self.follower.read().following.is_some();
-        if following && !self.views_known.load(Ordering::Acquire) {
+        let required = self.views_required.load(Ordering::Acquire);
+        if required && !self.views_known.load(Ordering::Acquire) {
             return false;
         }
         let views = self.views.read();
@@ -275,6 +284,12 @@ impl ResultCache {
     /// Replies are not kept until the views are loaded again.
     pub fn forget_views(&self) {
         self.views_known.store(false, Ordering::Release);
+    }
+
+    /// Whether replies wait for the views to be known: while the binary log client has a
+    /// stream (it loads them); not when it cannot follow (entries are TTL-bound then).
+    pub fn require_views(&self, on: bool) {
+        self.views_required.store(on, Ordering::Release);
     }
 
     /// Whether the views must be (re)loaded.
@@ -366,6 +381,11 @@ mod tests {
         c.invalidate(&Written::Everything, Cause::Binlog);
         assert!(!keep(&c, "SELECT * FROM items", born));
         assert!(keep(&c, "SELECT * FROM items", c.now()));
+        c.invalidate(&Written::Database("other".into()), Cause::Binlog);
+        let k = key("SELECT * FROM items");
+        assert!(c.get(c.hash(&k), &k, 0).is_some());
+        c.invalidate(&Written::Database("shop".into()), Cause::Binlog);
+        assert!(c.get(c.hash(&k), &k, 0).is_none());
     }
 
     #[test]

@@ -28,6 +28,8 @@ impl Table {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
     Tables(Vec<Table>),
+    /// Every table of a database (DROP DATABASE).
+    Database(Box<str>),
     /// Anything: the statement could not be attributed to tables (DDL, CALL, LOAD DATA,
     /// unparsed text).
     Everything,
@@ -153,7 +155,8 @@ pub fn read_tables(sql: &[u8], database: Option<&str>) -> Option<Vec<Table>> {
 }
 
 /// What a write (`sql`, run with current database `database`) may have changed: every
-/// table an INSERT, REPLACE, UPDATE or DELETE names (sources included), else everything.
+/// table an INSERT, REPLACE, UPDATE or DELETE names (sources included), the table a CREATE,
+/// ALTER, DROP or TRUNCATE TABLE names, else everything.
 pub fn written(sql: &[u8], database: Option<&str>) -> Written {
     let Some(stmts) = parse(sql) else {
         return Written::Everything;
@@ -165,7 +168,7 @@ pub fn written(sql: &[u8], database: Option<&str>) -> Written {
         )
     });
     if !dml {
-        return Written::Everything;
+        return ddl(&stmts, database).unwrap_or(Written::Everything);
     }
     let mut tables = Vec::new();
     let all = visit_relations(&stmts, |name| match table_of(name, database) {
@@ -183,17 +186,56 @@ pub fn written(sql: &[u8], database: Option<&str>) -> Written {
     Written::Tables(tables)
 }
 
-/// Whether statement `sql` may create, change, rename or drop a view (it names VIEW, or
-/// renames or drops tables or databases). Errs on the side of yes.
+/// What DDL statements change: the tables created, replaced, altered, dropped or truncated,
+/// the views created, altered or dropped (no reply that reads a view is kept), a dropped
+/// database; `None` when a statement is none of those (anything may have changed).
+fn ddl(stmts: &[Statement], database: Option<&str>) -> Option<Written> {
+    use sqlparser::ast::ObjectType;
+    let mut tables = Vec::new();
+    for s in stmts {
+        let names: Vec<&ObjectName> = match s {
+            Statement::CreateTable(c) => vec![&c.name],
+            Statement::AlterTable(a) => vec![&a.name],
+            Statement::CreateView(v) => vec![&v.name],
+            Statement::AlterView(v) => vec![&v.name],
+            Statement::Drop {
+                object_type: ObjectType::Table | ObjectType::View,
+                names,
+                ..
+            } => names.iter().collect(),
+            Statement::Drop {
+                object_type: ObjectType::Database | ObjectType::Schema,
+                names,
+                ..
+            } if stmts.len() == 1 && names.len() == 1 => {
+                let [ObjectNamePart::Identifier(db)] = names[0].0.as_slice() else {
+                    return None;
+                };
+                return Some(Written::Database(db.value.to_ascii_lowercase().into()));
+            }
+            Statement::Truncate(t) => t.table_names.iter().map(|t| &t.name).collect(),
+            Statement::CreateDatabase { .. } => vec![],
+            _ => return None,
+        };
+        for n in names {
+            tables.push(table_of(n, database)?);
+        }
+    }
+    tables.sort_unstable();
+    tables.dedup();
+    Some(Written::Tables(tables))
+}
+
+/// Whether statement `sql` may create, change or rename a view (it names VIEW, or renames
+/// tables). Errs on the side of yes.
 pub fn may_change_views(sql: &[u8]) -> bool {
     let first = crate::router::first_word(sql).unwrap_or_default();
     let ddl = [&b"CREATE"[..], b"ALTER", b"DROP", b"RENAME"];
     if !ddl.iter().any(|w| first.eq_ignore_ascii_case(w)) {
         return false;
     }
-    first.eq_ignore_ascii_case(b"RENAME")
-        || first.eq_ignore_ascii_case(b"DROP")
-        || sql.windows(4).any(|w| w.eq_ignore_ascii_case(b"VIEW"))
+    // (a DROP only shrinks the set of views: a name left in it costs a reply not kept)
+    first.eq_ignore_ascii_case(b"RENAME") || sql.windows(4).any(|w| w.eq_ignore_ascii_case(b"VIEW"))
 }
 
 #[cfg(test)]
@@ -248,7 +290,6 @@ mod tests {
             "create or replace algorithm=merge view v as select 1",
             "ALTER VIEW v AS SELECT 2",
             "DROP VIEW v",
-            "DROP DATABASE shop",
             "RENAME TABLE v TO w",
         ] {
             assert!(may_change_views(sql.as_bytes()), "{sql}");
@@ -281,8 +322,19 @@ mod tests {
             w("DELETE FROM x WHERE id = 1"),
             Written::Tables(vec![Table::new("shop", "x")])
         );
-        assert_eq!(w("TRUNCATE TABLE x"), Written::Everything);
-        assert_eq!(w("ALTER TABLE x ADD c INT"), Written::Everything);
+        let x = || Written::Tables(vec![Table::new("shop", "x")]);
+        assert_eq!(w("TRUNCATE TABLE x"), x());
+        assert_eq!(w("ALTER TABLE x ADD c INT"), x());
+        assert_eq!(w("CREATE OR REPLACE TABLE x (a INT)"), x());
+        assert_eq!(w("DROP TABLE IF EXISTS x"), x());
+        assert_eq!(w("CREATE DATABASE other"), Written::Tables(vec![]));
+        assert_eq!(
+            w("DROP DATABASE IF EXISTS Shop"),
+            Written::Database("shop".into())
+        );
+        let v = Written::Tables(vec![Table::new("shop", "v")]);
+        assert_eq!(w("CREATE VIEW v AS SELECT 1"), v);
+        assert_eq!(w("DROP VIEW v"), v);
         assert_eq!(w("CALL p()"), Written::Everything);
         assert_eq!(written(b"UPDATE x SET a = 1", None), Written::Everything);
     }
