@@ -131,8 +131,13 @@ async fn one_run(n: usize) -> Run {
         Duration::from_secs(15),
         primary_name(&p).await != "db0"
     );
-    // writes go on against the new primary
+    // writes go on against the new primary, and the failover's timeline is recorded
     oks_since(&log, 20 * WRITERS as usize, Instant::now()).await;
+    let _ = wait_for!("the failover ends", Duration::from_secs(20), {
+        let (_, body) = common::admin_get(&p, "/status").await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["failover"]["state"] == "normal" && v["failover"]["last"]["kind"] == "failover"
+    });
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         task.await.unwrap();

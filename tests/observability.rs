@@ -159,14 +159,8 @@ async fn explain_route_says_where_and_why_without_running() {
         .unwrap();
     assert_eq!(n, 0);
     // from a shell: the admin API (what `sluice explain` calls)
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let sql = "UPDATE t SET id = 2";
-    let mut s = tokio::net::TcpStream::connect(p.admin_addr).await.unwrap();
-    s.write_all(format!("POST /explain HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{sql}", sql.len()).as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
+    let (code, out) = admin(&p, "POST", "/explain", "UPDATE t SET id = 2", None).await;
+    assert_eq!(code, 200, "{out}");
     assert!(
         out.contains(r#""value":"primary (reason: write)""#),
         "{out}"

@@ -14,17 +14,8 @@ fn write_config(path: &PathBuf, cfg: &sluice::config::Config) {
     std::fs::write(path, toml::to_string_pretty(cfg).unwrap()).unwrap();
 }
 
-async fn post_reload(p: &sluice::app::Proxy) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(p.admin_addr).await.unwrap();
-    s.write_all(
-        b"POST /reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
+async fn post_reload(p: &sluice::app::Proxy) -> (u16, String) {
+    admin(p, "POST", "/reload", "", None).await
 }
 
 /// Reload `n` of 70: the entry for the second replica server either disappears (n = 1, 3,
@@ -64,8 +55,8 @@ async fn seventy_reloads_re_adding_backends_never_read_stale() {
         cfg.backends.truncate(2);
         cfg.backends.extend(entry_for(n, &second));
         write_config(&path, &cfg);
-        let reply = post_reload(&p).await;
-        assert!(reply.starts_with("HTTP/1.1 200"), "reload {n}: {reply}");
+        let (code, reply) = post_reload(&p).await;
+        assert_eq!(code, 200, "reload {n}: {reply}");
     }
     let st = backend_status(&p, "again70").await;
     assert_eq!(st["removed"], false, "{st}");
