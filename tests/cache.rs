@@ -25,7 +25,12 @@ fn caching(marker: &str, ttl: Duration) -> Config {
 /// A proxy with `caching(marker, ttl)` whose binary log client follows the primary (it
 /// purges the cache when it starts following: entries kept before would be dropped).
 async fn cache_proxy(marker: &str, ttl: Duration) -> sluice::app::Proxy {
-    let p = proxy(caching(marker, ttl)).await;
+    following(caching(marker, ttl)).await
+}
+
+/// A proxy of `cfg` whose binary log client follows the primary.
+async fn following(cfg: Config) -> sluice::app::Proxy {
+    let p = proxy(cfg).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while admin_get(&p, "/cache")
         .await
@@ -335,4 +340,51 @@ async fn without_the_binary_log_entries_end_by_their_ttl_and_status_says_so() {
         .await
         .unwrap();
     assert_eq!(read(&mut c, sql).await, 13);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hit_near_the_end_of_the_ttl_refreshes_the_entry_ahead_of_expiry() {
+    let db = database("cache_ahead").await;
+    table(&db).await;
+    let ttl = Duration::from_secs(4);
+    let mut cfg = caching("c_ahead", ttl);
+    cfg.rules[0].cache_refresh_ahead = true;
+    let p = following(cfg).await;
+    let mut c = client(&p, Some(&db)).await;
+    c.query_drop("SET NAMES latin1").await.unwrap();
+    let sql = "SELECT v /* c_ahead */ FROM items WHERE id = 1";
+    assert_eq!(read(&mut c, sql).await, 10);
+    let stored = Instant::now();
+    let hits = |body: &str| {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        v["rules"][0]["hits"].as_u64().unwrap()
+    };
+    // early in the TTL a hit is only a hit
+    assert_eq!(read(&mut c, sql).await, 10);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(executions("c_ahead").await, 1);
+    // in its last 10% a hit is served and one refresh runs beside it
+    tokio::time::sleep((stored + ttl * 37 / 40).saturating_duration_since(Instant::now())).await;
+    assert_eq!(read(&mut c, sql).await, 10);
+    assert!(stored.elapsed() < ttl, "the test came too late to hit");
+    assert_eq!(hits(&admin_get(&p, "/cache").await.1), 2);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while executions("c_ahead").await < 2 {
+        assert!(Instant::now() < deadline, "no refresh ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // past the first TTL the refreshed entry serves (without the refresh: a miss), made
+    // with the session's variables
+    tokio::time::sleep((stored + ttl * 9 / 8).saturating_duration_since(Instant::now())).await;
+    let row = explain(&mut c, sql).await;
+    assert!(row.starts_with("cache hit, age 0."), "{row}");
+    assert_eq!(read(&mut c, sql).await, 10);
+    let (_, body) = admin_get(&p, "/cache").await;
+    assert_eq!(hits(&body), 3, "{body}");
+    assert_eq!(executions("c_ahead").await, 2);
+    // the refreshed entry is invalidated by writes like any other
+    c.query_drop("UPDATE items SET v = 12 WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(read(&mut c, sql).await, 12);
 }

@@ -87,6 +87,7 @@ fn every_rule_key() -> serde_json::Value {
         mirror_writes: false,
         timeout: d(),
         cache_ttl: d(),
+        cache_refresh_ahead: false,
         log: false,
         keep_going: false,
         override_hints: false,

@@ -85,6 +85,28 @@ async fn the_sandbox_reloads_its_file_and_stops_its_servers_cleanly() {
     let v: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(v["config"]["path"], path.display().to_string(), "{status}");
 
+    // after a switchover the sandbox names the new primary and its id (the banner's hint
+    // would be stale), and that is the server a transaction runs on
+    let (code, body) = sluice::admin::client::request(
+        &admin,
+        ("POST", "/switchover", r#"{"to": "db1"}"#),
+        None,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let now = wait_for(&out, "primary is now", Duration::from_secs(10)).await;
+    assert!(now.contains("db1") && now.ends_with("shows 2"), "{now}");
+    let url = format!("mysql://app:apppass@127.0.0.1:{}/", base + 10);
+    let mut c = mysql_async::Conn::from_url(url.as_str()).await.unwrap();
+    use mysql_async::prelude::Queryable;
+    c.query_drop("BEGIN").await.unwrap();
+    let id: Option<u32> = c.query_first("SELECT @@server_id").await.unwrap();
+    assert_eq!(id, Some(2));
+    c.query_drop("COMMIT").await.unwrap();
+    c.disconnect().await.unwrap();
+
     // a stop signal stops Sluice and shuts the servers down (their logs say so)
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let st = tokio::time::timeout(Duration::from_secs(60), child.wait())

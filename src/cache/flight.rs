@@ -49,6 +49,16 @@ impl crate::cache::ResultCache {
     }
 }
 
+impl crate::cache::ResultCache {
+    /// Leads the flight of `hash` if none runs (a refresh ahead of expiry never waits).
+    pub fn try_lead(self: &Arc<Self>, hash: u64) -> Option<Lead> {
+        match self.flight(hash) {
+            Flight::Lead(l) => Some(l),
+            Flight::Wait(_) => None,
+        }
+    }
+}
+
 /// Waits for a flight to land, at most `limit`.
 pub async fn wait(mut rx: watch::Receiver<bool>, limit: std::time::Duration) {
     let _ = tokio::time::timeout(limit, rx.wait_for(|d| *d)).await;

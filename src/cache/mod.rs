@@ -92,6 +92,18 @@ impl moka::Expiry<u64, Arc<Entry>> for Expiry {
     fn expire_after_create(&self, _: &u64, e: &Arc<Entry>, _: Instant) -> Option<Duration> {
         Some(e.ttl)
     }
+
+    /// A replaced entry (a refresh, a miss after an invalidation) lives its own TTL, not
+    /// what was left of the one it replaced.
+    fn expire_after_update(
+        &self,
+        _: &u64,
+        e: &Arc<Entry>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(e.ttl)
+    }
 }
 
 /// `sluice_cache_*` (registered by `metrics::Metrics`).

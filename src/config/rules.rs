@@ -63,6 +63,10 @@ pub struct Rule {
     /// sooner by writes to the tables they read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_ttl: Option<Dur>,
+    /// A hit in the last 10% of its entry's TTL is served and one refresh of the entry runs
+    /// beside it on the primary (text statements), so a popular entry does not expire.
+    #[serde(default)]
+    pub cache_refresh_ahead: bool,
     /// One log line per matching statement (target `sluice::rules`).
     #[serde(default)]
     pub log: bool,
@@ -235,6 +239,9 @@ fn actions(r: &Rule, groups: &HashSet<&str>, key: &dyn Fn(&str) -> String, bad: 
         .is_some_and(|t| t.0 < std::time::Duration::from_millis(1))
     {
         bad(key("cache_ttl"), "must be at least 1ms");
+    }
+    if r.cache_refresh_ahead && r.cache_ttl.is_none() {
+        bad(key("cache_refresh_ahead"), "needs `cache_ttl`");
     }
     if r.fallback.is_some() && r.route.is_none() {
         bad(key("fallback"), "needs `route`");

@@ -3,6 +3,7 @@
 use super::{Options, Sandbox, APP_PASSWORD, APP_USER};
 use crate::app::Proxy;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -67,7 +68,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "Press Ctrl-C to stop Sluice and the servers (SIGHUP reloads {}).",
         cfg_path.display()
     );
-    serve_until_stopped(&proxy, &mut signals).await;
+    let ids: Vec<u32> = sb.servers.iter().map(|s| s.server_id).collect();
+    serve_until_stopped(&proxy, &mut signals, (primary, &ids)).await;
     eprintln!("stopping...");
     proxy.shutdown().await;
     sb.shutdown();
@@ -78,16 +80,33 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reloads on SIGHUP until SIGTERM, SIGINT or SIGQUIT.
-async fn serve_until_stopped(proxy: &Proxy, signals: &mut crate::app::StopSignals) {
+/// Reloads on SIGHUP until SIGTERM, SIGINT or SIGQUIT; says when another server becomes
+/// the primary (`primary`: the index at start, `ids`: the servers' ids), so the banner's
+/// hint is never left stale.
+async fn serve_until_stopped(
+    proxy: &Proxy,
+    signals: &mut crate::app::StopSignals,
+    (mut primary, ids): (usize, &[u32]),
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         signals.recv().await;
         return;
     };
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             _ = signals.recv() => return,
+            _ = tick.tick() => {
+                let now = proxy.shared.topology.primary();
+                if now != primary && now < ids.len() {
+                    primary = now;
+                    println!(
+                        "primary is now db{now}: inside BEGIN ... COMMIT, SELECT @@server_id shows {}",
+                        ids[now]
+                    );
+                }
+            }
             _ = hup.recv() => {
                 let o = crate::reload::from_file(&proxy.shared, "sighup").await;
                 if o.ok {

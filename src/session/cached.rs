@@ -50,7 +50,7 @@ const NEVER: u32 = flag::LOCKING
 
 /// Whether `reply` (whole packets) is one complete result set: columns, rows, a final
 /// terminator with no more results and no error.
-fn complete_result_set(reply: &[u8]) -> bool {
+pub(super) fn complete_result_set(reply: &[u8]) -> bool {
     let mut at = 0;
     let (mut first, mut last) = (None, None);
     while at + 4 <= reply.len() {
@@ -144,7 +144,7 @@ impl Session {
         &mut self,
         (statement, sql): (Box<[u8]>, &[u8]),
         intent: &Intent,
-        (rule, ttl): (&Arc<str>, Duration),
+        (rule, ttl, refresh_ahead): (&Arc<str>, Duration, bool),
     ) -> Result<Lookup, Fatal> {
         let cache = self.shared.cache.clone();
         if not_cacheable(intent, &self.view()).is_some() {
@@ -163,6 +163,9 @@ impl Session {
                 self.last_ran = None;
                 self.client_w.write_raw(&e.bytes).await?;
                 self.flush_reply().await?;
+                if refresh_ahead && super::refresh::due(e.stored.elapsed(), ttl) {
+                    self.refresh_ahead((hash, key), (rule, ttl), primary);
+                }
                 return Ok(Lookup::Hit);
             }
             match cache.flight(hash) {
@@ -203,7 +206,29 @@ impl Session {
         key.push(0);
         key.extend_from_slice(packet.get(5..).unwrap_or_default());
         let statement = (key.into_boxed_slice(), sql.as_bytes());
-        self.cache_lookup(statement, intent, (&rule, ttl)).await
+        // no refresh ahead: the statement is prepared on the session's connections only
+        self.cache_lookup(statement, intent, (&rule, ttl, false))
+            .await
+    }
+
+    /// Starts one refresh of the entry of `key` (text statements), unless one runs.
+    fn refresh_ahead(&self, (hash, key): (u64, Key), rule: (&Arc<str>, Duration), primary: usize) {
+        if key.statement.first() != Some(&cmd::QUERY) {
+            return;
+        }
+        let Some(lead) = self.shared.cache.try_lead(hash) else {
+            return;
+        };
+        super::refresh::spawn(super::refresh::Refresh {
+            shared: self.shared.clone(),
+            opts: self.connect_opts(primary),
+            slot: self.pool_slot(),
+            hash,
+            key,
+            rule: (rule.0.clone(), rule.1),
+            primary,
+            _lead: lead,
+        });
     }
 
     /// After a miss ran (`ran`: its reply was sent): keeps the reply, and stops capturing.

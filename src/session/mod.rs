@@ -18,6 +18,7 @@ mod local;
 mod mirror;
 mod pins;
 mod prepared;
+mod refresh;
 mod replay;
 mod ruled;
 mod slot;

@@ -113,7 +113,11 @@ impl Session {
         if let Some((ttl, rule)) = rules.last(&outcome, |r| r.actions.cache_ttl) {
             let statement = (Box::from(packet), &packet[1..]);
             match self
-                .cache_lookup(statement, &intent, (&rule.name, ttl))
+                .cache_lookup(
+                    statement,
+                    &intent,
+                    (&rule.name, ttl, rule.actions.cache_refresh_ahead),
+                )
                 .await?
             {
                 Lookup::Hit => {
