@@ -361,6 +361,7 @@ async fn a_hit_near_the_end_of_the_ttl_refreshes_the_entry_ahead_of_expiry() {
     };
     // early in the TTL a hit is only a hit
     assert_eq!(read(&mut c, sql).await, 10);
+    // a time during which a wrongly started refresh would have run (nothing to wait for)
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(executions("c_ahead").await, 1);
     // in its last 10% a hit is served and one refresh runs beside it

@@ -55,6 +55,7 @@ fn server_capabilities_mysql() -> CapabilityFlags {
         | CapabilityFlags::CLIENT_INTERACTIVE
         | CapabilityFlags::CLIENT_TRANSACTIONS
         | CapabilityFlags::CLIENT_SECURE_CONNECTION
+        | CapabilityFlags::CLIENT_COMPRESS
         | CapabilityFlags::CLIENT_MULTI_STATEMENTS
         | CapabilityFlags::CLIENT_MULTI_RESULTS
         | CapabilityFlags::CLIENT_PS_MULTI_RESULTS

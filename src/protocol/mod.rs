@@ -3,6 +3,7 @@
 //! Packet structures (handshake, auth, errors) come from `mysql_common`; this module adds
 //! the tokio framing and the pieces a proxy needs that a client library does not.
 
+pub mod compress;
 pub mod lenenc;
 pub mod packet;
 pub mod relay;

@@ -199,6 +199,10 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
     }
 
     /// The stream (buffered bytes are dropped).
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     pub fn into_inner(self) -> R {
         self.inner
     }

@@ -3,6 +3,7 @@
 //! client's socket is watched for a disconnect through a second registration of it (a
 //! duplicate descriptor that is never read), since the TLS layer owns the socket.
 
+use super::compress::{FrameSeq, ZRead, ZWrite};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::pin::Pin;
@@ -17,6 +18,10 @@ pub enum ClientRead {
     Tcp(OwnedReadHalf),
     /// With the disconnect watch, when the descriptor could be duplicated.
     Tls(ReadHalf<TlsStream<TcpStream>>, Option<Watch>),
+    /// The compressed protocol over one of the others.
+    Zlib(Box<ZRead<ClientRead>>),
+    /// Only while the stream is being wrapped (`compress`).
+    Taken,
 }
 
 /// A second registration of an encrypted client's socket, only to notice that the client
@@ -91,15 +96,43 @@ pub(crate) fn poll_send(
 pub enum ClientWrite {
     Tcp(OwnedWriteHalf),
     Tls(WriteHalf<TlsStream<TcpStream>>),
+    Zlib(Box<ZWrite<ClientWrite>>),
+    Taken,
+}
+
+/// Switches a client's halves to the compressed protocol (after the login's OK).
+pub fn compress(r: &mut ClientRead, w: &mut ClientWrite) {
+    let seq = FrameSeq::default();
+    let inner = std::mem::replace(r, ClientRead::Taken);
+    *r = ClientRead::Zlib(Box::new(ZRead::new(inner, seq.clone())));
+    let inner = std::mem::replace(w, ClientWrite::Taken);
+    *w = ClientWrite::Zlib(Box::new(ZWrite::new(inner, seq)));
+}
+
+fn taken() -> io::Error {
+    io::ErrorKind::NotConnected.into()
 }
 
 impl ClientRead {
+    /// The stream under the compressed protocol, if any.
+    fn base(&self) -> &ClientRead {
+        match self {
+            ClientRead::Zlib(z) => &z.inner,
+            other => other,
+        }
+    }
+
     /// Waits until the socket is readable (TLS: returns at once; the read itself waits).
     /// Polls the read readiness directly: the session is the only one waiting on it.
     pub async fn readable(&self) -> io::Result<()> {
-        match self {
+        if let ClientRead::Zlib(z) = self {
+            if z.buffered() > 0 {
+                return Ok(());
+            }
+        }
+        match self.base() {
             ClientRead::Tcp(r) => std::future::poll_fn(|cx| r.as_ref().poll_read_ready(cx)).await,
-            ClientRead::Tls(..) => Ok(()),
+            _ => Ok(()),
         }
     }
 
@@ -108,7 +141,7 @@ impl ClientRead {
     /// when that cannot be watched. Costs no system call while the client is quiet: its
     /// socket's readiness was cleared by the read of the command.
     pub async fn closed(&self) {
-        match self {
+        match self.base() {
             ClientRead::Tcp(r) => {
                 let mut b = [0u8; 1];
                 let peeked = std::future::poll_fn(|cx| {
@@ -121,7 +154,7 @@ impl ClientRead {
                 }
             }
             ClientRead::Tls(_, Some(watch)) => watch.closed().await,
-            ClientRead::Tls(_, None) => std::future::pending::<()>().await,
+            _ => std::future::pending::<()>().await,
         }
     }
 
@@ -129,7 +162,7 @@ impl ClientRead {
     /// login reads exact lengths), so that the next `readable` waits for new bytes. One
     /// `peek` system call; for the start of a session, not per command.
     pub fn clear_stale_readiness(&self) {
-        if let ClientRead::Tcp(r) = self {
+        if let ClientRead::Tcp(r) = self.base() {
             let mut b = [0u8; 1];
             let mut rb = ReadBuf::new(&mut b);
             let mut cx = Context::from_waker(std::task::Waker::noop());
@@ -138,7 +171,7 @@ impl ClientRead {
     }
 
     pub fn is_tls(&self) -> bool {
-        matches!(self, ClientRead::Tls(..))
+        matches!(self.base(), ClientRead::Tls(..))
     }
 }
 
@@ -151,6 +184,8 @@ impl AsyncRead for ClientRead {
         match self.get_mut() {
             ClientRead::Tcp(r) => Pin::new(r).poll_read(cx, buf),
             ClientRead::Tls(r, _) => Pin::new(r).poll_read(cx, buf),
+            ClientRead::Zlib(z) => Pin::new(&mut **z).poll_read(cx, buf),
+            ClientRead::Taken => Poll::Ready(Err(taken())),
         }
     }
 }
@@ -164,6 +199,8 @@ impl AsyncWrite for ClientWrite {
         match self.get_mut() {
             ClientWrite::Tcp(w) => poll_send(w, cx, buf),
             ClientWrite::Tls(w) => Pin::new(w).poll_write(cx, buf),
+            ClientWrite::Zlib(z) => Pin::new(&mut **z).poll_write(cx, buf),
+            ClientWrite::Taken => Poll::Ready(Err(taken())),
         }
     }
 
@@ -171,6 +208,8 @@ impl AsyncWrite for ClientWrite {
         match self.get_mut() {
             ClientWrite::Tcp(w) => Pin::new(w).poll_flush(cx),
             ClientWrite::Tls(w) => Pin::new(w).poll_flush(cx),
+            ClientWrite::Zlib(z) => Pin::new(&mut **z).poll_flush(cx),
+            ClientWrite::Taken => Poll::Ready(Err(taken())),
         }
     }
 
@@ -178,6 +217,8 @@ impl AsyncWrite for ClientWrite {
         match self.get_mut() {
             ClientWrite::Tcp(w) => Pin::new(w).poll_shutdown(cx),
             ClientWrite::Tls(w) => Pin::new(w).poll_shutdown(cx),
+            ClientWrite::Zlib(z) => Pin::new(&mut **z).poll_shutdown(cx),
+            ClientWrite::Taken => Poll::Ready(Err(taken())),
         }
     }
 
@@ -189,6 +230,13 @@ impl AsyncWrite for ClientWrite {
         match self.get_mut() {
             ClientWrite::Tcp(w) => Pin::new(w).poll_write_vectored(cx, bufs),
             ClientWrite::Tls(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+            other => {
+                let buf = bufs
+                    .iter()
+                    .find(|b| !b.is_empty())
+                    .map_or(&[][..], |b| &**b);
+                Pin::new(other).poll_write(cx, buf)
+            }
         }
     }
 
@@ -196,6 +244,7 @@ impl AsyncWrite for ClientWrite {
         match self {
             ClientWrite::Tcp(w) => w.is_write_vectored(),
             ClientWrite::Tls(w) => w.is_write_vectored(),
+            _ => false,
         }
     }
 }

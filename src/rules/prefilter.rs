@@ -1,13 +1,21 @@
 //! Whether any rule's `pattern` matches a statement, answered per statement in as few
-//! instructions as possible (the common answer is "none"): every pattern in one alternation
-//! regex, plain ASCII text with ASCII case folding (`(?i-u)`, cheaper than Unicode folding).
-//! Which patterns matched is asked of the `RegexSet` only after a yes. (Measured under
-//! callgrind for 50 literal patterns on a point select: this alternation ~384 instructions,
-//! Unicode case folding ~409, an Aho-Corasick automaton with ASCII folding ~711.)
+//! instructions as possible (the common answer is "none"). Case-insensitive plain ASCII
+//! text patterns are looked for with one packed (Teddy, SIMD) search over an ASCII-lowercased
+//! copy of the statement; every other pattern is in one alternation regex (plain text with
+//! ASCII case folding, `(?i-u)`). Which patterns matched is asked of the `RegexSet` only
+//! after a yes. Measured under callgrind for 50 literal patterns on a point select, per
+//! statement: the packed search with its lowercasing ~204 instructions, the alternation
+//! ~380, an Aho-Corasick automaton with ASCII case folding ~711.
+
+use aho_corasick::packed;
+use std::cell::RefCell;
 
 #[derive(Debug, Default)]
 pub struct AnyPattern {
-    all: Option<regex::bytes::Regex>,
+    /// Case-insensitive plain-text patterns, lowercased.
+    literals: Option<packed::Searcher>,
+    /// The other patterns as one alternation.
+    rest: Option<regex::bytes::Regex>,
     /// The alternation could not be built (too large): ask the caller's set.
     pub fallback: bool,
 }
@@ -26,26 +34,64 @@ pub fn set_form(p: &str, case_sensitive: bool) -> String {
     }
 }
 
+thread_local! {
+    /// The lowercased statement (reused: no allocation per statement).
+    static LOWER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 impl AnyPattern {
     /// `patterns`: (pattern, case_sensitive), as the rules give them.
     pub fn new(patterns: &[(&str, bool)]) -> AnyPattern {
         if patterns.is_empty() {
             return AnyPattern::default();
         }
-        let forms: Vec<String> = patterns.iter().map(|(p, cs)| set_form(p, *cs)).collect();
-        let all = regex::bytes::RegexBuilder::new(&forms.join("|"))
-            .size_limit(64 << 20)
+        let (plain, other): (Vec<_>, Vec<_>) =
+            patterns.iter().partition(|(p, cs)| !cs && literal(p));
+        let lowered: Vec<String> = plain.iter().map(|(p, _)| p.to_ascii_lowercase()).collect();
+        let literals = packed::Config::new()
+            .builder()
+            .extend(&lowered)
             .build()
-            .ok();
+            .filter(|_| !lowered.is_empty());
+        // without a packed searcher (too many or unsuitable literals), all in the regex
+        let in_regex: Vec<_> = match literals {
+            Some(_) => other,
+            None => patterns.to_vec(),
+        };
+        let rest = (!in_regex.is_empty()).then(|| {
+            let forms: Vec<String> = in_regex.iter().map(|(p, cs)| set_form(p, *cs)).collect();
+            regex::bytes::RegexBuilder::new(&forms.join("|"))
+                .size_limit(64 << 20)
+                .build()
+                .ok()
+        });
         AnyPattern {
-            fallback: all.is_none(),
-            all,
+            fallback: matches!(rest, Some(None)),
+            literals,
+            rest: rest.flatten(),
         }
     }
 
     /// Whether some pattern matches `sql` (meaningless when `fallback`).
     pub fn is_match(&self, sql: &[u8]) -> bool {
-        self.all.as_ref().is_some_and(|r| r.is_match(sql))
+        if let Some(s) = &self.literals {
+            let found = LOWER.with(|cell| match cell.try_borrow_mut() {
+                Ok(mut buf) => {
+                    buf.clear();
+                    buf.extend(sql.iter().map(u8::to_ascii_lowercase));
+                    let found = s.find(&buf[..]).is_some();
+                    if buf.capacity() > 64 << 10 {
+                        *buf = Vec::new();
+                    }
+                    found
+                }
+                Err(_) => s.find(sql.to_ascii_lowercase()).is_some(),
+            });
+            if found {
+                return true;
+            }
+        }
+        self.rest.as_ref().is_some_and(|r| r.is_match(sql))
     }
 }
 
@@ -66,5 +112,12 @@ mod tests {
         assert!(!any.is_match(b"x caseexact y"));
         assert!(any.is_match(b"SELECT * FROM t limit 123456"));
         assert!(!any.is_match(b"SELECT c FROM sbtest1 WHERE id=5012"));
+        // literals only (the packed search alone), and mixed case in the pattern
+        let lits = AnyPattern::new(&[("Tenant_7_Secret", false), ("x_y", false)]);
+        assert!(lits.literals.is_some() && lits.rest.is_none());
+        assert!(lits.is_match(b"select * from tenant_7_SECRET"));
+        assert!(lits.is_match(b"X_Y"));
+        assert!(!lits.is_match(b"select 1"));
+        assert!(!lits.is_match(b""));
     }
 }

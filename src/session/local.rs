@@ -5,6 +5,7 @@
 
 use super::{Fatal, Session};
 use crate::protocol::{lenenc, reply};
+use mysql_common::constants::CapabilityFlags;
 
 /// The column name of `SELECT CONNECTION_ID() [[AS] alias][;]`, else `None`.
 pub(super) fn connection_id_column(sql: &[u8]) -> Option<&[u8]> {
@@ -28,8 +29,9 @@ pub(super) fn connection_id_column(sql: &[u8]) -> Option<&[u8]> {
     (!alias.is_empty() && alias.iter().all(plain)).then_some(alias)
 }
 
-/// The pattern of `SHOW [SESSION | LOCAL] STATUS LIKE 'Ssl...'[;]`, else `None`: the client
-/// asks about its own TLS session, which only Sluice knows (the backend's leg is another).
+/// The pattern of `SHOW [SESSION | LOCAL] STATUS LIKE 'Ssl...'[;]` (or `'Compression...'`),
+/// else `None`: the client asks about its own connection's TLS session or compression,
+/// which only Sluice knows (the backend's leg is another).
 pub(super) fn ssl_status_like(sql: &[u8]) -> Option<&[u8]> {
     let s = sql.trim_ascii();
     let s = s.strip_suffix(b";").unwrap_or(s).trim_ascii_end();
@@ -39,8 +41,12 @@ pub(super) fn ssl_status_like(sql: &[u8]) -> Option<&[u8]> {
         .unwrap_or(rest);
     let rest = strip_word(strip_word(rest, b"status")?, b"like")?.trim_ascii();
     let pattern = rest.strip_prefix(b"'")?.strip_suffix(b"'")?;
-    let head = pattern.get(..3)?;
-    (head.eq_ignore_ascii_case(b"ssl") && !pattern.contains(&b'\'')).then_some(pattern)
+    let starts = |w: &[u8]| {
+        pattern
+            .get(..w.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(w))
+    };
+    ((starts(b"ssl") || starts(b"compression")) && !pattern.contains(&b'\'')).then_some(pattern)
 }
 
 /// SQL `LIKE` (`%`, `_`, `\` escapes), ASCII case-insensitive.
@@ -112,11 +118,20 @@ impl Session {
     /// TCP, as a server shows them).
     pub(super) async fn ssl_status(&mut self, pattern: &[u8]) -> Result<(), Fatal> {
         let tls = self.tls.clone().unwrap_or_default();
-        let rows = [("Ssl_cipher", tls.cipher), ("Ssl_version", tls.version)]
-            .into_iter()
-            .filter(|(name, _)| like(name.as_bytes(), pattern))
-            .map(|(n, v)| (n.to_string(), v))
-            .collect();
+        let compressed = self
+            .login
+            .capabilities
+            .contains(CapabilityFlags::CLIENT_COMPRESS);
+        let compression = if compressed { "ON" } else { "OFF" }.to_string();
+        let rows = [
+            ("Compression", compression),
+            ("Ssl_cipher", tls.cipher),
+            ("Ssl_version", tls.version),
+        ]
+        .into_iter()
+        .filter(|(name, _)| like(name.as_bytes(), pattern))
+        .map(|(n, v)| (n.to_string(), v))
+        .collect();
         self.send_text_table([b"Variable_name", b"Value"], rows)
             .await
     }
@@ -164,5 +179,20 @@ mod tests {
         assert_eq!(col(b"SELECT CONNECTION_ID() + 1"), None);
         assert_eq!(col(b"SELECT CONNECTION_IDS()"), None);
         assert_eq!(col(b"SELECTCONNECTION_ID()"), None);
+    }
+
+    #[test]
+    fn the_connections_own_status_is_recognised() {
+        use super::ssl_status_like as own;
+        assert_eq!(
+            own(b"SHOW STATUS LIKE 'Ssl_cipher'"),
+            Some(&b"Ssl_cipher"[..])
+        );
+        assert_eq!(
+            own(b"show session status like 'compression';"),
+            Some(&b"compression"[..])
+        );
+        assert_eq!(own(b"SHOW STATUS LIKE 'Com_select'"), None);
+        assert_eq!(own(b"SHOW STATUS LIKE 'Compression' OR 1"), None);
     }
 }

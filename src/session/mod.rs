@@ -229,7 +229,16 @@ impl Session {
                 }
             }
         }
-        self.send_ok().await
+        self.send_ok().await?;
+        if self
+            .login
+            .capabilities
+            .contains(CapabilityFlags::CLIENT_COMPRESS)
+        {
+            // from the byte after the login's OK on, both ways (backends stay uncompressed)
+            crate::protocol::stream::compress(self.client_r.get_mut(), self.client_w.get_mut());
+        }
+        Ok(())
     }
 
     /// Waits until the client's socket is readable, releasing the buffers (and the command
