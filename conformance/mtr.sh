@@ -3,6 +3,8 @@
 # mariadb-test (mysqltest) direct to the primary and through Sluice, on a fresh `test`
 # database. The subset is conformance/mtr-tests.txt (see the README for how it was chosen).
 #   mtr.sh WORK PRIMARY_PORT PROXY_PORT
+# MTR_VARIANT=compress runs every test with the compressed protocol (--compress),
+# MTR_VARIANT=ps with prepared statements for every statement (--ps-protocol).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$1"; direct="$2"; proxy="$3"
@@ -18,7 +20,16 @@ admin=(mariadb -h 127.0.0.1 -P "$direct" -u sluice_admin -psluice_admin_pw)
 "${admin[@]}" -e "CREATE DATABASE IF NOT EXISTS mtr;
   CREATE PROCEDURE IF NOT EXISTS mtr.add_suppression(pattern VARCHAR(255)) BEGIN END;
   CREATE PROCEDURE IF NOT EXISTS mtr.force_restart() BEGIN END;"
-tmp="$work/mtr-tmp"; mkdir -p "$tmp"
+variant="${MTR_VARIANT:-}"
+extra=()
+case "$variant" in
+  "") ;;
+  compress) extra=(--compress) ;;
+  ps) extra=(--ps-protocol) ;;
+  *) echo "mtr: unknown MTR_VARIANT $variant (compress, ps)" >&2; exit 2 ;;
+esac
+name="mtr${variant:+-$variant}"
+tmp="$work/$name-tmp"; mkdir -p "$tmp"
 
 run_one() { # port test -> exit status of mariadb-test
   "${admin[@]}" -e "DROP DATABASE IF EXISTS test; CREATE DATABASE test" >/dev/null 2>&1
@@ -27,7 +38,7 @@ run_one() { # port test -> exit status of mariadb-test
   timeout 120 mariadb-test --host=127.0.0.1 --port="$1" --protocol=tcp \
     --user=sluice_admin --password=sluice_admin_pw --database=test \
     --basedir="$suite_dir/" --tmpdir="$tmp" --logdir="$tmp" \
-    --test-file="main/$2.test" --result-file="main/$2.result" --silent \
+    --test-file="main/$2.test" --result-file="main/$2.result" --silent "${extra[@]}" \
     >"$tmp/$2.out" 2>&1
 }
 
@@ -44,7 +55,7 @@ while read -r t; do
   fi
   cp "$tmp/$t.out" "$tmp/$t.sluice.out"
 done <"$list"
-echo "mtr: $pass_s passed, $fail_s failed (direct: $pass_d passed, $fail_d failed)"
+echo "$name: $pass_s passed, $fail_s failed (direct: $pass_d passed, $fail_d failed)"
 for t in "${knowns[@]}"; do
   echo "  known difference (conformance/mtr-known.txt): main.$(grep "^$t " "$known")"
 done

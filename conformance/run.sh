@@ -2,7 +2,8 @@
 # Runs third-party client test suites against Sluice (in front of a sandbox primary + 2
 # replicas) and the same suites direct to the primary, and compares them.
 #
-#   conformance/run.sh [mysqlclient] [django] [mtr] [tls]      (default: all)
+#   conformance/run.sh [mysqlclient] [mysqlclient-compress] [django] [mtr] [mtr-compress]
+#                      [mtr-ps] [tls]      (default: all)
 #
 # Prints one line per suite: `suite: N passed, N failed (direct: N passed, N failed)` and
 # exits non-zero when a test that passes direct fails through Sluice.
@@ -84,10 +85,13 @@ status=0
 for s in "${suites[@]}"; do
   case "$s" in
     mysqlclient) "$here/mysqlclient.sh" "$work" "$port" "$proxy_port" || status=1 ;;
+    mysqlclient-compress) MYSQLCLIENT_COMPRESS=1 "$here/mysqlclient.sh" "$work" "$port" "$proxy_port" || status=1 ;;
+    mtr-compress) MTR_VARIANT=compress "$here/mtr.sh" "$work" "$port" "$proxy_port" || status=1 ;;
+    mtr-ps) MTR_VARIANT=ps "$here/mtr.sh" "$work" "$port" "$proxy_port" || status=1 ;;
     django) "$here/django.sh" "$work" "$port" "$proxy_port" || status=1 ;;
     mtr) "$here/mtr.sh" "$work" "$port" "$proxy_port" || status=1 ;;
     tls) "$here/tls.sh" "$work" "$port" "$proxy_port" || status=1 ;;
-    *) echo "unknown suite: $s (known: mysqlclient django mtr tls)" >&2; status=2 ;;
+    *) echo "unknown suite: $s (known: mysqlclient mysqlclient-compress django mtr mtr-compress mtr-ps tls)" >&2; status=2 ;;
   esac
 done
 if [ "${CONF_CACHE:-0}" = 1 ]; then
