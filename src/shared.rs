@@ -7,7 +7,7 @@ use crate::topology::Topology;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::task::AbortHandle;
 
@@ -21,6 +21,22 @@ pub struct SessionHandle {
     /// (a switchover lets it commit, then ends it), or 0.
     pub primary_tx: AtomicU64,
     pub abort: Mutex<Option<AbortHandle>>,
+    /// What `SHOW PROCESSLIST` shows of the session (written rarely, read by that).
+    pub shown: Mutex<Shown>,
+    /// The command in progress (a `COM_*` byte), 0 while the client is quiet.
+    pub command: AtomicU8,
+    /// When the current command started, or the last one ended: milliseconds since
+    /// `Shared::started`.
+    pub since_ms: AtomicU64,
+}
+
+/// A session's process-list row, as far as it changes rarely.
+#[derive(Debug, Default, Clone)]
+pub struct Shown {
+    pub user: Arc<str>,
+    /// The client's address (`host:port`).
+    pub host: Arc<str>,
+    pub db: Option<Arc<str>>,
 }
 
 impl SessionHandle {
@@ -31,7 +47,25 @@ impl SessionHandle {
             running: AtomicU64::new(0),
             primary_tx: AtomicU64::new(0),
             abort: Mutex::new(None),
+            shown: Mutex::default(),
+            command: AtomicU8::new(0),
+            since_ms: AtomicU64::new(0),
         }
+    }
+
+    /// The session's current database changed (`USE`, a login, `COM_CHANGE_USER`).
+    pub fn show_db(&self, db: Option<&str>) {
+        let mut s = self.shown.lock();
+        if s.db.as_deref() != db {
+            s.db = db.map(Arc::from);
+        }
+    }
+
+    /// A command started (`command` its byte) or ended (0), at `at` since the start.
+    pub fn set_command(&self, command: u8, at: std::time::Duration) {
+        self.command.store(command, Ordering::Relaxed);
+        self.since_ms
+            .store(at.as_millis() as u64, Ordering::Relaxed);
     }
     pub fn set_running(&self, backend: usize, thread_id: u32) {
         self.running
@@ -126,6 +160,8 @@ pub struct Shared {
     pub rules: ArcSwap<crate::rules::RuleSet>,
     /// The result cache (rules with `cache_ttl`).
     pub cache: Arc<crate::cache::ResultCache>,
+    /// When this proxy started (the process list's times count from it).
+    pub started: tokio::time::Instant,
 }
 
 impl Shared {
@@ -159,6 +195,7 @@ impl Shared {
         let cache = crate::cache::ResultCache::new(&config.cache, metrics.cache.clone());
         cache.set_active(rules.caches());
         Self {
+            started: tokio::time::Instant::now(),
             cache: Arc::new(cache),
             topology,
             config: ArcSwap::from_pointee(config),

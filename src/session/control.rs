@@ -169,6 +169,11 @@ impl Session {
                 self.count_pinned();
                 self.login = login;
                 self.login.user_index = self.shared.user_id(&self.login.user);
+                {
+                    let mut shown = self.handle.shown.lock();
+                    shown.user = std::sync::Arc::from(self.login.user.as_str());
+                    shown.db = self.state.database.as_deref().map(std::sync::Arc::from);
+                }
                 self.handle
                     .user_index
                     .store(self.login.user_index, std::sync::atomic::Ordering::Relaxed);

@@ -539,6 +539,7 @@ impl Session {
                     lease.state.vars = self.state.vars.clone();
                 }
                 OnOk::SetDb(db) => {
+                    self.handle.show_db(Some(&db));
                     self.state.database = Some(db.clone());
                     lease.state.database = Some(db);
                 }

@@ -242,10 +242,25 @@ impl Session {
         names: [&[u8]; 2],
         rows: Vec<(String, String)>,
     ) -> Result<(), Fatal> {
+        let rows = rows
+            .into_iter()
+            .map(|(a, b)| vec![Some(a), Some(b)])
+            .collect();
+        self.send_table(&names, rows).await
+    }
+
+    /// Sends a result set of text columns `names` (a `None` cell is NULL).
+    pub(super) async fn send_table(
+        &mut self,
+        names: &[&[u8]],
+        rows: Vec<Vec<Option<String>>>,
+    ) -> Result<(), Fatal> {
         let status = self.state.status;
         let ext = self.flavour.extended_metadata;
         let w = &mut self.client_w;
-        w.write_packet(&mut self.seq, &[2]).await?;
+        let mut count = Vec::new();
+        lenenc::write_int(&mut count, names.len() as u64);
+        w.write_packet(&mut self.seq, &count).await?;
         for name in names {
             w.write_packet(&mut self.seq, &text_column(name, ext))
                 .await?;
@@ -254,10 +269,14 @@ impl Session {
             w.write_packet(&mut self.seq, &reply::eof(status, 0))
                 .await?;
         }
-        for (item, value) in rows {
+        for cells in rows {
             let mut row = Vec::new();
-            lenenc::write_str(&mut row, item.as_bytes());
-            lenenc::write_str(&mut row, value.as_bytes());
+            for cell in cells {
+                match cell {
+                    Some(v) => lenenc::write_str(&mut row, v.as_bytes()),
+                    None => row.push(0xFB),
+                }
+            }
             w.write_packet(&mut self.seq, &row).await?;
         }
         let end = reply::terminator(self.deprecate_eof, status, 0);

@@ -18,6 +18,7 @@ mod local;
 mod mirror;
 mod pins;
 mod prepared;
+mod processlist;
 mod refresh;
 mod replay;
 mod ruled;
@@ -115,9 +116,15 @@ fn lost_transaction() -> SqlError {
     )
 }
 
+/// How the process list shows a client: `host:port` (`peer` alone when the port is unknown).
+fn peer_host(addr: Option<std::net::SocketAddr>, peer: &str) -> String {
+    addr.map_or_else(|| peer.to_string(), |a| format!("{}:{}", a.ip(), a.port()))
+}
+
 /// Accepts one client: handshake, login, then the command loop until the client leaves.
 pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHandle>) {
-    let peer_ip = stream.peer_addr().map(|a| a.ip()).ok();
+    let stream_peer = stream.peer_addr().ok();
+    let peer_ip = stream_peer.map(|a| a.ip());
     let peer = peer_ip.map_or_else(|| "unknown".into(), |ip| ip.to_string());
     // boxed: the login's state would otherwise size every idle session's task
     let admit = Box::pin(crate::frontend::login::admit(
@@ -139,6 +146,11 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         .user_index
         .store(login.user_index, std::sync::atomic::Ordering::Relaxed);
     let span = tracing::info_span!("session", id = handle.id, user = %login.user, client = %peer);
+    *handle.shown.lock() = crate::shared::Shown {
+        user: Arc::from(login.user.as_str()),
+        host: Arc::from(peer_host(stream_peer, &peer).as_str()),
+        db: login.database.as_deref().map(Arc::from),
+    };
     let caps = login.capabilities;
     let idle_limit = shared.config.load().listen.idle_timeout.0;
     let mariadb_caps = login.mariadb_caps;
@@ -294,7 +306,11 @@ impl Session {
             let Some(res) = res else {
                 return self.disconnect_idle().await;
             };
-            self.idle.active(tokio::time::Instant::now());
+            let now = tokio::time::Instant::now();
+            self.idle.active(now);
+            let started = self.shared.started;
+            self.handle
+                .set_command(buf.first().copied().unwrap_or(0), now - started);
             let r = match res {
                 Ok(seq) => {
                     self.seq = seq.wrapping_add(1);
@@ -310,6 +326,10 @@ impl Session {
                 Err(ReadError::Io(e)) => Err(Fatal::ClientIo(e)),
             };
             self.buf = buf;
+            // quiet again (the process list's time counts from the command's start)
+            self.handle
+                .command
+                .store(0, std::sync::atomic::Ordering::Relaxed);
             r?;
         }
     }
@@ -379,6 +399,11 @@ impl Session {
         if intent.has(crate::router::flag::SHOW_WARNINGS) {
             if let Some(pattern) = local::ssl_status_like(sql) {
                 return self.ssl_status(pattern).await;
+            }
+        }
+        if intent.has(crate::router::flag::SERVER_STATE) {
+            if let Some(full) = processlist::show_processlist(sql) {
+                return self.processlist(sql, full).await;
             }
         }
         if intent.kind == Kind::Kill {
