@@ -43,17 +43,20 @@ run_one() { # port test -> exit status of mariadb-test
 }
 
 pass_d=0; fail_d=0; pass_s=0; fail_s=0; gaps=(); knowns=()
+# one line per test: name, direct (1 passed), through Sluice (1 passed)
+results="$work/$name-results.tsv"; : >"$results"
 while read -r t; do
   [ -z "$t" ] || [ "${t:0:1}" = "#" ] && continue
   if (cd "$suite_dir" && run_one "$direct" "$t"); then d=1; pass_d=$((pass_d + 1)); else d=0; fail_d=$((fail_d + 1)); fi
   cp "$tmp/$t.out" "$tmp/$t.direct.out"
-  if (cd "$suite_dir" && run_one "$proxy" "$t"); then pass_s=$((pass_s + 1)); else
-    fail_s=$((fail_s + 1))
+  if (cd "$suite_dir" && run_one "$proxy" "$t"); then s=1; pass_s=$((pass_s + 1)); else
+    s=0; fail_s=$((fail_s + 1))
     if [ "$d" = 1 ]; then
       if grep -q "^$t " "$known"; then knowns+=("$t"); else gaps+=("$t"); fi
     fi
   fi
   cp "$tmp/$t.out" "$tmp/$t.sluice.out"
+  printf '%s\t%s\t%s\n' "$t" "$d" "$s" >>"$results"
 done <"$list"
 echo "$name: $pass_s passed, $fail_s failed (direct: $pass_d passed, $fail_d failed)"
 for t in "${knowns[@]}"; do

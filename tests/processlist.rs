@@ -124,3 +124,67 @@ async fn the_process_list_shows_sluices_sessions_and_kill_takes_their_ids() {
     assert_eq!(again, 1);
     idle.disconnect().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_users_session_is_killed_only_with_the_privilege_to() {
+    user("plist_pleb", "pleb_pw").await;
+    let t = topology();
+    t.sql(
+        0,
+        "CREATE USER IF NOT EXISTS 'plist_boss'@'127.0.0.1' IDENTIFIED BY 'boss_pw'",
+    )
+    .await
+    .unwrap();
+    t.sql(0, "GRANT SELECT, SUPER ON *.* TO 'plist_boss'@'127.0.0.1'")
+        .await
+        .unwrap();
+    caught_up().await;
+    let mut cfg = config();
+    for (name, password) in [("plist_pleb", "pleb_pw"), ("plist_boss", "boss_pw")] {
+        cfg.users.push(sluice::config::User {
+            name: name.into(),
+            password: password.into(),
+            password_hash: None,
+            require_tls: false,
+            max_connections: 0,
+        });
+    }
+    let p = proxy(cfg).await;
+    let as_user = |name: &str, password: &str| {
+        opts(&p, None)
+            .user(Some(name.to_string()))
+            .pass(Some(password.to_string()))
+    };
+    let mut pleb = mysql_async::Conn::new(as_user("plist_pleb", "pleb_pw"))
+        .await
+        .unwrap();
+    let mut boss = mysql_async::Conn::new(as_user("plist_boss", "boss_pw"))
+        .await
+        .unwrap();
+    let mut app = client(&p, None).await;
+    let id: u64 = app
+        .query_first("SELECT CONNECTION_ID()")
+        .await
+        .unwrap()
+        .unwrap();
+    let sleeper = tokio::spawn(async move {
+        app.query_drop("SELECT SLEEP(20) /* plist_kill */")
+            .await
+            .map_err(|e| e.to_string())
+    });
+    while running("plist_kill").await == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await; // polling interval
+    }
+    let e = pleb
+        .query_drop(format!("KILL QUERY {id}"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("1095"), "{e}");
+    boss.query_drop(format!("KILL QUERY {id}")).await.unwrap();
+    let slept = tokio::time::timeout(Duration::from_secs(10), sleeper)
+        .await
+        .expect("the statement was stopped")
+        .unwrap();
+    let e = slept.unwrap_err();
+    assert!(e.contains("1317"), "{e}");
+}

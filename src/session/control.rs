@@ -68,7 +68,9 @@ impl Session {
                 ))
                 .await;
         };
-        if h.user_index.load(std::sync::atomic::Ordering::Relaxed) != self.login.user_index {
+        let foreign =
+            h.user_index.load(std::sync::atomic::Ordering::Relaxed) != self.login.user_index;
+        if foreign && !self.may_kill_others().await {
             return self
                 .send_err(&SqlError::new(
                     1095,
@@ -98,6 +100,19 @@ impl Session {
             }
         }
         self.send_ok().await
+    }
+
+    /// Whether this client's account may kill other users' threads (SUPER or CONNECTION
+    /// ADMIN), as the primary says: then it may kill other users' Sluice sessions too.
+    async fn may_kill_others(&self) -> bool {
+        const SQL: &str = "SELECT 1 FROM information_schema.USER_PRIVILEGES \
+            WHERE PRIVILEGE_TYPE IN ('SUPER', 'CONNECTION ADMIN') AND GRANTEE = \
+            CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', \
+            SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''') LIMIT 1";
+        let Ok(mut lease) = self.checkout(self.shared.topology.primary()).await else {
+            return false;
+        };
+        lease.query(SQL).await.is_ok_and(|r| !r.rows.is_empty())
     }
 
     /// Drops every backend connection the session holds, resetting the primary one.
