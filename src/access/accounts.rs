@@ -45,8 +45,8 @@ pub struct AccountStore {
 impl AccountStore {
     /// The secret of `user` connecting from `host`, refreshing once if the user is unknown.
     pub async fn lookup(&self, user: &str, host: &str) -> Option<Secret> {
-        if let Some(s) = self.find(user, host) {
-            return Some(s);
+        if self.knows(user) {
+            return self.find(user, host);
         }
         // an unknown user waits for the next allowed refresh (at most MIN_REFRESH_GAP)
         let since = self.last_refresh.lock().map(|t| t.elapsed());
@@ -68,19 +68,29 @@ impl AccountStore {
         self.load().await
     }
 
+    /// Whether an account is named `user` (anonymous ones aside).
+    fn knows(&self, user: &str) -> bool {
+        self.accounts.load().contains_key(user)
+    }
+
+    /// The account a server would log `user` from `host` in as: the most specific host
+    /// pattern first (exact, then fewer wildcards, then longer), then a named account
+    /// before an anonymous one (`''@'host'`), as MySQL and MariaDB sort `mysql.user`. So an
+    /// anonymous account on a more specific host wins over a named one on `%`, as it does
+    /// on the server.
     fn find(&self, user: &str, host: &str) -> Option<Secret> {
         let all = self.accounts.load();
-        let mut matching: Vec<&Account> = all
-            .get(user)?
-            .iter()
-            .filter(|a| host_matches(&a.host, host))
+        let named = all.get(user).into_iter().flatten().map(|a| (a, false));
+        let anonymous = all.get("").into_iter().flatten().map(|a| (a, true));
+        let mut matching: Vec<(&Account, bool)> = named
+            .chain(anonymous)
+            .filter(|(a, _)| host_matches(&a.host, host))
             .collect();
-        // the most specific host pattern wins (exact, then fewer wildcards)
-        matching.sort_by_key(|a| {
+        matching.sort_by_key(|(a, anonymous)| {
             let wild = a.host.chars().filter(|c| *c == '%' || *c == '_').count();
-            (wild, usize::MAX - a.host.len())
+            (wild, usize::MAX - a.host.len(), *anonymous)
         });
-        matching.first().map(|a| a.secret.clone())
+        matching.first().map(|(a, _)| a.secret.clone())
     }
 
     /// Reloads every account from the primary.
@@ -186,5 +196,33 @@ mod tests {
         assert_eq!(s.find("u", "127.0.0.1"), Some(Secret::NativeHash([1; 20])));
         assert_eq!(s.find("u", "10.0.0.9"), Some(Secret::Empty));
         assert_eq!(s.find("v", "10.0.0.9"), None);
+    }
+
+    #[test]
+    fn anonymous_accounts_match_as_on_the_server() {
+        let s = AccountStore::default();
+        let acct = |host: &str, b: u8| Account {
+            host: host.into(),
+            secret: Secret::NativeHash([b; 20]),
+        };
+        let mut m = HashMap::new();
+        m.insert("u".to_string(), vec![acct("%", 1), acct("10.0.0.5", 2)]);
+        m.insert(
+            "".to_string(),
+            vec![acct("127.0.0.1", 3), acct("10.0.0.5", 4)],
+        );
+        s.accounts.store(std::sync::Arc::new(m));
+        // a more specific host wins, anonymous or not (the ''@'localhost' surprise)
+        assert_eq!(s.find("u", "127.0.0.1"), Some(Secret::NativeHash([3; 20])));
+        // the same host: the named account first
+        assert_eq!(s.find("u", "10.0.0.5"), Some(Secret::NativeHash([2; 20])));
+        assert_eq!(s.find("u", "10.9.9.9"), Some(Secret::NativeHash([1; 20])));
+        // an unknown user is the anonymous account of its host, or nobody
+        assert_eq!(
+            s.find("who", "127.0.0.1"),
+            Some(Secret::NativeHash([3; 20]))
+        );
+        assert_eq!(s.find("who", "10.9.9.9"), None);
+        assert!(s.knows("u") && !s.knows("who"));
     }
 }
