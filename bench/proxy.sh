@@ -21,7 +21,9 @@
 # routing rules that match nothing, half digest_pattern, half pattern), BENCH_CG_THREADS (4:
 # sysbench threads of the callgrind run; 1 is deterministic), BENCH_CACHE=1 (a rule caches
 # every SELECT for 10 minutes: the Sluices are warmed with one run each first, so the rounds
-# measure hits; the callgrind run reads 100 ids, all hits after its warm-up), BENCH_KEEP=1 keeps the data
+# measure hits; the callgrind run reads 100 ids, all hits after its warm-up), BENCH_CG_TABLE
+# (1: instructions per statement under callgrind for haproxy, Sluice default and Sluice with
+# one worker, every workload, 1 and 4 clients; bench/callgrind.sh), BENCH_KEEP=1 keeps the data
 # folder. Needs sysbench; haproxy and valgrind are optional (their
 # columns are skipped with a note when missing).
 set -euo pipefail
@@ -243,6 +245,14 @@ elif [ "$CALLGRIND" = 1 ]; then
   echo "bench: valgrind not installed: no instruction count (apt-get install valgrind)"
 fi
 
+# the table of instructions per statement, haproxy beside Sluice (bench/callgrind.sh)
+CG_TABLE=0
+if [ "$CALLGRIND" = 1 ] && [ "${BENCH_CG_TABLE:-1}" = 1 ] && command -v valgrind >/dev/null; then
+  . "$(dirname "$0")/callgrind.sh"
+  cg_table
+  CG_TABLE=1
+fi
+
 python3 - "$OUT" "$(getconf CLK_TCK)" "$INSTR" "$THREADS" "$SECS" "$ROUNDS" "$SYSCALLS" "$TAIL" "$MANY" "$SLUICE_THREADS" <<'EOF'
 import os, sys
 from collections import defaultdict
@@ -297,3 +307,5 @@ if syscalls.strip():
 if instr:
     print(f"\nSluice user-space instructions per point_select (callgrind, 20,000 queries): {int(instr):,}")
 EOF
+[ "$CG_TABLE" = 1 ] && cg_report
+exit 0

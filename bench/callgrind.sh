@@ -1,0 +1,104 @@
+# Sourced by bench/proxy.sh: user-space instructions per statement under callgrind, haproxy
+# (`mode tcp`, one thread: an L4 forwarder's floor) beside Sluice with the primary as its
+# only backend, in its default configuration and with one worker thread; per workload, text
+# and prepared statements, one sysbench thread (no event batching: deterministic within
+# ~0.5%) and four (batching: more events per wake-up, varying run to run). Each target runs
+# alone under valgrind; instrumentation is on only while sysbench runs its events.
+#
+# Settings: BENCH_CG_EVENTS (2000: sysbench events per run; a read_only event is 16
+# statements), BENCH_CG_CLIENTS ("1 4").
+
+CG_TSV=$DIR/cg-table.tsv
+: >"$CG_TSV"
+
+# sysbench's statement count of a run ("total:" of its queries block)
+cg_statements() { awk '/queries performed:/ {q = 1} q && /total:/ {print $2; exit}' "$1"; }
+
+# Runs every workload against a target already under callgrind (pid $1, port $2), writing
+# "target workload ps clients instructions-per-statement" rows.
+cg_runs() {
+  local pid=$1 port=$2 name=$3 wl ps clients log n dump ir
+  for wl in $WORKLOADS; do
+    for ps in $PS_MODES; do
+      for clients in ${BENCH_CG_CLIENTS:-1 4}; do
+        log=$DIR/cg-$name-$wl-$ps-$clients.log
+        # warm-up (pools, shape caches, prepared statements), not counted
+        sysbench "$wl" "${SB[@]}" --mysql-port="$port" --threads="$clients" --events=200 \
+          --time=0 --db-ps-mode="$ps" run >/dev/null 2>&1 || true
+        callgrind_control -i on "$pid" >/dev/null
+        sysbench "$wl" "${SB[@]}" --mysql-port="$port" --threads="$clients" \
+          --events="${BENCH_CG_EVENTS:-2000}" --time=0 --db-ps-mode="$ps" run >"$log" 2>&1 ||
+          { echo "bench: sysbench failed under callgrind ($name):"; tail -3 "$log"; return 1; }
+        callgrind_control -i off "$pid" >/dev/null
+        callgrind_control -d "$pid" >/dev/null
+        sleep 1
+        dump=$(ls -t "$DIR/cg-$name.out".* 2>/dev/null | head -1)
+        ir=$(awk '/^totals:/ {print $2; exit}' "$dump")
+        n=$(cg_statements "$log")
+        [ -n "$ir" ] && [ -n "$n" ] && [ "$n" -gt 0 ] &&
+          printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$wl" "$ps" "$clients" \
+            "$(awk -v ir="$ir" -v n="$n" 'BEGIN {printf "%.0f", ir / n}')" >>"$CG_TSV"
+      done
+    done
+  done
+}
+
+# Starts `$@` under callgrind (output $DIR/cg-NAME.out.*), waits until it listens on $2.
+cg_start() { # name port command...
+  local name=$1 port=$2
+  shift 2
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$DIR/cg-$name.out" \
+    "$@" >"$DIR/cg-$name.log" 2>&1 &
+  CG_TARGET=$!
+  PIDS+=($CG_TARGET)
+  for _ in $(seq 1 60); do
+    mariadb -h 127.0.0.1 -P "$port" -u app -papppass -e "SELECT 1" >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  echo "bench: $name did not start under callgrind:"; tail -5 "$DIR/cg-$name.log"; return 1
+}
+
+cg_stop() { kill "$CG_TARGET" 2>/dev/null; wait "$CG_TARGET" 2>/dev/null || true; }
+
+cg_table() {
+  echo "bench: instructions per statement under callgrind (haproxy, Sluice default, Sluice 1 worker)"
+  # the wall-clock targets stop first: each measured process runs alone
+  kill "$SLUICE1_PID" 2>/dev/null; wait "$SLUICE1_PID" 2>/dev/null || true
+  [ -n "$HAPROXY" ] && { kill "$HAPROXY_PID" 2>/dev/null; wait "$HAPROXY_PID" 2>/dev/null || true; }
+  if [ -n "$HAPROXY" ]; then
+    cg_start haproxy "$HAPROXY_PORT" "$HAPROXY" -db -f "$DIR/haproxy.cfg" && cg_runs "$CG_TARGET" "$HAPROXY_PORT" haproxy
+    cg_stop
+  fi
+  # the default configuration: no worker_threads line (the default), as a user's first run
+  sed -e '/^worker_threads = /d' "$DIR/bench1.toml" >"$DIR/bench1-default.toml"
+  cg_start sluice "$SLUICE1_PORT" "$BIN" run -c "$DIR/bench1-default.toml" && cg_runs "$CG_TARGET" "$SLUICE1_PORT" sluice
+  cg_stop
+  sed -e 's/^worker_threads = .*/worker_threads = 1/' "$DIR/bench1.toml" >"$DIR/bench1-one.toml"
+  cg_start sluice-1w "$SLUICE1_PORT" "$BIN" run -c "$DIR/bench1-one.toml" && cg_runs "$CG_TARGET" "$SLUICE1_PORT" sluice-1w
+  cg_stop
+}
+
+cg_report() {
+  python3 - "$CG_TSV" <<'EOF'
+import sys
+from collections import defaultdict
+rows = defaultdict(dict)
+for line in open(sys.argv[1]):
+    name, wl, ps, clients, ir = line.split()
+    rows[(wl, ps, clients)][name] = int(ir)
+if not rows:
+    sys.exit(0)
+print("\nuser-space instructions per statement under callgrind (Sluice with the primary only; ratio = Sluice / haproxy)")
+print(f"{'workload':<20}{'ps':<9}{'clients':>8}{'haproxy':>10}{'default':>10}{'ratio':>8}{'1 worker':>10}{'ratio':>8}")
+for (wl, ps, clients), r in sorted(rows.items()):
+    h = r.get("haproxy")
+    def cell(name):
+        v = r.get(name)
+        ratio = f"{v / h:.2f}x" if v and h else "-"
+        return f"{v:>10,}" if v else f"{'-':>10}", f"{ratio:>8}"
+    d, dr = cell("sluice")
+    o, orr = cell("sluice-1w")
+    hs = f"{h:>10,}" if h else f"{'-':>10}"
+    print(f"{wl:<20}{ps:<9}{clients:>8}{hs}{d}{dr}{o}{orr}")
+EOF
+}
