@@ -493,6 +493,31 @@ pub fn use_target(sql: &[u8]) -> Option<String> {
     }
 }
 
+/// The database of `DROP {DATABASE | SCHEMA} [IF EXISTS] db`: when it is the current one,
+/// the server unsets the connection's current database.
+pub fn drop_database_target(sql: &[u8]) -> Option<String> {
+    let mut lx = Lexer::new(sql);
+    let word = |t: Option<Tok>, w: &[u8]| matches!(t, Some(Tok::Word(x)) if eq(x, w));
+    if !word(lx.next_tok(), b"DROP") {
+        return None;
+    }
+    match lx.next_tok() {
+        Some(Tok::Word(w)) if eq(w, b"DATABASE") || eq(w, b"SCHEMA") => {}
+        _ => return None,
+    }
+    let mut name = lx.next_tok();
+    if matches!(name, Some(Tok::Word(w)) if eq(w, b"IF")) {
+        if !word(lx.next_tok(), b"EXISTS") {
+            return None;
+        }
+        name = lx.next_tok();
+    }
+    match name {
+        Some(Tok::Word(db)) => Some(String::from_utf8_lossy(db).replace("``", "`")),
+        _ => None,
+    }
+}
+
 /// `KILL [CONNECTION | QUERY] id` -> (query only, id).
 pub fn kill_target(sql: &[u8]) -> Option<(bool, u64)> {
     let mut lx = Lexer::new(sql);

@@ -18,6 +18,8 @@ pub(super) enum OnOk {
     Nothing,
     AddVar(Arc<str>),
     SetDb(String),
+    /// `DROP DATABASE` of this name: if it is the current one, the server unset it.
+    DropDb(String),
     /// A prepared statement: (client statement id, SQL).
     Prepared(u32, Arc<str>),
 }
@@ -542,6 +544,15 @@ impl Session {
                     self.handle.show_db(Some(&db));
                     self.state.database = Some(db.clone());
                     lease.state.database = Some(db);
+                }
+                OnOk::DropDb(db) => {
+                    if lease.state.database.as_deref() == Some(db.as_str()) {
+                        lease.state.database = None;
+                    }
+                    if self.state.database.as_deref() == Some(db.as_str()) {
+                        self.handle.show_db(None);
+                        self.state.database = None;
+                    }
                 }
                 OnOk::Prepared(id, sql) => self.prepared_ok(&mut lease, id, sql, o.prepared),
             }

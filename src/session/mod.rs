@@ -430,6 +430,10 @@ impl Session {
                 Some(db) => exec::OnOk::SetDb(db),
                 None => exec::OnOk::Nothing,
             },
+            Kind::Write => match crate::router::classify::drop_database_target(sql) {
+                Some(db) => exec::OnOk::DropDb(db),
+                None => exec::OnOk::Nothing,
+            },
             _ => exec::OnOk::Nothing,
         }
     }

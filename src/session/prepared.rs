@@ -88,6 +88,7 @@ impl Session {
             return self.send_err(&unknown(id)).await;
         };
         let mut intent = p.intent;
+        let p_sql = p.sql.clone();
         let cursor = packet.get(5).copied().unwrap_or(0) != 0;
         // a session change with parameters (`SET character_set_results = ?`, `USE`) cannot be
         // replayed on other connections from its text: the session keeps its primary
@@ -124,7 +125,11 @@ impl Session {
                 r
             }
             Lookup::Pass => {
-                self.execute(packet, Expect::ResultSets, route, &intent, OnOk::Nothing)
+                let on_ok = match crate::router::classify::drop_database_target(p_sql.as_bytes()) {
+                    Some(db) => OnOk::DropDb(db),
+                    None => OnOk::Nothing,
+                };
+                self.execute(packet, Expect::ResultSets, route, &intent, on_ok)
                     .await
             }
         };

@@ -327,3 +327,19 @@ fn max_lag_hint() {
     assert_eq!(c("/* sluice:max_lag=soon */ SELECT 1").max_lag_ms, 0);
     assert_eq!(c("SELECT 1").max_lag_ms, 0);
 }
+
+#[test]
+fn drop_database_names_its_database() {
+    use super::drop_database_target as d;
+    assert_eq!(d(b"DROP DATABASE db1").as_deref(), Some("db1"));
+    assert_eq!(
+        d(b"drop schema if exists `my``db`").as_deref(),
+        Some("my`db")
+    );
+    assert_eq!(d(b"DROP TABLE db1"), None);
+    assert_eq!(d(b"DROP DATABASE IF db1"), None);
+    assert_eq!(
+        super::classify(b"DROP DATABASE db1").kind,
+        super::Kind::Write
+    );
+}
