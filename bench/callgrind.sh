@@ -25,12 +25,12 @@ cg_runs() {
         # warm-up (pools, shape caches, prepared statements), not counted
         sysbench "$wl" "${SB[@]}" --mysql-port="$port" --threads="$clients" --events=200 \
           --time=0 --db-ps-mode="$ps" run >/dev/null 2>&1 || true
-        callgrind_control -i on "$pid" >/dev/null
+        callgrind_control -i on "$pid" >/dev/null 2>&1
         sysbench "$wl" "${SB[@]}" --mysql-port="$port" --threads="$clients" \
           --events="${BENCH_CG_EVENTS:-2000}" --time=0 --db-ps-mode="$ps" run >"$log" 2>&1 ||
           { echo "bench: sysbench failed under callgrind ($name):"; tail -3 "$log"; return 1; }
-        callgrind_control -i off "$pid" >/dev/null
-        callgrind_control -d "$pid" >/dev/null
+        callgrind_control -i off "$pid" >/dev/null 2>&1
+        callgrind_control -d "$pid" >/dev/null 2>&1
         sleep 1
         dump=$(ls -t "$DIR/cg-$name.out".* 2>/dev/null | head -1)
         ir=$(awk '/^totals:/ {print $2; exit}' "$dump")

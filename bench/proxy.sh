@@ -233,11 +233,11 @@ if [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
   sysbench oltp_point_select "${CG_SB[@]}" --mysql-port="$SLUICE_PORT" --threads=4 --events=2000 \
     --time=0 --db-ps-mode=disable run >/dev/null # warm-up: pools, caches
   EVENTS=20000
-  callgrind_control -i on "$CG_PID" >/dev/null
+  callgrind_control -i on "$CG_PID" >/dev/null 2>&1
   sysbench oltp_point_select "${CG_SB[@]}" --mysql-port="$SLUICE_PORT" --threads="${BENCH_CG_THREADS:-4}" --events=$EVENTS \
     --time=0 --db-ps-mode=disable run >"$DIR/cg-run.log"
-  callgrind_control -i off "$CG_PID" >/dev/null
-  callgrind_control -d "$CG_PID" >/dev/null
+  callgrind_control -i off "$CG_PID" >/dev/null 2>&1
+  callgrind_control -d "$CG_PID" >/dev/null 2>&1
   sleep 2
   IR=$(cat "$DIR"/cg.out* 2>/dev/null | awk '/^totals:/ {s += $2} END {print s + 0}')
   [ "$IR" -gt 0 ] && INSTR=$(awk -v ir="$IR" -v n=$EVENTS 'BEGIN {printf "%.0f", ir / n}')
