@@ -543,35 +543,36 @@ async fn a_global_default_changed_through_sluice_reaches_the_next_session() {
     );
 }
 
-/// Dropping the current database unsets it, as on the server, whether the DROP is a text
-/// statement or a prepared one; the connection it ran on goes back to the pool without a
-/// database Sluice would wrongly believe selected (mtr --ps-protocol: "No database selected"
-/// for the next client that got it).
+/// Dropping the current database unsets it, as on the server, whether `USE` and `DROP` are
+/// text statements or prepared ones; the connection it ran on goes back to the pool without
+/// a database Sluice would wrongly believe selected (mtr --ps-protocol: "No database
+/// selected" for the next client that got it, after a prepared `USE` Sluice had not seen).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_current_database_unsets_it() {
     let p = proxy(config()).await;
     for prepared in [false, true] {
+        let first = database(&format!("iso_dropdb_first_{prepared}")).await;
         let db = database(&format!("iso_dropdb_{prepared}")).await;
-        let mut c = client(&p, Some(&db)).await;
+        let mut c = client(&p, Some(&first)).await;
         c.query_drop("SET @pin = 1").await.unwrap(); // the session keeps its connection
-        let drop = format!("DROP DATABASE {db}");
-        if prepared {
-            c.exec_drop(drop, ()).await.unwrap();
-        } else {
-            c.query_drop(drop).await.unwrap();
+        for sql in [format!("USE {db}"), format!("DROP DATABASE {db}")] {
+            if prepared {
+                c.exec_drop(sql, ()).await.unwrap();
+            } else {
+                c.query_drop(sql).await.unwrap();
+            }
         }
         let current: Option<String> = c.query_first("SELECT DATABASE()").await.unwrap().unwrap();
         assert_eq!(current, None, "prepared: {prepared}");
         c.disconnect().await.unwrap();
-        // a client that asks for a database gets it on whatever pooled connection
-        let other = database(&format!("iso_dropdb_next_{prepared}")).await;
+        // a client that asks for the first database gets it on whatever pooled connection
         for _ in 0..4 {
-            let mut n = client(&p, Some(&other)).await;
+            let mut n = client(&p, Some(&first)).await;
             n.exec_drop("CREATE TABLE IF NOT EXISTS t (a INT)", ())
                 .await
                 .unwrap();
             let here: Option<String> = n.query_first("SELECT DATABASE()").await.unwrap().unwrap();
-            assert_eq!(here.as_deref(), Some(other.as_str()));
+            assert_eq!(here.as_deref(), Some(first.as_str()));
         }
     }
 }

@@ -90,10 +90,11 @@ impl Session {
         let mut intent = p.intent;
         let p_sql = p.sql.clone();
         let cursor = packet.get(5).copied().unwrap_or(0) != 0;
-        // a session change with parameters (`SET character_set_results = ?`, `USE`) cannot be
+        // a session change with parameters (`SET character_set_results = ?`) cannot be
         // replayed on other connections from its text: the session keeps its primary
-        // connection instead, like an open cursor does
-        let changes_session = matches!(intent.kind, Kind::SetSession | Kind::SetOther | Kind::Use);
+        // connection instead, like an open cursor does (a prepared `USE db` has none, and
+        // changes the database as the text one does)
+        let changes_session = matches!(intent.kind, Kind::SetSession | Kind::SetOther);
         if cursor || changes_session {
             intent.flags |= flag::PIN;
         }
@@ -125,9 +126,10 @@ impl Session {
                 r
             }
             Lookup::Pass => {
-                let on_ok = match crate::router::classify::drop_database_target(p_sql.as_bytes()) {
-                    Some(db) => OnOk::DropDb(db),
-                    None => OnOk::Nothing,
+                // USE and DROP DATABASE change the current database as their text forms do
+                let on_ok = match intent.kind {
+                    Kind::Use | Kind::Write => self.on_ok(&intent, p_sql.as_bytes()),
+                    _ => OnOk::Nothing,
                 };
                 self.execute(packet, Expect::ResultSets, route, &intent, on_ok)
                     .await
