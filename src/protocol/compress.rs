@@ -59,16 +59,27 @@ fn invalid(msg: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
+/// How much a buffer grows at a time beyond what has arrived or been inflated: memory
+/// follows the bytes a client really sends, not the lengths its headers claim.
+const STEP: usize = 64 * 1024;
+
 /// Inflates `frame` into `out`, which must come to exactly `expected` bytes.
 fn inflate(frame: &[u8], expected: usize, out: &mut Vec<u8>) -> io::Result<()> {
     out.clear();
-    out.reserve_exact(expected);
     let mut d = Decompress::new(true);
-    match d.decompress_vec(frame, out, FlushDecompress::Finish) {
-        Ok(Status::StreamEnd) if out.len() == expected => Ok(()),
-        Ok(_) => Err(invalid("compressed frame: wrong uncompressed length")),
-        Err(_) => Err(invalid("compressed frame: not zlib data")),
+    loop {
+        out.reserve(STEP.min(expected + 1 - out.len()));
+        let read = d.total_in() as usize;
+        match d.decompress_vec(&frame[read..], out, FlushDecompress::Finish) {
+            Ok(Status::StreamEnd) if out.len() == expected => return Ok(()),
+            Ok(Status::StreamEnd) => break,
+            Ok(_) if out.len() <= expected && out.len() < out.capacity() => break,
+            Ok(_) if out.len() <= expected => {}
+            Ok(_) => break,
+            Err(_) => return Err(invalid("compressed frame: not zlib data")),
+        }
     }
+    Err(invalid("compressed frame: wrong uncompressed length"))
 }
 
 impl<R: AsyncRead + Unpin> ZRead<R> {
@@ -100,12 +111,22 @@ impl<R: AsyncRead + Unpin> ZRead<R> {
                 &mut self.have
             ))?;
             self.frame.clear();
-            self.frame.resize(len3(&self.header[..3]), 0);
         }
-        let mut got = self.have - 7;
-        let r = Self::fill(&mut self.inner, cx, &mut self.frame, &mut got);
-        self.have = got + 7;
-        ready!(r)?;
+        let len = len3(&self.header[..3]);
+        loop {
+            let mut got = self.have - 7;
+            // the buffer grows with what arrives (at most STEP ahead of it)
+            let upto = len.min(got + STEP);
+            if self.frame.len() < upto {
+                self.frame.resize(upto, 0);
+            }
+            let r = Self::fill(&mut self.inner, cx, &mut self.frame[..upto], &mut got);
+            self.have = got + 7;
+            ready!(r)?;
+            if got == len {
+                break;
+            }
+        }
         self.have = 0;
         self.seq
             .store(self.header[3].wrapping_add(1), Ordering::Release);
@@ -264,6 +285,27 @@ mod tests {
         assert_eq!(w.seq.load(Ordering::Relaxed), 2, "one frame per write");
         // the reader hands the writer the id after the last frame it read
         assert_eq!(r.seq.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_header_that_claims_more_than_the_data_holds_costs_no_more_memory() {
+        let mut z = Compress::new(Compression::fast(), true);
+        let mut payload = Vec::with_capacity(64);
+        z.compress_vec(b"abc", &mut payload, FlushCompress::Finish)
+            .unwrap();
+        let mut out = Vec::new();
+        assert!(inflate(&payload, MAX_FRAME, &mut out).is_err());
+        assert!(out.capacity() <= 2 * STEP, "{}", out.capacity());
+        inflate(&payload, 3, &mut out).unwrap();
+        assert_eq!(out, b"abc");
+        let big = vec![7u8; 300_000];
+        let mut packed = Vec::with_capacity(400_000);
+        let mut z = Compress::new(Compression::fast(), true);
+        z.compress_vec(&big, &mut packed, FlushCompress::Finish)
+            .unwrap();
+        inflate(&packed, big.len(), &mut out).unwrap();
+        assert_eq!(out, big);
+        assert!(inflate(&packed, big.len() - 1, &mut out).is_err());
     }
 
     #[tokio::test]
