@@ -108,6 +108,30 @@ async fn the_process_list_shows_sluices_sessions_and_kill_takes_their_ids() {
     );
     assert_eq!(rows.iter().filter(|r| ours.contains(&r.0)).count(), 3);
 
+    // information_schema.PROCESSLIST shows the same sessions, with and without an alias
+    let ids: Vec<u64> = me
+        .query(
+            "SELECT ID FROM information_schema.PROCESSLIST \
+             WHERE COMMAND = 'Query' AND STATE = 'User sleep'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids, [busy_id]);
+    let n: Option<u64> = me
+        .query_first(format!(
+            "SELECT COUNT(*) FROM information_schema.processlist p WHERE p.ID IN ({my_id}, {idle_id}, {busy_id})"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(n, Some(3));
+    let info: Option<String> = me
+        .query_first(format!(
+            "SELECT INFO FROM INFORMATION_SCHEMA.`PROCESSLIST` WHERE ID = {busy_id}"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(info.as_deref(), Some(sql.as_str()));
+
     // an id read from the list is the one KILL takes
     me.query_drop(format!("KILL QUERY {busy_id}"))
         .await

@@ -2,7 +2,7 @@
 
 pub mod classify;
 mod keyword;
-mod lexer;
+pub(crate) mod lexer;
 pub mod policy;
 mod server_state;
 mod shape;

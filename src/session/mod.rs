@@ -19,6 +19,7 @@ mod mirror;
 mod pins;
 mod prepared;
 mod processlist;
+mod processlist_view;
 mod refresh;
 mod replay;
 mod ruled;
@@ -404,6 +405,12 @@ impl Session {
         if intent.has(crate::router::flag::SERVER_STATE) {
             if let Some(full) = processlist::show_processlist(sql) {
                 return self.processlist(sql, full).await;
+            }
+            if intent.kind == Kind::Read {
+                let at = processlist_view::mentions(sql);
+                if !at.is_empty() {
+                    return self.processlist_view(sql, &at, &intent).await;
+                }
             }
         }
         if intent.kind == Kind::Kill {

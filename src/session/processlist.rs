@@ -66,17 +66,52 @@ const COLUMNS: [&[u8]; 9] = [
     b"Progress",
 ];
 
+/// One session as the process list shows it.
+pub(super) struct Process {
+    pub id: u32,
+    pub user: Arc<str>,
+    pub host: Arc<str>,
+    pub db: Option<Arc<str>>,
+    pub command: &'static str,
+    /// Since the command started (or, quiet, since the last one did).
+    pub time_ms: u64,
+    pub state: String,
+    pub info: Option<String>,
+}
+
 impl Session {
     /// Answers `SHOW [FULL] PROCESSLIST` (statement `sql`) with Sluice's sessions.
     pub(super) async fn processlist(&mut self, sql: &[u8], full: bool) -> Result<(), Fatal> {
+        let limit = if full { usize::MAX } else { 100 };
+        let rows = self
+            .processes(sql)
+            .await
+            .into_iter()
+            .map(|p| {
+                vec![
+                    Some(p.id.to_string()),
+                    Some(p.user.to_string()),
+                    Some(p.host.to_string()),
+                    p.db.as_deref().map(str::to_string),
+                    Some(p.command.to_string()),
+                    Some((p.time_ms / 1000).to_string()),
+                    Some(p.state),
+                    p.info.map(|i| i.chars().take(limit).collect()),
+                    Some("0.000".to_string()),
+                ]
+            })
+            .collect();
+        self.send_table(&COLUMNS, rows).await
+    }
+
+    /// The sessions this client may see, in id order (`sql`: its own statement).
+    pub(super) async fn processes(&self, sql: &[u8]) -> Vec<Process> {
         let mut handles: Vec<Arc<SessionHandle>> =
             self.shared.sessions.lock().values().cloned().collect();
         handles.sort_by_key(|h| h.id);
         let (visible, threads) = self.backend_threads(&handles).await;
         let now_ms = self.shared.started.elapsed().as_millis() as u64;
-        let limit = if full { usize::MAX } else { 100 };
-        let cut = |s: String| s.chars().take(limit).collect::<String>();
-        let mut rows = Vec::new();
+        let mut out = Vec::new();
         for h in handles {
             let shown = h.shown.lock().clone();
             if shown.user.is_empty() {
@@ -93,19 +128,41 @@ impl Session {
                 (false, Some(t)) => threads.get(&t).cloned().unwrap_or_default(),
                 (false, None) => (None, None),
             };
-            rows.push(vec![
-                Some(h.id.to_string()),
-                Some(shown.user.to_string()),
-                Some(shown.host.to_string()),
-                shown.db.as_deref().map(str::to_string),
-                Some(command_name(command).to_string()),
-                Some((now_ms.saturating_sub(since) / 1000).to_string()),
-                Some(state.unwrap_or_default()),
-                info.map(cut),
-                Some("0.000".to_string()),
-            ]);
+            out.push(Process {
+                id: h.id,
+                user: shown.user,
+                host: shown.host,
+                db: shown.db,
+                command: command_name(command),
+                time_ms: now_ms.saturating_sub(since),
+                state: state.unwrap_or_default(),
+                info,
+            });
         }
-        self.send_table(&COLUMNS, rows).await
+        out
+    }
+
+    /// Runs a read of `information_schema.PROCESSLIST` (mentioned at `at` in `sql`) against
+    /// Sluice's sessions, on the primary.
+    pub(super) async fn processlist_view(
+        &mut self,
+        sql: &[u8],
+        at: &[(std::ops::Range<usize>, bool)],
+        intent: &crate::router::Intent,
+    ) -> Result<(), Fatal> {
+        let rows = self.processes(sql).await;
+        let mariadb = self.shared.server_version.contains("MariaDB");
+        let mut packet = vec![cmd::QUERY];
+        packet.extend(super::processlist_view::rewrite(sql, at, &rows, mariadb));
+        let route = (
+            crate::router::Target::Primary,
+            crate::router::Reason::ServerState,
+        );
+        let (expect, on_ok) = (
+            crate::protocol::relay::Expect::ResultSets,
+            super::exec::OnOk::Nothing,
+        );
+        self.execute(&packet, expect, route, intent, on_ok).await
     }
 
     /// Which users' sessions this client may see (the users whose threads the primary
