@@ -18,21 +18,23 @@ type Row = (
     Option<String>,
 );
 
+/// A row of `SHOW FULL PROCESSLIST` (with its Progress column).
+type Full = (
+    u64,
+    String,
+    String,
+    Option<String>,
+    String,
+    u64,
+    String,
+    Option<String>,
+    String,
+);
+
 async fn list(c: &mut mysql_async::Conn) -> Vec<Row> {
-    let rows: Vec<mysql_async::Row> = c.query("SHOW FULL PROCESSLIST").await.unwrap();
+    let rows: Vec<Full> = c.query("SHOW FULL PROCESSLIST").await.unwrap();
     rows.into_iter()
-        .map(|r| {
-            let (id, user, host, db, command, time, state, info, _p): (
-                u64,
-                String,
-                String,
-                Option<String>,
-                String,
-                u64,
-                String,
-                Option<String>,
-                String,
-            ) = mysql_async::from_row(r);
+        .map(|(id, user, host, db, command, time, state, info, _)| {
             (id, user, host, db, command, time, state, info)
         })
         .collect()
