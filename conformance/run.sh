@@ -14,7 +14,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(mysqlclient mysqlclient-compress django mtr mtr-compress mtr-ps tls)
+[ ${#suites[@]} -eq 0 ] && suites=(mysqlclient mysqlclient-compress django mtr mtr-ps tls)
 port="${CONF_PORT:-24306}"
 proxy_port=$((port + 20))
 work="${CONF_DIR:-$(mktemp -d /tmp/sluice-conformance.XXXXXX)}"
