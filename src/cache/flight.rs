@@ -47,9 +47,7 @@ impl crate::cache::ResultCache {
             done: tx,
         })
     }
-}
 
-impl crate::cache::ResultCache {
     /// Leads the flight of `hash` if none runs (a refresh ahead of expiry never waits).
     pub fn try_lead(self: &Arc<Self>, hash: u64) -> Option<Lead> {
         match self.flight(hash) {

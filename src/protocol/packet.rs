@@ -198,11 +198,12 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
         &self.inner
     }
 
-    /// The stream (buffered bytes are dropped).
+    /// The stream, to wrap it (buffered bytes stay buffered).
     pub fn get_mut(&mut self) -> &mut R {
         &mut self.inner
     }
 
+    /// The stream (buffered bytes are dropped).
     pub fn into_inner(self) -> R {
         self.inner
     }

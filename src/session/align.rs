@@ -8,38 +8,52 @@ use crate::protocol::status;
 use crate::router::flag;
 use std::sync::Arc;
 
+/// Brings `lease` to `database` and the session variables `vars` (replayed in order): it is
+/// reopened with `reopen` when it must lose a database (MySQL cannot unselect one: a fresh
+/// connection has none), and reset first when its variables are not a prefix of `vars` or
+/// `reset` says so.
+pub(super) async fn database_and_vars(
+    lease: &mut Lease,
+    (database, vars): (Option<&str>, &[Arc<str>]),
+    reset: bool,
+    reopen: Option<crate::backend::ConnectOpts>,
+) -> Result<(), BackendError> {
+    if let Some(opts) = reopen.filter(|_| database.is_none() && lease.state.database.is_some()) {
+        lease.reconnect(&opts).await?;
+    }
+    let vars_ok = lease.state.vars.len() <= vars.len()
+        && lease.state.vars[..] == vars[..lease.state.vars.len()];
+    if !vars_ok || reset {
+        lease.reset().await?;
+    }
+    if let Some(db) = database.filter(|&d| lease.state.database.as_deref() != Some(d)) {
+        lease.init_db(db).await?;
+    }
+    for v in &vars[lease.state.vars.len()..] {
+        lease.exec(v).await?;
+        lease.state.vars.push(v.clone());
+    }
+    Ok(())
+}
+
 impl Session {
     pub(super) async fn align(
         &mut self,
         lease: &mut Lease,
         flags: u32,
     ) -> Result<(), BackendError> {
-        if self.state.database.is_none() && lease.state.database.is_some() {
-            // MySQL cannot unselect a database: a session without one gets a fresh connection.
+        let reopen = || {
             let idx = self
                 .shared
                 .topology
                 .backends()
                 .iter()
                 .position(|b| Arc::ptr_eq(&b.pool, lease.pool()));
-            let opts = self.connect_opts(idx.unwrap_or(0));
-            lease.reconnect(&opts).await?;
-        }
+            self.connect_opts(idx.unwrap_or(0))
+        };
+        let opts = (self.state.database.is_none() && lease.state.database.is_some()).then(reopen);
         let st = &self.state;
-        let vars_ok = lease.state.vars.len() <= st.vars.len()
-            && lease.state.vars[..] == st.vars[..lease.state.vars.len()];
-        if !vars_ok {
-            lease.reset().await?;
-        }
-        if lease.state.database != st.database {
-            if let Some(db) = &st.database {
-                lease.init_db(db).await?;
-            }
-        }
-        for v in &st.vars[lease.state.vars.len()..] {
-            lease.exec(v).await?;
-            lease.state.vars.push(v.clone());
-        }
+        database_and_vars(lease, (st.database.as_deref(), &st.vars), false, opts).await?;
         // autocommit follows the client (pooled connections come back with it on, a
         // connection left with it off is reset before reuse: `needs_reset`)
         let lease_off = lease.status & status::AUTOCOMMIT == 0;

@@ -88,7 +88,11 @@ impl Session {
             return self.send_err(&unknown(id)).await;
         };
         let mut intent = p.intent;
-        let p_sql = p.sql.clone();
+        // USE and DROP DATABASE change the current database as their text forms do
+        let on_ok = match intent.kind {
+            Kind::Use | Kind::Write => self.on_ok(&intent, p.sql.as_bytes()),
+            _ => OnOk::Nothing,
+        };
         let cursor = packet.get(5).copied().unwrap_or(0) != 0;
         // a session change with parameters (`SET character_set_results = ?`) cannot be
         // replayed on other connections from its text: the session keeps its primary
@@ -126,11 +130,6 @@ impl Session {
                 r
             }
             Lookup::Pass => {
-                // USE and DROP DATABASE change the current database as their text forms do
-                let on_ok = match intent.kind {
-                    Kind::Use | Kind::Write => self.on_ok(&intent, p_sql.as_bytes()),
-                    _ => OnOk::Nothing,
-                };
                 self.execute(packet, Expect::ResultSets, route, &intent, on_ok)
                     .await
             }

@@ -96,23 +96,9 @@ async fn run(r: Refresh) -> Result<bool, Error> {
 /// returns its reply as the session's client would have got it (`None`: too large).
 async fn capture(lease: &mut Lease, r: &Refresh) -> Result<Option<Vec<u8>>, Error> {
     let key = &r.key;
-    let db = key.database.as_deref();
-    if db.is_none() && lease.state.database.is_some() {
-        // a database cannot be unselected: a fresh connection has none
-        lease.reconnect(&r.opts).await?;
-    }
-    let vars_ok = lease.state.vars.len() <= key.vars.len()
-        && lease.state.vars[..] == key.vars[..lease.state.vars.len()];
-    if !vars_ok || lease.status & status::AUTOCOMMIT == 0 {
-        lease.reset().await?;
-    }
-    if let Some(db) = db.filter(|&d| lease.state.database.as_deref() != Some(d)) {
-        lease.init_db(db).await?;
-    }
-    for v in &key.vars[lease.state.vars.len()..] {
-        lease.exec(v).await?;
-        lease.state.vars.push(v.clone());
-    }
+    let autocommit_off = lease.status & status::AUTOCOMMIT == 0;
+    let target = (key.database.as_deref(), &key.vars[..]);
+    super::align::database_and_vars(lease, target, autocommit_off, Some(r.opts.clone())).await?;
     lease.send(&key.statement).await?;
     let mut sink = PacketWriter::new(tokio::io::sink());
     sink.start_capture(r.shared.cache.max_entry_size);
