@@ -48,6 +48,8 @@ pub struct Metrics {
     pub pool_wait_seconds: Histogram,
     pub failovers_total: IntCounter,
     pub switchovers_total: IntCounter,
+    /// Failovers and switchovers that ended in an error, by kind (promoted or not).
+    pub promotion_failures_total: IntCounterVec,
     /// Transactions rerun on a new primary, by result.
     pub transaction_replays_total: IntCounterVec,
     /// Why sessions started keeping a primary connection to themselves.
@@ -290,9 +292,19 @@ impl Metrics {
                 )
                 .buckets(BUCKETS.to_vec()),
             )),
-            failovers_total: r.counter("sluice_failovers_total", "Automatic failovers performed"),
-            switchovers_total: r
-                .counter("sluice_switchovers_total", "Planned switchovers performed"),
+            failovers_total: r.counter(
+                "sluice_failovers_total",
+                "Automatic failovers that promoted a replica",
+            ),
+            switchovers_total: r.counter(
+                "sluice_switchovers_total",
+                "Planned switchovers that promoted a replica",
+            ),
+            promotion_failures_total: r.counters(
+                "sluice_promotion_failures_total",
+                "Failovers and switchovers that ended in an error (promoted or not)",
+                &["kind"],
+            ),
             session_pins_total: r.counters(
                 "sluice_session_pins_total",
                 "Sessions that started keeping one primary connection, by reason",

@@ -212,6 +212,13 @@ async fn two_sluices_promote_exactly_once() {
         primary_name(&a).await,
         primary_name(&b).await
     );
+    if fa + fb != 1 {
+        for p in [&a, &b] {
+            let (_, body) = admin_get(p, "/status").await;
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            println!("failover record: {}", v["failover"]);
+        }
+    }
     assert_eq!(fa + fb, 1, "exactly one promotion");
     assert_eq!(primary_name(&a).await, primary_name(&b).await);
     let mut ro = 0;

@@ -491,3 +491,59 @@ async fn after_a_switchover_writes_on_the_new_primary_still_invalidate_the_cache
         .unwrap();
     assert_eq!(count(&mut c, sql).await, 3);
 }
+
+/// A promotion that fails part way (the target stops and resets its replication, then may
+/// not turn `read_only` off: the monitor account lost SUPER and READ_ONLY ADMIN there) is
+/// undone: the target replicates from the old primary again and only the old primary is
+/// writable. Reported as a failure and counted as one, not as a switchover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_failing_midway_leaves_the_target_a_replica_of_the_old_primary() {
+    let _g = SERIAL.lock().await;
+    let t = topology("sw-half").await;
+    let p = common::proxy(failover_config(&t)).await;
+    setup(&t, &p, "half").await;
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(t.sb.servers[1].port)
+        .user(Some(sluice::sandbox::ADMIN_USER))
+        .pass(Some(sluice::sandbox::ADMIN_PASSWORD))
+        .prefer_socket(false);
+    let mut db1 = mysql_async::Conn::new(opts).await.unwrap();
+    let monitor = sluice::sandbox::MONITOR_USER;
+    db1.query_drop("SET sql_log_bin = 0").await.unwrap();
+    db1.query_drop(format!(
+        "REVOKE SUPER, READ_ONLY ADMIN ON *.* FROM '{monitor}'@'127.0.0.1'"
+    ))
+    .await
+    .unwrap();
+    let (code, reply, took) = switch(&p, r#"{"to": "db1"}"#).await;
+    println!("switchover to a target that cannot turn read_only off ({took:?}): {reply}");
+    assert_eq!(code, 409, "{reply}");
+    let why = reply["error"].as_str().unwrap();
+    assert!(why.contains("promotion of db1 failed"), "{why}");
+    assert_eq!(
+        writable(&t).await,
+        vec![0],
+        "only the old primary is writable"
+    );
+    let st = t.sb.sql(1, "SHOW SLAVE STATUS").await.unwrap();
+    assert_eq!(
+        st.get("Master_Port"),
+        Some(t.sb.servers[0].port.to_string().as_str()),
+        "db1 replicates from the old primary again"
+    );
+    assert!(replicating(&t, 1).await, "db1 replicates: {st:?}");
+    assert_eq!(primary_name(&p).await, "db0");
+    let mut c = client(&p).await;
+    c.query_drop("INSERT INTO fo.half VALUES (1)")
+        .await
+        .unwrap();
+    t.sb.wait_caught_up(Duration::from_secs(10)).await.unwrap();
+    assert!(present_on(&t, 1, "half").await.contains(&1));
+    let (_, metrics) = admin_get(&p, "/metrics").await;
+    assert!(metrics.contains("sluice_switchovers_total 0"), "{metrics}");
+    assert!(
+        metrics.contains("sluice_promotion_failures_total{kind=\"switchover\"} 1"),
+        "{metrics}"
+    );
+}

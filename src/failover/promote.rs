@@ -143,11 +143,15 @@ pub(crate) async fn failover(shared: &Arc<Shared>, old: usize) -> Result<bool, E
     drop(hold);
     match result {
         Ok(()) => {
-            shared.metrics.failovers_total.inc();
             shared.failover.finish(rec, "success");
             Ok(true)
         }
         Err(e) => {
+            shared
+                .metrics
+                .promotion_failures_total
+                .with_label_values(&["failover"])
+                .inc();
             let line = e.line();
             rec.step(format!("failed: {line}"));
             shared.failover.finish(rec, &format!("failed: {line}"));
@@ -217,14 +221,23 @@ async fn run_failover(
     } else {
         rec.step("relay log applied");
     }
-    conn::run_all(&mut c, &pos.dialect.promote())
-        .await
-        .map_err(Error::at(format!("promotion of {} failed", name(cand))))?;
+    if let Err(e) = conn::run_all(&mut c, &pos.dialect.promote()).await {
+        // the statements may have taken effect with their reply lost (a step's time limit
+        // on a loaded server): a candidate that is writable now was promoted
+        if !writable(shared, cand).await {
+            return Err(Error::at(format!("promotion of {} failed", name(cand)))(e));
+        }
+        rec.step(format!(
+            "the promotion of {} reported {e}, but it is writable now",
+            name(cand)
+        ));
+    }
     rec.step(format!(
         "{} promoted (replication reset, writable)",
         name(cand)
     ));
     topo.promoted(cand, None);
+    shared.metrics.failovers_total.inc();
     hold.release();
     let failed = repoint(
         shared,
@@ -248,6 +261,15 @@ async fn run_failover(
         )));
     }
     Ok(())
+}
+
+/// Whether backend `i` answers, on a new connection, that it is not read-only.
+async fn writable(shared: &Shared, i: usize) -> bool {
+    let Ok(mut c) = conn::connect(shared, i).await else {
+        return false;
+    };
+    let r = conn::query(&mut c, "SELECT @@global.read_only AS ro").await;
+    matches!(r, Ok(r) if r.get("ro") == Some("0"))
 }
 
 /// Points every backend in `others` (except the primary) at `primary`; returns what failed.
@@ -389,7 +411,7 @@ async fn rejoin(
 }
 
 /// How long a re-pointed server has to show both replication threads running.
-const REPLICATING_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+const REPLICATING_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Waits (bounded) until the server on `c` shows its replication I/O and SQL threads
 /// running: a re-pointed server counts as done only then. The error carries the server's own

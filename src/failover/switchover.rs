@@ -45,7 +45,6 @@ async fn switch(shared: &Arc<Shared>, to: Option<&str>) -> Result<Timeline, Erro
     drop(hold);
     match res {
         Ok(()) => {
-            shared.metrics.switchovers_total.inc();
             let t = rec.timeline.clone();
             shared.failover.finish(rec, "success");
             Ok(Timeline {
@@ -54,6 +53,11 @@ async fn switch(shared: &Arc<Shared>, to: Option<&str>) -> Result<Timeline, Erro
             })
         }
         Err(e) => {
+            shared
+                .metrics
+                .promotion_failures_total
+                .with_label_values(&["switchover"])
+                .inc();
             let line = e.line();
             rec.step(format!("failed: {line}"));
             shared.failover.finish(rec, &format!("failed: {line}"));
@@ -113,12 +117,16 @@ async fn run(
     }
     rec.step(format!("{} applied everything up to {pos}", name(target)));
     if let Err(e) = conn::run_all(&mut tc, &d.promote()).await {
+        // it may have run in part: the target is a read-only replica of the old primary
+        // again before the old primary takes writes
+        demote(shared, (old, target), rec).await;
         undo(oc).await;
         return Err(Error::at(format!("promotion of {} failed", name(target)))(
             e,
         ));
     }
     topo.promoted(target, Some(old));
+    shared.metrics.switchovers_total.inc();
     hold.release();
     rec.step(format!("{} promoted; writes released to it", name(target)));
     let others: Vec<usize> = (0..topo.len())
@@ -142,6 +150,23 @@ async fn run(
 /// `draining`). Transactions still open then are ended with `KILL CONNECTION` on `oc`, so
 /// that the demotion does not wait on them: with `transaction_replay` their sessions replay
 /// them on the new primary, otherwise their clients get an error.
+/// Makes `target` a read-only replica of `old` again after a promotion that failed, perhaps
+/// in part; what could not be done is recorded (the monitor fences it if it is left writable).
+async fn demote(shared: &Arc<Shared>, (old, target): (usize, usize), rec: &mut Recorder) {
+    let name = shared.topology.backend(target).pool.name.clone();
+    let res = async {
+        let mut c = conn::connect(shared, target).await?;
+        let stmts = Dialect::of(&c.server_version).make_read_only();
+        conn::run_all(&mut c, &stmts).await
+    }
+    .await;
+    match res {
+        Ok(()) => rec.step(format!("{name} is read-only again")),
+        Err(e) => rec.step(format!("could not make {name} read-only again: {e}")),
+    }
+    super::promote::repoint(shared, old, &[target], rec).await;
+}
+
 async fn drain(shared: &Shared, old: usize, oc: &mut BackendConn, rec: &mut Recorder) {
     let limit = shared.config.load().failover.switchover_drain.0;
     let deadline = Instant::now() + limit;
