@@ -156,8 +156,8 @@ pub struct Shared {
     /// TLS toward clients (`[tls]`), rebuilt by reloads.
     pub tls: arc_swap::ArcSwapOption<tokio_rustls::TlsAcceptor>,
     /// The compiled `[[rules]]` (replaced whole by reloads; a statement keeps the set it
-    /// started with).
-    pub rules: ArcSwap<crate::rules::RuleSet>,
+    /// started with). In an `Arc` so that sessions keep an `arc_swap::Cache` of it.
+    pub rules: Arc<ArcSwap<crate::rules::RuleSet>>,
     /// The result cache (rules with `cache_ttl`).
     pub cache: Arc<crate::cache::ResultCache>,
     /// When this proxy started (the process list's times count from it).
@@ -223,7 +223,7 @@ impl Shared {
             user_counts: Default::default(),
             digests,
             tls: arc_swap::ArcSwapOption::from(tls),
-            rules: ArcSwap::from_pointee(rules),
+            rules: Arc::new(ArcSwap::from_pointee(rules)),
         }
     }
 

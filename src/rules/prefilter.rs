@@ -76,24 +76,46 @@ impl AnyPattern {
     /// Whether some pattern matches `sql` (meaningless when `fallback`).
     pub fn is_match(&self, sql: &[u8]) -> bool {
         if let Some(s) = &self.literals {
-            let found = LOWER.with(|cell| match cell.try_borrow_mut() {
-                Ok(mut buf) => {
-                    buf.clear();
-                    buf.extend_from_slice(sql);
-                    buf.make_ascii_lowercase();
-                    let found = s.find(&buf[..]).is_some();
-                    if buf.capacity() > 64 << 10 {
-                        *buf = Vec::new();
-                    }
-                    found
-                }
-                Err(_) => s.find(sql.to_ascii_lowercase()).is_some(),
-            });
+            let found = if sql.len() <= ON_STACK {
+                let mut buf = [0u8; ON_STACK];
+                let lower = &mut buf[..sql.len()];
+                lowercase_into(lower, sql);
+                s.find(&lower[..]).is_some()
+            } else {
+                Self::find_lowered(s, sql)
+            };
             if found {
                 return true;
             }
         }
         self.rest.as_ref().is_some_and(|r| r.is_match(sql))
+    }
+
+    /// The packed search over a lowercased copy of a long statement (a reused buffer).
+    fn find_lowered(s: &packed::Searcher, sql: &[u8]) -> bool {
+        LOWER.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buf) => {
+                buf.clear();
+                buf.extend_from_slice(sql);
+                buf.make_ascii_lowercase();
+                let found = s.find(&buf[..]).is_some();
+                if buf.capacity() > 64 << 10 {
+                    *buf = Vec::new();
+                }
+                found
+            }
+            Err(_) => s.find(sql.to_ascii_lowercase()).is_some(),
+        })
+    }
+}
+
+/// Statements up to this long are lowercased into a stack buffer (no thread-local).
+const ON_STACK: usize = 256;
+
+/// `dst` = `src` ASCII-lowercased (same lengths; a loop the compiler vectorises).
+fn lowercase_into(dst: &mut [u8], src: &[u8]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = s.to_ascii_lowercase();
     }
 }
 
@@ -121,5 +143,9 @@ mod tests {
         assert!(lits.is_match(b"X_Y"));
         assert!(!lits.is_match(b"select 1"));
         assert!(!lits.is_match(b""));
+        // longer than the stack buffer, the match past its end
+        let long = format!("SELECT '{}' FROM TENANT_7_secret", "x".repeat(300));
+        assert!(lits.is_match(long.as_bytes()));
+        assert!(!lits.is_match(&long.as_bytes()[..300]));
     }
 }

@@ -97,6 +97,9 @@ pub struct Session {
     plan: freshness::ReadPlan,
     /// The routing rule behind the current statement.
     rule_note: Option<ruled::RuleNote>,
+    /// The routing rules, checked for a reload with one atomic load per statement.
+    rules:
+        arc_swap::Cache<Arc<arc_swap::ArcSwap<crate::rules::RuleSet>>, Arc<crate::rules::RuleSet>>,
     /// Copies of statements for `mirror` rules, by group.
     mirrors: mirror::Mirrors,
     /// What this session's open transaction wrote: invalidated again at its end.
@@ -155,6 +158,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
     let caps = login.capabilities;
     let idle_limit = shared.config.load().listen.idle_timeout.0;
     let mariadb_caps = login.mariadb_caps;
+    let rules = arc_swap::Cache::new(shared.rules.clone());
     let mut s = Session {
         state: SessionState::new(
             login.database.clone(),
@@ -185,6 +189,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         pinned_counted: false,
         plan: Default::default(),
         rule_note: None,
+        rules,
         mirrors: Default::default(),
         cache_pending: Vec::new(),
         span,

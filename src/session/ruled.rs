@@ -157,12 +157,12 @@ impl Session {
 
     /// The rules statement `sql` (classified as `intent`, shape id `shape`) matches, if any.
     pub(super) fn match_rules(
-        &self,
+        &mut self,
         sql: &[u8],
         intent: &Intent,
         shape: u64,
-    ) -> Option<(arc_swap::Guard<Arc<RuleSet>>, Outcome)> {
-        let rules = self.shared.rules.load();
+    ) -> Option<(Arc<RuleSet>, Outcome)> {
+        let rules = self.rules.load();
         if rules.is_empty() {
             return None;
         }
@@ -175,12 +175,12 @@ impl Session {
             client: self.peer_ip,
         };
         let outcome = rules.evaluate(&subject)?;
-        Some((rules, outcome))
+        Some((Arc::clone(rules), outcome))
     }
 
     /// COM_STMT_PREPARE: the error of a matching `reject` rule (counted), if any.
     pub(super) fn rule_rejects(
-        &self,
+        &mut self,
         sql: &[u8],
         (intent, shape): (&Intent, u64),
     ) -> Option<SqlError> {
