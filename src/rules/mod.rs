@@ -10,6 +10,7 @@
 mod cache;
 pub mod eval;
 mod prefilter;
+mod skip;
 
 use crate::config::rules::{parse_client, RouteTo, RuleKind};
 use crate::config::{Config, ReadYourWrites};
