@@ -186,3 +186,67 @@ async fn statement_of_a_vanished_tls_client_is_killed() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// An ed25519 account loaded from the backend: over TLS the client is switched to
+/// mysql_clear_password, Sluice checks the password against the stored public key and logs
+/// in to the backends with client_ed25519 (a read on a replica and a transaction on the
+/// primary run as that account). A wrong password, and the right one without TLS, get ERR
+/// 1045 (the latter saying why).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ed25519_accounts_log_in_over_tls() {
+    let t = topology();
+    for i in 0..3 {
+        // INSTALL SONAME is not replicated; the account is, and needs the plugin everywhere
+        let r = t
+            .sql(
+                i,
+                "SELECT COUNT(*) AS n FROM information_schema.plugins \
+                 WHERE plugin_name = 'ed25519' AND plugin_status = 'ACTIVE'",
+            )
+            .await
+            .unwrap();
+        if r.get("n") != Some("1") {
+            t.sql(i, "INSTALL SONAME 'auth_ed25519'").await.unwrap();
+        }
+    }
+    let password = "ed pass\"wo'rd";
+    t.sql(
+        0,
+        "CREATE USER IF NOT EXISTS 'edapp'@'127.0.0.1' IDENTIFIED VIA ed25519 \
+         USING PASSWORD('ed pass\"wo\\'rd')",
+    )
+    .await
+    .unwrap();
+    t.sql(0, "GRANT SELECT ON *.* TO 'edapp'@'127.0.0.1'")
+        .await
+        .unwrap();
+    caught_up().await;
+    let mut cfg = config();
+    cfg.auth.users = sluice::config::UserSource::Backend;
+    let p = proxy(cfg).await;
+    let ca = topology().dir.join("tls").join("ca.pem");
+    let tls = verified(ca.to_str().unwrap(), "TLSv1.3");
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let sql = "SELECT CONCAT('user=', CURRENT_USER(), ' read_on=', @@server_id); \
+               START TRANSACTION; SELECT CONCAT('tx_on=', @@server_id); COMMIT";
+    let (ok, out) = cli_as(&p, "edapp", password, &tls, sql).await;
+    assert!(
+        ok && out.contains("user=edapp@127.0.0.1"),
+        "over TLS: {out}"
+    );
+    assert!(
+        out.contains("read_on=2") || out.contains("read_on=3"),
+        "the read on a replica: {out}"
+    );
+    assert!(
+        out.contains("tx_on=1"),
+        "the transaction on the primary: {out}"
+    );
+    let (ok, out) = cli_as(&p, "edapp", "wrong", &tls, sql).await;
+    assert!(!ok && out.contains("1045"), "wrong password: {out}");
+    let (ok, out) = cli_as(&p, "edapp", password, &["--skip-ssl"], sql).await;
+    assert!(
+        !ok && out.contains("1045") && out.contains("connect with SSL"),
+        "without TLS: {out}"
+    );
+}

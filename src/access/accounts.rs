@@ -19,9 +19,11 @@ pub enum Secret {
     NativeHash(Hash),
     /// caching_sha2_password's stored form (MySQL 8).
     Sha2(crate::password::sha2crypt::Sha2Crypt),
+    /// MariaDB's ed25519 public key (verified from the password sent in the clear over TLS).
+    Ed25519(crate::password::ed25519::PublicKey),
     /// No password.
     Empty,
-    /// An authentication plugin Sluice cannot verify (ed25519, caching_sha2_password...).
+    /// An authentication plugin Sluice cannot verify (unix_socket, PAM, GSSAPI...).
     Unsupported(String),
 }
 
@@ -130,6 +132,10 @@ impl AccountStore {
                         None => Secret::Unsupported(plugin.clone()),
                     }
                 }
+                "ed25519" => match crate::password::ed25519::PublicKey::parse(&auth) {
+                    Some(k) => Secret::Ed25519(k),
+                    None => Secret::Unsupported(plugin.clone()),
+                },
                 other => Secret::Unsupported(other.to_string()),
             };
             map.entry(user).or_default().push(Account { host, secret });

@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 
 const NATIVE: &[u8] = b"mysql_native_password";
 const SHA2: &[u8] = b"caching_sha2_password";
+const ED25519: &[u8] = b"client_ed25519";
 
 fn proto(msg: &str) -> BackendError {
     BackendError::Protocol(msg.into())
@@ -55,6 +56,7 @@ fn scramble(plugin: &[u8], nonce: &[u8], opts: &ConnectOpts) -> Result<Vec<u8>, 
                 .map(|s| s.to_vec())
                 .unwrap_or_default())
         }
+        ED25519 => Ok(crate::password::ed25519::sign(password.as_bytes(), nonce).to_vec()),
         other => Err(proto(&format!(
             "backend asks for unsupported auth plugin {}",
             String::from_utf8_lossy(other)

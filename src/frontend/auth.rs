@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub const NATIVE: &[u8] = b"mysql_native_password";
 pub const SHA2: &[u8] = b"caching_sha2_password";
+const CLEAR: &[u8] = b"mysql_clear_password";
 
 /// Capabilities Sluice offers clients. In front of MariaDB it presents itself as MariaDB
 /// does: without CLIENT_MYSQL (= CLIENT_LONG_PASSWORD), so that clients send MariaDB's
@@ -119,6 +120,8 @@ enum Known {
     Hash(crate::password::native::Hash),
     /// caching_sha2_password's stored form: needs the plaintext (full authentication).
     Sha2(crate::password::sha2crypt::Sha2Crypt),
+    /// MariaDB's ed25519 public key: needs the plaintext (over TLS).
+    Ed25519(crate::password::ed25519::PublicKey),
     Unsupported(String),
 }
 
@@ -141,6 +144,7 @@ impl Known {
         match s {
             Secret::NativeHash(h) => Known::Hash(h),
             Secret::Sha2(c) => Known::Sha2(c),
+            Secret::Ed25519(k) => Known::Ed25519(k),
             Secret::Empty => Known::Plain(String::new()),
             Secret::Unsupported(p) => Known::Unsupported(p),
         }
@@ -155,7 +159,7 @@ impl Known {
         match self {
             Known::Plain(p) => verify(NATIVE, data, nonce, p).then_some(None),
             Known::Hash(h) => crate::password::native::recover(data, nonce, h).map(Some),
-            Known::Sha2(_) | Known::Unsupported(_) => None,
+            Known::Sha2(_) | Known::Ed25519(_) | Known::Unsupported(_) => None,
         }
     }
 }
@@ -386,6 +390,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
                 }
             };
         }
+        if let Some(Known::Ed25519(key)) = known {
+            return self.ed25519_login(login, &key, found, seq).await;
+        }
         let plain = match &known {
             Some(Known::Plain(p)) => Some(p.as_str()),
             _ => None,
@@ -421,6 +428,55 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
         login.password = plain.unwrap_or_default().to_string();
         login.native_hash1 = native_hash1;
         Ok((login, seq))
+    }
+
+    /// An ed25519 account: over TLS the client is switched to mysql_clear_password and its
+    /// password checked against the account's public key (then kept for the session to log
+    /// in to the backends); without TLS it is refused, as the password would cross the
+    /// network in the clear.
+    async fn ed25519_login(
+        &mut self,
+        mut login: Login,
+        key: &crate::password::ed25519::PublicKey,
+        found: Option<usize>,
+        mut seq: u8,
+    ) -> Result<(Login, u8), HandshakeError> {
+        if !self.tls {
+            let msg = format!(
+                "Access denied for user '{}': its account uses ed25519, which Sluice verifies \
+                 from the password sent inside TLS (mysql_clear_password); connect with SSL",
+                login.user
+            );
+            return Err(self
+                .reject(&mut seq, SqlError::new(1045, "28000", msg))
+                .await);
+        }
+        let mut out = Vec::new();
+        AuthSwitchRequest::new(CLEAR, Vec::new()).serialize(&mut out);
+        self.send(&mut seq, &out).await?;
+        let mut buf = Vec::new();
+        seq = self
+            .r
+            .read_logical(&mut buf, 1 << 16)
+            .await?
+            .wrapping_add(1);
+        if buf.last() == Some(&0) {
+            buf.pop();
+        }
+        match String::from_utf8(buf)
+            .ok()
+            .filter(|p| key.matches(p.as_bytes()))
+        {
+            Some(p) => {
+                login.user_index = found.unwrap_or(0);
+                login.password = p;
+                Ok((login, seq))
+            }
+            None => {
+                let e = SqlError::access_denied(&login.user, &self.peer_host, true);
+                Err(self.reject(&mut seq, e).await)
+            }
+        }
     }
 
     /// caching_sha2_password full authentication: the client's password, in the clear over
