@@ -87,10 +87,13 @@ pub struct Flavour {
     /// MariaDB's MARIADB_CLIENT_EXTENDED_METADATA: column definitions carry type formats
     /// (json, uuid, inet6...).
     pub extended_metadata: bool,
+    /// The client frames result sets with EOF packets (no CLIENT_DEPRECATE_EOF, as
+    /// libmariadb): its backend connections do too, so replies pass through untranslated.
+    pub classic_eof: bool,
 }
 
 impl Flavour {
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 16;
 
     pub fn of_client(caps: CapabilityFlags, mariadb: MariadbCapabilities) -> Self {
         Self {
@@ -98,6 +101,7 @@ impl Flavour {
             session_track: caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK),
             extended_metadata: mariadb
                 .contains(MariadbCapabilities::MARIADB_CLIENT_EXTENDED_METADATA),
+            classic_eof: !caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF),
         }
     }
 
@@ -105,6 +109,7 @@ impl Flavour {
         self.found_rows as usize
             | (self.session_track as usize) << 1
             | (self.extended_metadata as usize) << 2
+            | (self.classic_eof as usize) << 3
     }
 }
 
@@ -198,8 +203,10 @@ impl BackendConn {
             | CapabilityFlags::CLIENT_MULTI_RESULTS
             | CapabilityFlags::CLIENT_PS_MULTI_RESULTS
             | CapabilityFlags::CLIENT_PLUGIN_AUTH
-            | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
-            | CapabilityFlags::CLIENT_DEPRECATE_EOF;
+            | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA;
+        if !flavour.classic_eof {
+            c |= CapabilityFlags::CLIENT_DEPRECATE_EOF;
+        }
         if flavour.found_rows {
             c |= CapabilityFlags::CLIENT_FOUND_ROWS;
         }

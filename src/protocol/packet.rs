@@ -241,6 +241,12 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
         self.pos += n;
     }
 
+    /// Room for `n` bytes in the read buffer (tests: a long reply read at once).
+    #[cfg(test)]
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.buf.reserve(n);
+    }
+
     /// Bytes already buffered but not consumed (used to detect pipelined input).
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.pos
@@ -318,6 +324,16 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
         }
         self.write_buffered().await?;
         self.inner.write_all(packets).await
+    }
+
+    /// Writes whole packets (headers included) straight from the caller's buffer, without
+    /// copying them, when nothing is buffered or captured; `false`: nothing done.
+    pub async fn write_through(&mut self, packets: &[u8]) -> io::Result<bool> {
+        if !self.buf.is_empty() || self.capture.is_some() {
+            return Ok(false);
+        }
+        self.inner.write_all(packets).await?;
+        Ok(true)
     }
 
     /// Writes one physical packet with the given sequence id. `payload` must be shorter than

@@ -372,7 +372,7 @@ where
     }
 
     async fn result_sets(&mut self) -> Result<(), RelayError> {
-        if self.forward_whole() {
+        if self.forward_whole().await? {
             return Ok(());
         }
         loop {

@@ -195,9 +195,45 @@ async fn a_wholly_buffered_reply_takes_the_fast_path() {
         Relay::new(&mut br, &mut bw, true, &mut buf);
     relay.client_w = Some(&mut cw);
     relay.client_deprecate_eof = false;
-    assert!(relay.forward_whole());
+    assert!(relay.forward_whole().await.unwrap());
     let o = &relay.outcome;
     assert_eq!((o.sent, o.rows, o.status, o.warnings), (6, 2, 2, 1));
     assert_eq!(relay.out_seq, 7);
     assert_eq!(br.buffered(), 0);
+}
+
+/// A long wholly buffered reply whose sequence ids are the client's is written from the
+/// read buffer as it is (before any flush); one whose ids are not is renumbered in a copy.
+#[tokio::test]
+async fn a_long_reply_in_the_clients_numbering_is_written_through() {
+    let mut backend = vec![vec![1], col("a")];
+    backend.extend((0..100).map(|i| {
+        let mut row = vec![60u8];
+        row.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, 60));
+        row
+    }));
+    backend.push(reply::ok_terminator(0x0002, 0).to_vec());
+    for (first_seq, through) in [(1u8, true), (3u8, false)] {
+        let (_b_srv, mut br, mut bw) = backend_with(&backend).await;
+        br.reserve(16 << 10);
+        br.fill_if_empty().await.unwrap();
+        let sent = br.buffered();
+        let mut cw = PacketWriter::new(Vec::new());
+        let mut buf = Vec::new();
+        let mut relay: Relay<'_, _, _, tokio::io::DuplexStream, _> =
+            Relay::new(&mut br, &mut bw, true, &mut buf);
+        relay.client_w = Some(&mut cw);
+        relay.out_seq = first_seq;
+        assert!(relay.forward_whole().await.unwrap());
+        let o = &relay.outcome;
+        assert_eq!((o.sent, o.rows), (103, 100));
+        assert_eq!(relay.out_seq, first_seq.wrapping_add(103));
+        let written = cw.get_mut().len();
+        assert_eq!(written == sent, through, "written before the flush: {written}");
+        cw.flush().await.unwrap();
+        let out = cw.into_inner();
+        assert_eq!(out.len(), sent);
+        assert_eq!(out[3], first_seq, "the first packet's sequence id");
+        assert_eq!(br.buffered(), 0);
+    }
 }

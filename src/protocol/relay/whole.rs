@@ -39,6 +39,11 @@ pub(super) enum Piece<'a> {
     Terminator(&'a [u8], u16, u16),
 }
 
+/// Responses at least this long whose sequence ids are the client's are written from the
+/// read buffer as they are (no copy); shorter ones are copied into the client's buffer,
+/// where pipelined replies share a write.
+const PASS_THROUGH_MIN: usize = 4096;
+
 /// Responses of more pieces (many result sets) take the packet-by-packet path.
 const MAX_PIECES: usize = 8;
 
@@ -178,6 +183,47 @@ fn rows(p: &mut Packets<'_>, deprecate_eof: bool, rows: &mut u64) -> Option<(usi
     }
 }
 
+/// Copies the pieces of a wholly buffered response `w` to the client's buffer, renumbered
+/// from `seq`, with the EOFs a classic client needs added (`hint`: the status of the one
+/// after the definitions): how many were added, `None` (nothing done) if it does not fit.
+fn copy_pieces<CW: AsyncWrite + Unpin>(
+    client: &mut crate::protocol::packet::PacketWriter<CW>,
+    (seq, hint): (&mut u8, u16),
+    w: &Whole,
+    pieces: &Pieces<'_>,
+    translate: bool,
+) -> Option<u32> {
+    // what the client gets: the bytes, plus an EOF after each result set's definitions
+    // (9 bytes with its header) when translating
+    let added = if translate {
+        pieces
+            .iter()
+            .filter(|p| matches!(p, Piece::DefinitionsEnd))
+            .count()
+    } else {
+        0
+    };
+    if w.bytes + 9 * added >= client.room() {
+        return None;
+    }
+    for piece in pieces.iter() {
+        match *piece {
+            Piece::Packets(b) => client.push_renumbered(b, seq),
+            Piece::Terminator(b, ..) if !translate => client.push_renumbered(b, seq),
+            Piece::DefinitionsEnd if !translate => {}
+            Piece::DefinitionsEnd => {
+                client.push_physical(*seq, &reply::eof(hint, 0));
+                *seq = seq.wrapping_add(1);
+            }
+            Piece::Terminator(_, st, warnings) => {
+                client.push_physical(*seq, &reply::eof(st, warnings));
+                *seq = seq.wrapping_add(1);
+            }
+        }
+    }
+    Some(added as u32)
+}
+
 impl<BR, BW, CR, CW> Relay<'_, BR, BW, CR, CW>
 where
     BR: AsyncRead + Unpin,
@@ -187,57 +233,52 @@ where
 {
     /// Forwards the response in one pass if it is wholly buffered (see the module comment);
     /// `false`: nothing was done.
-    pub(super) fn forward_whole(&mut self) -> bool {
+    pub(super) async fn forward_whole(&mut self) -> Result<bool, super::RelayError> {
         let translate = self.client_deprecate_eof != self.backend_deprecate_eof;
         if self.digest.is_some() || (translate && self.client_deprecate_eof) {
-            return false;
+            return Ok(false);
         }
         let Some(client) = self.client_w.as_deref_mut() else {
-            return false;
+            return Ok(false);
         };
         let unread = self.backend_r.unread();
         let Some((w, pieces)) = walk(unread, self.backend_deprecate_eof) else {
-            return false;
+            return Ok(false);
         };
-        // what the client gets: the bytes, plus an EOF after each result set's definitions
-        // (9 bytes with its header) when translating
-        let added = if translate {
-            pieces
-                .iter()
-                .filter(|p| matches!(p, Piece::DefinitionsEnd))
-                .count()
-        } else {
-            0
+        // the bytes as they are: the sequence ids the client expects, nothing to add
+        if !translate
+            && w.bytes >= PASS_THROUGH_MIN
+            && unread[3] == self.out_seq
+            && client
+                .write_through(&unread[..w.bytes])
+                .await
+                .map_err(super::RelayError::Client)?
+        {
+            self.out_seq = self.out_seq.wrapping_add(w.packets as u8);
+            self.account(&w, 0);
+            return Ok(true);
+        }
+        let hint = self.status_hint;
+        let Some(added) = copy_pieces(client, (&mut self.out_seq, hint), &w, &pieces, translate)
+        else {
+            return Ok(false);
         };
-        if w.bytes + 9 * added >= client.room() {
-            return false;
-        }
-        let (seq, hint) = (&mut self.out_seq, self.status_hint);
-        for piece in pieces.iter() {
-            match *piece {
-                Piece::Packets(b) => client.push_renumbered(b, seq),
-                Piece::Terminator(b, ..) if !translate => client.push_renumbered(b, seq),
-                Piece::DefinitionsEnd if !translate => {}
-                Piece::DefinitionsEnd => {
-                    client.push_physical(*seq, &reply::eof(hint, 0));
-                    *seq = seq.wrapping_add(1);
-                }
-                Piece::Terminator(_, st, warnings) => {
-                    client.push_physical(*seq, &reply::eof(st, warnings));
-                    *seq = seq.wrapping_add(1);
-                }
-            }
-        }
+        self.account(&w, added);
+        Ok(true)
+    }
+
+    /// The response `w` was forwarded (with `added` packets of Sluice's): consumed from the
+    /// backend's buffer and counted.
+    fn account(&mut self, w: &Whole, added: u32) {
         self.backend_seq = w.last_seq;
         self.backend_r.consume(w.bytes);
         let o = &mut self.outcome;
-        o.sent += w.packets + added as u32;
+        o.sent += w.packets + added;
         o.rows += w.rows;
         (o.status, o.warnings) = (w.status, w.warnings);
         if w.ok.is_some() {
             o.ok = w.ok;
         }
-        true
     }
 }
 
