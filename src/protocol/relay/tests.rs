@@ -229,7 +229,11 @@ async fn a_long_reply_in_the_clients_numbering_is_written_through() {
         assert_eq!((o.sent, o.rows), (103, 100));
         assert_eq!(relay.out_seq, first_seq.wrapping_add(103));
         let written = cw.get_mut().len();
-        assert_eq!(written == sent, through, "written before the flush: {written}");
+        assert_eq!(
+            written == sent,
+            through,
+            "written before the flush: {written}"
+        );
         cw.flush().await.unwrap();
         let out = cw.into_inner();
         assert_eq!(out.len(), sent);
