@@ -69,8 +69,9 @@ pub struct Metrics {
     pub mirror_dropped_total: IntCounterVec,
     /// The result cache's counters and gauges.
     pub cache: crate::cache::CacheMetrics,
-    /// Indexed like the topology (append-only).
-    pub backends: arc_swap::ArcSwap<Vec<Arc<BackendMetrics>>>,
+    /// Indexed like the topology (append-only). In an `Arc` so that sessions keep an
+    /// `arc_swap::Cache` of it (one atomic load per statement).
+    pub backends: Arc<arc_swap::ArcSwap<Vec<Arc<BackendMetrics>>>>,
 }
 
 /// Registers metrics in one registry.
@@ -332,7 +333,7 @@ impl Metrics {
             queries_total,
             query_errors_total,
             pool_timeouts_total,
-            backends: arc_swap::ArcSwap::from_pointee(backends),
+            backends: Arc::new(arc_swap::ArcSwap::from_pointee(backends)),
         }
     }
 

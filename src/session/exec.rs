@@ -372,7 +372,7 @@ impl Session {
     }
 
     /// Metrics and digest statistics for one statement (pre-resolved handles only).
-    fn count(&self, idx: usize, st: &Stmt<'_>, Done { failed, rows }: Done) {
+    fn count(&mut self, idx: usize, st: &Stmt<'_>, Done { failed, rows }: Done) {
         let Stmt {
             payload,
             intent,
@@ -381,8 +381,9 @@ impl Session {
             started,
         } = *st;
         let m = &self.shared.metrics;
-        let backends = m.backends.load();
-        let Some(b) = backends.get(idx) else { return };
+        let Some(b) = self.backend_metrics.load().get(idx).cloned() else {
+            return;
+        };
         let is_primary = idx == self.shared.topology.primary();
         let reason = if target == Target::Replica && is_primary {
             Reason::Fallback

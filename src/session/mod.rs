@@ -55,6 +55,9 @@ pub enum Fatal {
     Ended(&'static str),
 }
 
+/// A session's view of a value reloads replace: one atomic load per use sees the latest.
+type Live<T> = arc_swap::Cache<Arc<arc_swap::ArcSwap<T>>, Arc<T>>;
+
 pub struct Session {
     shared: Arc<Shared>,
     handle: Arc<SessionHandle>,
@@ -97,9 +100,10 @@ pub struct Session {
     plan: freshness::ReadPlan,
     /// The routing rule behind the current statement.
     rule_note: Option<ruled::RuleNote>,
+    /// Per-backend metrics (grown by reloads), checked with one atomic load per statement.
+    backend_metrics: Live<Vec<Arc<crate::metrics::BackendMetrics>>>,
     /// The routing rules, checked for a reload with one atomic load per statement.
-    rules:
-        arc_swap::Cache<Arc<arc_swap::ArcSwap<crate::rules::RuleSet>>, Arc<crate::rules::RuleSet>>,
+    rules: Live<crate::rules::RuleSet>,
     /// Copies of statements for `mirror` rules, by group.
     mirrors: mirror::Mirrors,
     /// What this session's open transaction wrote: invalidated again at its end.
@@ -159,6 +163,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
     let idle_limit = shared.config.load().listen.idle_timeout.0;
     let mariadb_caps = login.mariadb_caps;
     let rules = arc_swap::Cache::new(shared.rules.clone());
+    let backend_metrics = arc_swap::Cache::new(shared.metrics.backends.clone());
     let mut s = Session {
         state: SessionState::new(
             login.database.clone(),
@@ -190,6 +195,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         plan: Default::default(),
         rule_note: None,
         rules,
+        backend_metrics,
         mirrors: Default::default(),
         cache_pending: Vec::new(),
         span,

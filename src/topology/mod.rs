@@ -259,27 +259,32 @@ impl Topology {
         check_gtid: bool,
     ) -> Option<usize> {
         let backends = self.backends.load();
-        let ok = |i: usize, b: &Backend| self.can_read(i, b, skip, needs, check_gtid);
-        let total: u64 = backends
-            .iter()
-            .enumerate()
-            .filter(|(i, b)| ok(*i, b))
-            .map(|(_, b)| b.weight() as u64)
-            .sum();
+        // each backend's eligibility is decided once (its state is an atomic load each time)
+        let (mut small, mut large) = ([0u64; 32], Vec::new());
+        let weights: &mut [u64] = if backends.len() <= small.len() {
+            &mut small[..backends.len()]
+        } else {
+            large.resize(backends.len(), 0);
+            &mut large
+        };
+        let mut total = 0;
+        for (i, b) in backends.iter().enumerate() {
+            if self.can_read(i, b, skip, needs, check_gtid) {
+                weights[i] = b.weight() as u64;
+                total += weights[i];
+            }
+        }
         if total == 0 {
             return None;
         }
         let mut rng = rand::rng();
         let mut draw = || {
             let mut x = rng.random_range(0..total);
-            for (i, b) in backends.iter().enumerate() {
-                if ok(i, b) {
-                    let w = b.weight() as u64;
-                    if x < w {
-                        return i;
-                    }
-                    x -= w;
+            for (i, &w) in weights.iter().enumerate() {
+                if x < w {
+                    return i;
                 }
+                x -= w;
             }
             0
         };
