@@ -10,8 +10,24 @@ async fn run(
     client_eof: bool,
     expect: Expect,
 ) -> Vec<Vec<u8>> {
-    let late = run_once(backend.clone(), backend_eof, client_eof, expect, false).await;
-    let early = run_once(backend, backend_eof, client_eof, expect, true).await;
+    run_as(backend, (backend_eof, client_eof), expect, false).await
+}
+
+/// `run` for a COM_STMT_EXECUTE (`binary`) or a text query.
+async fn run_as(
+    backend: Vec<Vec<u8>>,
+    (backend_eof, client_eof): (bool, bool),
+    expect: Expect,
+    binary: bool,
+) -> Vec<Vec<u8>> {
+    let late = run_once(
+        backend.clone(),
+        (backend_eof, client_eof),
+        (expect, binary),
+        false,
+    )
+    .await;
+    let early = run_once(backend, (backend_eof, client_eof), (expect, binary), true).await;
     assert_eq!(late, early, "the same reply whether or not it was buffered");
     late.0
 }
@@ -42,9 +58,8 @@ async fn backend_with(
 /// reply is read before the relay starts.
 async fn run_once(
     backend: Vec<Vec<u8>>,
-    backend_eof: bool,
-    client_eof: bool,
-    expect: Expect,
+    (backend_eof, client_eof): (bool, bool),
+    (expect, binary): (Expect, bool),
     buffered: bool,
 ) -> (Vec<Vec<u8>>, String) {
     let (_b_srv, mut br, mut bw) = backend_with(&backend).await;
@@ -58,6 +73,7 @@ async fn run_once(
         Relay::new(&mut br, &mut bw, backend_eof, &mut buf);
     relay.client_w = Some(&mut cw);
     relay.client_deprecate_eof = client_eof;
+    relay.binary_rows = binary;
     relay.run(expect).await.unwrap();
     let seen = format!(
         "{:?} {} {}",
@@ -165,7 +181,7 @@ async fn prepare_response_translated() {
 async fn cursor_metadata_gets_exactly_one_eof_in_classic_framing() {
     let st = status::CURSOR_EXISTS | status::AUTOCOMMIT;
     let backend = vec![vec![1], col("a"), reply::ok_terminator(st, 0).to_vec()];
-    let got = run(backend, true, false, Expect::ResultSets).await;
+    let got = run_as(backend, (true, false), Expect::ResultSets, true).await;
     assert_eq!(got.len(), 3, "column count, definition, one EOF: {got:?}");
     assert_eq!(got[2], reply::eof(st, 0).to_vec());
     // and an empty result set (no cursor) still gets both EOFs
@@ -240,4 +256,22 @@ async fn a_long_reply_in_the_clients_numbering_is_written_through() {
         assert_eq!(out[3], first_seq, "the first packet's sequence id");
         assert_eq!(br.buffered(), 0);
     }
+}
+
+/// A text query's result set whose EOF after the definitions carries CURSOR_EXISTS (MariaDB
+/// leaves it set after a stored program's own cursor: `BEGIN NOT ATOMIC ... OPEN cur ...
+/// SELECT va`) still has its rows: they are relayed (the mtr tests sp-cursor, sp-expr and
+/// signal hung here with classic framing on both sides).
+#[tokio::test]
+async fn a_text_querys_cursor_flag_does_not_end_its_result_set() {
+    let st = status::CURSOR_EXISTS | status::AUTOCOMMIT;
+    let eof = |st: u16| reply::eof(st, 0).to_vec();
+    let backend = vec![vec![1], col("va"), eof(st), vec![1, b'2'], eof(st)];
+    let got = run_as(backend.clone(), (false, false), Expect::ResultSets, false).await;
+    assert_eq!(got.len(), 5, "the row and both EOFs: {got:?}");
+    assert_eq!(got[3], vec![1, b'2']);
+    // and a modern backend's empty result set with the flag gets both EOFs in classic
+    let backend = vec![vec![1], col("va"), reply::ok_terminator(st, 0).to_vec()];
+    let got = run_as(backend, (true, false), Expect::ResultSets, false).await;
+    assert_eq!(got.len(), 4, "definitions' EOF and the terminator: {got:?}");
 }
