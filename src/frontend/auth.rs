@@ -378,17 +378,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
         }
         if let Some(Known::Sha2(stored)) = &known {
             let plain = self.sha2_full_auth(&login.nonce, plugin, &mut seq).await?;
-            return match plain.filter(|p| stored.verify(p.as_bytes())) {
-                Some(p) => {
-                    login.user_index = found.unwrap_or(0);
-                    login.password = p;
-                    Ok((login, seq))
-                }
-                None => {
-                    let e = SqlError::access_denied(&login.user, &self.peer_host, true);
-                    Err(self.reject(&mut seq, e).await)
-                }
-            };
+            let plain = plain.filter(|p| stored.verify(p.as_bytes()));
+            return self.with_password(login, found, plain, seq).await;
         }
         if let Some(Known::Ed25519(key)) = known {
             return self.ed25519_login(login, &key, found, seq).await;
@@ -436,7 +427,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
     /// network in the clear.
     async fn ed25519_login(
         &mut self,
-        mut login: Login,
+        login: Login,
         key: &crate::password::ed25519::PublicKey,
         found: Option<usize>,
         mut seq: u8,
@@ -463,20 +454,28 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
         if buf.last() == Some(&0) {
             buf.pop();
         }
-        match String::from_utf8(buf)
+        let plain = String::from_utf8(buf)
             .ok()
-            .filter(|p| key.matches(p.as_bytes()))
-        {
-            Some(p) => {
-                login.user_index = found.unwrap_or(0);
-                login.password = p;
-                Ok((login, seq))
-            }
-            None => {
-                let e = SqlError::access_denied(&login.user, &self.peer_host, true);
-                Err(self.reject(&mut seq, e).await)
-            }
-        }
+            .filter(|p| key.matches(p.as_bytes()));
+        self.with_password(login, found, plain, seq).await
+    }
+
+    /// The login with the password the client sent in full (`None`: wrong or unusable, ERR
+    /// 1045 sent); it is kept for the session to log in to the backends.
+    async fn with_password(
+        &mut self,
+        mut login: Login,
+        found: Option<usize>,
+        plain: Option<String>,
+        mut seq: u8,
+    ) -> Result<(Login, u8), HandshakeError> {
+        let Some(p) = plain else {
+            let e = SqlError::access_denied(&login.user, &self.peer_host, true);
+            return Err(self.reject(&mut seq, e).await);
+        };
+        login.user_index = found.unwrap_or(0);
+        login.password = p;
+        Ok((login, seq))
     }
 
     /// caching_sha2_password full authentication: the client's password, in the clear over
