@@ -35,6 +35,12 @@ pub enum RelayError {
     Protocol(&'static str),
 }
 
+/// Whether `command` is a COM_STMT_EXECUTE that asks for a cursor (its flags byte).
+pub fn cursor_asked(command: &[u8]) -> bool {
+    command.first() == Some(&super::cmd::STMT_EXECUTE)
+        && command.get(5).is_some_and(|f| f & 0x07 != 0)
+}
+
 /// What the caller learns from a relayed response.
 #[derive(Debug, Default, Clone)]
 pub struct Outcome {
@@ -70,11 +76,11 @@ pub struct Relay<'a, BR, BW: AsyncWrite, CR, CW: AsyncWrite> {
     pub status_hint: u16,
     /// COM_STMT_PREPARE: statement id to show the client instead of the backend's.
     pub stmt_id_for_client: Option<u32>,
-    /// The response is to COM_STMT_EXECUTE: a result set whose definitions end with
-    /// CURSOR_EXISTS is a cursor (rows come with COM_STMT_FETCH). A text query's status can
-    /// carry the flag too (MariaDB sets it after a stored program's own cursor), and its
-    /// rows follow.
-    pub binary_rows: bool,
+    /// The response is to a COM_STMT_EXECUTE that asked for a cursor (`cursor_asked`): a
+    /// result set whose definitions end with CURSOR_EXISTS is one (rows come with
+    /// COM_STMT_FETCH). Other responses can carry the flag too (MariaDB leaves it set after
+    /// a stored program's own cursor), and their rows follow.
+    pub cursor_asked: bool,
     pub buf: &'a mut Vec<u8>,
     pub out_seq: u8,
     pub outcome: Outcome,
@@ -111,7 +117,7 @@ where
             backend_deprecate_eof,
             status_hint: status::AUTOCOMMIT,
             stmt_id_for_client: None,
-            binary_rows: false,
+            cursor_asked: false,
             buf,
             out_seq: 1,
             outcome: Outcome::default(),
@@ -257,7 +263,7 @@ where
                 return Err(RelayError::Protocol("missing EOF after definitions"));
             }
             let (warnings, st) = reply::parse_eof(self.buf).unwrap_or_default();
-            if result_set && self.binary_rows && st & status::CURSOR_EXISTS != 0 {
+            if result_set && self.cursor_asked && st & status::CURSOR_EXISTS != 0 {
                 if self.client_deprecate_eof {
                     let t = reply::ok_terminator(st, warnings);
                     self.emit(&t).await?;
@@ -351,7 +357,7 @@ where
             if std::mem::take(&mut self.pending_eof) {
                 if self.is_terminator(len) {
                     let (st, warnings) = self.terminator_fields()?;
-                    if self.binary_rows && st & status::CURSOR_EXISTS != 0 {
+                    if self.cursor_asked && st & status::CURSOR_EXISTS != 0 {
                         self.outcome.warnings = warnings;
                         let t = reply::eof(st, warnings);
                         self.emit(&t).await?;

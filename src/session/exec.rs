@@ -484,7 +484,7 @@ impl Session {
         if let OnOk::Prepared(id, _) = on_ok {
             relay.stmt_id_for_client = Some(*id);
         }
-        relay.binary_rows = payload.first() == Some(&crate::protocol::cmd::STMT_EXECUTE);
+        relay.cursor_asked = crate::protocol::relay::cursor_asked(payload);
         let res = relay.run(expect).await;
         let (outcome, seq) = (std::mem::take(&mut relay.outcome), relay.out_seq);
         drop(relay);

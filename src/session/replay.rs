@@ -198,7 +198,7 @@ async fn rerun(lease: &mut Lease, payload: &[u8]) -> Result<(u64, u16), String> 
     let mut relay: Relay<'_, _, _, ClientRead, ClientWrite> =
         Relay::new(&mut conn.r, &mut conn.w, conn.deprecate_eof, &mut conn.buf);
     relay.digest = Some(std::hash::DefaultHasher::new());
-    relay.binary_rows = payload.first() == Some(&crate::protocol::cmd::STMT_EXECUTE);
+    relay.cursor_asked = crate::protocol::relay::cursor_asked(payload);
     relay
         .run(Expect::ResultSets)
         .await

@@ -73,7 +73,7 @@ async fn run_once(
         Relay::new(&mut br, &mut bw, backend_eof, &mut buf);
     relay.client_w = Some(&mut cw);
     relay.client_deprecate_eof = client_eof;
-    relay.binary_rows = binary;
+    relay.cursor_asked = binary;
     relay.run(expect).await.unwrap();
     let seen = format!(
         "{:?} {} {}",
@@ -274,4 +274,15 @@ async fn a_text_querys_cursor_flag_does_not_end_its_result_set() {
     let backend = vec![vec![1], col("va"), reply::ok_terminator(st, 0).to_vec()];
     let got = run_as(backend, (true, false), Expect::ResultSets, false).await;
     assert_eq!(got.len(), 4, "definitions' EOF and the terminator: {got:?}");
+}
+
+#[test]
+fn only_an_execute_with_cursor_flags_asks_for_a_cursor() {
+    use crate::protocol::relay::cursor_asked;
+    let execute = |flags: u8| [0x17, 1, 0, 0, 0, flags, 1, 0, 0, 0];
+    assert!(cursor_asked(&execute(1)));
+    assert!(cursor_asked(&execute(4)));
+    assert!(!cursor_asked(&execute(0)), "no cursor: --ps-protocol's executes");
+    assert!(!cursor_asked(b"\x03SELECT 1"));
+    assert!(!cursor_asked(&[0x17, 1, 0]));
 }
