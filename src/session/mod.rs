@@ -38,7 +38,6 @@ use crate::shared::{SessionHandle, Shared};
 pub use accept::accept_loop;
 use prepared::Prepared;
 use state::SessionState;
-use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 
@@ -81,7 +80,9 @@ pub struct Session {
     peer_host: String,
     /// The client's address (rules' `client` matches).
     peer_ip: Option<std::net::IpAddr>,
-    stmts: HashMap<u32, Prepared>,
+    /// By the client's statement id (looked up several times per execution: ahash, not
+    /// SipHash).
+    stmts: ahash::AHashMap<u32, Prepared>,
     next_stmt_id: u32,
     /// Sequence id for the next packet to the client.
     seq: u8,
@@ -184,7 +185,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         last_ran: None,
         peer_host: peer.clone(),
         peer_ip,
-        stmts: HashMap::new(),
+        stmts: ahash::AHashMap::new(),
         next_stmt_id: 1,
         seq,
         last_gtid_text: String::new(),

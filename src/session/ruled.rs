@@ -200,6 +200,9 @@ impl Session {
         intent: &Intent,
         policy: (Target, Reason),
     ) -> ((Target, Reason), Option<CacheRule>) {
+        if self.rules.load().is_empty() {
+            return (policy, None); // no classification of the text per execution
+        }
         let (matched, shape) = self.shared.classifier.classify_shaped(sql.as_bytes());
         let Some((rules, outcome)) = self.match_rules(sql.as_bytes(), &matched, shape) else {
             return (policy, None);
