@@ -282,7 +282,10 @@ fn only_an_execute_with_cursor_flags_asks_for_a_cursor() {
     let execute = |flags: u8| [0x17, 1, 0, 0, 0, flags, 1, 0, 0, 0];
     assert!(cursor_asked(&execute(1)));
     assert!(cursor_asked(&execute(4)));
-    assert!(!cursor_asked(&execute(0)), "no cursor: --ps-protocol's executes");
+    assert!(
+        !cursor_asked(&execute(0)),
+        "no cursor: --ps-protocol's executes"
+    );
     assert!(!cursor_asked(b"\x03SELECT 1"));
     assert!(!cursor_asked(&[0x17, 1, 0]));
 }
