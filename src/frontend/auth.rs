@@ -265,13 +265,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
         let nonce = nonce();
         let out = greeting(self.server_version, self.connection_id, &nonce, false);
         let mut seq = 0;
-        self.send(&mut seq, &out).await?;
-        let mut buf = Vec::new();
-        seq = self
-            .r
-            .read_logical(&mut buf, 1 << 16)
-            .await?
-            .wrapping_add(1);
+        let buf = self.ask(&mut seq, &out).await?;
         self.login(nonce, &buf, seq).await
     }
 
@@ -397,17 +391,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
                 Some(None)
             }
             _ => {
-                let mut data = login.nonce.to_vec();
-                data.push(0);
-                let mut out = Vec::new();
-                AuthSwitchRequest::new(NATIVE, data).serialize(&mut out);
-                self.send(&mut seq, &out).await?;
-                let mut buf = Vec::new();
-                seq = self
-                    .r
-                    .read_logical(&mut buf, 1 << 16)
-                    .await?
-                    .wrapping_add(1);
+                let data = switch_data(&login.nonce);
+                let buf = self.switch_to(&mut seq, NATIVE, data).await?;
                 known.as_ref().and_then(|k| k.check(&buf, &login.nonce))
             }
         };
@@ -442,21 +427,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
                 .reject(&mut seq, SqlError::new(1045, "28000", msg))
                 .await);
         }
-        let mut out = Vec::new();
-        AuthSwitchRequest::new(CLEAR, Vec::new()).serialize(&mut out);
-        self.send(&mut seq, &out).await?;
-        let mut buf = Vec::new();
-        seq = self
-            .r
-            .read_logical(&mut buf, 1 << 16)
-            .await?
-            .wrapping_add(1);
-        if buf.last() == Some(&0) {
-            buf.pop();
-        }
-        let plain = String::from_utf8(buf)
-            .ok()
-            .filter(|p| key.matches(p.as_bytes()));
+        let buf = self.switch_to(&mut seq, CLEAR, Vec::new()).await?;
+        let plain = clear_text(buf).filter(|p| key.matches(p.as_bytes()));
         self.with_password(login, found, plain, seq).await
     }
 
@@ -487,26 +459,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
         plugin: &[u8],
         seq: &mut u8,
     ) -> Result<Option<String>, HandshakeError> {
-        let mut buf = Vec::new();
         if plugin != SHA2 {
-            let mut data = nonce.to_vec();
-            data.push(0);
-            let mut out = Vec::new();
-            AuthSwitchRequest::new(SHA2, data).serialize(&mut out);
-            self.send(seq, &out).await?;
-            *seq = self
-                .r
-                .read_logical(&mut buf, 1 << 16)
-                .await?
-                .wrapping_add(1);
+            self.switch_to(seq, SHA2, switch_data(nonce)).await?;
         }
-        self.send(seq, &[0x01, 0x04]).await?; // perform full authentication
-        *seq = self
-            .r
-            .read_logical(&mut buf, 1 << 16)
-            .await?
-            .wrapping_add(1);
-        let mut plain = if self.tls {
+        let mut buf = self.ask(seq, &[0x01, 0x04]).await?; // perform full authentication
+        let plain = if self.tls {
             buf
         } else {
             if buf == [0x02] {
@@ -517,12 +474,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
                     Err(e) => return Err(self.key_unavailable(seq, e).await),
                 };
                 out.extend_from_slice(pem.as_bytes());
-                self.send(seq, &out).await?;
-                *seq = self
-                    .r
-                    .read_logical(&mut buf, 1 << 16)
-                    .await?
-                    .wrapping_add(1);
+                buf = self.ask(seq, &out).await?;
             }
             let decrypted = match super::rsa_key::decrypt(&buf).await {
                 Ok(d) => d,
@@ -536,11 +488,47 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Handshake<'_, R, W> {
             }
             p
         };
-        if plain.last() == Some(&0) {
-            plain.pop();
-        }
-        Ok(String::from_utf8(plain).ok())
+        Ok(clear_text(plain))
     }
+
+    /// Sends `payload` and reads the client's answer, sequence ids advanced past both.
+    async fn ask(&mut self, seq: &mut u8, payload: &[u8]) -> Result<Vec<u8>, HandshakeError> {
+        self.send(seq, payload).await?;
+        let mut buf = Vec::new();
+        *seq = self
+            .r
+            .read_logical(&mut buf, 1 << 16)
+            .await?
+            .wrapping_add(1);
+        Ok(buf)
+    }
+
+    /// Switches the client to authentication `plugin` (with `data`); its answer.
+    async fn switch_to(
+        &mut self,
+        seq: &mut u8,
+        plugin: &[u8],
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, HandshakeError> {
+        let mut out = Vec::new();
+        AuthSwitchRequest::new(plugin, data).serialize(&mut out);
+        self.ask(seq, &out).await
+    }
+}
+
+/// An auth switch's data: the login nonce and its NUL.
+fn switch_data(nonce: &[u8; 20]) -> Vec<u8> {
+    let mut data = nonce.to_vec();
+    data.push(0);
+    data
+}
+
+/// A password the client sent in the clear (a trailing NUL dropped); `None` if not UTF-8.
+fn clear_text(mut p: Vec<u8>) -> Option<String> {
+    if p.last() == Some(&0) {
+        p.pop();
+    }
+    String::from_utf8(p).ok()
 }
 
 #[cfg(test)]
