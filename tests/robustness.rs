@@ -487,6 +487,12 @@ async fn idle_backend_connections_close_after_the_pool_idle_timeout() {
     let p = proxy(cfg).await;
     let mut c = client(&p, None).await;
     c.query_drop("DO 1").await.unwrap(); // the primary
+                                         // the primary connection's thread id (@@pseudo_thread_id is the server's, not Sluice's)
+    let thread: u64 = c
+        .query_first("/* sluice:primary */ SELECT @@pseudo_thread_id")
+        .await
+        .unwrap()
+        .unwrap();
     server_id(&mut c, "SELECT @@server_id").await; // a replica
     c.disconnect().await.unwrap();
     let open = || -> usize {
@@ -510,5 +516,17 @@ async fn idle_backend_connections_close_after_the_pool_idle_timeout() {
     println!(
         "idle connections closed {:?} after the client left",
         started.elapsed()
+    );
+    // closed politely (COM_QUIT): the server neither logs it as aborted nor counts it in
+    // Aborted_clients
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = std::fs::read_to_string(topology().servers[0].error_log()).unwrap();
+    let aborted = format!("Aborted connection {thread} ");
+    assert!(
+        !log.lines().any(|l| l.contains(&aborted)),
+        "the primary logged the pool's idle close as aborted: {}",
+        log.lines()
+            .find(|l| l.contains(&aborted))
+            .unwrap_or_default()
     );
 }

@@ -179,7 +179,10 @@ pub(super) async fn connect(opts: &ConnectOpts) -> Result<BackendConn, BackendEr
     conn.thread_id = hs.connection_id();
     conn.server_version = String::from_utf8_lossy(hs.server_version_ref()).into_owned();
     conn.deprecate_eof = n.caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
+    // a login that fails part way is dropped without a COM_QUIT (see `Drop for BackendConn`)
+    conn.busy = true;
     authenticate(&mut conn, opts, n, seq).await?;
+    conn.busy = false;
     Ok(conn)
 }
 

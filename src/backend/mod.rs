@@ -157,6 +157,18 @@ pub struct BackendConn {
     pub generation: u64,
 }
 
+impl Drop for BackendConn {
+    /// An idle connection being closed (idle timeout, retired, reset failed, shutdown) says
+    /// COM_QUIT first, as a client leaving politely does: the server then neither counts it
+    /// in `Aborted_clients` nor logs "Aborted connection ... Got an error reading
+    /// communication packets" for it. A connection mid-command or broken is just closed.
+    fn drop(&mut self) {
+        if !self.busy && !self.broken && !self.w.has_pending() {
+            self.w.get_mut().send_now(&[1, 0, 0, 0, cmd::QUIT]);
+        }
+    }
+}
+
 impl BackendConn {
     pub async fn connect(opts: &ConnectOpts) -> Result<BackendConn, BackendError> {
         match tokio::time::timeout(opts.timeout, auth::connect(opts)).await {

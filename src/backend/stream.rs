@@ -93,6 +93,20 @@ impl AsyncRead for BackendRead {
     }
 }
 
+impl BackendWrite {
+    /// Writes `bytes` if the socket takes them at once, without waiting (best effort: a
+    /// connection being dropped says goodbye this way).
+    pub fn send_now(&mut self, bytes: &[u8]) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut w = Pin::new(self);
+        if let Poll::Ready(Ok(n)) = w.as_mut().poll_write(&mut cx, bytes) {
+            if n == bytes.len() {
+                let _ = w.poll_flush(&mut cx);
+            }
+        }
+    }
+}
+
 impl AsyncWrite for BackendWrite {
     fn poll_write(
         self: Pin<&mut Self>,

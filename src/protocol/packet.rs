@@ -444,6 +444,11 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
         &mut self.inner
     }
 
+    /// Whether bytes are written but not yet flushed.
+    pub fn has_pending(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
     /// Frees the buffer if nothing is pending (call before waiting idle).
     pub fn release_idle(&mut self) {
         if self.buf.is_empty() {
