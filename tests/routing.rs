@@ -547,3 +547,46 @@ async fn diagnostics_answer_about_the_clients_own_previous_statement() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_diagnostics_of_a_write_stay_the_clients_under_read_your_writes() {
+    use sluice::config::ReadYourWrites;
+    let db = database("route_rowcount").await;
+    topology()
+        .sql(0, "CREATE TABLE route_rowcount.t (a INT, b TINYINT)")
+        .await
+        .unwrap();
+    caught_up().await;
+    for mode in [ReadYourWrites::Gtid, ReadYourWrites::Global] {
+        let mut cfg = config();
+        cfg.routing.read_your_writes = mode;
+        let p = proxy(cfg).await;
+        let mut c = client(&p, Some(&db)).await;
+        c.query_drop("DELETE FROM t").await.unwrap();
+        c.query_drop("INSERT INTO t VALUES (1, 1), (2, 2), (3, 3)")
+            .await
+            .unwrap();
+        let n: i64 = c.query_first("SELECT ROW_COUNT()").await.unwrap().unwrap();
+        assert_eq!(n, 3, "{mode:?}: ROW_COUNT() after an INSERT of 3 rows");
+        c.query_drop("DELETE FROM t WHERE a > 1").await.unwrap();
+        let n: i64 = c.query_first("SELECT ROW_COUNT()").await.unwrap().unwrap();
+        assert_eq!(n, 2, "{mode:?}: ROW_COUNT() after a DELETE of 2 rows");
+        // a write with a warning (1264: out of range, clipped by IGNORE)
+        c.query_drop("INSERT IGNORE INTO t VALUES (4, 1000)")
+            .await
+            .unwrap();
+        let w: Vec<(String, u32, String)> = c.query("SHOW WARNINGS").await.unwrap();
+        assert_eq!(
+            w.iter().map(|w| w.1).collect::<Vec<_>>(),
+            [1264],
+            "{mode:?}: {w:?}"
+        );
+        // and the next read still sees the writes, wherever it runs
+        let rows: i64 = c
+            .query_first("SELECT COUNT(*) FROM t")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rows, 2, "{mode:?}");
+    }
+}

@@ -7,6 +7,7 @@
 //! its next checkout finds them without lock or semaphore (see `hot`).
 
 mod hot;
+pub mod position;
 mod recycle;
 
 use crate::backend::{BackendConn, BackendError, ConnectOpts};
@@ -73,6 +74,8 @@ pub struct BackendPool {
     generation: AtomicU64,
     /// `sluice_pool_wait_seconds`, observed when a checkout had to wait.
     pub wait_histogram: std::sync::OnceLock<prometheus::Histogram>,
+    /// Its GTID position after a write (read-your-writes), on a connection of its own.
+    pub position: position::Position,
 }
 
 /// A checked-out backend connection.
@@ -171,6 +174,7 @@ impl BackendPool {
             epoch: Instant::now(),
             generation: AtomicU64::new(0),
             wait_histogram: std::sync::OnceLock::new(),
+            position: position::Position::default(),
         }
     }
 
@@ -202,6 +206,7 @@ impl BackendPool {
         self.closed.store(true, Ordering::SeqCst);
         self.idle.lock().clear();
         self.hot.take_all().for_each(drop);
+        self.position.close_idle(Duration::ZERO);
     }
 
     /// Connections opened before now are not given to another session again: after a
@@ -331,7 +336,7 @@ impl BackendPool {
             list.retain(|i| now.saturating_sub(i.since) <= limit);
             closed += before - list.len();
         }
-        closed
+        closed + usize::from(self.position.close_idle(timeout))
     }
 
     pub fn idle_count(&self) -> usize {

@@ -2,6 +2,7 @@
 //! remembering the session's last write.
 
 use super::Session;
+use crate::backend::ConnectOpts;
 use crate::config::{Fallback, ReadYourWrites};
 use crate::error::SqlError;
 use crate::failover::sql::Dialect;
@@ -127,15 +128,20 @@ impl Session {
             ReadYourWrites::Off => {}
             ReadYourWrites::Session => self.state.last_write_at = Some(Instant::now()),
             ReadYourWrites::Gtid | ReadYourWrites::Global => {
-                self.state.last_write_at = Some(Instant::now());
-                let sql = if is_mariadb(lease) {
-                    "SELECT @@last_gtid AS g"
-                } else {
-                    "SELECT @@global.gtid_executed AS g"
+                let now = Instant::now();
+                self.state.last_write_at = Some(now);
+                let idx = self.shared.topology.primary();
+                let pool = &self.shared.topology.backend(idx).pool;
+                // the [monitor] account, else this client's (any account may read it)
+                let opts = || match &self.shared.config.load().monitor {
+                    Some(m) => pool.monitor_opts(m),
+                    None => ConnectOpts {
+                        database: None,
+                        ..self.connect_opts(idx)
+                    },
                 };
-                match lease.query(sql).await {
-                    Ok(r) => {
-                        let g = r.get("g").unwrap_or("").trim().to_string();
+                match pool.position.after(now, opts, is_mariadb(lease)).await {
+                    Ok(g) => {
                         if !g.is_empty() && g != self.last_gtid_text {
                             let set = Arc::new(GtidSet::parse(&g));
                             if mode == ReadYourWrites::Global {
@@ -147,10 +153,7 @@ impl Session {
                         }
                     }
                     Err(e) => {
-                        tracing::debug!(parent: &self.span, error = %e, "cannot read the last GTID; reads stay on the primary for a while");
-                        if e.is_fatal() {
-                            lease.broken = true; // closed on return
-                        }
+                        tracing::debug!(parent: &self.span, error = %e, "cannot read the primary's GTID position; reads stay on the primary for a while");
                         // without a GTID, play safe: the session reads from the primary
                         self.state.last_write_gtid = Some(Arc::new(GtidSet::parse(
                             "4294967295-0-18446744073709551615",
