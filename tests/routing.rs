@@ -590,3 +590,27 @@ async fn the_diagnostics_of_a_write_stay_the_clients_under_read_your_writes() {
         assert_eq!(rows, 2, "{mode:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_flush_status_the_session_counts_its_own_statements() {
+    // FLUSH STATUS needs RELOAD
+    topology()
+        .sql(0, "GRANT RELOAD ON *.* TO 'app'@'127.0.0.1'")
+        .await
+        .unwrap();
+    caught_up().await;
+    let p = proxy(config()).await;
+    let mut c = client(&p, None).await;
+    let mut other = client(&p, None).await;
+    c.query_drop("FLUSH STATUS").await.unwrap();
+    for _ in 0..10 {
+        c.query_drop("SELECT 1").await.unwrap();
+        other.query_drop("SELECT 1").await.unwrap();
+    }
+    let (_, n): (String, u64) = c
+        .query_first("SHOW STATUS LIKE 'Com_select'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 10, "the session's own SELECTs since FLUSH STATUS");
+}

@@ -119,6 +119,10 @@ pub(super) fn after_first(first: Kw, ntok: usize, w: &[u8]) -> u32 {
                 0
             }
         }
+        // FLUSH [LOCAL | NO_WRITE_TO_BINLOG] STATUS zeroes the session's status counters: the
+        // session then keeps that connection, so that the counters it reads next count its
+        // own statements (not those of a pooled connection's other users, or a replica's)
+        Kw::Flush if ntok <= 2 && is(w, &[b"STATUS"]) => flag::PIN,
         Kw::Explain | Kw::Describe | Kw::Desc
             if is(w, &[b"INSERT", b"UPDATE", b"DELETE", b"REPLACE"]) =>
         {

@@ -106,6 +106,8 @@ fn flags() {
         ("FLUSH TABLES WITH READ LOCK", flag::PIN),
         ("flush tables t1, t2 with read lock", flag::PIN),
         ("FLUSH TABLES t FOR EXPORT", flag::PIN),
+        ("FLUSH STATUS", flag::PIN),
+        ("flush local status", flag::PIN),
         ("HANDLER t OPEN", flag::PIN),
         ("CALL p(1)", flag::CALL),
         ("SET GLOBAL wait_timeout = 3", flag::GLOBAL_CHANGE),
