@@ -75,9 +75,26 @@ async fn cli_with_a_verified_certificate_gets_tls_1_2_and_1_3() {
             "Ssl_cipher\tECDHE-"
         };
         assert!(out.contains(cipher), "{version}: {out}");
+        // and so does information_schema.SESSION_STATUS (mtr's ssl tests read it), other
+        // variables still the backend's
+        let sql = "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.SESSION_STATUS \
+                   WHERE VARIABLE_NAME IN ('Ssl_version', 'Ssl_cipher', 'Com_select') \
+                   ORDER BY VARIABLE_NAME";
+        let (ok, out) = cli(&p, &args, sql).await;
+        assert!(ok, "{out}");
+        assert!(out.contains(&format!("SSL_VERSION\t{version}")), "{out}");
+        assert!(
+            out.contains(&cipher.to_uppercase()[..12]),
+            "{version}: {out}"
+        );
+        assert!(out.contains("COM_SELECT\t"), "{out}");
     }
     let (ok, out) = cli(&p, &["--skip-ssl"], "SHOW SESSION STATUS LIKE 'Ssl_cipher'").await;
     assert!(ok && out.contains("Ssl_cipher\t\n"), "plain TCP: {out}");
+    let sql = "SELECT VARIABLE_VALUE = '' AS plain FROM INFORMATION_SCHEMA.SESSION_STATUS s \
+               WHERE s.VARIABLE_NAME = 'SSL_CIPHER'";
+    let (ok, out) = cli(&p, &["--skip-ssl"], sql).await;
+    assert!(ok && out.contains("plain\n1\n"), "plain TCP: {out}");
     // older protocol versions are refused
     let args = verified(ca, "TLSv1.1");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -117,23 +117,65 @@ impl Session {
     /// `SHOW STATUS LIKE 'Ssl...'`: the client's own TLS session (empty values over plain
     /// TCP, as a server shows them).
     pub(super) async fn ssl_status(&mut self, pattern: &[u8]) -> Result<(), Fatal> {
+        let rows = self
+            .own_status()
+            .into_iter()
+            .filter(|(name, _)| like(name.as_bytes(), pattern))
+            .map(|(n, v)| (n.to_string(), v))
+            .collect();
+        self.send_text_table([b"Variable_name", b"Value"], rows)
+            .await
+    }
+
+    /// The client's own `Compression`, `Ssl_cipher` and `Ssl_version` (see `ssl_status`).
+    fn own_status(&self) -> [(&'static str, String); 3] {
         let tls = self.tls.clone().unwrap_or_default();
         let compressed = self
             .login
             .capabilities
             .contains(CapabilityFlags::CLIENT_COMPRESS);
         let compression = if compressed { "ON" } else { "OFF" }.to_string();
-        let rows = [
+        [
             ("Compression", compression),
             ("Ssl_cipher", tls.cipher),
             ("Ssl_version", tls.version),
         ]
-        .into_iter()
-        .filter(|(name, _)| like(name.as_bytes(), pattern))
-        .map(|(n, v)| (n.to_string(), v))
-        .collect();
-        self.send_text_table([b"Variable_name", b"Value"], rows)
-            .await
+    }
+
+    /// A read of `information_schema.SESSION_STATUS` (mentioned at `at` in `sql`): each
+    /// mention becomes the backend connection's status with the client's own compression
+    /// and TLS values in place of the backend leg's, and the read runs where diagnostics do.
+    pub(super) async fn session_status_view(
+        &mut self,
+        sql: &[u8],
+        at: &[(std::ops::Range<usize>, bool)],
+        intent: &crate::router::Intent,
+    ) -> Result<(), Fatal> {
+        let own = self.own_status();
+        let mut table = String::from(
+            "(SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.SESSION_STATUS \
+             WHERE VARIABLE_NAME NOT IN ('COMPRESSION', 'SSL_CIPHER', 'SSL_VERSION')",
+        );
+        for (name, value) in &own {
+            table.push_str(" UNION ALL SELECT '");
+            table.push_str(&name.to_ascii_uppercase());
+            table.push_str("', ");
+            super::processlist_view::text(&mut table, value);
+        }
+        table.push(')');
+        let mut packet = vec![crate::protocol::cmd::QUERY];
+        packet.extend(super::processlist_view::replace(
+            sql,
+            at,
+            &table,
+            "SESSION_STATUS",
+        ));
+        let route = self.plain_route(intent);
+        let (expect, on_ok) = (
+            crate::protocol::relay::Expect::ResultSets,
+            super::exec::OnOk::Nothing,
+        );
+        self.execute(&packet, expect, route, intent, on_ok).await
     }
 
     /// Sends a one-row, one-column result set with an unsigned integer.

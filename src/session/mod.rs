@@ -413,6 +413,12 @@ impl Session {
             if let Some(pattern) = local::ssl_status_like(sql) {
                 return self.ssl_status(pattern).await;
             }
+            if intent.kind == Kind::Read {
+                let at = processlist_view::mentions_of(sql, b"session_status");
+                if !at.is_empty() {
+                    return self.session_status_view(sql, &at, &intent).await;
+                }
+            }
         }
         if intent.has(crate::router::flag::SERVER_STATE) {
             if let Some(full) = processlist::show_processlist(sql) {

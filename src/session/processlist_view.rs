@@ -45,6 +45,11 @@ const NOT_ALIAS: &[&[u8]] = &[
 /// Where `sql` names `information_schema.PROCESSLIST`: each mention's byte range, and
 /// whether an alias follows it. Empty when it does not.
 pub(super) fn mentions(sql: &[u8]) -> Vec<(Range<usize>, bool)> {
+    mentions_of(sql, b"processlist")
+}
+
+/// Where `sql` names `information_schema.<view>` (see `mentions`).
+pub(super) fn mentions_of(sql: &[u8], view: &[u8]) -> Vec<(Range<usize>, bool)> {
     let eq = |a: &[u8], b: &[u8]| a.eq_ignore_ascii_case(b);
     let mut lx = Lexer::new(sql);
     let mut out = Vec::new();
@@ -58,7 +63,7 @@ pub(super) fn mentions(sql: &[u8]) -> Vec<(Range<usize>, bool)> {
         }
         start = lx.offset();
         if let [(Tok::Word(s), from), (Tok::Punct(b'.'), _), (Tok::Word(v), _)] = last[..] {
-            if eq(s, b"information_schema") && eq(v, b"processlist") {
+            if eq(s, b"information_schema") && eq(v, view) {
                 let mut peek = Lexer::new(&sql[start..]);
                 let alias = match peek.next_tok() {
                     Some(Tok::Word(w)) => !NOT_ALIAS.iter().any(|k| eq(w, k)),
@@ -85,7 +90,7 @@ fn cut(s: &str, max: usize) -> &str {
 }
 
 /// `s` as a literal that means exactly `s` whatever the session's `sql_mode`.
-fn text(out: &mut String, s: &str) {
+pub(super) fn text(out: &mut String, s: &str) {
     if s.is_empty() {
         out.push_str("CONVERT('' USING utf8mb4)");
         return;
@@ -151,7 +156,12 @@ pub(super) fn rewrite(
     rows: &[Process],
     mariadb: bool,
 ) -> Vec<u8> {
-    let table = derived(rows, mariadb);
+    replace(sql, at, &derived(rows, mariadb), "PROCESSLIST")
+}
+
+/// `sql` with every mention in `at` replaced by `table` (a derived table), named `name`
+/// where no alias follows.
+pub(super) fn replace(sql: &[u8], at: &[(Range<usize>, bool)], table: &str, name: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(sql.len() + table.len() * at.len());
     let mut from = 0;
     for (range, alias) in at {
@@ -159,7 +169,8 @@ pub(super) fn rewrite(
         out.push(b' ');
         out.extend_from_slice(table.as_bytes());
         if !alias {
-            out.extend_from_slice(b" AS PROCESSLIST");
+            out.extend_from_slice(b" AS ");
+            out.extend_from_slice(name.as_bytes());
         }
         from = range.end;
     }
