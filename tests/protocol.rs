@@ -299,3 +299,27 @@ async fn change_user_to_an_unknown_user_is_refused_with_1045_and_the_session_goe
     let user: Option<String> = c.query_first("SELECT CURRENT_USER()").await.unwrap();
     assert!(user.unwrap_or_default().starts_with("app@"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_ignore_spaces_get_backend_connections_that_do() {
+    let p = proxy(config()).await;
+    let port = p.addr.port().to_string();
+    // `mariadb -i` asks for CLIENT_IGNORE_SPACE: `COUNT (*)` is then a function call, on a
+    // replica (a read) and on the primary (in a transaction) alike; without it, ERR 1064
+    for (flag, ok) in [("-i", true), ("--batch", false)] {
+        let out = tokio::process::Command::new("mariadb")
+            .args(["-h", "127.0.0.1", "-P", &port, "-u", "app", "-papppass", flag])
+            .args(["-N", "-e", "SELECT COUNT (*) FROM (SELECT 1) t; BEGIN; SELECT COUNT (*) FROM (SELECT 1) t; COMMIT"])
+            .output()
+            .await
+            .expect("run the mariadb client");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), ok, "{flag}: {text}");
+        if ok {
+            assert_eq!(text, "1\n1\n", "{flag}");
+        } else {
+            assert!(text.contains("1064"), "{flag}: {text}");
+        }
+    }
+}

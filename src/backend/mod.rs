@@ -90,10 +90,13 @@ pub struct Flavour {
     /// The client frames result sets with EOF packets (no CLIENT_DEPRECATE_EOF, as
     /// libmariadb): its backend connections do too, so replies pass through untranslated.
     pub classic_eof: bool,
+    /// CLIENT_IGNORE_SPACE: the session parses `COUNT (*)` as a call (sql_mode IGNORE_SPACE
+    /// for the connection; `mariadb -i`).
+    pub ignore_space: bool,
 }
 
 impl Flavour {
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 32;
 
     pub fn of_client(caps: CapabilityFlags, mariadb: MariadbCapabilities) -> Self {
         Self {
@@ -102,6 +105,7 @@ impl Flavour {
             extended_metadata: mariadb
                 .contains(MariadbCapabilities::MARIADB_CLIENT_EXTENDED_METADATA),
             classic_eof: !caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF),
+            ignore_space: caps.contains(CapabilityFlags::CLIENT_IGNORE_SPACE),
         }
     }
 
@@ -110,6 +114,7 @@ impl Flavour {
             | (self.session_track as usize) << 1
             | (self.extended_metadata as usize) << 2
             | (self.classic_eof as usize) << 3
+            | (self.ignore_space as usize) << 4
     }
 }
 
@@ -221,6 +226,9 @@ impl BackendConn {
         }
         if flavour.found_rows {
             c |= CapabilityFlags::CLIENT_FOUND_ROWS;
+        }
+        if flavour.ignore_space {
+            c |= CapabilityFlags::CLIENT_IGNORE_SPACE;
         }
         if flavour.session_track {
             c |= CapabilityFlags::CLIENT_SESSION_TRACK;
