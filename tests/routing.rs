@@ -614,3 +614,33 @@ async fn after_flush_status_the_session_counts_its_own_statements() {
         .unwrap();
     assert_eq!(n, 10, "the session's own SELECTs since FLUSH STATUS");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reads_answer_for_the_primary() {
+    // status variables mix the server's (Threads_connected: mtr's count_sessions, which
+    // waits for it to come down) with the connection's: they are read on the primary, first
+    // statement of a session or after a read a replica served
+    let p = proxy(config()).await;
+    let mut c = client(&p, None).await;
+    let replicas_attached = |v: Option<(String, u32)>| v.map(|v| v.1);
+    let v = c
+        .query_first("SHOW STATUS LIKE 'Slaves_connected'")
+        .await
+        .unwrap();
+    assert_eq!(replicas_attached(v), Some(2), "the first statement");
+    assert_ne!(server_id(&mut c, "SELECT @@server_id").await, PRIMARY);
+    let v = c
+        .query_first("SHOW SESSION STATUS LIKE 'Slaves_connected'")
+        .await
+        .unwrap();
+    assert_eq!(replicas_attached(v), Some(2), "after a replica's read");
+    assert_ne!(server_id(&mut c, "SELECT @@server_id").await, PRIMARY);
+    let v: Option<u32> = c
+        .query_first(
+            "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS \
+             WHERE VARIABLE_NAME = 'SLAVES_CONNECTED'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(v, Some(2), "information_schema.SESSION_STATUS");
+}

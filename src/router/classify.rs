@@ -75,6 +75,11 @@ pub mod flag {
     /// Changes global defaults or privileges (`SET GLOBAL`, `GRANT`, `CREATE USER`, `FLUSH
     /// PRIVILEGES`, ...): pooled connections opened before are retired once it succeeds.
     pub const GLOBAL_CHANGE: u32 = 1 << 21;
+    /// A read of status variables (`SHOW [SESSION] STATUS`, `information_schema.
+    /// SESSION_STATUS`; with `SHOW_WARNINGS`): they mix the server's (`Threads_connected`,
+    /// `Uptime`) with the connection's counters, so it runs on the primary, on the
+    /// connection of the previous statement when that ran there.
+    pub const STATUS: u32 = 1 << 22;
     pub const LEAVES_STATE: u32 = HARD_PIN | USER_VAR | ASSIGNS_USER_VAR | AUTOCOMMIT | CALL;
 }
 

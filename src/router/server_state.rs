@@ -55,7 +55,7 @@ const SCHEMA_VIEWS: &[&[u8]] = &[
 ];
 
 /// Views about the session's own previous statements.
-const DIAGNOSTIC_VIEWS: &[&[u8]] = &[b"OPTIMIZER_TRACE", b"PROFILING", b"SESSION_STATUS"];
+const DIAGNOSTIC_VIEWS: &[&[u8]] = &[b"OPTIMIZER_TRACE", b"PROFILING"];
 
 /// The flags of `information_schema.<w>`.
 pub(super) fn info_schema_table(w: &[u8]) -> u32 {
@@ -65,6 +65,8 @@ pub(super) fn info_schema_table(w: &[u8]) -> u32 {
         .unwrap_or(w);
     if is(w, SCHEMA_VIEWS) {
         0
+    } else if is(w, &[b"SESSION_STATUS"]) {
+        flag::SHOW_WARNINGS | flag::STATUS
     } else if is(w, DIAGNOSTIC_VIEWS) {
         flag::SHOW_WARNINGS
     } else {
@@ -102,7 +104,9 @@ const SHOW_SCHEMA: &[&[u8]] = &[
 pub(super) fn after_first(first: Kw, ntok: usize, w: &[u8]) -> u32 {
     match first {
         Kw::Show if ntok == 1 => {
-            if is(w, &[b"STATUS", b"PROFILE", b"PROFILES"]) {
+            if is(w, &[b"STATUS"]) {
+                flag::SHOW_WARNINGS | flag::STATUS
+            } else if is(w, &[b"PROFILE", b"PROFILES"]) {
                 flag::SHOW_WARNINGS
             } else if is(w, SHOW_SCHEMA) {
                 0
@@ -112,7 +116,7 @@ pub(super) fn after_first(first: Kw, ntok: usize, w: &[u8]) -> u32 {
         }
         Kw::Show if ntok == 2 => {
             if is(w, &[b"STATUS"]) {
-                flag::SHOW_WARNINGS // SHOW SESSION STATUS (GLOBAL was flagged at 1)
+                flag::SHOW_WARNINGS | flag::STATUS // SHOW SESSION STATUS (GLOBAL: flagged at 1)
             } else if is(w, &[b"PROCESSLIST", b"USER", b"EVENT"]) {
                 flag::SERVER_STATE // SHOW FULL PROCESSLIST, SHOW CREATE USER / EVENT
             } else {

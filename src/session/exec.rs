@@ -89,7 +89,13 @@ impl Session {
         if !intent.has(flag::SHOW_WARNINGS) || intent.has(flag::SERVER_STATE) {
             return None;
         }
-        held.or_else(|| self.parked_last())
+        let previous = held.or_else(|| self.parked_last());
+        if intent.has(flag::STATUS) {
+            // status reads run on the primary (see `flag::STATUS`)
+            let primary = self.shared.topology.primary();
+            return previous.filter(|(idx, _)| *idx == primary);
+        }
+        previous
     }
 
     /// The session's connection to the backend that ran its previous statement, if it is

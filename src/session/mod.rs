@@ -468,7 +468,7 @@ impl Session {
         let route = crate::router::route(intent, &self.view());
         if intent.has(crate::router::flag::SHOW_WARNINGS)
             && !intent.has(crate::router::flag::SERVER_STATE)
-            && self.warnings_on_primary
+            && (self.warnings_on_primary || intent.has(crate::router::flag::STATUS))
         {
             return (Target::Primary, Reason::Session);
         }

@@ -223,7 +223,15 @@ fn diagnostics_about_the_previous_statement() {
         let i = c(sql);
         assert!(i.has(flag::SHOW_WARNINGS), "{sql}: flags {:#x}", i.flags);
         assert_eq!(i.flags & flag::SERVER_STATE, 0, "{sql}");
+        let status = sql.contains("STATUS");
+        assert_eq!(i.has(flag::STATUS), status, "{sql}: flags {:#x}", i.flags);
     }
+    let i = c("SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE 1");
+    assert!(
+        i.has(flag::SHOW_WARNINGS | flag::STATUS),
+        "flags {:#x}",
+        i.flags
+    );
 }
 
 #[test]
