@@ -42,7 +42,8 @@ grep -q "Press Ctrl-C" "$work/sandbox.log" || { cat "$work/sandbox.log"; echo "s
 admin=(mariadb -h 127.0.0.1 -P "$port" -u sluice_admin -psluice_admin_pw)
 "${admin[@]}" -e "SET GLOBAL log_bin_trust_function_creators = 1"
 
-# 2. Sluice for the suites: the sandbox config plus the suites' users, no failover, causal
+# 2. Sluice for the suites: the sandbox config with the accounts read from the primary (the
+#    suites create users and log in as them), no failover, causal
 #    reads across sessions (the suites read with one connection what another wrote), and
 #    idle backend connections closed after 2 s (pool.idle_timeout, as pgbouncer's
 #    server_idle_timeout): mtr's count_sessions tests wait up to 10 s for the server's
@@ -52,6 +53,7 @@ sed -e "s/^address = \"127.0.0.1:$((port + 10))\"/address = \"127.0.0.1:$proxy_p
     -e "s/^enabled = true/enabled = false/" \
     -e 's/^read_your_writes = .*/read_your_writes = "global"/' \
     -e 's/^idle_timeout = "10m"/idle_timeout = "2s"/' \
+    -e 's/^users = "config"/users = "backend"/' \
     "$work/sandbox/sluice.toml" >"$work/sluice.toml"
 cat >>"$work/sluice.toml" <<USERS
 
