@@ -7,8 +7,11 @@ use common::*;
 use mysql_async::prelude::*;
 use sluice::config::{Config, TlsMode};
 
-const SSL_VERSION: &str =
-    "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'Ssl_version'";
+/// What the backend session says of its TLS: its server certificate's end of validity, empty
+/// over plain TCP (`Ssl_version` and `Ssl_cipher` read through Sluice describe the client's
+/// own connection instead, see README "Session isolation").
+const SSL_VERSION: &str = "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS \
+     WHERE VARIABLE_NAME = 'Ssl_server_not_after'";
 
 fn with_tls(mode: TlsMode, ca: Option<std::path::PathBuf>) -> Config {
     let mut cfg = config();
@@ -17,7 +20,7 @@ fn with_tls(mode: TlsMode, ca: Option<std::path::PathBuf>) -> Config {
     cfg
 }
 
-/// The TLS version of a replica's and of the primary's backend session, through Sluice.
+/// The TLS of a replica's and of the primary's backend session, through Sluice.
 async fn backend_tls_versions(p: &sluice::app::Proxy) -> Result<(String, String), String> {
     let mut c = mysql_async::Conn::new(opts(p, None))
         .await
@@ -66,7 +69,7 @@ async fn tls_only_backends_are_reached_with_each_mode() {
             .await
             .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
         for v in [&replica, &primary] {
-            assert!(v.starts_with("TLSv1.") && v != "TLSv1.1", "{mode:?}: {v:?}");
+            assert!(!v.is_empty(), "{mode:?}: a backend session without TLS");
         }
         // the monitor reaches the servers too
         let mut probed = serde_json::Value::Null;
