@@ -238,10 +238,14 @@ impl Session {
                 Err(e) => return self.send_err(&e).await,
             };
             let sent = sent_payload.as_deref().unwrap_or(payload);
-            let failure = match self
+            let ran = self
                 .run_on(&mut lease, idx, sent, expect, &on_ok, replay_on)
-                .await
-            {
+                .await;
+            // kept for the next execution (see `prepare_payload`), unless large
+            if let Some(b) = sent_payload.filter(|b| b.capacity() <= 64 * 1024) {
+                self.exec_buf = b;
+            }
+            let failure = match ran {
                 Ok(outcome) => {
                     if outcome.err.is_none() && idx == self.shared.topology.primary() {
                         // before the client sees the OK: with read_your_writes = "global"

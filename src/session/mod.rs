@@ -113,6 +113,9 @@ pub struct Session {
     /// rather than entered on every poll of the session's future.
     span: tracing::Span,
     buf: Vec<u8>,
+    /// A prepared execution's packet as sent to the backend (statement id remapped), kept
+    /// between executions so that none allocates.
+    exec_buf: Vec<u8>,
 }
 
 /// The error for statements of a transaction lost with its primary connection.
@@ -201,6 +204,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         cache_pending: Vec::new(),
         span,
         buf: Vec::new(),
+        exec_buf: Vec::new(),
     };
     let _user_slot = user_slot;
     if Box::pin(s.finish_login()).await.is_ok() {
@@ -282,6 +286,7 @@ impl Session {
                         self.client_r.release_idle();
                         self.client_w.release_idle();
                         self.buf = Vec::new();
+                        self.exec_buf = Vec::new();
                         slot.release();
                         self.unpark();
                     }

@@ -110,11 +110,15 @@ impl Session {
             // parameter types from an earlier execution apply unless this one binds its own
             let bound_at = 10 + (p.params as usize).div_ceil(8);
             let own_types = p.params == 0 || packet.get(bound_at) == Some(&1);
-            let types = if own_types { None } else { p.types.clone() };
             let (sql, plain) = (p.sql.clone(), p.long_data.is_empty());
             let cache;
             (route, cache) = self.rules_for_execute(&sql, &intent, route);
             if let (Some(rule), true) = (cache, plain) {
+                // (copied only for a cache lookup: no allocation per execution otherwise)
+                let types = match own_types {
+                    true => None,
+                    false => self.stmts.get(&id).and_then(|p| p.types.clone()),
+                };
                 let statement = (packet, &*sql, types.as_deref());
                 lookup = self.execute_lookup(statement, &intent, rule).await?;
             }
@@ -186,8 +190,8 @@ impl Session {
         let sql = p.sql.clone();
         if let Some((_, lease)) = self.primary.as_mut() {
             // closes an open cursor, if any, on the pinned connection
-            let key = (self.state.database.clone(), sql);
-            if let Some((backend_id, _)) = lease.state.prepared.get(&key) {
+            let db = self.state.database.as_deref();
+            if let Some((backend_id, _)) = lease.state.prepared.get(db, &sql) {
                 let mut p = vec![cmd::STMT_RESET];
                 p.extend_from_slice(&backend_id.to_le_bytes());
                 if lease.simple(&p).await.is_err() {
@@ -216,7 +220,9 @@ impl Session {
             None => return Err(unknown(id)),
         };
         let backend_id = self.ensure_prepared(lease, sql).await?;
-        let mut out = Vec::with_capacity(packet.len() + 16);
+        let mut out = std::mem::take(&mut self.exec_buf);
+        out.clear();
+        out.reserve(packet.len() + 16);
         if command == cmd::STMT_FETCH {
             out.extend_from_slice(packet);
             out[1..5].copy_from_slice(&backend_id.to_le_bytes());
@@ -249,8 +255,11 @@ impl Session {
 
     /// The backend statement id of `sql` on `lease`, preparing it there silently if needed.
     async fn ensure_prepared(&mut self, lease: &mut Lease, sql: Arc<str>) -> Result<u32, SqlError> {
-        let key = (self.state.database.clone(), sql.clone());
-        if let Some((id, _)) = lease.state.prepared.get(&key) {
+        if let Some((id, _)) = lease
+            .state
+            .prepared
+            .get(self.state.database.as_deref(), &sql)
+        {
             return Ok(id);
         }
         let name = lease.pool().name.clone();
@@ -275,7 +284,7 @@ impl Session {
             return Err(SqlError::from_packet(&err));
         }
         let (id, _, params) = outcome.prepared.ok_or_else(|| lost(&"no statement id"))?;
-        self.remember(lease, key.0, key.1, id, params);
+        self.remember(lease, self.state.database.clone(), sql, id, params);
         Ok(id)
     }
 
