@@ -26,6 +26,9 @@ struct Reader {
     conn: Option<BackendConn>,
     /// The last answer and when its read started.
     last: Option<(Instant, String)>,
+    /// When the last failed read started: callers queued behind it fail at once instead of
+    /// each waiting out its own timeout on a primary that does not answer.
+    failed: Option<Instant>,
 }
 
 impl Position {
@@ -41,6 +44,11 @@ impl Position {
             if *at >= since {
                 return Ok(pos.clone());
             }
+        }
+        if r.failed.is_some_and(|at| at >= since) {
+            return Err(BackendError::Protocol(
+                "the primary's position could not be read just now".into(),
+            ));
         }
         let started = Instant::now();
         let sql = if mariadb {
@@ -58,7 +66,7 @@ impl Position {
                 }
             }
         };
-        let (conn, pos) = answer?;
+        let (conn, pos) = answer.inspect_err(|_| r.failed = Some(started))?;
         r.conn = Some(conn);
         r.last = Some((started, pos.clone()));
         Ok(pos)
@@ -91,5 +99,53 @@ impl Position {
             return true;
         }
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A server that accepts and never answers: writers queued behind a read that times
+    /// out fail with it, not one timeout after another.
+    #[tokio::test]
+    async fn callers_behind_a_failed_read_fail_at_once() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = silent.local_addr().unwrap().to_string();
+        let keep = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = silent.accept().await {
+                held.push(s);
+            }
+        });
+        let opts = ConnectOpts {
+            address,
+            user: "u".into(),
+            password: String::new(),
+            native_hash1: None,
+            database: None,
+            flavour: Default::default(),
+            timeout: Duration::from_millis(300),
+            tls: None,
+        };
+        let position = std::sync::Arc::new(Position::default());
+        let since = Instant::now();
+        let started = Instant::now();
+        let calls: Vec<_> = (0..4)
+            .map(|_| {
+                let (p, o) = (position.clone(), opts.clone());
+                tokio::spawn(async move { p.after(since, || o, true).await })
+            })
+            .collect();
+        for c in calls {
+            assert!(c.await.unwrap().is_err());
+        }
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(800),
+            "4 queued callers took {took:?}"
+        );
+        keep.abort();
     }
 }
