@@ -323,3 +323,36 @@ async fn clients_that_ignore_spaces_get_backend_connections_that_do() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_database_invalid_in_the_clients_character_set_is_refused_as_direct() {
+    // mtr's mysql_not_windows: the server reads the name in the client's character set
+    let p = proxy(config()).await;
+    let login = |port: u16, charset: &'static str| async move {
+        let out = tokio::process::Command::new("mariadb")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-P",
+                &port.to_string(),
+                "-u",
+                "app",
+                "-papppass",
+            ])
+            .arg(format!("--default-character-set={charset}"))
+            .args(["-e", "SELECT 1", "test\u{1F601} "])
+            .output()
+            .await
+            .expect("run the mariadb client");
+        String::from_utf8_lossy(&out.stderr).trim().to_string()
+    };
+    let direct = topology().servers[0].port;
+    for charset in ["utf8", "binary", "utf8mb4"] {
+        let (d, s) = (
+            login(direct, charset).await,
+            login(p.addr.port(), charset).await,
+        );
+        assert!(d.contains("1300"), "{charset} direct: {d}");
+        assert_eq!(s, d, "{charset}");
+    }
+}

@@ -26,6 +26,15 @@ pub(super) async fn database_and_vars(
     if !vars_ok || reset {
         lease.reset().await?;
     }
+    // a connection without the session's variables takes its character set first, so that
+    // the database name is read in the client's character set (a name invalid there is
+    // refused naming it, as the server does at a direct login)
+    if lease.state.vars.is_empty() {
+        if let Some(v) = vars.first().filter(|v| is_set_names(v)) {
+            lease.exec(v).await?;
+            lease.state.vars.push(v.clone());
+        }
+    }
     if let Some(db) = database.filter(|&d| lease.state.database.as_deref() != Some(d)) {
         lease.init_db(db).await?;
     }
@@ -34,6 +43,13 @@ pub(super) async fn database_and_vars(
         lease.state.vars.push(v.clone());
     }
     Ok(())
+}
+
+/// Whether session statement `v` is a `SET NAMES` (the handshake's character set, first of
+/// a session's variables when it is not the one connections open in).
+pub(super) fn is_set_names(v: &str) -> bool {
+    v.get(..9)
+        .is_some_and(|p| p.eq_ignore_ascii_case("SET NAMES"))
 }
 
 impl Session {

@@ -72,7 +72,13 @@ impl Session {
             user: self.login.user.clone(),
             password: self.login.password.clone(),
             native_hash1: self.login.native_hash1,
-            database: self.state.database.clone(),
+            // a client in another character set than the one connections open in gets its
+            // database after its `SET NAMES` (see `align::database_and_vars`): the server
+            // then judges the name in the client's character set, as for a direct login
+            database: match self.state.vars.first() {
+                Some(v) if super::align::is_set_names(v) => None,
+                _ => self.state.database.clone(),
+            },
             flavour: self.flavour,
             timeout: cfg.pool.connect_timeout.0,
             tls: self.shared.topology.backend(backend).pool.tls(),
