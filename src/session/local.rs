@@ -163,19 +163,9 @@ impl Session {
             super::processlist_view::text(&mut table, value);
         }
         table.push(')');
-        let mut packet = vec![crate::protocol::cmd::QUERY];
-        packet.extend(super::processlist_view::replace(
-            sql,
-            at,
-            &table,
-            "SESSION_STATUS",
-        ));
+        let text = super::processlist_view::replace(sql, at, &table, "SESSION_STATUS");
         let route = self.plain_route(intent);
-        let (expect, on_ok) = (
-            crate::protocol::relay::Expect::ResultSets,
-            super::exec::OnOk::Nothing,
-        );
-        self.execute(&packet, expect, route, intent, on_ok).await
+        self.run_rewritten(text, route, intent).await
     }
 
     /// Sends a one-row, one-column result set with an unsigned integer.

@@ -18,6 +18,7 @@ mod local;
 mod mirror;
 mod pins;
 mod prepared;
+mod previous;
 mod processlist;
 mod processlist_view;
 mod refresh;

@@ -152,12 +152,25 @@ impl Session {
     ) -> Result<(), Fatal> {
         let rows = self.processes(sql).await;
         let mariadb = self.shared.server_version.contains("MariaDB");
-        let mut packet = vec![cmd::QUERY];
-        packet.extend(super::processlist_view::rewrite(sql, at, &rows, mariadb));
+        let text = super::processlist_view::rewrite(sql, at, &rows, mariadb);
         let route = (
             crate::router::Target::Primary,
             crate::router::Reason::ServerState,
         );
+        self.run_rewritten(text, route, intent).await
+    }
+
+    /// Runs the rewritten text of a read (a view replaced by a derived table) as the
+    /// client's statement, routed as `route`.
+    pub(super) async fn run_rewritten(
+        &mut self,
+        text: Vec<u8>,
+        route: (crate::router::Target, crate::router::Reason),
+        intent: &crate::router::Intent,
+    ) -> Result<(), Fatal> {
+        let mut packet = Vec::with_capacity(text.len() + 1);
+        packet.push(cmd::QUERY);
+        packet.extend(text);
         let (expect, on_ok) = (
             crate::protocol::relay::Expect::ResultSets,
             super::exec::OnOk::Nothing,
