@@ -103,7 +103,7 @@ impl Sandbox {
                 i > 0 || reused,
             ));
         }
-        let sb = Sandbox {
+        let mut sb = Sandbox {
             flavor,
             dir: opts.dir.clone(),
             servers,
@@ -136,7 +136,17 @@ impl Sandbox {
             s.start(tls.as_ref())?;
         }
         for i in 0..sb.servers.len() {
-            sb.servers[i].wait_ready(Duration::from_secs(60)).await?;
+            let mut retries = if opts.base_port.is_none() { 3 } else { 0 };
+            while let Err(e) = sb.servers[i].wait_ready(Duration::from_secs(60)).await {
+                // a port of our choosing taken by someone else since: choose another
+                if retries == 0 || !sb.servers[i].lost_its_port() {
+                    return Err(e);
+                }
+                retries -= 1;
+                sb.servers[i].port = process::free_port()
+                    .map_err(|e| SandboxError::Other(format!("no free port: {e}")))?;
+                sb.servers[i].start(tls.as_ref())?;
+            }
             sb.say(&format!(
                 "{} is up on {}",
                 sb.servers[i].name,

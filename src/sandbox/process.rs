@@ -60,8 +60,33 @@ pub fn is_alive(pid: u32) -> bool {
     unsafe { libc::kill(pid as i32, 0) == 0 }
 }
 
-/// A free TCP port on loopback (bound then released).
+/// Sandbox ports are taken from below Linux's default ephemeral range (32768-60999): a port
+/// the kernel hands out for outgoing connections (every client of every test) could be taken
+/// between our check and the server's bind, which is how a parallel test once lost its
+/// replica ("Address already in use").
+const PORTS: std::ops::Range<u32> = 12000..32000;
+
+/// A free TCP port on loopback (bound then released), never the same twice in this process;
+/// processes start at different places in the range.
 pub fn free_port() -> io::Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = PORTS.end - PORTS.start;
+    static SEED: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        std::process::id().wrapping_mul(7919) ^ nanos
+    });
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (PORTS.start + seed.wrapping_add(n) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())

@@ -72,6 +72,11 @@ impl Server {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
+    /// Whether the server's last start failed because its port was in use.
+    pub fn lost_its_port(&self) -> bool {
+        self.log_tail(5).contains("Address already in use")
+    }
+
     fn fail(&self, what: &str) -> SandboxError {
         SandboxError::Server {
             server: self.name.clone(),
