@@ -5,6 +5,7 @@
 //! left; otherwise it holds them for 30 s.
 //!
 //! cargo run --release --example idle_clients -- 127.0.0.1:6033 app apppass 10000 [PID]
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 use mysql_async::prelude::*;
 use mysql_async::{Conn, OptsBuilder};

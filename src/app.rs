@@ -167,7 +167,7 @@ impl Proxy {
                 }
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            crate::timer::sleep(Duration::from_millis(20)).await;
         }
         let handles: Vec<_> = self.shared.sessions.lock().values().cloned().collect();
         for h in handles {
@@ -195,7 +195,7 @@ fn spawn_idle_reaper(shared: &Arc<Shared>, mut stop: watch::Receiver<bool>) -> J
             let timeout = shared.config.load().pool.idle_timeout.0;
             let every = (timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
             tokio::select! {
-                _ = tokio::time::sleep(every) => {}
+                _ = crate::timer::sleep(every) => {}
                 _ = stop.changed() => return,
             }
             for b in shared.topology.backends().iter() {
@@ -232,7 +232,7 @@ async fn spawn_account_refresh(
         loop {
             let every = shared.config.load().auth.refresh.0;
             tokio::select! {
-                _ = tokio::time::sleep(every) => {}
+                _ = crate::timer::sleep(every) => {}
                 _ = stop.changed() => return,
             }
             if load(&shared) {

@@ -44,7 +44,7 @@ pub fn spawn(shared: &Arc<Shared>, mut stop: watch::Receiver<bool>) -> tokio::ta
             }
             warned = why;
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = crate::timer::sleep(Duration::from_secs(1)) => {}
                 _ = stop.changed() => return,
             }
         }
@@ -115,7 +115,7 @@ async fn follow(shared: &Arc<Shared>, primary: usize) -> String {
         if shared.topology.primary() != primary {
             return format!("{} is no longer the primary", b.pool.name);
         }
-        let read = tokio::time::timeout(SILENCE, conn.r.read_logical(&mut buf, 1 << 30)).await;
+        let read = crate::timer::timeout(SILENCE, conn.r.read_logical(&mut buf, 1 << 30)).await;
         match read {
             Err(_) => return format!("{}: no event or heartbeat for {SILENCE:?}", b.pool.name),
             Ok(Err(e)) => return format!("{}: {}", b.pool.name, crate::error::chain(&e)),

@@ -29,6 +29,7 @@ pub mod sandbox;
 pub mod session;
 pub mod shared;
 pub mod stats;
+pub mod timer;
 pub mod tls;
 pub mod topology;
 pub mod watch;

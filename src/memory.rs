@@ -18,7 +18,7 @@ pub fn spawn(shared: &Arc<Shared>, mut stop: watch::Receiver<bool>) -> tokio::ta
         let mut seen = (0u64, 0u64);
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(EVERY) => {}
+                _ = crate::timer::sleep(EVERY) => {}
                 _ = stop.changed() => return,
             }
             let total = shared.clients_total.load(Ordering::Relaxed);

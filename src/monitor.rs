@@ -95,7 +95,7 @@ async fn run(shared: Arc<Shared>, index: usize, mut stop: watch::Receiver<bool>)
             return;
         };
         let started = Instant::now();
-        let result = tokio::time::timeout(m.timeout.0, t.probe(&m)).await;
+        let result = crate::timer::timeout(m.timeout.0, t.probe(&m)).await;
         let result = match result {
             Ok(r) => r,
             Err(_) => Err(BackendError::Timeout(m.timeout.0)),
@@ -103,7 +103,7 @@ async fn run(shared: Arc<Shared>, index: usize, mut stop: watch::Receiver<bool>)
         t.apply(&m, result);
         let wait = m.interval.0.saturating_sub(started.elapsed());
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = crate::timer::sleep(wait) => {}
             _ = stop.changed() => return,
         }
     }

@@ -49,7 +49,7 @@ pub fn spawn(shared: Arc<Shared>, path: PathBuf) -> JoinHandle<()> {
                         return;
                     }
                     // let the writer finish, and fold bursts of events into one reload
-                    tokio::time::sleep(DEBOUNCE).await;
+                    crate::timer::sleep(DEBOUNCE).await;
                     while rx.try_recv().is_ok() {}
                     crate::reload::from_file(&shared, "file").await;
                 }

@@ -1,14 +1,16 @@
 //! Session workers: client sessions run on N threads, each with a single-threaded tokio
-//! runtime of its own (`listen.worker_threads`), so a session's client socket, its backend
-//! connections and its timers are all driven by one thread and one event loop: no task
-//! migrates and no statement wakes another thread. The control plane (accept, admin, monitor,
-//! failover, reloads) stays on the runtime that started the proxy.
+//! runtime of its own (`listen.worker_threads`), so a session's client socket and its backend
+//! connections are driven by one thread and one event loop: no task migrates and no statement
+//! wakes another thread. The control plane (accept, admin, monitor, failover, reloads) stays
+//! on the runtime that started the proxy, and its timer driver also serves the workers'
+//! timers: a worker's event loop has none (see `crate::timer`).
 //!
 //! Accepted clients go to the worker with the fewest sessions. Pooled backend connections
 //! remember the worker that opened them (`current()`), and the pool hands a session its own
 //! worker's connections first (see `pool`).
 //!
-//! With one worker, sessions run on the starting runtime itself: no extra thread at all.
+//! There is always at least one worker thread, so no session runs on a loop with a timer
+//! driver.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -67,14 +69,12 @@ pub fn count(configured: usize) -> usize {
 }
 
 impl Workers {
-    /// Starts `n` worker threads (none when `n <= 1`).
+    /// Starts `n` worker threads (at least one), whose timers the calling runtime serves.
     pub fn start(n: usize) -> std::io::Result<Workers> {
-        let mut lanes = Vec::new();
-        if n > 1 {
-            for i in 0..n {
-                lanes.push(Lane::start(i)?);
-            }
-        }
+        let host = tokio::runtime::Handle::current();
+        let lanes = (0..n.max(1))
+            .map(|i| Lane::start(i, host.clone()))
+            .collect::<std::io::Result<_>>()?;
         Ok(Workers { lanes })
     }
 
@@ -117,15 +117,8 @@ impl Workers {
     }
 
     /// Stops the workers: each lets its remaining tasks finish (bounded), then exits.
-    pub async fn stop(self) {
-        let threads: Vec<_> = self
-            .lanes
-            .into_iter()
-            .map(|l| {
-                drop(l.tx);
-                l.thread
-            })
-            .collect();
+    pub async fn stop(mut self) {
+        let threads = self.let_go();
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
@@ -133,18 +126,42 @@ impl Workers {
         })
         .await;
     }
+
+    /// Closes every worker's queue: each then finishes (bounded) and ends its thread.
+    fn let_go(&mut self) -> Vec<std::thread::JoinHandle<()>> {
+        self.lanes
+            .drain(..)
+            .map(|l| {
+                drop(l.tx);
+                l.thread
+            })
+            .collect()
+    }
+}
+
+/// Workers dropped without `stop` (a proxy dropped by a test, a runtime shutting down) are
+/// waited for here, bounded by `STOP_GRACE`: they must be gone before the runtime whose driver
+/// serves their timers, or a session's timer polled after that driver shut down would panic.
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for t in self.let_go() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Lane {
-    fn start(index: usize) -> std::io::Result<Lane> {
+    fn start(index: usize, host: tokio::runtime::Handle) -> std::io::Result<Lane> {
         let (tx, rx) = mpsc::unbounded_channel::<Job>();
+        // I/O only: timers are the host's (crate::timer)
         let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
+            .enable_io()
             .build()?;
         let thread = std::thread::Builder::new()
             .name(format!("sluice-worker-{index}"))
             .spawn(move || {
                 LANE.with(|l| l.set(index as u16 + 1));
+                crate::timer::serve_from(host);
                 rt.block_on(run(rx));
             })?;
         Ok(Lane {
@@ -164,6 +181,9 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Job>) {
     let deadline = Instant::now() + STOP_GRACE;
     let metrics = tokio::runtime::Handle::current().metrics();
     while metrics.num_alive_tasks() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        // no timer: the host runtime may be gone already (a proxy dropped without shutdown);
+        // let the tasks and the I/O driver run, then pause the thread briefly
+        tokio::task::yield_now().await;
+        std::thread::sleep(Duration::from_millis(2));
     }
 }

@@ -1,5 +1,6 @@
 //! Accounts without plaintext in the config: `password_hash`, and `[auth] users = "backend"`
 //! (users created on the primary log in through Sluice without a config change).
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 use common::*;

@@ -2,6 +2,7 @@
 //! account of its own logs in as the anonymous account of its host, and a more specific
 //! anonymous host wins over a named account on `%`, as on the server. (A binary of its own:
 //! an anonymous account changes how the servers match every login from its host.)
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 use common::*;

@@ -1,5 +1,6 @@
 //! Backend authentication corner cases against a small in-process fake MySQL 8 server:
 //! caching_sha2_password fast path and full authentication with the server's RSA key.
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use mysql_common::io::ParseBuf;

@@ -1,6 +1,7 @@
 //! TLS toward the backends: servers that refuse plain connections
 //! (`require_secure_transport = ON`) reached with each `backend_tls` mode. One test in its own
 //! binary: it makes the whole topology TLS-only.
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 use common::*;

@@ -2,6 +2,7 @@
 //! reads reach a backend once, writes through Sluice and writes straight to the primary
 //! invalidate, identical misses run once, volatile reads and transactions are never cached.
 //! Backend executions are counted in the servers' general logs.
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 use common::*;

@@ -1,6 +1,7 @@
 //! Change-data-capture clients through Sluice: `mariadb-binlog --read-from-remote-server`
 //! (COM_REGISTER_SLAVE, COM_BINLOG_DUMP) reads the primary's binary log through Sluice
 //! exactly as it reads it direct.
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 use common::*;

@@ -1,5 +1,6 @@
 //! The compressed protocol through Sluice (in a process of its own: its 20 MB reply would
 //! disturb the memory measurements of tests/protocol.rs).
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 use common::*;

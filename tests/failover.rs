@@ -1,5 +1,6 @@
 //! Failover and switchover on real topologies. Each test starts its own primary + 2 replicas
 //! (they kill and freeze servers) and removes it afterwards.
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 #[path = "support/failover.rs"]

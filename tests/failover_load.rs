@@ -8,6 +8,7 @@
 //! Planned switchovers under the same load, one after another on one topology (2 unless
 //! `SLUICE_SWITCHOVER_RUNS` says otherwise): how long writes were held, measured by the
 //! clients, and nothing lost or failed.
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 #[path = "support/failover.rs"]

@@ -1,5 +1,6 @@
 //! Health, lag and read-your-writes on the real topology. These tests disturb servers, so
 //! they run one at a time and leave the topology as they found it.
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 use common::*;

@@ -1,6 +1,7 @@
 //! Session isolation: nothing a client leaves on a backend connection (transaction, rows,
 //! user variables, locks, temporary tables, running statements, prepared statements) reaches
 //! another client, whether the client quits, vanishes or is killed.
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 use common::*;

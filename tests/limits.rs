@@ -1,5 +1,6 @@
 //! Limits against hostile or broken clients: announced-but-unsent packets, silent sockets,
 //! half-sent packets, password guessing.
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 use common::*;

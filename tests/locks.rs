@@ -3,6 +3,7 @@
 //! reach another client through a pooled connection, and Sluice's own heartbeat does not
 //! mistake a locked primary for a dead one. Own binary: a global read lock stops every write
 //! on the primary, which would disturb tests running beside it.
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 use common::*;

@@ -1,5 +1,6 @@
 //! Digest statistics (`GET /digests`, `POST /digests/reset`, the status page) and the
 //! slow-query log, through a real topology.
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 use common::*;

@@ -1,5 +1,6 @@
 //! Wire-level behaviour through Sluice: auth plugins, COM_CHANGE_USER, streaming, LOCAL
 //! INFILE, COM_STATISTICS — against the real topology.
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 use common::*;

@@ -1,4 +1,5 @@
 //! Hot reload through the file watcher and the admin API, with clients connected.
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 use common::*;

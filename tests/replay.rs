@@ -1,6 +1,7 @@
 //! Transaction replay (`failover.transaction_replay`): an open transaction survives kill -9
 //! of its primary and a switchover when rerunning it gives the same replies; when the data
 //! changed under it, the client gets the lost-transaction error instead.
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 #[path = "support/failover.rs"]

@@ -1,4 +1,5 @@
 //! Protocol edge cases and failure handling through Sluice on a real topology.
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 use common::*;

@@ -1,4 +1,5 @@
 //! Routing through Sluice against a real primary + 2 replicas, proven with @@server_id.
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 use common::*;

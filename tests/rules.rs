@@ -1,6 +1,7 @@
 //! Routing rules and server groups on the real topology (db0 primary server 1, db1 and db2
 //! replicas servers 2 and 3): every action, the guarantees a rule cannot break, and a reload
 //! that changes a route under an open connection.
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 use common::*;

@@ -2,6 +2,7 @@
 //! (a backend keeps its index for the life of the process), and a replica confirmed at one
 //! index must never make another one look confirmed. Own binary: it blocks replication on
 //! one replica of its topology for the whole test.
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 use common::*;

@@ -1,5 +1,6 @@
 //! `sluice sandbox` as a user runs it: Sluice runs from the file the sandbox writes (an edit
 //! plus SIGHUP, or `POST /reload`, applies it), and a stop signal stops the servers cleanly.
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -3,6 +3,7 @@
 //! that went away, open transactions committed or replayed. What Sluice reports is checked
 //! against the servers themselves. Each test starts its own primary + 2 replicas; they run
 //! one at a time (their timings are asserted).
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 #[path = "support/failover.rs"]

@@ -1,5 +1,6 @@
 //! TLS toward clients: the real `mariadb` CLI with certificate verification, TLS versions,
 //! and require_secure_transport.
+#![allow(clippy::disallowed_methods)] // clients of the proxy: tokio timers are theirs
 
 mod common;
 use common::*;

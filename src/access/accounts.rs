@@ -53,7 +53,7 @@ impl AccountStore {
         // an unknown user waits for the next allowed refresh (at most MIN_REFRESH_GAP)
         let since = self.last_refresh.lock().map(|t| t.elapsed());
         if let Some(since) = since.filter(|s| *s < MIN_REFRESH_GAP) {
-            tokio::time::sleep(MIN_REFRESH_GAP - since).await;
+            crate::timer::sleep(MIN_REFRESH_GAP - since).await;
         }
         if let Err(e) = self.refresh_older_than(MIN_REFRESH_GAP).await {
             tracing::warn!(error = %e, "cannot load accounts from the primary");

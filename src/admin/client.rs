@@ -34,7 +34,7 @@ pub async fn request(
 ) -> Result<(u16, String), ClientError> {
     let addr = addr.trim_start_matches("http://").trim_end_matches('/');
     let exchange = exchange(addr, (method, path, body), token);
-    tokio::time::timeout(limit, exchange)
+    crate::timer::timeout(limit, exchange)
         .await
         .map_err(|_| ClientError::Timeout {
             addr: addr.to_string(),

@@ -33,7 +33,7 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, mut stop: watch::
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r { Ok(x) => x, Err(_) => { tokio::time::sleep(Duration::from_millis(100)).await; continue } },
+            r = listener.accept() => match r { Ok(x) => x, Err(_) => { crate::timer::sleep(Duration::from_millis(100)).await; continue } },
             _ = stop.changed() => return,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
@@ -52,7 +52,7 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, mut stop: watch::
                 .header_read_timeout(Duration::from_secs(5))
                 .keep_alive(false)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
+            let _ = crate::timer::timeout(Duration::from_secs(60), conn).await;
         });
     }
 }
@@ -202,7 +202,7 @@ async fn ready(shared: &Shared) -> Reply {
     } else {
         let connect = tokio::net::TcpStream::connect(p.pool.address.as_str());
         matches!(
-            tokio::time::timeout(Duration::from_secs(1), connect).await,
+            crate::timer::timeout(Duration::from_secs(1), connect).await,
             Ok(Ok(_))
         )
     };

@@ -176,7 +176,7 @@ impl Drop for BackendConn {
 
 impl BackendConn {
     pub async fn connect(opts: &ConnectOpts) -> Result<BackendConn, BackendError> {
-        match tokio::time::timeout(opts.timeout, auth::connect(opts)).await {
+        match crate::timer::timeout(opts.timeout, auth::connect(opts)).await {
             Ok(r) => r,
             Err(_) => Err(BackendError::Timeout(opts.timeout)),
         }
@@ -261,7 +261,7 @@ impl BackendConn {
         opts.database = None;
         let mut c = BackendConn::connect(&opts).await?;
         let what = if query_only { "QUERY " } else { "" };
-        match tokio::time::timeout(opts.timeout, c.exec(&format!("KILL {what}{thread}"))).await {
+        match crate::timer::timeout(opts.timeout, c.exec(&format!("KILL {what}{thread}"))).await {
             Ok(r) => r,
             Err(_) => Err(BackendError::Timeout(opts.timeout)),
         }

@@ -59,5 +59,5 @@ impl crate::cache::ResultCache {
 
 /// Waits for a flight to land, at most `limit`.
 pub async fn wait(mut rx: watch::Receiver<bool>, limit: std::time::Duration) {
-    let _ = tokio::time::timeout(limit, rx.wait_for(|d| *d)).await;
+    let _ = crate::timer::timeout(limit, rx.wait_for(|d| *d)).await;
 }

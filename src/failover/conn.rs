@@ -29,7 +29,7 @@ pub(crate) async fn run_all<S: AsRef<str>>(
     stmts: &[S],
 ) -> Result<(), BackendError> {
     for s in stmts {
-        match tokio::time::timeout(STEP_LIMIT, c.exec(s.as_ref())).await {
+        match crate::timer::timeout(STEP_LIMIT, c.exec(s.as_ref())).await {
             Ok(r) => r?,
             Err(_) => return Err(timed_out(s.as_ref())),
         }
@@ -56,7 +56,7 @@ pub(crate) async fn query_within(
     sql: &str,
     waits: Duration,
 ) -> Result<QueryResult, BackendError> {
-    match tokio::time::timeout(STEP_LIMIT + waits, c.query(sql)).await {
+    match crate::timer::timeout(STEP_LIMIT + waits, c.query(sql)).await {
         Ok(r) => r,
         Err(_) => Err(timed_out(sql)),
     }

@@ -40,7 +40,7 @@ async fn coordinate(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         };
         let interval = m.interval.0;
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = crate::timer::sleep(interval) => {}
             _ = stop.changed() => return,
         }
         if !cfg.failover.enabled {

@@ -440,7 +440,7 @@ pub(super) async fn replicating(
                 r.io, r.sql
             )));
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        crate::timer::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

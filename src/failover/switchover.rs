@@ -184,7 +184,7 @@ async fn drain(shared: &Shared, old: usize, oc: &mut BackendConn, rec: &mut Reco
         if (!busy && open_tx().is_empty()) || Instant::now() >= deadline {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        crate::timer::sleep(Duration::from_millis(5)).await;
     }
     // from here on, statements of open transactions wait for the new primary
     shared.failover.draining.store(false, Ordering::SeqCst);

@@ -158,7 +158,7 @@ pub async fn admit(
         }
     };
     let login = accept(shared, stream, connection_id, &peer, &on_reject);
-    let (login, seq, mut client) = match tokio::time::timeout(timeout, login).await {
+    let (login, seq, mut client) = match crate::timer::timeout(timeout, login).await {
         Ok(Ok(x)) => x,
         Ok(Err(HandshakeError::Rejected(e))) => {
             tracing::info!(client = %peer, error = %e, "login rejected");

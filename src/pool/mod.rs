@@ -308,7 +308,7 @@ impl BackendPool {
             if Instant::now() >= deadline {
                 return Err(SqlError::pool_timeout(&self.name, wait));
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            crate::timer::sleep(Duration::from_millis(1)).await;
         }
     }
 
@@ -464,7 +464,7 @@ impl BackendPool {
         self.unpark_all();
         let wait = wait();
         let started = Instant::now();
-        let r = tokio::time::timeout(wait, self.limit.clone().acquire_owned()).await;
+        let r = crate::timer::timeout(wait, self.limit.clone().acquire_owned()).await;
         if let Some(h) = self.wait_histogram.get() {
             h.observe(started.elapsed().as_secs_f64());
         }

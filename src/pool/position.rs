@@ -76,7 +76,7 @@ impl Position {
     /// given back only when the read succeeded.
     async fn read(mut conn: BackendConn, sql: &str) -> Result<(BackendConn, String), BackendError> {
         let timeout = conn.opts.timeout;
-        let reply = tokio::time::timeout(timeout, conn.query(sql))
+        let reply = crate::timer::timeout(timeout, conn.query(sql))
             .await
             .map_err(|_| BackendError::Timeout(timeout))??;
         let pos = reply.get("g").unwrap_or("").trim().to_string();

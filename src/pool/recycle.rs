@@ -40,7 +40,7 @@ pub(super) fn give_back(
         let _permit = permit;
         let mut conn = conn;
         let timeout = conn.opts.timeout;
-        match tokio::time::timeout(timeout, conn.reset()).await {
+        match crate::timer::timeout(timeout, conn.reset()).await {
             Ok(Ok(())) if !conn.needs_reset() => pool.put_idle(slot, conn),
             Ok(Ok(())) => {
                 tracing::warn!(backend = %pool.name, "connection still in a transaction after a reset; closed")

@@ -93,6 +93,7 @@ async fn serve_until_stopped(
         signals.recv().await;
         return;
     };
+    #[allow(clippy::disallowed_methods)] // on the control plane's runtime, which has timers
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {

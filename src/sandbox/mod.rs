@@ -266,7 +266,7 @@ impl Sandbox {
                         log_tail: self.servers[i].log_tail(15),
                     });
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                crate::timer::sleep(Duration::from_millis(100)).await;
             }
         }
         self.wait_caught_up(

@@ -274,7 +274,7 @@ impl Server {
             if Instant::now() > deadline {
                 return Err(self.fail(&format!("not ready after {timeout:?}")));
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            crate::timer::sleep(Duration::from_millis(100)).await;
         }
     }
 

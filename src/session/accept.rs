@@ -44,7 +44,7 @@ pub async fn accept_loop(
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning
                 tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                crate::timer::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };

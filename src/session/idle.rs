@@ -30,7 +30,7 @@ impl Idle {
     pub(super) fn new(limit: Duration) -> Self {
         let now = Instant::now();
         Self {
-            timer: Box::pin(tokio::time::sleep_until(now + KEEP_BUFFERS.min(limit))),
+            timer: Box::pin(crate::timer::sleep_until(now + KEEP_BUFFERS.min(limit))),
             last_active: now,
             limit,
             holds_buffers: true,
@@ -90,7 +90,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_busy_client_keeps_its_buffers() {
         let mut idle = Idle::new(Duration::from_secs(5));
-        tokio::time::sleep(Duration::from_millis(900)).await;
+        crate::timer::sleep(Duration::from_millis(900)).await;
         idle.active(Instant::now());
         idle.timer.as_mut().await;
         assert!(matches!(idle.fired(), Tick::Continue), "active 0.1 s ago");

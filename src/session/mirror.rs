@@ -78,7 +78,7 @@ impl Mirrors {
 
 async fn run(w: Worker, mut rx: mpsc::Receiver<Copy>) {
     while let Some(copy) = rx.recv().await {
-        match tokio::time::timeout(RUN_LIMIT, one(&w, &copy)).await {
+        match crate::timer::timeout(RUN_LIMIT, one(&w, &copy)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::debug!(group = %copy.group.name, error = %e, "mirror copy failed");

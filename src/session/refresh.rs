@@ -53,7 +53,7 @@ enum Error {
 pub(super) fn spawn(r: Refresh) {
     tokio::spawn(async move {
         let rule = r.rule.0.clone();
-        match tokio::time::timeout(RUN_LIMIT, run(r)).await {
+        match crate::timer::timeout(RUN_LIMIT, run(r)).await {
             Ok(Ok(kept)) => tracing::debug!(rule = %rule, kept, "cache entry refreshed"),
             Ok(Err(e)) => {
                 tracing::debug!(rule = %rule, error = %crate::error::chain(&e), "cache refresh failed")

@@ -173,7 +173,7 @@ mod tests {
             let _g = guard;
             std::future::pending::<()>().await
         });
-        let r = tokio::time::timeout(std::time::Duration::from_millis(5), pending).await;
+        let r = crate::timer::timeout(std::time::Duration::from_millis(5), pending).await;
         assert!(r.is_err());
         assert_eq!(drops.load(Ordering::SeqCst), 1);
         // a larger future gets a larger block (kept: as in a busy session)

@@ -151,7 +151,7 @@ impl Failover {
             if left.is_zero() {
                 return false;
             }
-            let _ = tokio::time::timeout(
+            let _ = crate::timer::timeout(
                 left.min(Duration::from_millis(100)),
                 self.changed.notified(),
             )
