@@ -121,3 +121,31 @@ async fn the_sandbox_reloads_its_file_and_stops_its_servers_cleanly() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A base port something else listens on is refused before any server starts: the readiness
+/// check would otherwise reach the other server and the setup fail on its accounts.
+#[tokio::test]
+async fn a_base_port_in_use_is_refused_clearly() {
+    let base = free_base();
+    let _other = std::net::TcpListener::bind(("127.0.0.1", base + 1)).unwrap();
+    let dir = std::env::temp_dir().join(format!("sluice-sbx-taken-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "sandbox",
+            "--fresh",
+            "--base-port",
+            &base.to_string(),
+            "--dir",
+        ])
+        .arg(&dir)
+        .output()
+        .await
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("port {} is not free", base + 1)),
+        "{stderr}"
+    );
+}

@@ -65,6 +65,18 @@ pub struct Sandbox {
     progress: bool,
 }
 
+/// A port of the operator's choosing, if nothing listens on it: a server of ours started
+/// there would fail while its readiness check reached the other one.
+fn taken_port_refused(port: u16) -> Result<u16, SandboxError> {
+    match std::net::TcpListener::bind(("127.0.0.1", port)) {
+        Ok(_) => Ok(port),
+        Err(e) => Err(SandboxError::Other(format!(
+            "port {port} is not free ({e}): another server or sandbox uses it; stop it or \
+             choose another base port"
+        ))),
+    }
+}
+
 impl Sandbox {
     fn say(&self, msg: &str) {
         if self.progress {
@@ -84,7 +96,7 @@ impl Sandbox {
         let mut servers = Vec::new();
         for i in 0..=opts.replicas {
             let port = match opts.base_port {
-                Some(p) => p + i as u16,
+                Some(p) => taken_port_refused(p + i as u16)?,
                 None => process::free_port()
                     .map_err(|e| SandboxError::Other(format!("no free port: {e}")))?,
             };
