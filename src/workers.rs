@@ -48,13 +48,11 @@ pub struct Workers {
 }
 
 /// Counts a session against its worker until dropped.
-pub struct Seat(Option<Arc<AtomicUsize>>);
+pub struct Seat(Arc<AtomicUsize>);
 
 impl Drop for Seat {
     fn drop(&mut self) {
-        if let Some(n) = &self.0 {
-            n.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -92,21 +90,19 @@ impl Workers {
         F: FnOnce(tokio::net::TcpStream, Seat) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let Some(lane) = self
+        // there is a worker until `stop` or drop consumes them
+        let lane = self
             .lanes
             .iter()
             .min_by_key(|l| l.sessions.load(Ordering::Relaxed))
-        else {
-            started(tokio::spawn(session(stream, Seat(None))).abort_handle());
-            return;
-        };
+            .expect("at least one worker");
         // the socket moves to the worker's event loop: deregistered here, registered there
         let std_stream = match stream.into_std() {
             Ok(s) => s,
             Err(e) => return tracing::warn!(error = %e, "cannot hand a client to a worker"),
         };
         lane.sessions.fetch_add(1, Ordering::Relaxed);
-        let seat = Seat(Some(lane.sessions.clone()));
+        let seat = Seat(lane.sessions.clone());
         let job: Job = Box::new(move || match tokio::net::TcpStream::from_std(std_stream) {
             Ok(s) => started(tokio::spawn(session(s, seat)).abort_handle()),
             Err(e) => tracing::warn!(error = %e, "cannot register a client on its worker"),

@@ -65,6 +65,10 @@ pub struct Sandbox {
     progress: bool,
 }
 
+fn free_port() -> Result<u16, SandboxError> {
+    process::free_port().map_err(|e| SandboxError::Other(format!("no free port: {e}")))
+}
+
 /// A port of the operator's choosing, if nothing listens on it: a server of ours started
 /// there would fail while its readiness check reached the other one.
 fn taken_port_refused(port: u16) -> Result<u16, SandboxError> {
@@ -97,8 +101,7 @@ impl Sandbox {
         for i in 0..=opts.replicas {
             let port = match opts.base_port {
                 Some(p) => taken_port_refused(p + i as u16)?,
-                None => process::free_port()
-                    .map_err(|e| SandboxError::Other(format!("no free port: {e}")))?,
+                None => free_port()?,
             };
             // named as the generated Sluice config names the backends
             let name = format!("db{i}");
@@ -155,8 +158,7 @@ impl Sandbox {
                     return Err(e);
                 }
                 retries -= 1;
-                sb.servers[i].port = process::free_port()
-                    .map_err(|e| SandboxError::Other(format!("no free port: {e}")))?;
+                sb.servers[i].port = free_port()?;
                 sb.servers[i].start(tls.as_ref())?;
             }
             sb.say(&format!(
