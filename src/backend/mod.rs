@@ -239,6 +239,17 @@ impl BackendConn {
     /// Sends a command packet (sequence 0) and flushes.
     pub async fn send(&mut self, payload: &[u8]) -> Result<(), BackendError> {
         self.busy = true;
+        // the usual command: one small packet, written without a future
+        if self.state.prepared.pending_close.is_empty() && self.w.push_physical(0, payload) {
+            if !self.w.flush_now()? {
+                self.w.flush().await?; // the socket is full: the rest when it has room
+            }
+            return Ok(());
+        }
+        self.send_slow(payload).await
+    }
+
+    async fn send_slow(&mut self, payload: &[u8]) -> Result<(), BackendError> {
         for id in std::mem::take(&mut self.state.prepared.pending_close) {
             let mut close = vec![cmd::STMT_CLOSE];
             close.extend_from_slice(&id.to_le_bytes());

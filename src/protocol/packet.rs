@@ -7,6 +7,8 @@
 
 use super::MAX_PAYLOAD;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const BUF_SIZE: usize = 16 * 1024;
@@ -68,18 +70,30 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
 
     /// One read into the (empty) buffer.
     async fn fill(&mut self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+    }
+
+    /// `fill` as a poll: one `poll_read` into the buffer's spare room, no future around it.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.buf.clear();
         self.pos = 0;
         // small at first (an idle client holds little), up to BUF_SIZE once reads fill it
         self.buf.reserve(FIRST_BUF);
-        let n = self.inner.read_buf(&mut self.buf).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+        let mut room = tokio::io::ReadBuf::uninit(self.buf.spare_capacity_mut());
+        if let Err(e) = std::task::ready!(Pin::new(&mut self.inner).poll_read(cx, &mut room)) {
+            return Poll::Ready(Err(e));
         }
+        let n = room.filled().len();
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+        }
+        // SAFETY: `ReadBuf` guarantees its first `n` (filled) bytes were initialised, and
+        // they are the vector's spare room from index 0 (the vector was cleared)
+        unsafe { self.buf.set_len(n) };
         if n == self.buf.capacity() && n < BUF_SIZE {
             self.buf.reserve(n); // the socket had more: twice the room next time
         }
-        Ok(())
+        Poll::Ready(Ok(()))
     }
 
     /// Reads one physical packet into `buf`, taking it straight from the buffer when one read
@@ -280,6 +294,13 @@ struct Capture {
 /// Flush early once this much is buffered (streaming large results).
 const FLUSH_AT: usize = 64 * 1024;
 
+/// A write buffer grown by a large reply is not kept.
+fn shrink(buf: &mut Vec<u8>) {
+    if buf.capacity() > 4 * FLUSH_AT {
+        *buf = Vec::new();
+    }
+}
+
 impl<W: AsyncWrite + Unpin> PacketWriter<W> {
     pub fn new(inner: W) -> Self {
         Self {
@@ -429,10 +450,36 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
 
     pub async fn flush(&mut self) -> io::Result<()> {
         self.write_buffered().await?;
-        if self.buf.capacity() > 4 * FLUSH_AT {
-            self.buf = Vec::new();
-        }
+        shrink(&mut self.buf);
         self.inner.flush().await
+    }
+
+    /// Flushes without waiting when the stream takes everything at once (the usual case of
+    /// a statement or a reply into a socket with room): no future is built, the statement
+    /// path's writes cost one poll each. `false`: the stream is full; what was written is gone
+    /// from the buffer and `flush` writes the rest when there is room.
+    pub fn flush_now(&mut self) -> io::Result<bool> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut inner = Pin::new(&mut self.inner);
+        let mut at = 0;
+        while at < self.buf.len() {
+            match inner.as_mut().poll_write(&mut cx, &self.buf[at..]) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => at += n,
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => break,
+            }
+        }
+        self.buf.drain(..at);
+        if !self.buf.is_empty() {
+            return Ok(false);
+        }
+        shrink(&mut self.buf);
+        match Pin::new(&mut self.inner).poll_flush(&mut cx) {
+            Poll::Ready(r) => r.map(|()| true),
+            Poll::Pending => Ok(false),
+        }
     }
 
     /// The stream (unflushed bytes are dropped).
@@ -479,6 +526,39 @@ mod tests {
         assert_eq!(buf, expected);
         assert_eq!(last, 2);
         assert_eq!(writer.await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn flush_now_writes_what_fits_and_flush_the_rest_in_order() {
+        // a pipe with room for 10 bytes: a 4 + 30 byte packet cannot go at once
+        let (a, mut b) = tokio::io::duplex(10);
+        let mut w = PacketWriter::new(a);
+        let payload: Vec<u8> = (0..30u8).collect();
+        assert!(w.push_physical(3, &payload));
+        assert!(!w.flush_now().unwrap(), "the pipe took only part");
+        assert!(w.has_pending());
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; 34];
+            b.read_exact(&mut got).await.unwrap();
+            got
+        });
+        w.flush().await.unwrap();
+        let got = reader.await.unwrap();
+        assert_eq!(&got[..4], &[30, 0, 0, 3]);
+        assert_eq!(&got[4..], &payload[..]);
+        // with room, everything goes now
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut w = PacketWriter::new(a);
+        assert!(w.push_physical(0, b"x"));
+        assert!(w.flush_now().unwrap());
+        assert!(!w.has_pending());
+        let mut got = [0u8; 5];
+        b.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, [1, 0, 0, 0, b'x']);
+        // a closed peer is an error, not a silent drop
+        drop(b);
+        assert!(w.push_physical(1, b"y"));
+        assert!(w.flush_now().is_err());
     }
 
     #[tokio::test]

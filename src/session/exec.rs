@@ -288,10 +288,18 @@ impl Session {
 
     /// Sends the client what the relay left in its buffer.
     pub(super) async fn flush_reply(&mut self) -> Result<(), Fatal> {
-        self.client_w.flush().await.map_err(|e| {
-            tracing::debug!(parent: &self.span, error = %e, "client went away");
-            Fatal::ClientIo(e)
-        })
+        match self.client_w.flush_now() {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => return Err(self.client_gone(e)),
+        }
+        let r = self.client_w.flush().await;
+        r.map_err(|e| self.client_gone(e))
+    }
+
+    fn client_gone(&self, e: std::io::Error) -> Fatal {
+        tracing::debug!(parent: &self.span, error = %e, "client went away");
+        Fatal::ClientIo(e)
     }
 
     /// A lease whose connection died, discarded (and its pool's dead idle connections with
