@@ -347,10 +347,15 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
         self.inner.write_all(packets).await
     }
 
+    /// Whether `write_through` would write (nothing buffered or captured).
+    pub fn can_write_through(&self) -> bool {
+        self.buf.is_empty() && self.capture.is_none()
+    }
+
     /// Writes whole packets (headers included) straight from the caller's buffer, without
     /// copying them, when nothing is buffered or captured; `false`: nothing done.
     pub async fn write_through(&mut self, packets: &[u8]) -> io::Result<bool> {
-        if !self.buf.is_empty() || self.capture.is_some() {
+        if !self.can_write_through() {
             return Ok(false);
         }
         self.inner.write_all(packets).await?;

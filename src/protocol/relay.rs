@@ -289,6 +289,19 @@ where
 
     /// Runs the relay to the end of the response. After an error, `out_seq` and
     /// `outcome.sent` tell what the client already received.
+    /// The reply of a `ResultSets` command forwarded without waiting when it is wholly
+    /// buffered and fits the client's buffer (a point select's): `false`, nothing done (call
+    /// `run`).
+    pub fn run_now(&mut self, expect: Expect) -> bool {
+        if !matches!(expect, Expect::ResultSets)
+            || self.backend_r.unread().len() >= whole::PASS_THROUGH_MIN
+        {
+            return false; // a larger reply may be written through: `run` walks it once
+        }
+        self.outcome.status = self.status_hint;
+        self.forward_whole_now() == Ok(true)
+    }
+
     pub async fn run(&mut self, expect: Expect) -> Result<(), RelayError> {
         let r = self.run_inner(expect).await;
         if let Some(h) = &self.digest {

@@ -53,11 +53,26 @@ pub(super) fn is_set_names(v: &str) -> bool {
 }
 
 impl Session {
+    /// Whether `lease` already is as `align` would leave it (the usual case: the session's
+    /// own connection back from the pool); decided without building `align`'s future.
+    pub(super) fn aligned(&self, lease: &Lease, flags: u32) -> bool {
+        let st = &self.state;
+        lease.state.database.as_deref() == st.database.as_deref()
+            && lease.state.vars[..] == st.vars[..]
+            && (lease.status & status::AUTOCOMMIT == 0) == st.autocommit_off()
+            && lease.state.multi_statements == Some(st.multi_statements)
+            && (flags & flag::LAST_INSERT_ID == 0
+                || lease.state.last_insert_id == st.last_insert_id)
+    }
+
     pub(super) async fn align(
         &mut self,
         lease: &mut Lease,
         flags: u32,
     ) -> Result<(), BackendError> {
+        if self.aligned(lease, flags) {
+            return Ok(());
+        }
         let reopen = || {
             let idx = self
                 .shared

@@ -7,6 +7,7 @@ use crate::error::SqlError;
 use crate::pool::{BackendPool, Lease};
 use crate::protocol::relay::{Expect, Outcome, Relay, RelayError};
 use crate::router::{flag, Intent, Kind, Reason, Target};
+use crate::topology::Backend;
 use std::sync::Arc;
 
 /// Distinct session-variable statements replayed on other connections before the session is
@@ -85,18 +86,25 @@ impl Session {
         }
     }
 
-    pub(super) async fn checkout(&self, backend: usize) -> Result<Lease, SqlError> {
+    /// The session's own connection to `backends[i]` parked in its pool, if it is there.
+    pub(super) fn parked_in(&self, backends: &[Arc<Backend>], i: usize) -> Option<Lease> {
         let key = (
             BackendPool::slot(self.login.user_index, self.flavour),
             self.handle.id,
         );
+        backends[i].pool.take_parked(key)
+    }
+
+    pub(super) async fn checkout(&self, backend: usize) -> Result<Lease, SqlError> {
         // the session's own parked connection: no reference to the backend kept
-        let parked = self.shared.topology.backends()[backend]
-            .pool
-            .take_parked(key);
+        let parked = self.parked_in(&self.shared.topology.backends(), backend);
         if let Some(lease) = parked {
             return Ok(lease);
         }
+        let key = (
+            BackendPool::slot(self.login.user_index, self.flavour),
+            self.handle.id,
+        );
         let pool = &self.shared.topology.backend(backend).pool;
         // the configuration is read only when the pool is at its limit
         let wait = || self.shared.config.load().pool.checkout_timeout.0;
@@ -109,6 +117,36 @@ impl Session {
             }
         }
         r
+    }
+
+    /// `acquire` without waiting, when the session's connection is at hand (held, or parked
+    /// in its pool) and no failover holds writes: `None` asks `acquire`.
+    fn acquire_now(
+        &mut self,
+        target: Target,
+        intent: &Intent,
+    ) -> Option<Result<(usize, Lease), SqlError>> {
+        if target == Target::Replica {
+            match self.replica_now(intent)? {
+                Ok(Some(r)) => return Some(Ok(r)),
+                Err(e) => return Some(Err(e)),
+                Ok(None) => {}
+            }
+        }
+        if let Some(p) = self.primary.take() {
+            return Some(Ok(p));
+        }
+        if self
+            .shared
+            .failover
+            .holding
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return None;
+        }
+        let p = self.shared.topology.primary();
+        let backends = self.backends.load().clone();
+        self.parked_in(&backends, p).map(|l| Ok((p, l)))
     }
 
     /// A lease on a fresh-enough replica for reads, else on the primary (the session's own
@@ -186,15 +224,25 @@ impl Session {
         }
         let replay_on = self.replay_on(target);
         for attempt in 0..3 {
-            let acquired = match diagnosed.take() {
-                Some(previous) => Ok(previous),
+            let now = match diagnosed.take() {
+                Some(previous) => Some(Ok(previous)),
+                None if skip.is_none() => self.acquire_now(target, intent),
+                None => None,
+            };
+            let acquired = match now {
+                Some(r) => r,
                 None => self.acquire(target, intent, skip).await,
             };
             let (idx, mut lease) = match acquired {
                 Ok(x) => x,
                 Err(e) => return self.send_err(&e).await,
             };
-            if let Err(e) = self.align(&mut lease, intent.flags).await {
+            let aligned = self.aligned(&lease, intent.flags);
+            if let Err(e) = if aligned {
+                Ok(())
+            } else {
+                self.align(&mut lease, intent.flags).await
+            } {
                 let name = lease.pool().name.clone();
                 if e.is_fatal() {
                     let was_alone = self.lose(lease);
@@ -474,7 +522,11 @@ impl Session {
             relay.stmt_id_for_client = Some(*id);
         }
         relay.cursor_asked = crate::protocol::relay::cursor_asked(payload);
-        let res = relay.run(expect).await;
+        let res = if relay.run_now(expect) {
+            Ok(())
+        } else {
+            relay.run(expect).await
+        };
         let (outcome, seq) = (std::mem::take(&mut relay.outcome), relay.out_seq);
         drop(relay);
         self.seq = seq;

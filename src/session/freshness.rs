@@ -32,59 +32,111 @@ impl Session {
         if mode == ReadYourWrites::Global {
             self.adopt_global_write();
         }
-        let topo = &self.shared.topology;
-        if mode == ReadYourWrites::Session {
-            if let Some(at) = self.state.last_write_at {
-                if at.elapsed() < cfg.routing.read_your_writes_window.0 {
-                    return Ok(None);
-                }
-            }
+        if self.wrote_recently(mode, &cfg) {
+            return Ok(None);
         }
-        let gtid = if matches!(mode, ReadYourWrites::Gtid | ReadYourWrites::Global) {
-            self.state.last_write_gtid.clone()
-        } else {
-            None
-        };
-        let max_lag_us = (intent.max_lag_ms > 0).then(|| intent.max_lag_ms as i64 * 1000);
         let wait = cfg.routing.gtid_wait.0;
         loop {
-            let needs = ReadNeeds {
-                max_lag_us,
-                gtid: gtid.as_deref(),
-                confirmed: Some(&self.state.confirmed),
-                members: plan.group.as_ref().map(|g| &g.members),
-                lag_bound_us: plan.lag_bound_us,
+            let backends = self.shared.topology.backends();
+            let read = (&**cfg, &backends[..]);
+            let (r, must_wait) = match self.pick_for_read(read, intent, &plan, (mode, skip))? {
+                Some(pick) => pick,
+                None => return Ok(None),
             };
-            let known = topo.pick_replica(skip, &needs, true);
-            let pick = match known {
-                Some(r) => Some((r, false)),
-                None if gtid.is_some() && !wait.is_zero() => {
-                    topo.least_lagged_replica(skip, &needs).map(|r| (r, true))
-                }
-                None => None,
-            };
-            let Some((r, must_wait)) = pick else {
-                if plan.fallback_error {
-                    return Err(plan.no_member());
-                }
-                let fallback = cfg.routing.fallback;
-                return no_replica(topo, (skip, max_lag_us), fallback, intent).map(|()| None);
-            };
-            if r == topo.primary() {
-                return Ok(None); // a group's primary member: the session's primary path
-            }
             match self.checkout(r).await {
                 Ok(lease) if !must_wait => return Ok(Some((r, lease))),
                 Ok(lease) => return Ok(self.wait_for_gtid(r, lease, wait).await),
                 Err(e) if e.code == 1040 => return Err(e), // pool exhausted: do not pile onto the primary
                 Err(e) => {
                     let retry = cfg.routing.replica_retry_after.0;
+                    let topo = &self.shared.topology;
                     tracing::warn!(parent: &self.span, backend = %topo.backend(r).pool.name, error = %e, "replica unavailable; reads skip it for {retry:?}");
                     topo.backend(r).pool.mark_down(retry);
                     skip = Some(r);
                 }
             }
         }
+    }
+
+    /// `acquire_replica` without waiting, for a statement without a rule's plan outside
+    /// `read_your_writes = "global"` (nothing to take or adopt): `Some` when decided here (a
+    /// parked replica connection, the primary, or the fallback error); `None`: ask
+    /// `acquire_replica`, which decides again from the start.
+    pub(super) fn replica_now(
+        &mut self,
+        intent: &Intent,
+    ) -> Option<Result<Option<(usize, Lease)>, SqlError>> {
+        if !self.plan.is_empty() {
+            return None;
+        }
+        let cfg = self.config.load().clone();
+        let mode = cfg.routing.read_your_writes;
+        if mode == ReadYourWrites::Global {
+            return None;
+        }
+        if self.wrote_recently(mode, &cfg) {
+            return Some(Ok(None));
+        }
+        let backends = self.backends.load().clone();
+        let read = (&*cfg, &backends[..]);
+        match self.pick_for_read(read, intent, &ReadPlan::default(), (mode, None)) {
+            Err(e) => Some(Err(e)),
+            Ok(None) => Some(Ok(None)),
+            Ok(Some((_, true))) => None,
+            Ok(Some((r, false))) => self.parked_in(&backends, r).map(|l| Ok(Some((r, l)))),
+        }
+    }
+
+    /// With `read_your_writes = "session"`: whether the session wrote within the window
+    /// (its reads stay on the primary).
+    fn wrote_recently(&self, mode: ReadYourWrites, cfg: &crate::config::Config) -> bool {
+        mode == ReadYourWrites::Session
+            && self
+                .state
+                .last_write_at
+                .is_some_and(|at| at.elapsed() < cfg.routing.read_your_writes_window.0)
+    }
+
+    /// The replica for a read (with whether it must first wait for the session's last write),
+    /// `None` for the primary, or the error of a `fallback = "error"`; makes no change.
+    fn pick_for_read(
+        &self,
+        (cfg, backends): (&crate::config::Config, &[Arc<crate::topology::Backend>]),
+        intent: &Intent,
+        plan: &ReadPlan,
+        (mode, skip): (ReadYourWrites, Option<usize>),
+    ) -> Result<Option<(usize, bool)>, SqlError> {
+        let topo = &self.shared.topology;
+        let gtid = match mode {
+            ReadYourWrites::Gtid | ReadYourWrites::Global => self.state.last_write_gtid.as_deref(),
+            _ => None,
+        };
+        let max_lag_us = (intent.max_lag_ms > 0).then(|| intent.max_lag_ms as i64 * 1000);
+        let needs = ReadNeeds {
+            max_lag_us,
+            gtid,
+            confirmed: Some(&self.state.confirmed),
+            members: plan.group.as_ref().map(|g| &g.members),
+            lag_bound_us: plan.lag_bound_us,
+        };
+        let pick = match topo.pick_replica_in(backends, skip, &needs, true) {
+            Some(r) => Some((r, false)),
+            None if gtid.is_some() && !cfg.routing.gtid_wait.0.is_zero() => {
+                topo.least_lagged_replica(skip, &needs).map(|r| (r, true))
+            }
+            None => None,
+        };
+        let Some((r, must_wait)) = pick else {
+            if plan.fallback_error {
+                return Err(plan.no_member());
+            }
+            let fallback = cfg.routing.fallback;
+            return no_replica(topo, (skip, max_lag_us), fallback, intent).map(|()| None);
+        };
+        if r == topo.primary() {
+            return Ok(None); // a group's primary member: the session's primary path
+        }
+        Ok(Some((r, must_wait)))
     }
 
     /// Replica `r` (least lagged) waits up to `wait` for the session's last write; the lease
@@ -177,6 +229,14 @@ pub(super) struct ReadPlan {
 }
 
 impl ReadPlan {
+    /// No rule asked anything of this read.
+    fn is_empty(&self) -> bool {
+        self.group.is_none()
+            && !self.fallback_error
+            && self.lag_bound_us.is_none()
+            && self.read_your_writes.is_none()
+    }
+
     fn no_member(&self) -> SqlError {
         let what = match &self.group {
             Some(g) => format!("member of server group {}", g.name),

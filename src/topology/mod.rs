@@ -141,6 +141,11 @@ impl Topology {
         self.backends.load()
     }
 
+    /// The backend list itself, for a reader that caches it (`arc_swap::Cache`).
+    pub fn backends_swap(&self) -> &ArcSwap<Vec<Arc<Backend>>> {
+        &self.backends
+    }
+
     pub fn backend(&self, i: usize) -> Arc<Backend> {
         self.backends.load()[i].clone()
     }
@@ -258,7 +263,17 @@ impl Topology {
         needs: &ReadNeeds<'_>,
         check_gtid: bool,
     ) -> Option<usize> {
-        let backends = self.backends.load();
+        self.pick_replica_in(&self.backends.load(), skip, needs, check_gtid)
+    }
+
+    /// `pick_replica` among `backends`, this topology's list as loaded by the caller.
+    pub fn pick_replica_in(
+        &self,
+        backends: &[Arc<Backend>],
+        skip: Option<usize>,
+        needs: &ReadNeeds<'_>,
+        check_gtid: bool,
+    ) -> Option<usize> {
         // each backend's eligibility is decided once (its state is an atomic load each time)
         let (mut small, mut large) = ([0u64; 32], Vec::new());
         let weights: &mut [u64] = if backends.len() <= small.len() {

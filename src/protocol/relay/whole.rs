@@ -42,7 +42,7 @@ pub(super) enum Piece<'a> {
 /// Responses at least this long whose sequence ids are the client's are written from the
 /// read buffer as they are (no copy); shorter ones are copied into the client's buffer,
 /// where pipelined replies share a write.
-const PASS_THROUGH_MIN: usize = 4096;
+pub(super) const PASS_THROUGH_MIN: usize = 4096;
 
 /// Responses of more pieces (many result sets) take the packet-by-packet path.
 const MAX_PIECES: usize = 8;
@@ -189,7 +189,7 @@ fn rows(p: &mut Packets<'_>, deprecate_eof: bool, rows: &mut u64) -> Option<(usi
 fn copy_pieces<CW: AsyncWrite + Unpin>(
     client: &mut crate::protocol::packet::PacketWriter<CW>,
     (seq, hint): (&mut u8, u16),
-    w: &Whole,
+    (bytes, w): (&[u8], &Whole),
     pieces: &Pieces<'_>,
     translate: bool,
 ) -> Option<u32> {
@@ -205,6 +205,11 @@ fn copy_pieces<CW: AsyncWrite + Unpin>(
     };
     if w.bytes + 9 * added >= client.room() {
         return None;
+    }
+    if !translate {
+        // the pieces are the response's bytes in order: one copy, renumbered
+        client.push_renumbered(&bytes[..w.bytes], seq);
+        return Some(0);
     }
     for piece in pieces.iter() {
         match *piece {
@@ -234,6 +239,28 @@ where
     /// Forwards the response in one pass if it is wholly buffered (see the module comment);
     /// `false`: nothing was done.
     pub(super) async fn forward_whole(&mut self) -> Result<bool, super::RelayError> {
+        let w = match self.forward_whole_now() {
+            Ok(done) => return Ok(done),
+            Err(w) => w,
+        };
+        // the bytes as they are: the sequence ids the client expects, nothing to add
+        let (Some(client), unread) = (self.client_w.as_deref_mut(), self.backend_r.unread()) else {
+            return Ok(false);
+        };
+        let through = client.write_through(&unread[..w.bytes]).await;
+        if !through.map_err(super::RelayError::Client)? {
+            return Err(super::RelayError::Protocol("pass-through refused"));
+        }
+        self.out_seq = self.out_seq.wrapping_add(w.packets as u8);
+        self.account(&w, 0);
+        Ok(true)
+    }
+
+    /// `forward_whole` without waiting: `Ok(done)` when the response was copied into the
+    /// client's buffer (or is not wholly buffered: `Ok(false)`); `Err(w)`: response `w` is to
+    /// be written through as it is (large, the sequence ids the client expects, nothing to
+    /// translate, nothing buffered before it).
+    pub(super) fn forward_whole_now(&mut self) -> Result<bool, Whole> {
         let translate = self.client_deprecate_eof != self.backend_deprecate_eof;
         if self.digest.is_some() || (translate && self.client_deprecate_eof) {
             return Ok(false);
@@ -245,22 +272,21 @@ where
         let Some((w, pieces)) = walk(unread, self.backend_deprecate_eof) else {
             return Ok(false);
         };
-        // the bytes as they are: the sequence ids the client expects, nothing to add
         if !translate
             && w.bytes >= PASS_THROUGH_MIN
             && unread[3] == self.out_seq
-            && client
-                .write_through(&unread[..w.bytes])
-                .await
-                .map_err(super::RelayError::Client)?
+            && client.can_write_through()
         {
-            self.out_seq = self.out_seq.wrapping_add(w.packets as u8);
-            self.account(&w, 0);
-            return Ok(true);
+            return Err(w);
         }
         let hint = self.status_hint;
-        let Some(added) = copy_pieces(client, (&mut self.out_seq, hint), &w, &pieces, translate)
-        else {
+        let Some(added) = copy_pieces(
+            client,
+            (&mut self.out_seq, hint),
+            (unread, &w),
+            &pieces,
+            translate,
+        ) else {
             return Ok(false);
         };
         self.account(&w, added);
