@@ -252,7 +252,12 @@ impl Session {
                 }
                 return self.send_err(&e.to_sql_error(&name)).await;
             }
-            let sent_payload = match self.prepare_payload(&mut lease, payload).await {
+            let now = self.payload_now(&mut lease, payload);
+            let ready = match now {
+                Some(r) => r,
+                None => self.prepare_payload(&mut lease, payload).await,
+            };
+            let sent_payload = match ready {
                 Ok(p) => p,
                 Err(e) => return self.send_err(&e).await,
             };
@@ -266,7 +271,10 @@ impl Session {
             }
             let failure = match ran {
                 Ok(outcome) => {
-                    if outcome.err.is_none() && idx == self.shared.topology.primary() {
+                    if outcome.err.is_none()
+                        && idx == self.shared.topology.primary()
+                        && super::freshness::may_have_committed(intent, outcome.status)
+                    {
                         // before the client sees the OK: with read_your_writes = "global"
                         // the next read of any session must know about this write
                         self.track_write(&mut lease, intent, outcome.status).await;

@@ -170,9 +170,7 @@ impl Session {
     /// is still open then, not the autocommit mode: with autocommit off, COMMIT (or DDL, or
     /// `SET autocommit=1`) commits and leaves the session "in a transaction" by mode only.
     pub(super) async fn track_write(&mut self, lease: &mut Lease, intent: &Intent, status: u16) {
-        let may_commit = matches!(intent.kind, Kind::Write | Kind::EndTx)
-            || intent.has(crate::router::flag::AUTOCOMMIT);
-        if !may_commit || status & crate::protocol::status::IN_TRANS != 0 {
+        if !may_have_committed(intent, status) {
             return;
         }
         let mode = self.shared.config.load().routing.read_your_writes;
@@ -215,6 +213,14 @@ impl Session {
             }
         }
     }
+}
+
+/// Whether a statement that succeeded with server `status` may have committed a write
+/// (outside a transaction, or its end): what `track_write` remembers.
+pub(super) fn may_have_committed(intent: &Intent, status: u16) -> bool {
+    let may_commit = matches!(intent.kind, Kind::Write | Kind::EndTx)
+        || intent.has(crate::router::flag::AUTOCOMMIT);
+    may_commit && status & crate::protocol::status::IN_TRANS == 0
 }
 
 /// How a routing rule wants this statement's read served (`rules`): reset per statement.

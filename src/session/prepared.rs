@@ -28,6 +28,28 @@ impl Session {
     }
 }
 
+/// The execution `packet` for the backend's statement `backend_id` in `out` (parameter
+/// types remembered from the client's last bind).
+fn rewrite_execute(
+    packet: &[u8],
+    (params, types): (u16, &mut Option<Vec<u8>>),
+    backend_id: u32,
+    mut out: Vec<u8>,
+) -> Result<Option<Vec<u8>>, SqlError> {
+    match stmt::rewrite(packet, params, backend_id, types.as_deref(), &mut out) {
+        Some(Some(t)) => *types = Some(t),
+        Some(None) => {}
+        None => {
+            return Err(SqlError::new(
+                1210,
+                "HY000",
+                "Incorrect arguments to mysqld_stmt_execute (malformed packet)",
+            ))
+        }
+    }
+    Ok(Some(out))
+}
+
 fn unknown(id: u32) -> SqlError {
     SqlError::new(
         1243,
@@ -239,18 +261,35 @@ impl Session {
                 .await
                 .map_err(|e| SqlError::backend_unavailable(&lease.pool().name, &e.to_string()))?;
         }
-        match stmt::rewrite(packet, params, backend_id, p.types.as_deref(), &mut out) {
-            Some(Some(types)) => p.types = Some(types),
-            Some(None) => {}
-            None => {
-                return Err(SqlError::new(
-                    1210,
-                    "HY000",
-                    "Incorrect arguments to mysqld_stmt_execute (malformed packet)",
-                ))
-            }
+        rewrite_execute(packet, (params, &mut p.types), backend_id, out)
+    }
+
+    /// `prepare_payload` without waiting: nothing for a command other than a statement's,
+    /// and the execution of a statement already prepared on `lease` (without long data)
+    /// rewritten here. `None`: ask `prepare_payload`.
+    pub(super) fn payload_now(
+        &mut self,
+        lease: &mut Lease,
+        packet: &[u8],
+    ) -> Option<Result<Option<Vec<u8>>, SqlError>> {
+        match packet[0] {
+            cmd::STMT_EXECUTE => {}
+            cmd::STMT_FETCH => return None,
+            _ => return Some(Ok(None)),
         }
-        Ok(Some(out))
+        let id = stmt::statement_id(packet).unwrap_or(0);
+        let p = self.stmts.get_mut(&id).filter(|p| p.long_data.is_empty())?;
+        let db = self.state.database.as_deref();
+        let (backend_id, _) = lease.state.prepared.get(db, &p.sql)?;
+        let mut out = std::mem::take(&mut self.exec_buf);
+        out.clear();
+        out.reserve(packet.len() + 16);
+        Some(rewrite_execute(
+            packet,
+            (p.params, &mut p.types),
+            backend_id,
+            out,
+        ))
     }
 
     /// The backend statement id of `sql` on `lease`, preparing it there silently if needed.
