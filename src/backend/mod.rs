@@ -238,15 +238,33 @@ impl BackendConn {
 
     /// Sends a command packet (sequence 0) and flushes.
     pub async fn send(&mut self, payload: &[u8]) -> Result<(), BackendError> {
-        self.busy = true;
-        // the usual command: one small packet, written without a future
-        if self.state.prepared.pending_close.is_empty() && self.w.push_physical(0, payload) {
-            if !self.w.flush_now()? {
-                self.w.flush().await?; // the socket is full: the rest when it has room
-            }
-            return Ok(());
+        let now = self.send_now(payload)?;
+        self.send_rest(payload, now).await
+    }
+
+    /// What `send_now` (which returned `now`) left to do.
+    pub async fn send_rest(
+        &mut self,
+        payload: &[u8],
+        now: Option<bool>,
+    ) -> Result<(), BackendError> {
+        match now {
+            Some(true) => Ok(()),
+            // the socket is full: the rest when it has room
+            Some(false) => Ok(self.w.flush().await?),
+            None => self.send_slow(payload).await,
         }
-        self.send_slow(payload).await
+    }
+
+    /// `send` without waiting for the usual command, one small packet: `Some(true)` sent,
+    /// `Some(false)` buffered but not all written (`PacketWriter::flush` finishes), `None`
+    /// nothing done (`send`).
+    pub fn send_now(&mut self, payload: &[u8]) -> io::Result<Option<bool>> {
+        self.busy = true;
+        if !self.state.prepared.pending_close.is_empty() || !self.w.push_physical(0, payload) {
+            return Ok(None);
+        }
+        self.w.flush_now().map(Some)
     }
 
     async fn send_slow(&mut self, payload: &[u8]) -> Result<(), BackendError> {

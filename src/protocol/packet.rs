@@ -74,7 +74,8 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
     }
 
     /// `fill` as a poll: one `poll_read` into the buffer's spare room, no future around it.
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// For an empty buffer (what is buffered is dropped).
+    pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.buf.clear();
         self.pos = 0;
         // small at first (an idle client holds little), up to BUF_SIZE once reads fill it
@@ -180,11 +181,8 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
     /// id. A packet larger than `limit` is skipped entirely and reported as `TooLarge`.
     pub async fn read_logical(&mut self, buf: &mut Vec<u8>, limit: usize) -> Result<u8, ReadError> {
         self.fill_if_empty().await?;
-        let whole = self.peek_physical();
-        if whole.is_some_and(|(p, _)| p.len() < MAX_PAYLOAD && p.len() <= limit) {
-            if let Some(seq) = self.take_physical(buf) {
-                return Ok(seq);
-            }
+        if let Some(seq) = self.take_small(buf, limit) {
+            return Ok(seq);
         }
         buf.clear();
         let mut total = 0usize;
@@ -224,6 +222,29 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
 
     /// The next physical packet into `buf` (replacing its contents) if it is wholly buffered:
     /// its sequence id. No I/O: the common case of a reply, which arrives in one read.
+    /// `read_logical` without waiting, for a packet the stream has whole now (a command:
+    /// nearly always). `None`: ask `read_logical` (what was read stays buffered).
+    pub fn read_logical_now(&mut self, buf: &mut Vec<u8>, limit: usize) -> Option<io::Result<u8>> {
+        if self.buffered() == 0 {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            match self.poll_fill(&mut cx) {
+                Poll::Pending => return None,
+                Poll::Ready(Err(e)) => return Some(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+        }
+        self.take_small(buf, limit).map(Ok)
+    }
+
+    /// The next packet into `buf` if it is wholly buffered, single and within `limit`.
+    fn take_small(&mut self, buf: &mut Vec<u8>, limit: usize) -> Option<u8> {
+        let whole = self.peek_physical()?;
+        if whole.0.len() < MAX_PAYLOAD && whole.0.len() <= limit {
+            return self.take_physical(buf);
+        }
+        None
+    }
+
     pub fn take_physical(&mut self, buf: &mut Vec<u8>) -> Option<u8> {
         let (payload, seq) = self.peek_physical()?;
         buf.clear();

@@ -125,14 +125,19 @@ impl ClientRead {
     /// Waits until the socket is readable (TLS: returns at once; the read itself waits).
     /// Polls the read readiness directly: the session is the only one waiting on it.
     pub async fn readable(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_readable(cx)).await
+    }
+
+    /// `readable` as a poll.
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if let ClientRead::Zlib(z) = self {
             if z.buffered() > 0 {
-                return Ok(());
+                return Poll::Ready(Ok(()));
             }
         }
         match self.base() {
-            ClientRead::Tcp(r) => std::future::poll_fn(|cx| r.as_ref().poll_read_ready(cx)).await,
-            _ => Ok(()),
+            ClientRead::Tcp(r) => r.as_ref().poll_read_ready(cx),
+            _ => Poll::Ready(Ok(())),
         }
     }
 
@@ -142,20 +147,40 @@ impl ClientRead {
     /// socket's readiness was cleared by the read of the command.
     pub async fn closed(&self) {
         match self.base() {
-            ClientRead::Tcp(r) => {
-                let mut b = [0u8; 1];
-                let peeked = std::future::poll_fn(|cx| {
-                    let mut rb = ReadBuf::new(&mut b);
-                    r.as_ref().poll_peek(cx, &mut rb)
-                });
-                match peeked.await {
-                    Ok(0) | Err(_) => {}
-                    Ok(_) => std::future::pending::<()>().await,
-                }
+            ClientRead::Tcp(_) => {
+                let mut watching = true;
+                std::future::poll_fn(|cx| self.poll_closed(cx, &mut watching)).await
             }
             ClientRead::Tls(_, Some(watch)) => watch.closed().await,
             _ => std::future::pending::<()>().await,
         }
+    }
+
+    /// `closed` as a poll for a TCP client (`None` for others): `Ready` once the client has
+    /// closed; `watching` turns false for good when bytes are waiting instead (pipelined
+    /// commands are not a disconnect).
+    pub fn poll_closed(&self, cx: &mut Context<'_>, watching: &mut bool) -> Poll<()> {
+        let ClientRead::Tcp(r) = self.base() else {
+            return Poll::Pending;
+        };
+        if !*watching {
+            return Poll::Pending;
+        }
+        let mut b = [0u8; 1];
+        let mut rb = ReadBuf::new(&mut b);
+        match r.as_ref().poll_peek(cx, &mut rb) {
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(()),
+            Poll::Ready(Ok(_)) => {
+                *watching = false;
+                Poll::Pending
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Whether `poll_closed` watches this client (plain TCP, compressed or not).
+    pub fn is_tcp(&self) -> bool {
+        matches!(self.base(), ClientRead::Tcp(_))
     }
 
     /// Clears a readiness left over from reads that ended exactly at the data's end (the

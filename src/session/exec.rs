@@ -1,6 +1,6 @@
 //! Running one command on a backend: acquire a lease, align it, send, relay, keep or return.
 
-use super::inflight::{closed_unread, reply_or_client_left, InFlight};
+use super::inflight::{closed_unread, reply_or_client_left, reply_or_tcp_client_left, InFlight};
 use super::{Fatal, Session};
 use crate::backend::{BackendError, ConnectOpts};
 use crate::error::SqlError;
@@ -280,7 +280,10 @@ impl Session {
                         self.track_write(&mut lease, intent, outcome.status).await;
                     }
                     self.answered(&st, (idx, lease), (on_ok, replay_on), outcome);
-                    return self.flush_reply().await;
+                    if self.reply_now()? {
+                        return Ok(());
+                    }
+                    return self.flush_rest().await;
                 }
                 Err(RunError::Client) => {
                     // dropped mid-command: the pool kills its backend thread and closes it
@@ -344,11 +347,20 @@ impl Session {
 
     /// Sends the client what the relay left in its buffer.
     pub(super) async fn flush_reply(&mut self) -> Result<(), Fatal> {
-        match self.client_w.flush_now() {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => return Err(self.client_gone(e)),
+        if self.reply_now()? {
+            return Ok(());
         }
+        self.flush_rest().await
+    }
+
+    /// `flush_reply` without waiting: `true` when the client's socket took it all.
+    fn reply_now(&mut self) -> Result<bool, Fatal> {
+        let r = self.client_w.flush_now();
+        r.map_err(|e| self.client_gone(e))
+    }
+
+    /// What `flush_now` left of the reply, written when the client's socket has room.
+    async fn flush_rest(&mut self) -> Result<(), Fatal> {
         let r = self.client_w.flush().await;
         r.map_err(|e| self.client_gone(e))
     }
@@ -504,8 +516,18 @@ impl Session {
             unsent: true,
             error: e.into(),
         };
-        lease.send(payload).await.map_err(fail)?;
-        match reply_or_client_left(&mut self.client_r, lease).await {
+        match lease.send_now(payload) {
+            Ok(Some(true)) => {}
+            Ok(now) => lease.send_rest(payload, now).await.map_err(fail)?,
+            Err(e) => return Err(fail(e.into())),
+        }
+        let quiet = lease.r.buffered() == 0 && self.client_r.buffered() == 0;
+        let waited = if quiet && self.client_r.get_ref().is_tcp() {
+            reply_or_tcp_client_left(self.client_r.get_ref(), lease).await
+        } else {
+            reply_or_client_left(&mut self.client_r, lease).await
+        };
+        match waited {
             Ok(true) => {}
             Ok(false) => return Err(RunError::Client),
             Err(e) => {

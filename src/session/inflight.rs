@@ -7,6 +7,7 @@ use crate::protocol::packet::PacketReader;
 use crate::protocol::stream::ClientRead;
 use crate::shared::{SessionHandle, Shared};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 
 /// Whether a connection that failed before any reply was closed by the server before it
 /// could read the command: then it cannot have run. A connection failing otherwise (a reset,
@@ -28,11 +29,29 @@ pub(super) async fn reply_or_client_left(
         return Ok(true);
     }
     let client = client_r.get_ref();
+    if client.is_tcp() {
+        return reply_or_tcp_client_left(client, lease).await;
+    }
     tokio::select! {
         biased;
         r = lease.r.fill_if_empty() => r.map(|()| true),
         _ = client.closed() => Ok(false),
     }
+}
+
+/// `reply_or_client_left` for a plain TCP client with nothing buffered on either side: one
+/// poll function for both (no select, no nested futures), the statement path's wait.
+pub(super) fn reply_or_tcp_client_left<'a>(
+    client: &'a ClientRead,
+    lease: &'a mut Lease,
+) -> impl std::future::Future<Output = std::io::Result<bool>> + 'a {
+    let mut watching = true;
+    std::future::poll_fn(move |cx| {
+        if let Poll::Ready(r) = lease.r.poll_fill(cx) {
+            return Poll::Ready(r.map(|()| true));
+        }
+        client.poll_closed(cx, &mut watching).map(|()| Ok(false))
+    })
 }
 
 /// A statement in flight: the session's `running` (for KILL and shutdown) and, on the

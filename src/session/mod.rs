@@ -39,7 +39,9 @@ use crate::shared::{SessionHandle, Shared};
 pub use accept::accept_loop;
 use prepared::Prepared;
 use state::SessionState;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use tokio::net::TcpStream;
 
 /// Why the session cannot continue (logged when it ends, with its cause).
@@ -295,24 +297,26 @@ impl Session {
     /// slot) of a quiet client; `Ok(false)`: idle for `listen.idle_timeout`.
     async fn wait_readable(&mut self, slot: &mut slot::Slot) -> Result<bool, Fatal> {
         loop {
-            tokio::select! {
-                biased;
-                r = self.client_r.get_ref().readable() => {
-                    r?;
-                    return Ok(true);
+            // one poll function (no select): the statement path
+            let (client, timer) = (self.client_r.get_ref(), &mut self.idle.timer);
+            let ready = std::future::poll_fn(|cx| match client.poll_readable(cx) {
+                Poll::Ready(r) => Poll::Ready(r.map(|()| true)),
+                Poll::Pending => timer.as_mut().poll(cx).map(|()| Ok(false)),
+            });
+            if ready.await? {
+                return Ok(true);
+            }
+            match self.idle.fired() {
+                idle::Tick::Disconnect => return Ok(false),
+                idle::Tick::ReleaseBuffers => {
+                    self.client_r.release_idle();
+                    self.client_w.release_idle();
+                    self.buf = Vec::new();
+                    self.exec_buf = Vec::new();
+                    slot.release();
+                    self.unpark();
                 }
-                _ = self.idle.timer.as_mut() => match self.idle.fired() {
-                    idle::Tick::Disconnect => return Ok(false),
-                    idle::Tick::ReleaseBuffers => {
-                        self.client_r.release_idle();
-                        self.client_w.release_idle();
-                        self.buf = Vec::new();
-                        self.exec_buf = Vec::new();
-                        slot.release();
-                        self.unpark();
-                    }
-                    idle::Tick::Continue => {}
-                },
+                idle::Tick::Continue => {}
             }
         }
     }
@@ -327,8 +331,11 @@ impl Session {
                 return self.disconnect_idle().await;
             }
             let mut buf = std::mem::take(&mut self.buf);
+            let ready = self.client_r.read_logical_now(&mut buf, limit);
             // a partial packet followed by silence ends the session at the idle limit too
-            let res = {
+            let res = if let Some(r) = ready {
+                Some(r.map_err(ReadError::Io))
+            } else {
                 let (client_r, idle) = (&mut self.client_r, &mut self.idle);
                 let read = client_r.read_logical(&mut buf, limit);
                 tokio::pin!(read);
