@@ -73,6 +73,32 @@ async fn silent_and_half_sent_clients_are_disconnected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_client_stays_and_is_disconnected_once_quiet_for_the_limit() {
+    use mysql_async::prelude::Queryable;
+    let mut cfg = config();
+    cfg.listen.idle_timeout = sluice::config::Dur(Duration::from_millis(600));
+    let p = proxy(cfg).await;
+    let mut c = client(&p, None).await;
+    // busy for 2 s (three idle limits), never quiet for 600 ms: the idle timer fires and is
+    // re-armed while commands keep coming, and must not end the session
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        c.query_drop("SELECT 1")
+            .await
+            .expect("a busy client is kept");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    // then quiet: gone after the limit (ERR 4031, then end of stream)
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let e = c.query_drop("SELECT 1").await.unwrap_err();
+    assert!(
+        matches!(e, mysql_async::Error::Server(ref s) if s.code == 4031)
+            || matches!(e, mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)),
+        "{e:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_guessing_blocks_the_host() {
     let mut cfg = config();
     cfg.listen.auth_failure_limit = 5;

@@ -17,6 +17,8 @@ pub(super) struct Idle {
     pub(super) last_active: Instant,
     limit: Duration,
     holds_buffers: bool,
+    /// The timer was polled since it was last armed: it holds the session task's waker.
+    registered: bool,
 }
 
 /// What a fired timer means.
@@ -34,6 +36,7 @@ impl Idle {
             last_active: now,
             limit,
             holds_buffers: true,
+            registered: false,
         }
     }
 
@@ -46,7 +49,19 @@ impl Idle {
             self.timer
                 .as_mut()
                 .reset(now + KEEP_BUFFERS.min(self.limit));
+            self.registered = false;
         }
+    }
+
+    /// Polls the timer when that can matter: once after it was armed (so that it holds the
+    /// session task's waker) and once it has elapsed. In between its registration stands (the
+    /// session is one task) and a poll per command would only repeat it.
+    pub(super) fn poll_timer(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.registered && !self.timer.is_elapsed() {
+            return std::task::Poll::Pending;
+        }
+        self.registered = true;
+        std::future::Future::poll(self.timer.as_mut(), cx)
     }
 
     /// The timer fired: decides, then re-arms it for the next decision.
@@ -65,6 +80,7 @@ impl Idle {
             self.limit
         };
         self.timer.as_mut().reset(self.last_active + wait);
+        self.registered = false;
         if release {
             Tick::ReleaseBuffers
         } else {

@@ -39,7 +39,6 @@ use crate::shared::{SessionHandle, Shared};
 pub use accept::accept_loop;
 use prepared::Prepared;
 use state::SessionState;
-use std::future::Future;
 use std::sync::Arc;
 use std::task::Poll;
 use tokio::net::TcpStream;
@@ -298,10 +297,10 @@ impl Session {
     async fn wait_readable(&mut self, slot: &mut slot::Slot) -> Result<bool, Fatal> {
         loop {
             // one poll function (no select): the statement path
-            let (client, timer) = (self.client_r.get_ref(), &mut self.idle.timer);
+            let (client, idle) = (self.client_r.get_ref(), &mut self.idle);
             let ready = std::future::poll_fn(|cx| match client.poll_readable(cx) {
                 Poll::Ready(r) => Poll::Ready(r.map(|()| true)),
-                Poll::Pending => timer.as_mut().poll(cx).map(|()| Ok(false)),
+                Poll::Pending => idle.poll_timer(cx).map(|()| Ok(false)),
             });
             if ready.await? {
                 return Ok(true);
