@@ -42,6 +42,23 @@ struct Stmt<'a> {
     started: std::time::Instant,
 }
 
+impl<'a> Stmt<'a> {
+    fn new(
+        payload: &'a [u8],
+        intent: &'a Intent,
+        (target, reason): (Target, Reason),
+        started: std::time::Instant,
+    ) -> Self {
+        Stmt {
+            payload,
+            intent,
+            target,
+            reason,
+            started,
+        }
+    }
+}
+
 /// Why a backend connection failed under a command (the cause kept for the message).
 #[derive(Debug, thiserror::Error)]
 pub(super) enum LinkError {
@@ -120,12 +137,16 @@ impl Session {
     }
 
     /// `acquire` without waiting, when the session's connection is at hand (held, or parked
-    /// in its pool) and no failover holds writes: `None` asks `acquire`.
+    /// in its pool) and neither a replica to `skip` nor a failover holding writes is
+    /// involved: `None` asks `acquire`.
     fn acquire_now(
         &mut self,
-        target: Target,
+        (target, skip): (Target, Option<usize>),
         intent: &Intent,
     ) -> Option<Result<(usize, Lease), SqlError>> {
+        if skip.is_some() {
+            return None;
+        }
         if target == Target::Replica {
             match self.replica_now(intent)? {
                 Ok(Some(r)) => return Some(Ok(r)),
@@ -206,14 +227,9 @@ impl Session {
         intent: &Intent,
         on_ok: OnOk,
     ) -> Result<(), Fatal> {
-        let st = Stmt {
-            payload,
-            intent,
-            target,
-            reason,
-            // the command's arrival: one clock read per statement for idleness and metrics
-            started: self.idle.last_active.into_std(),
-        };
+        // the command's arrival: one clock read per statement for idleness and metrics
+        let started = self.idle.last_active.into_std();
+        let st = Stmt::new(payload, intent, (target, reason), started);
         let mut diagnosed = self.previous_connection(intent);
         let mut skip = None;
         if target == Target::Primary && self.primary.is_some() {
@@ -226,8 +242,7 @@ impl Session {
         for attempt in 0..3 {
             let now = match diagnosed.take() {
                 Some(previous) => Some(Ok(previous)),
-                None if skip.is_none() => self.acquire_now(target, intent),
-                None => None,
+                None => self.acquire_now((target, skip), intent),
             };
             let acquired = match now {
                 Some(r) => r,
@@ -237,23 +252,19 @@ impl Session {
                 Ok(x) => x,
                 Err(e) => return self.send_err(&e).await,
             };
-            let aligned = self.aligned(&lease, intent.flags);
-            if let Err(e) = if aligned {
-                Ok(())
-            } else {
-                self.align(&mut lease, intent.flags).await
-            } {
-                let name = lease.pool().name.clone();
-                if e.is_fatal() {
-                    let was_alone = self.lose(lease);
-                    if (self.after_loss(target, intent).await? || was_alone) && attempt < 2 {
-                        continue; // nothing of this statement ran yet
+            if !self.aligned(&lease, intent.flags) {
+                if let Err(e) = self.align(&mut lease, intent.flags).await {
+                    let name = lease.pool().name.clone();
+                    // nothing of this statement ran yet: it may run again
+                    let again =
+                        e.is_fatal() && self.lost_before_running(lease, target, intent).await?;
+                    if again && attempt < 2 {
+                        continue;
                     }
+                    return self.send_err(&e.to_sql_error(&name)).await;
                 }
-                return self.send_err(&e.to_sql_error(&name)).await;
             }
-            let now = self.payload_now(&mut lease, payload);
-            let ready = match now {
+            let ready = match self.payload_now(&mut lease, payload) {
                 Some(r) => r,
                 None => self.prepare_payload(&mut lease, payload).await,
             };
@@ -265,31 +276,23 @@ impl Session {
             let ran = self
                 .run_on(&mut lease, idx, sent, expect, &on_ok, replay_on)
                 .await;
-            // kept for the next execution (see `prepare_payload`), unless large
-            if let Some(b) = sent_payload.filter(|b| b.capacity() <= 64 * 1024) {
-                self.exec_buf = b;
-            }
+            self.keep_exec_buf(sent_payload);
             let failure = match ran {
                 Ok(outcome) => {
-                    if outcome.err.is_none()
-                        && idx == self.shared.topology.primary()
-                        && super::freshness::may_have_committed(intent, outcome.status)
-                    {
+                    if outcome.err.is_none() && self.may_have_written(idx, intent, outcome.status) {
                         // before the client sees the OK: with read_your_writes = "global"
                         // the next read of any session must know about this write
                         self.track_write(&mut lease, intent, outcome.status).await;
                     }
                     self.answered(&st, (idx, lease), (on_ok, replay_on), outcome);
-                    if self.reply_now()? {
-                        return Ok(());
-                    }
-                    return self.flush_rest().await;
+                    return if self.reply_now()? {
+                        Ok(())
+                    } else {
+                        self.flush_rest().await
+                    };
                 }
-                Err(RunError::Client) => {
-                    // dropped mid-command: the pool kills its backend thread and closes it
-                    drop(lease);
-                    return Err(Fatal::ClientLeft);
-                }
+                // the lease dropped mid-command: the pool kills its backend thread, closes it
+                Err(RunError::Client) => return Err(Fatal::ClientLeft),
                 Err(RunError::Backend {
                     sent,
                     unsent,
@@ -368,6 +371,33 @@ impl Session {
     fn client_gone(&self, e: std::io::Error) -> Fatal {
         tracing::debug!(parent: &self.span, error = %e, "client went away");
         Fatal::ClientIo(e)
+    }
+
+    /// An execution's rewritten payload, kept for the next one (see `prepare_payload`)
+    /// unless large.
+    fn keep_exec_buf(&mut self, sent: Option<Vec<u8>>) {
+        if let Some(b) = sent.filter(|b| b.capacity() <= 64 * 1024) {
+            self.exec_buf = b;
+        }
+    }
+
+    /// Whether a statement that succeeded on backend `idx` with `status` may have committed
+    /// a write on the primary (`track_write` then remembers it).
+    fn may_have_written(&self, idx: usize, intent: &Intent, status: u16) -> bool {
+        idx == self.shared.topology.primary()
+            && super::freshness::may_have_committed(intent, status)
+    }
+
+    /// The lease died before the statement ran on it: discarded; whether the statement may
+    /// run again (the session held nothing there, or its transaction was replayed).
+    async fn lost_before_running(
+        &mut self,
+        lease: Lease,
+        target: Target,
+        intent: &Intent,
+    ) -> Result<bool, Fatal> {
+        let was_alone = self.lose(lease);
+        Ok(self.after_loss(target, intent).await? || was_alone)
     }
 
     /// A lease whose connection died, discarded (and its pool's dead idle connections with
