@@ -1,6 +1,8 @@
 # Sourced by bench/proxy.sh: user-space instructions per statement under callgrind, haproxy
-# (`mode tcp`, one thread: an L4 forwarder's floor) beside Sluice with the primary as its
-# only backend, in its default configuration and with one worker thread; per workload, text
+# (`mode tcp`, one thread: an L4 forwarder's floor) and a bare forwarder on tokio
+# (examples/l4_forward.rs: the floor of one hop on Sluice's runtime) beside Sluice with the
+# primary as its only backend, in its default configuration and with one worker thread; per
+# workload, text
 # and prepared statements, one sysbench thread (no event batching: deterministic within
 # ~0.5%) and four (batching: more events per wake-up, varying run to run). Each target runs
 # alone under valgrind; instrumentation is on only while sysbench runs its events.
@@ -61,12 +63,19 @@ cg_start() { # name port command...
 cg_stop() { kill "$CG_TARGET" 2>/dev/null; wait "$CG_TARGET" 2>/dev/null || true; }
 
 cg_table() {
-  echo "bench: instructions per statement under callgrind (haproxy, Sluice default, Sluice 1 worker)"
+  echo "bench: instructions per statement under callgrind (haproxy, a bare tokio forwarder, Sluice default, Sluice 1 worker)"
   # the wall-clock targets stop first: each measured process runs alone
   kill "$SLUICE1_PID" 2>/dev/null; wait "$SLUICE1_PID" 2>/dev/null || true
   [ -n "$HAPROXY" ] && { kill "$HAPROXY_PID" 2>/dev/null; wait "$HAPROXY_PID" 2>/dev/null || true; }
   if [ -n "$HAPROXY" ]; then
     cg_start haproxy "$HAPROXY_PORT" "$HAPROXY" -db -f "$DIR/haproxy.cfg" && cg_runs "$CG_TARGET" "$HAPROXY_PORT" haproxy
+    cg_stop
+  fi
+  # tokio's floor for one hop: examples/l4_forward.rs (copy_bidirectional, nothing looked at)
+  local fwd=$PWD/target/release/examples/l4_forward
+  if [ -x "$fwd" ]; then
+    cg_start tokio-l4 "$HAPROXY_PORT" "$fwd" "127.0.0.1:$HAPROXY_PORT" "127.0.0.1:$PRIMARY" &&
+      cg_runs "$CG_TARGET" "$HAPROXY_PORT" tokio-l4
     cg_stop
   fi
   # the default configuration: no worker_threads line (the default), as a user's first run
@@ -88,8 +97,9 @@ for line in open(sys.argv[1]):
     rows[(wl, ps, clients)][name] = int(ir)
 if not rows:
     sys.exit(0)
-print("\nuser-space instructions per statement under callgrind (Sluice with the primary only; ratio = Sluice / haproxy)")
-print(f"{'workload':<20}{'ps':<9}{'clients':>8}{'haproxy':>10}{'default':>10}{'ratio':>8}{'1 worker':>10}{'ratio':>8}")
+print("\nuser-space instructions per statement under callgrind (Sluice with the primary only; ratio = Sluice / haproxy;")
+print("tokio L4 = examples/l4_forward.rs, a bare copy_bidirectional forwarder on tokio: one hop's floor on tokio)")
+print(f"{'workload':<20}{'ps':<9}{'clients':>8}{'haproxy':>10}{'tokio L4':>10}{'default':>10}{'ratio':>8}{'1 worker':>10}{'ratio':>8}")
 for (wl, ps, clients), r in sorted(rows.items()):
     h = r.get("haproxy")
     def cell(name):
@@ -99,6 +109,8 @@ for (wl, ps, clients), r in sorted(rows.items()):
     d, dr = cell("sluice")
     o, orr = cell("sluice-1w")
     hs = f"{h:>10,}" if h else f"{'-':>10}"
-    print(f"{wl:<20}{ps:<9}{clients:>8}{hs}{d}{dr}{o}{orr}")
+    t = r.get("tokio-l4")
+    ts = f"{t:>10,}" if t else f"{'-':>10}"
+    print(f"{wl:<20}{ps:<9}{clients:>8}{hs}{ts}{d}{dr}{o}{orr}")
 EOF
 }

@@ -48,6 +48,7 @@ HAPROXY=$(command -v haproxy || true)
 [ -n "$HAPROXY" ] || echo "bench: haproxy not installed: its column is skipped (apt-get install haproxy)"
 
 cargo build --release -q
+cargo build --release -q --example l4_forward
 BIN=$PWD/target/release/sluice
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
 OUT=$DIR/results.tsv
