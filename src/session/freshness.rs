@@ -37,11 +37,13 @@ impl Session {
         }
         let wait = cfg.routing.gtid_wait.0;
         loop {
-            let backends = self.shared.topology.backends();
-            let read = (&**cfg, &backends[..]);
-            let (r, must_wait) = match self.pick_for_read(read, intent, &plan, (mode, skip))? {
-                Some(pick) => pick,
-                None => return Ok(None),
+            let pick = {
+                // the backend list's guard is not held across the checkout's wait
+                let backends = self.shared.topology.backends();
+                self.pick_for_read((&**cfg, &backends[..]), intent, &plan, (mode, skip))?
+            };
+            let Some((r, must_wait)) = pick else {
+                return Ok(None);
             };
             match self.checkout(r).await {
                 Ok(lease) if !must_wait => return Ok(Some((r, lease))),
