@@ -287,8 +287,6 @@ where
         Ok(None)
     }
 
-    /// Runs the relay to the end of the response. After an error, `out_seq` and
-    /// `outcome.sent` tell what the client already received.
     /// The reply of a `ResultSets` command forwarded without waiting when it is wholly
     /// buffered and fits the client's buffer (a point select's): `false`, nothing done (call
     /// `run`).
@@ -302,6 +300,8 @@ where
         self.forward_whole_now() == Ok(true)
     }
 
+    /// Runs the relay to the end of the response. After an error, `out_seq` and
+    /// `outcome.sent` tell what the client already received.
     pub async fn run(&mut self, expect: Expect) -> Result<(), RelayError> {
         let r = self.run_inner(expect).await;
         if let Some(h) = &self.digest {

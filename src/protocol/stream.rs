@@ -156,8 +156,8 @@ impl ClientRead {
         }
     }
 
-    /// `closed` as a poll for a TCP client (`None` for others): `Ready` once the client has
-    /// closed; `watching` turns false for good when bytes are waiting instead (pipelined
+    /// `closed` as a poll for a TCP client (any other stays pending): `Ready` once the client
+    /// has closed; `watching` turns false for good when bytes are waiting instead (pipelined
     /// commands are not a disconnect).
     pub fn poll_closed(&self, cx: &mut Context<'_>, watching: &mut bool) -> Poll<()> {
         let ClientRead::Tcp(r) = self.base() else {
