@@ -220,8 +220,6 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
         self.inner
     }
 
-    /// The next physical packet into `buf` (replacing its contents) if it is wholly buffered:
-    /// its sequence id. No I/O: the common case of a reply, which arrives in one read.
     /// `read_logical` without waiting, for a packet the stream has whole now (a command:
     /// nearly always). `None`: ask `read_logical` (what was read stays buffered).
     pub fn read_logical_now(&mut self, buf: &mut Vec<u8>, limit: usize) -> Option<io::Result<u8>> {
@@ -245,6 +243,8 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
         None
     }
 
+    /// The next physical packet into `buf` (replacing its contents) if it is wholly buffered:
+    /// its sequence id. No I/O: the common case of a reply, which arrives in one read.
     pub fn take_physical(&mut self, buf: &mut Vec<u8>) -> Option<u8> {
         let (payload, seq) = self.peek_physical()?;
         buf.clear();
@@ -531,99 +531,4 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn split_and_join_large_packet() {
-        let (a, b) = tokio::io::duplex(1 << 20);
-        let payload: Vec<u8> = (0..(MAX_PAYLOAD * 2 + 10)).map(|i| i as u8).collect();
-        let expected = payload.clone();
-        let writer = tokio::spawn(async move {
-            let mut w = PacketWriter::new(a);
-            let mut seq = 0;
-            w.write_packet(&mut seq, &payload).await.unwrap();
-            w.flush().await.unwrap();
-            seq
-        });
-        let mut r = PacketReader::new(b);
-        let mut buf = Vec::new();
-        let last = r.read_logical(&mut buf, usize::MAX).await.unwrap();
-        assert_eq!(buf, expected);
-        assert_eq!(last, 2);
-        assert_eq!(writer.await.unwrap(), 3);
-    }
-
-    #[tokio::test]
-    async fn flush_now_writes_what_fits_and_flush_the_rest_in_order() {
-        // a pipe with room for 10 bytes: a 4 + 30 byte packet cannot go at once
-        let (a, mut b) = tokio::io::duplex(10);
-        let mut w = PacketWriter::new(a);
-        let payload: Vec<u8> = (0..30u8).collect();
-        assert!(w.push_physical(3, &payload));
-        assert!(!w.flush_now().unwrap(), "the pipe took only part");
-        assert!(w.has_pending());
-        let reader = tokio::spawn(async move {
-            let mut got = vec![0u8; 34];
-            b.read_exact(&mut got).await.unwrap();
-            got
-        });
-        w.flush().await.unwrap();
-        let got = reader.await.unwrap();
-        assert_eq!(&got[..4], &[30, 0, 0, 3]);
-        assert_eq!(&got[4..], &payload[..]);
-        // with room, everything goes now
-        let (a, mut b) = tokio::io::duplex(1024);
-        let mut w = PacketWriter::new(a);
-        assert!(w.push_physical(0, b"x"));
-        assert!(w.flush_now().unwrap());
-        assert!(!w.has_pending());
-        let mut got = [0u8; 5];
-        b.read_exact(&mut got).await.unwrap();
-        assert_eq!(got, [1, 0, 0, 0, b'x']);
-        // a closed peer is an error, not a silent drop
-        drop(b);
-        assert!(w.push_physical(1, b"y"));
-        assert!(w.flush_now().is_err());
-    }
-
-    #[tokio::test]
-    async fn exact_multiple_gets_empty_trailer() {
-        let (a, b) = tokio::io::duplex(1 << 20);
-        let payload = vec![7u8; MAX_PAYLOAD];
-        tokio::spawn(async move {
-            let mut w = PacketWriter::new(a);
-            let mut seq = 0;
-            w.write_packet(&mut seq, &payload).await.unwrap();
-            w.write_packet(&mut seq, b"next").await.unwrap();
-            w.flush().await.unwrap();
-        });
-        let mut r = PacketReader::new(b);
-        let mut buf = Vec::new();
-        r.read_logical(&mut buf, usize::MAX).await.unwrap();
-        assert_eq!(buf.len(), MAX_PAYLOAD);
-        r.read_logical(&mut buf, usize::MAX).await.unwrap();
-        assert_eq!(buf, b"next");
-    }
-
-    #[tokio::test]
-    async fn too_large_is_drained() {
-        let (a, b) = tokio::io::duplex(1 << 16);
-        tokio::spawn(async move {
-            let mut w = PacketWriter::new(a);
-            let mut seq = 0;
-            w.write_packet(&mut seq, &[1u8; 5000]).await.unwrap();
-            let mut seq = 0;
-            w.write_packet(&mut seq, b"ok").await.unwrap();
-            w.flush().await.unwrap();
-        });
-        let mut r = PacketReader::new(b);
-        let mut buf = Vec::new();
-        assert!(matches!(
-            r.read_logical(&mut buf, 1000).await,
-            Err(ReadError::TooLarge { .. })
-        ));
-        r.read_logical(&mut buf, 1000).await.unwrap();
-        assert_eq!(buf, b"ok");
-    }
-}
+mod tests;

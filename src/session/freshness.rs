@@ -167,14 +167,13 @@ impl Session {
     }
 
     /// After a successful statement that may have written on the primary (outside a
-    /// transaction, or its COMMIT): remember it for read-your-writes.
+    /// transaction, or its COMMIT; `may_have_committed`, checked by the caller): remember it
+    /// for read-your-writes.
     /// `status`: the server status after the statement. What counts is whether a transaction
     /// is still open then, not the autocommit mode: with autocommit off, COMMIT (or DDL, or
     /// `SET autocommit=1`) commits and leaves the session "in a transaction" by mode only.
     pub(super) async fn track_write(&mut self, lease: &mut Lease, intent: &Intent, status: u16) {
-        if !may_have_committed(intent, status) {
-            return;
-        }
+        debug_assert!(may_have_committed(intent, status), "the caller checks");
         let mode = self.shared.config.load().routing.read_your_writes;
         match mode {
             ReadYourWrites::Off => {}

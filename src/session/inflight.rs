@@ -29,9 +29,6 @@ pub(super) async fn reply_or_client_left(
         return Ok(true);
     }
     let client = client_r.get_ref();
-    if client.is_tcp() {
-        return reply_or_tcp_client_left(client, lease).await;
-    }
     tokio::select! {
         biased;
         r = lease.r.fill_if_empty() => r.map(|()| true),
@@ -39,8 +36,9 @@ pub(super) async fn reply_or_client_left(
     }
 }
 
-/// `reply_or_client_left` for a plain TCP client with nothing buffered on either side: one
-/// poll function for both (no select, no nested futures), the statement path's wait.
+/// `reply_or_client_left` for a plain TCP client with nothing buffered on either side (the
+/// caller checks): one poll function for both, no select and no nested futures. The
+/// statement path's wait (`run_on`); other callers take `reply_or_client_left`.
 pub(super) fn reply_or_tcp_client_left<'a>(
     client: &'a ClientRead,
     lease: &'a mut Lease,

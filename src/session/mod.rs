@@ -4,6 +4,7 @@
 //! this session's state -> send -> relay the response -> keep or return the lease.
 
 mod accept;
+mod acquire;
 mod align;
 mod cached;
 mod control;
