@@ -373,6 +373,24 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
         self.buf.is_empty() && self.capture.is_none()
     }
 
+    /// Writes whole packets (headers included, the sequence ids the reader expects) without
+    /// waiting and without copying what the stream takes at once; the rest is buffered for
+    /// `flush` (as is everything after an error, which the flush then reports). For when
+    /// `can_write_through`.
+    pub fn write_now(&mut self, packets: &[u8]) {
+        debug_assert!(self.can_write_through());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut at = 0;
+        while at < packets.len() {
+            match Pin::new(&mut self.inner).poll_write(&mut cx, &packets[at..]) {
+                Poll::Ready(Ok(n)) if n > 0 => at += n,
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => break,
+            }
+        }
+        self.buf.extend_from_slice(&packets[at..]);
+    }
+
     /// Writes whole packets (headers included) straight from the caller's buffer, without
     /// copying them, when nothing is buffered or captured; `false`: nothing done.
     pub async fn write_through(&mut self, packets: &[u8]) -> io::Result<bool> {

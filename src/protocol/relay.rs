@@ -81,6 +81,11 @@ pub struct Relay<'a, BR, BW: AsyncWrite, CR, CW: AsyncWrite> {
     /// COM_STMT_FETCH). Other responses can carry the flag too (MariaDB leaves it set after
     /// a stored program's own cursor), and their rows follow.
     pub cursor_asked: bool,
+    /// The reply may reach the client before the session's bookkeeping after it (a read
+    /// that changes nothing others could see): a small whole reply is then written from the
+    /// read buffer without a copy. Otherwise it is buffered, and the session flushes it
+    /// after its bookkeeping (a write's cache invalidation before the client sees its OK).
+    pub reply_early: bool,
     pub buf: &'a mut Vec<u8>,
     pub out_seq: u8,
     pub outcome: Outcome,
@@ -118,6 +123,7 @@ where
             status_hint: status::AUTOCOMMIT,
             stmt_id_for_client: None,
             cursor_asked: false,
+            reply_early: false,
             buf,
             out_seq: 1,
             outcome: Outcome::default(),

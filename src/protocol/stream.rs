@@ -122,25 +122,6 @@ impl ClientRead {
         }
     }
 
-    /// Waits until the socket is readable (TLS: returns at once; the read itself waits).
-    /// Polls the read readiness directly: the session is the only one waiting on it.
-    pub async fn readable(&self) -> io::Result<()> {
-        std::future::poll_fn(|cx| self.poll_readable(cx)).await
-    }
-
-    /// `readable` as a poll.
-    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let ClientRead::Zlib(z) = self {
-            if z.buffered() > 0 {
-                return Poll::Ready(Ok(()));
-            }
-        }
-        match self.base() {
-            ClientRead::Tcp(r) => r.as_ref().poll_read_ready(cx),
-            _ => Poll::Ready(Ok(())),
-        }
-    }
-
     /// Resolves when the client has closed the connection (end of stream, or an error);
     /// stays pending while bytes are waiting (pipelined commands are not a disconnect) or
     /// when that cannot be watched. Costs no system call while the client is quiet: its

@@ -138,7 +138,14 @@ impl Session {
             };
             let sent = sent_payload.as_deref().unwrap_or(payload);
             let ran = self
-                .run_on(&mut lease, idx, sent, expect, &on_ok, replay_on)
+                .run_on(
+                    &mut lease,
+                    idx,
+                    sent,
+                    expect,
+                    &on_ok,
+                    (replay_on, reply_early(intent)),
+                )
                 .await;
             self.keep_exec_buf(sent_payload);
             let failure = match ran {
@@ -391,7 +398,7 @@ impl Session {
         payload: &[u8],
         expect: Expect,
         on_ok: &OnOk,
-        digest: bool,
+        (digest, early): (bool, bool),
     ) -> Result<Outcome, RunError> {
         if lease.r.buffered() > 0 || lease.r.get_ref().closed_by_peer() {
             // found closed (or with unasked bytes) before sending: the command cannot run
@@ -446,6 +453,7 @@ impl Session {
             relay.stmt_id_for_client = Some(*id);
         }
         relay.cursor_asked = crate::protocol::relay::cursor_asked(payload);
+        relay.reply_early = early;
         let res = if relay.run_now(expect) {
             Ok(())
         } else {
@@ -555,4 +563,14 @@ fn exhausted(target: Target) -> SqlError {
     };
     let why = "the statement could not be run after 3 attempts";
     SqlError::backend_unavailable(side, why)
+}
+
+/// Whether a statement's reply may reach the client before the session's bookkeeping after
+/// it (`Relay::reply_early`): a read that cannot have written, committed or changed a global,
+/// so that nothing another session could see (a cache invalidation, a retired pool) is
+/// waiting for that bookkeeping.
+fn reply_early(intent: &Intent) -> bool {
+    intent.kind == Kind::Read
+        && !intent.has(flag::GLOBAL_CHANGE)
+        && !super::freshness::may_have_committed(intent, 0)
 }

@@ -297,9 +297,10 @@ impl Session {
     /// slot) of a quiet client; `Ok(false)`: idle for `listen.idle_timeout`.
     async fn wait_readable(&mut self, slot: &mut slot::Slot) -> Result<bool, Fatal> {
         loop {
-            // one poll function (no select): the statement path
-            let (client, idle) = (self.client_r.get_ref(), &mut self.idle);
-            let ready = std::future::poll_fn(|cx| match client.poll_readable(cx) {
+            // one poll function (no select): the statement path. It reads what arrives (one
+            // readiness check and one read when the command comes, not a wait and a read)
+            let (client, idle) = (&mut self.client_r, &mut self.idle);
+            let ready = std::future::poll_fn(|cx| match client.poll_fill(cx) {
                 Poll::Ready(r) => Poll::Ready(r.map(|()| true)),
                 Poll::Pending => idle.poll_timer(cx).map(|()| Ok(false)),
             });

@@ -54,6 +54,39 @@ async fn flush_now_writes_what_fits_and_flush_the_rest_in_order() {
 }
 
 #[tokio::test]
+async fn write_now_writes_what_fits_and_buffers_the_rest_in_order() {
+    // a pipe with room for 10 bytes: 34 bytes of packets cannot go at once
+    let (a, mut b) = tokio::io::duplex(10);
+    let mut w = PacketWriter::new(a);
+    let mut packets = vec![30, 0, 0, 1];
+    packets.extend(0..30u8);
+    w.write_now(&packets);
+    assert!(
+        w.has_pending(),
+        "the pipe took only part; the rest is buffered"
+    );
+    let reader = tokio::spawn(async move {
+        let mut got = vec![0u8; 34];
+        b.read_exact(&mut got).await.unwrap();
+        got
+    });
+    w.flush().await.unwrap();
+    assert_eq!(reader.await.unwrap(), packets);
+    // with room, everything goes at once
+    let (a, mut b) = tokio::io::duplex(1024);
+    let mut w = PacketWriter::new(a);
+    w.write_now(&packets);
+    assert!(!w.has_pending());
+    let mut got = vec![0u8; 34];
+    b.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, packets);
+    // a closed peer: kept, and the flush reports it
+    drop(b);
+    w.write_now(&packets);
+    assert!(w.flush().await.is_err());
+}
+
+#[tokio::test]
 async fn exact_multiple_gets_empty_trailer() {
     let (a, b) = tokio::io::duplex(1 << 20);
     let payload = vec![7u8; MAX_PAYLOAD];

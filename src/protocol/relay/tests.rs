@@ -1,9 +1,11 @@
 use super::*;
 use crate::protocol::packet::{PacketReader, PacketWriter};
 
-/// Feeds `backend` packets through a relay and returns what the client received; twice,
-/// arriving after the relay starts (packet by packet) and wholly read before (the whole-reply
-/// fast path where it applies), which must give the client and the caller the same.
+/// Feeds `backend` packets through a relay and returns what the client received; three
+/// times, arriving after the relay starts (packet by packet), wholly read before (the
+/// whole-reply fast path where it applies) and wholly read before by a read whose reply may
+/// go early (written from the read buffer), which must give the client and the caller the
+/// same.
 async fn run(
     backend: Vec<Vec<u8>>,
     backend_eof: bool,
@@ -20,15 +22,15 @@ async fn run_as(
     expect: Expect,
     binary: bool,
 ) -> Vec<Vec<u8>> {
-    let late = run_once(
-        backend.clone(),
-        (backend_eof, client_eof),
-        (expect, binary),
-        false,
-    )
-    .await;
-    let early = run_once(backend, (backend_eof, client_eof), (expect, binary), true).await;
+    let eofs = (backend_eof, client_eof);
+    let late = run_once(backend.clone(), eofs, (expect, binary), (false, false)).await;
+    let early = run_once(backend.clone(), eofs, (expect, binary), (true, false)).await;
     assert_eq!(late, early, "the same reply whether or not it was buffered");
+    let direct = run_once(backend, eofs, (expect, binary), (true, true)).await;
+    assert_eq!(
+        late, direct,
+        "the same reply when it may be written at once"
+    );
     late.0
 }
 
@@ -55,12 +57,12 @@ async fn backend_with(
 }
 
 /// One relay run: (client packets, outcome and sequence ids); `buffered`: the backend's
-/// reply is read before the relay starts.
+/// reply is read before the relay starts; `early`: `Relay::reply_early`.
 async fn run_once(
     backend: Vec<Vec<u8>>,
     (backend_eof, client_eof): (bool, bool),
     (expect, binary): (Expect, bool),
-    buffered: bool,
+    (buffered, early): (bool, bool),
 ) -> (Vec<Vec<u8>>, String) {
     let (_b_srv, mut br, mut bw) = backend_with(&backend).await;
     let (c_srv, c_cli) = tokio::io::duplex(1 << 20);
@@ -74,7 +76,10 @@ async fn run_once(
     relay.client_w = Some(&mut cw);
     relay.client_deprecate_eof = client_eof;
     relay.cursor_asked = binary;
-    relay.run(expect).await.unwrap();
+    relay.reply_early = early;
+    if !relay.run_now(expect) {
+        relay.run(expect).await.unwrap();
+    }
     let seen = format!(
         "{:?} {} {}",
         relay.outcome, relay.out_seq, relay.backend_seq
@@ -216,6 +221,48 @@ async fn a_wholly_buffered_reply_takes_the_fast_path() {
     assert_eq!((o.sent, o.rows, o.status, o.warnings), (6, 2, 2, 1));
     assert_eq!(relay.out_seq, 7);
     assert_eq!(br.buffered(), 0);
+}
+
+/// A small wholly buffered reply in the client's numbering is written from the read buffer
+/// at once only when it may go before the session's bookkeeping (a read): a write's OK waits
+/// in the client's buffer for the session's flush (after its cache invalidation); a reply
+/// to renumber is copied either way.
+#[tokio::test]
+async fn a_small_reply_goes_at_once_only_when_it_may_go_early() {
+    let backend = vec![
+        vec![1],
+        col("a"),
+        vec![1, b'x'],
+        reply::ok_terminator(0x0002, 0).to_vec(),
+    ];
+    for (first_seq, early, at_once) in [(1u8, true, true), (1, false, false), (3, true, false)] {
+        let (_b_srv, mut br, mut bw) = backend_with(&backend).await;
+        br.fill_if_empty().await.unwrap();
+        let sent = br.buffered();
+        let mut cw = PacketWriter::new(Vec::new());
+        let mut buf = Vec::new();
+        let mut relay: Relay<'_, _, _, tokio::io::DuplexStream, _> =
+            Relay::new(&mut br, &mut bw, true, &mut buf);
+        relay.client_w = Some(&mut cw);
+        relay.client_deprecate_eof = true;
+        relay.out_seq = first_seq;
+        relay.reply_early = early;
+        assert!(relay.run_now(Expect::ResultSets));
+        assert_eq!((relay.outcome.sent, relay.outcome.rows), (4, 1));
+        assert_eq!(relay.out_seq, first_seq + 4);
+        let written = cw.get_mut().len();
+        assert_eq!(
+            written == sent,
+            at_once,
+            "written before the flush: {written}"
+        );
+        assert_eq!(cw.has_pending(), !at_once);
+        cw.flush().await.unwrap();
+        let out = cw.into_inner();
+        assert_eq!(out.len(), sent);
+        assert_eq!(out[3], first_seq, "the first packet's sequence id");
+        assert_eq!(br.buffered(), 0);
+    }
 }
 
 /// A long wholly buffered reply whose sequence ids are the client's is written from the

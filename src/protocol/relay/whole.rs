@@ -54,6 +54,13 @@ pub(super) struct Pieces<'a> {
 }
 
 impl<'a> Pieces<'a> {
+    pub(super) fn new() -> Self {
+        Pieces {
+            list: [Piece::DefinitionsEnd; MAX_PIECES],
+            len: 0,
+        }
+    }
+
     fn push(&mut self, piece: Piece<'a>) -> Option<()> {
         *self.list.get_mut(self.len)? = piece;
         self.len += 1;
@@ -94,8 +101,12 @@ impl<'a> Packets<'a> {
 
 /// Checks that `bytes` start with a whole COM_QUERY / COM_STMT_EXECUTE response of OKs and
 /// result sets (in `deprecate_eof` framing): what it holds, and its pieces. `None` if it is
-/// not all there or not that simple.
-pub(super) fn walk(bytes: &[u8], deprecate_eof: bool) -> Option<(Whole, Pieces<'_>)> {
+/// not all there or not that simple. Its pieces go to `pieces` if given.
+pub(super) fn walk<'a>(
+    bytes: &'a [u8],
+    deprecate_eof: bool,
+    mut pieces: Option<&mut Pieces<'a>>,
+) -> Option<Whole> {
     let mut p = Packets {
         bytes,
         at: 0,
@@ -103,11 +114,8 @@ pub(super) fn walk(bytes: &[u8], deprecate_eof: bool) -> Option<(Whole, Pieces<'
         last_seq: 0,
     };
     let mut w = Whole::default();
-    let mut pieces = Pieces {
-        list: [Piece::DefinitionsEnd; MAX_PIECES],
-        len: 0,
-    };
-    let mut on = |piece| pieces.push(piece);
+    // the pieces only when asked for (translating): else nothing is built per reply
+    let mut on = |piece| pieces.as_deref_mut().map_or(Some(()), |l| l.push(piece));
     loop {
         let start = p.at;
         let first = p.next()?;
@@ -131,7 +139,7 @@ pub(super) fn walk(bytes: &[u8], deprecate_eof: bool) -> Option<(Whole, Pieces<'
         }
         if w.status & status::MORE_RESULTS == 0 {
             (w.bytes, w.packets, w.last_seq) = (p.at, p.count, p.last_seq);
-            return Some((w, pieces));
+            return Some(w);
         }
     }
 }
@@ -184,38 +192,27 @@ fn rows(p: &mut Packets<'_>, deprecate_eof: bool, rows: &mut u64) -> Option<(usi
 }
 
 /// Copies the pieces of a wholly buffered response `w` to the client's buffer, renumbered
-/// from `seq`, with the EOFs a classic client needs added (`hint`: the status of the one
-/// after the definitions): how many were added, `None` (nothing done) if it does not fit.
-fn copy_pieces<CW: AsyncWrite + Unpin>(
+/// from `seq`, with the EOFs a classic client needs added after each result set's definitions
+/// and in place of each terminator (`hint`: the status of the one after the definitions): how
+/// many were added, `None` (nothing done) if it does not fit.
+fn copy_translated<CW: AsyncWrite + Unpin>(
     client: &mut crate::protocol::packet::PacketWriter<CW>,
     (seq, hint): (&mut u8, u16),
-    (bytes, w): (&[u8], &Whole),
+    w: &Whole,
     pieces: &Pieces<'_>,
-    translate: bool,
 ) -> Option<u32> {
-    // what the client gets: the bytes, plus an EOF after each result set's definitions
-    // (9 bytes with its header) when translating
-    let added = if translate {
-        pieces
-            .iter()
-            .filter(|p| matches!(p, Piece::DefinitionsEnd))
-            .count()
-    } else {
-        0
-    };
+    // what the client gets: the bytes, plus an EOF (9 bytes with its header) after each
+    // result set's definitions
+    let added = pieces
+        .iter()
+        .filter(|p| matches!(p, Piece::DefinitionsEnd))
+        .count();
     if w.bytes + 9 * added >= client.room() {
         return None;
-    }
-    if !translate {
-        // the pieces are the response's bytes in order: one copy, renumbered
-        client.push_renumbered(&bytes[..w.bytes], seq);
-        return Some(0);
     }
     for piece in pieces.iter() {
         match *piece {
             Piece::Packets(b) => client.push_renumbered(b, seq),
-            Piece::Terminator(b, ..) if !translate => client.push_renumbered(b, seq),
-            Piece::DefinitionsEnd if !translate => {}
             Piece::DefinitionsEnd => {
                 client.push_physical(*seq, &reply::eof(hint, 0));
                 *seq = seq.wrapping_add(1);
@@ -269,25 +266,37 @@ where
             return Ok(false);
         };
         let unread = self.backend_r.unread();
-        let Some((w, pieces)) = walk(unread, self.backend_deprecate_eof) else {
+        let mut pieces = translate.then(Pieces::new);
+        let Some(w) = walk(unread, self.backend_deprecate_eof, pieces.as_mut()) else {
             return Ok(false);
         };
-        if !translate
-            && w.bytes >= PASS_THROUGH_MIN
-            && unread[3] == self.out_seq
-            && client.can_write_through()
-        {
-            return Err(w);
-        }
-        let hint = self.status_hint;
-        let Some(added) = copy_pieces(
-            client,
-            (&mut self.out_seq, hint),
-            (unread, &w),
-            &pieces,
-            translate,
-        ) else {
-            return Ok(false);
+        let added = match pieces {
+            Some(pieces) => {
+                let hint = self.status_hint;
+                match copy_translated(client, (&mut self.out_seq, hint), &w, &pieces) {
+                    Some(added) => added,
+                    None => return Ok(false),
+                }
+            }
+            None => {
+                let bytes = &unread[..w.bytes];
+                let direct = unread[3] == self.out_seq && client.can_write_through();
+                // pipelined commands: their replies share the buffer and one write
+                let pipelined = self.client_r.as_ref().is_some_and(|r| r.buffered() > 0);
+                if direct && w.bytes >= PASS_THROUGH_MIN {
+                    return Err(w);
+                } else if direct && !pipelined && self.reply_early {
+                    // the bytes as they are, from the read buffer: no copy unless the
+                    // socket is full (the rest is buffered for the flush)
+                    client.write_now(bytes);
+                    self.out_seq = self.out_seq.wrapping_add(w.packets as u8);
+                } else if w.bytes < client.room() {
+                    client.push_renumbered(bytes, &mut self.out_seq); // one copy
+                } else {
+                    return Ok(false);
+                }
+                0
+            }
         };
         self.account(&w, added);
         Ok(true)
@@ -327,7 +336,7 @@ mod tests {
     const EOF: &[u8] = &[0xFE, 0x00, 0x00, 0x22, 0x00];
 
     fn check(bytes: &[u8], deprecate_eof: bool) -> Option<Whole> {
-        walk(bytes, deprecate_eof).map(|(w, _)| w)
+        walk(bytes, deprecate_eof, None)
     }
 
     #[test]
