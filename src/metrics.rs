@@ -58,6 +58,9 @@ pub struct Metrics {
     pub config_reloads_total: IntCounterVec,
     pub config_last_reload_success: Gauge,
     pub split_brain: IntGauge,
+    /// Reads of the primary's GTID position for read-your-writes (one per committed write,
+    /// or fewer when concurrent commits share one).
+    pub gtid_position_reads_total: IntCounter,
     queries_total: IntCounterVec,
     query_errors_total: IntCounterVec,
     pool_timeouts_total: IntCounterVec,
@@ -328,6 +331,10 @@ impl Metrics {
             split_brain: r.gauge(
                 "sluice_split_brain",
                 "1 while more than one backend is writable",
+            ),
+            gtid_position_reads_total: r.counter(
+                "sluice_gtid_position_reads_total",
+                "Reads of the primary's GTID position for read-your-writes after a committed write",
             ),
             registry: r.0,
             queries_total,

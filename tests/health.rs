@@ -228,6 +228,60 @@ async fn gtid_read_your_writes_with_a_delayed_replica() {
     );
 }
 
+/// A transaction that only read (locking reads included) commits nothing: its COMMIT reads
+/// no GTID position of the primary. One that wrote is tracked at its COMMIT, and its row is
+/// read back right after, never from the delayed replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_transaction_that_wrote_has_its_commit_tracked() {
+    let _g = SERIAL.lock().await;
+    let db = database("health_txryw").await;
+    let mut cfg = fast_config(200);
+    cfg.routing.max_replica_lag = Dur(Duration::from_secs(30)); // keep the delayed replica eligible
+    cfg.routing.gtid_wait = Dur(Duration::from_millis(20));
+    let p = proxy(cfg).await;
+    let mut c = client(&p, Some(&db)).await;
+    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    caught_up().await;
+    let reads = "sluice_gtid_position_reads_total";
+    let before = metric(&p, reads).await;
+    for _ in 0..20 {
+        c.query_drop("BEGIN").await.unwrap();
+        c.query_drop("SELECT COUNT(*) FROM t").await.unwrap();
+        c.query_drop("SELECT id FROM t WHERE id = 1 FOR UPDATE")
+            .await
+            .unwrap();
+        c.query_drop("COMMIT").await.unwrap();
+    }
+    assert_eq!(metric(&p, reads).await, before, "read-only transactions");
+    topology().delay_replica(2, 3).await.unwrap();
+    let mut on_delayed = 0;
+    for i in 0..20u32 {
+        c.query_drop("BEGIN").await.unwrap();
+        c.query_drop("SELECT COUNT(*) FROM t").await.unwrap();
+        c.exec_drop("INSERT INTO t VALUES (?)", (i,)).await.unwrap();
+        c.query_drop("COMMIT").await.unwrap();
+        let row: Option<(u32, u32)> = c
+            .exec_first("SELECT id, @@server_id FROM t WHERE id = ?", (i,))
+            .await
+            .unwrap();
+        let (_, sid) =
+            row.unwrap_or_else(|| panic!("committed row {i} not visible to its session"));
+        on_delayed += usize::from(sid == 3);
+    }
+    topology().delay_replica(2, 0).await.unwrap();
+    let tracked = metric(&p, reads).await - before;
+    assert_eq!(
+        tracked, 20.0,
+        "one position read per writing transaction's COMMIT"
+    );
+    assert_eq!(
+        on_delayed, 0,
+        "the delayed replica never has the row in time"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_reflects_a_killed_primary_and_a_restarted_replica_within_three_intervals() {
     let _g = SERIAL.lock().await;

@@ -24,14 +24,6 @@ fn rewrite(path: &PathBuf, edit: impl FnOnce(&mut sluice::config::Config)) {
     std::fs::write(path, toml::to_string_pretty(&cfg).unwrap()).unwrap();
 }
 
-async fn metric(p: &Proxy, series: &str) -> f64 {
-    let (_, text) = admin_get(p, "/metrics").await;
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
-        .map(|v| v.parse().unwrap())
-        .unwrap_or(0.0)
-}
-
 /// Reads until `n` consecutive reads avoid `server_id`; returns how long that took.
 async fn until_avoided(
     c: &mut mysql_async::Conn,

@@ -32,12 +32,13 @@ struct Reader {
 }
 
 impl Position {
-    /// The backend's GTID position as read after `since` (when a write's reply arrived).
+    /// The backend's GTID position as read after `since` (when a write's reply arrived);
+    /// `reads` counts the reads made (callers queued behind one share its answer).
     pub async fn after(
         &self,
         since: Instant,
         opts: impl FnOnce() -> ConnectOpts,
-        mariadb: bool,
+        (mariadb, reads): (bool, &prometheus::IntCounter),
     ) -> Result<String, BackendError> {
         let mut r = self.inner.lock().await;
         if let Some((at, pos)) = &r.last {
@@ -51,6 +52,7 @@ impl Position {
             ));
         }
         let started = Instant::now();
+        reads.inc();
         let sql = if mariadb {
             "SELECT @@global.gtid_binlog_pos AS g"
         } else {
@@ -135,7 +137,14 @@ mod tests {
         let calls: Vec<_> = (0..4)
             .map(|_| {
                 let (p, o) = (position.clone(), opts.clone());
-                tokio::spawn(async move { p.after(since, || o, true).await })
+                tokio::spawn(async move {
+                    p.after(
+                        since,
+                        || o,
+                        (true, &prometheus::IntCounter::new("r", "r").unwrap()),
+                    )
+                    .await
+                })
             })
             .collect();
         for c in calls {

@@ -103,6 +103,10 @@ impl Session {
             }
         }
         let replay_on = self.replay_on(target);
+        if may_write(intent) {
+            // before it runs: however it ends, the transaction's COMMIT is tracked
+            self.state.tx_wrote = true;
+        }
         for attempt in 0..3 {
             let now = match diagnosed.take() {
                 Some(previous) => Some(Ok(previous)),
@@ -257,6 +261,7 @@ impl Session {
     fn may_have_written(&self, idx: usize, intent: &Intent, status: u16) -> bool {
         idx == self.shared.topology.primary()
             && super::freshness::may_have_committed(intent, status)
+            && (intent.kind != Kind::EndTx || self.state.tx_wrote)
     }
 
     /// The lease died before the statement ran on it: discarded; whether the statement may
@@ -488,6 +493,9 @@ impl Session {
         o: Outcome,
     ) {
         self.state.status = o.status;
+        if o.status & crate::protocol::status::IN_TRANS == 0 {
+            self.state.tx_wrote = false;
+        }
         if intent.flags & flag::LEAVES_STATE != 0 {
             // even a failed statement may have done part of it (multi-statements)
             lease.dirty = true;
@@ -573,4 +581,16 @@ fn reply_early(intent: &Intent) -> bool {
     intent.kind == Kind::Read
         && !intent.has(flag::GLOBAL_CHANGE)
         && !super::freshness::may_have_committed(intent, 0)
+}
+
+/// Whether a statement may write (for `SessionState::tx_wrote`): anything but a read (locking
+/// or not), a transaction's start or end, a savepoint, `USE`, `KILL` or an empty statement.
+/// Conservative: a SET (it may call a function), a CALL, a multi-statement or one the
+/// classifier cannot tell count as writes.
+fn may_write(intent: &Intent) -> bool {
+    let quiet = matches!(
+        intent.kind,
+        Kind::Read | Kind::Begin | Kind::EndTx | Kind::Use | Kind::Kill | Kind::Empty
+    );
+    !quiet || intent.has(flag::MULTI | flag::CALL)
 }

@@ -191,7 +191,12 @@ impl Session {
                         ..self.connect_opts(idx)
                     },
                 };
-                match pool.position.after(now, opts, is_mariadb(lease)).await {
+                let reads = &self.shared.metrics.gtid_position_reads_total;
+                match pool
+                    .position
+                    .after(now, opts, (is_mariadb(lease), reads))
+                    .await
+                {
                     Ok(g) => {
                         if !g.is_empty() && g != self.last_gtid_text {
                             let set = Arc::new(GtidSet::parse(&g));

@@ -27,6 +27,10 @@ pub struct SessionState {
     /// With autocommit off: the last statement was a COMMIT / ROLLBACK (or SET autocommit)
     /// and no transaction is open, so the connection holds nothing of the session.
     pub between_tx: bool,
+    /// A statement of the open transaction may have written (set before it runs, cleared
+    /// once no transaction is open): a COMMIT without it commits nothing, so read-your-writes
+    /// has nothing to track (no read of the primary's GTID position).
+    pub tx_wrote: bool,
 }
 
 impl SessionState {
@@ -47,6 +51,7 @@ impl SessionState {
             last_write_gtid: None,
             confirmed: Default::default(),
             between_tx: true,
+            tx_wrote: false,
         }
     }
 

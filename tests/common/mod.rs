@@ -152,6 +152,16 @@ pub fn config_for(name: &str, password: &str) -> Config {
     cfg
 }
 
+/// The value of one series (name with its labels) of `/metrics`; 0 if absent.
+#[allow(dead_code)] // not every test binary reads metrics
+pub async fn metric(p: &Proxy, series: &str) -> f64 {
+    let (_, text) = admin_get(p, "/metrics").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(0.0)
+}
+
 /// GET `path` on the admin listener; returns (status code, body).
 pub async fn admin_get(proxy: &Proxy, path: &str) -> (u16, String) {
     admin(proxy, "GET", path, "", None).await
