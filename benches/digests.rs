@@ -2,12 +2,13 @@
 //! already held, and the first sight of a shape in a full table (eviction).
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use sluice::stats::{Digests, Sample};
+use sluice::stats::{context_of, Digests, Sample};
 use std::hint::black_box;
 
 fn sample(digest: u64) -> Sample<'static> {
     Sample {
         digest,
+        context: context_of("app", Some("sbtest"), "db1", "read", None),
         user: "app",
         database: Some("sbtest"),
         backend: "db1",

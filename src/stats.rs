@@ -25,6 +25,9 @@ pub const MAX_TEXT: usize = 1024;
 /// One executed statement, as the session reports it.
 pub struct Sample<'a> {
     pub digest: u64,
+    /// `context_of` the fields below that name the row (user, database, backend, route,
+    /// rule): computed by the caller, which may keep it while they stay the same.
+    pub context: u64,
     pub user: &'a str,
     pub database: Option<&'a str>,
     pub backend: &'a str,
@@ -116,16 +119,26 @@ pub struct Digests {
     log_values: AtomicBool,
 }
 
-fn key_of(s: &Sample<'_>) -> u64 {
+/// What names a row besides its statement's shape, hashed (`Sample::context`).
+pub fn context_of(
+    user: &str,
+    database: Option<&str>,
+    backend: &str,
+    route: &str,
+    rule: Option<&str>,
+) -> u64 {
     use std::hash::{BuildHasher, Hash, Hasher};
     let mut h = ahash::RandomState::with_seeds(1, 2, 3, 4).build_hasher();
-    s.digest.hash(&mut h);
-    s.user.hash(&mut h);
-    s.database.hash(&mut h);
-    s.backend.hash(&mut h);
-    s.route.hash(&mut h);
-    s.rule.hash(&mut h);
+    user.hash(&mut h);
+    database.hash(&mut h);
+    backend.hash(&mut h);
+    route.hash(&mut h);
+    rule.hash(&mut h);
     h.finish()
+}
+
+fn key_of(s: &Sample<'_>) -> u64 {
+    ahash::RandomState::with_seeds(5, 6, 7, 8).hash_one((s.digest, s.context))
 }
 
 impl Digests {
@@ -293,6 +306,7 @@ mod tests {
     fn sample(digest: u64, micros: u64) -> Sample<'static> {
         Sample {
             digest,
+            context: context_of("app", Some("shop"), "db1", "read", None),
             user: "app",
             database: Some("shop"),
             backend: "db1",

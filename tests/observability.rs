@@ -53,6 +53,18 @@ async fn digests_slow_log_and_status_page() {
             .unwrap();
     }
     c.query_drop("SELECT SLEEP(0.5)").await.unwrap();
+    // one shape in two databases: two rows. In a transaction the USE and the reads run on
+    // the same connection by the same route: only the database tells the rows apart (the
+    // session keeps its digest context only while the database stays the same)
+    c.query_drop("BEGIN").await.unwrap();
+    for db_now in [db.as_str(), "mysql"] {
+        c.query_drop(format!("USE {db_now}")).await.unwrap();
+        for _ in 0..if db_now == "mysql" { 3 } else { 2 } {
+            c.query_drop("SELECT 7 + 0").await.unwrap();
+        }
+    }
+    c.query_drop("COMMIT").await.unwrap();
+    c.query_drop(format!("USE {db}")).await.unwrap();
 
     let (code, body) = admin_get(&p, "/digests?sort=count&limit=50").await;
     assert_eq!(code, 200, "{body}");
@@ -66,6 +78,16 @@ async fn digests_slow_log_and_status_page() {
         .collect();
     let sum = |k: &str| rows.iter().map(|r| r[k].as_u64().unwrap()).sum::<u64>();
     assert_eq!((sum("count"), sum("rows")), (20, 20), "{body}");
+    let in_db = |name: &str| -> u64 {
+        v["digests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["text"] == "SELECT ? + ?" && r["database"] == name)
+            .map(|r| r["count"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!((in_db(&db), in_db("mysql")), (2, 3), "{body}");
     let top = rows[0];
     assert_eq!(top["user"], "app");
     assert_eq!(top["database"], db.as_str());

@@ -4,20 +4,69 @@ use super::Session;
 use crate::protocol::cmd;
 use crate::router::Reason;
 use crate::stats::{Sample, MAX_TEXT};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One finished statement.
 pub(super) struct Statement<'a> {
     pub payload: &'a [u8],
     pub digest: u64,
-    pub backend: &'a str,
+    pub backend: &'a Arc<str>,
     pub reason: Reason,
     pub took: Duration,
     pub rows: u64,
     pub failed: bool,
 }
 
+/// The digest context (`stats::Sample::context`) of the session's last statement, kept while
+/// its parts stay the same: hashing the names anew for every statement cost more than the
+/// rest of recording it.
+pub(super) struct Context {
+    user: usize,
+    database: Option<String>,
+    backend: Arc<str>,
+    route: &'static str,
+    rule: Option<Arc<str>>,
+    hash: u64,
+}
+
+impl Context {
+    fn same(&self, user: usize, database: Option<&str>, backend: &Arc<str>, route: &str) -> bool {
+        self.user == user
+            && Arc::ptr_eq(&self.backend, backend)
+            && std::ptr::eq(self.route, route)
+            && self.database.as_deref() == database
+    }
+}
+
 impl Session {
+    /// The digest context of a statement run on `backend` by `route` (see `Context`).
+    fn digest_context(&mut self, backend: &Arc<str>, route: &'static str) -> u64 {
+        let (user, database) = (self.login.user_index, self.state.database.as_deref());
+        let rule = self.rule_note.as_ref().map(|n| &n.name);
+        if let Some(c) = &self.digest_ctx {
+            let same_rule = match (&c.rule, rule) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            };
+            if same_rule && c.same(user, database, backend, route) {
+                return c.hash;
+            }
+        }
+        let rule_name = rule.map(|r| &**r);
+        let hash = crate::stats::context_of(&self.login.user, database, backend, route, rule_name);
+        self.digest_ctx = Some(Context {
+            user,
+            database: database.map(str::to_string),
+            backend: backend.clone(),
+            route,
+            rule: rule.cloned(),
+            hash,
+        });
+        hash
+    }
+
     /// The statement's text with literals as `?` (the prepared SQL for an execution).
     fn statement_text(&self, payload: &[u8]) -> String {
         match payload.first() {
@@ -33,14 +82,17 @@ impl Session {
         }
     }
 
-    pub(super) fn record_statement(&self, s: &Statement<'_>) {
+    pub(super) fn record_statement(&mut self, s: &Statement<'_>) {
+        let route = s.reason.as_str();
+        let context = self.digest_context(s.backend, route);
         let shared = &self.shared;
         let sample = Sample {
             digest: s.digest,
+            context,
             user: &self.login.user,
             database: self.state.database.as_deref(),
             backend: s.backend,
-            route: s.reason.as_str(),
+            route,
             rule: self.rule_note.as_ref().map(|n| &*n.name),
             micros: s.took.as_micros() as u64,
             rows: s.rows,

@@ -117,6 +117,8 @@ pub struct Session {
     plan: freshness::ReadPlan,
     /// The routing rule behind the current statement.
     rule_note: Option<ruled::RuleNote>,
+    /// The last statement's digest context (`digest::Context`).
+    digest_ctx: Option<digest::Context>,
     /// Per-backend metrics (grown by reloads), checked with one atomic load per statement.
     backend_metrics: Live<Vec<Arc<crate::metrics::BackendMetrics>>>,
     /// The routing rules, checked for a reload with one atomic load per statement.
@@ -219,6 +221,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         pinned_counted: false,
         plan: Default::default(),
         rule_note: None,
+        digest_ctx: None,
         rules,
         config,
         backends,
