@@ -25,8 +25,8 @@ pub struct SessionHandle {
     pub shown: Mutex<Shown>,
     /// The command in progress (a `COM_*` byte), 0 while the client is quiet.
     pub command: AtomicU8,
-    /// When the current command started, or the last one ended: milliseconds since
-    /// `Shared::started`.
+    /// When the current or last command started (the session's start before any), as
+    /// `crate::timer::coarse_ms`.
     pub since_ms: AtomicU64,
 }
 
@@ -49,7 +49,7 @@ impl SessionHandle {
             abort: Mutex::new(None),
             shown: Mutex::default(),
             command: AtomicU8::new(0),
-            since_ms: AtomicU64::new(0),
+            since_ms: AtomicU64::new(crate::timer::coarse_ms()),
         }
     }
 
@@ -61,11 +61,11 @@ impl SessionHandle {
         }
     }
 
-    /// A command started (`command` its byte) or ended (0), at `at` since the start.
-    pub fn set_command(&self, command: u8, at: std::time::Duration) {
+    /// A command (its `COM_*` byte) started now.
+    pub fn set_command(&self, command: u8) {
         self.command.store(command, Ordering::Relaxed);
         self.since_ms
-            .store(at.as_millis() as u64, Ordering::Relaxed);
+            .store(crate::timer::coarse_ms(), Ordering::Relaxed);
     }
     pub fn set_running(&self, backend: usize, thread_id: u32) {
         self.running
@@ -160,8 +160,6 @@ pub struct Shared {
     pub rules: Arc<ArcSwap<crate::rules::RuleSet>>,
     /// The result cache (rules with `cache_ttl`).
     pub cache: Arc<crate::cache::ResultCache>,
-    /// When this proxy started (the process list's times count from it).
-    pub started: tokio::time::Instant,
 }
 
 impl Shared {
@@ -195,7 +193,6 @@ impl Shared {
         let cache = crate::cache::ResultCache::new(&config.cache, metrics.cache.clone());
         cache.set_active(rules.caches());
         Self {
-            started: tokio::time::Instant::now(),
             cache: Arc::new(cache),
             topology,
             config: ArcSwap::from_pointee(config),

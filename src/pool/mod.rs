@@ -27,25 +27,7 @@ struct Idle {
     since: u64,
 }
 
-/// Monotonic milliseconds from the coarse clock: a few nanoseconds to read where a precise
-/// read costs ~17 ns (on this path twice per statement), good to a few milliseconds, enough
-/// for idle ages.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn coarse_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a clock read into a local
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn coarse_ms() -> u64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
+use crate::timer::coarse_ms;
 
 pub use crate::backend::pooled::{Counted, Parked};
 

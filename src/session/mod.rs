@@ -358,9 +358,7 @@ impl Session {
             };
             let now = tokio::time::Instant::now();
             self.idle.active(now);
-            let started = self.shared.started;
-            self.handle
-                .set_command(buf.first().copied().unwrap_or(0), now - started);
+            self.handle.set_command(buf.first().copied().unwrap_or(0));
             let r = match res {
                 Ok(seq) => {
                     self.seq = seq.wrapping_add(1);

@@ -110,7 +110,7 @@ impl Session {
             self.shared.sessions.lock().values().cloned().collect();
         handles.sort_by_key(|h| h.id);
         let (visible, threads) = self.backend_threads(&handles).await;
-        let now_ms = self.shared.started.elapsed().as_millis() as u64;
+        let now_ms = crate::timer::coarse_ms();
         let mut out = Vec::new();
         for h in handles {
             let shown = h.shown.lock().clone();
