@@ -166,6 +166,7 @@ fn definitions(p: &mut Packets<'_>, first: &[u8], deprecate_eof: bool) -> Option
 
 /// Rows up to their terminator: (where the terminator starts, its status, its warnings).
 fn rows(p: &mut Packets<'_>, deprecate_eof: bool, rows: &mut u64) -> Option<(usize, u16, u16)> {
+    skip_plain_rows(p, rows);
     loop {
         let at = p.at;
         let row = p.next()?;
@@ -189,6 +190,24 @@ fn rows(p: &mut Packets<'_>, deprecate_eof: bool, rows: &mut u64) -> Option<(usi
         }
         return Some((at, st, warnings));
     }
+}
+
+/// Hops over the whole rows whose first byte cannot begin a terminator or an error (nearly
+/// all rows): one header read per row, nothing else. `p` is left at the first other packet.
+fn skip_plain_rows(p: &mut Packets<'_>, rows: &mut u64) {
+    let (bytes, mut at, mut n) = (p.bytes, p.at, 0u32);
+    while let Some(h) = bytes.get(at..at + 5) {
+        let len = payload_len(h);
+        let next = at + 4 + len;
+        if h[4] >= 0xFE || len == 0 || len >= MAX_PAYLOAD || next > bytes.len() {
+            break;
+        }
+        at = next;
+        n += 1;
+    }
+    p.at = at;
+    p.count += n;
+    *rows += u64::from(n);
 }
 
 /// Copies the pieces of a wholly buffered response `w` to the client's buffer, renumbered
@@ -359,6 +378,30 @@ mod tests {
         let mut two = rs.clone();
         two.extend_from_slice(&ok);
         assert_eq!(check(&two, false).unwrap().bytes, rs.len());
+    }
+
+    #[test]
+    fn rows_of_every_first_byte_are_counted_to_their_terminator() {
+        // NULL first column, an empty string, a row whose first byte is 0xFE (a long string's
+        // length prefix: a row in classic framing, 9 bytes or more), many plain rows
+        let long = [0xFE, 1, 0, 0, 0, 0, 0, 0, 0, b'x'];
+        let mut list: Vec<&[u8]> = vec![&[1], DEF, EOF, &[0xFB], &[0x00], &long];
+        list.extend(std::iter::repeat_n(&b"\x03abc"[..], 50));
+        list.push(EOF);
+        let rs = packets(&list);
+        let w = check(&rs, false).unwrap();
+        assert_eq!((w.bytes, w.packets, w.rows), (rs.len(), 57, 53));
+        for cut in [rs.len() - 1, rs.len() - 9, rs.len() - 12, 40] {
+            assert_eq!(check(&rs[..cut], false), None, "cut at {cut}");
+        }
+        // with CLIENT_DEPRECATE_EOF the terminator is an OK starting with 0xFE
+        let ok_end: &[u8] = &[0xFE, 0, 0, 0x22, 0, 0, 0];
+        let rs = packets(&[&[1], DEF, &[0xFB], b"\x01a", ok_end]);
+        let w = check(&rs, true).unwrap();
+        assert_eq!(
+            (w.bytes, w.packets, w.rows, w.status),
+            (rs.len(), 5, 2, 0x22)
+        );
     }
 
     #[test]
