@@ -7,6 +7,9 @@
 # ~0.5%) and four (batching: more events per wake-up, varying run to run). Each target runs
 # alone under valgrind; instrumentation is on only while sysbench runs its events.
 #
+# Then, through Sluice with one worker, a point select bare and with a 128-byte sqlcommenter
+# tag (bench/comment.py; needs python3 with mysqlclient or PyMySQL).
+#
 # Settings: BENCH_CG_EVENTS (2000: sysbench events per run; a read_only event is 16
 # statements), BENCH_CG_CLIENTS ("1 4").
 
@@ -83,11 +86,31 @@ cg_table() {
   cg_start sluice "$SLUICE1_PORT" "$BIN" run -c "$DIR/bench1-default.toml" && cg_runs "$CG_TARGET" "$SLUICE1_PORT" sluice
   cg_stop
   sed -e 's/^worker_threads = .*/worker_threads = 1/' "$DIR/bench1.toml" >"$DIR/bench1-one.toml"
-  cg_start sluice-1w "$SLUICE1_PORT" "$BIN" run -c "$DIR/bench1-one.toml" && cg_runs "$CG_TARGET" "$SLUICE1_PORT" sluice-1w
+  cg_start sluice-1w "$SLUICE1_PORT" "$BIN" run -c "$DIR/bench1-one.toml" && cg_runs "$CG_TARGET" "$SLUICE1_PORT" sluice-1w &&
+    cg_comments "$CG_TARGET" "$SLUICE1_PORT"
   cg_stop
 }
 
+# A point select bare and with a 128-byte sqlcommenter tag (bench/comment.py, one client, the
+# login not measured), through the target under callgrind (pid $1, port $2): one line.
+cg_comments() {
+  local pid=$1 port=$2 tagged dump ir bare=""
+  python3 -c "import MySQLdb" 2>/dev/null || python3 -c "import pymysql" 2>/dev/null ||
+    { echo "bench: no mysqlclient or PyMySQL for python3: the comment row is skipped" >"$DIR/cg-comment.txt"; return 0; }
+  for tagged in 0 1; do
+    python3 bench/comment.py "$port" "$pid" "${BENCH_CG_EVENTS:-2000}" "$tagged" ||
+      { echo "bench: bench/comment.py failed" >"$DIR/cg-comment.txt"; return 0; }
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    sleep 1
+    dump=$(ls -t "$DIR/cg-sluice-1w.out".* | head -1)
+    ir=$(awk -v n="${BENCH_CG_EVENTS:-2000}" '/^totals:/ {printf "%.0f", $2 / n; exit}' "$dump")
+    if [ "$tagged" = 0 ]; then bare=$ir; fi
+  done
+  awk -v b="$bare" -v t="$ir" 'BEGIN {printf "point select with a 128-byte sqlcommenter tag (Sluice, 1 worker, 1 client): %d instructions per statement, bare %d (%+.1f%%)\n", t, b, (t - b) * 100 / b}' >"$DIR/cg-comment.txt"
+}
+
 cg_report() {
+  [ -f "$DIR/cg-comment.txt" ] && { echo; cat "$DIR/cg-comment.txt"; }
   python3 - "$CG_TSV" <<'EOF'
 import sys
 from collections import defaultdict
