@@ -154,11 +154,7 @@ impl<'a> Lexer<'a> {
                         .get(2)
                         .is_none_or(|c| c.is_ascii_whitespace() || c.is_ascii_control()))
             {
-                let end = rest
-                    .iter()
-                    .position(|&c| c == b'\n')
-                    .map(|i| i + 1)
-                    .unwrap_or(rest.len());
+                let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
                 self.pos += end;
             } else {
                 return;
@@ -244,7 +240,7 @@ impl Lexer<'_> {
 }
 
 fn find(h: &[u8], n: &[u8]) -> Option<usize> {
-    h.windows(n.len()).position(|w| w == n)
+    memchr::memmem::find(h, n)
 }
 
 #[cfg(test)]
