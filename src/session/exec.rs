@@ -574,11 +574,12 @@ fn exhausted(target: Target) -> SqlError {
 }
 
 /// Whether a statement's reply may reach the client before the session's bookkeeping after
-/// it (`Relay::reply_early`): a read that cannot have written, committed or changed a global,
-/// so that nothing another session could see (a cache invalidation, a retired pool) is
-/// waiting for that bookkeeping.
+/// it (`Relay::reply_early`): a read that cannot have written, committed or changed a global
+/// (not a multi-statement, not a CALL), so that nothing another session could see (a cache
+/// invalidation, a retired pool) is waiting for that bookkeeping.
 fn reply_early(intent: &Intent) -> bool {
     intent.kind == Kind::Read
+        && !may_write(intent)
         && !intent.has(flag::GLOBAL_CHANGE)
         && !super::freshness::may_have_committed(intent, 0)
 }

@@ -1,7 +1,10 @@
 //! The fast path of a small response: when the whole of it is already in the read buffer
-//! (a short reply arrives in one read), it is checked in place, then copied to the client's
-//! buffer in runs of packets with their sequence ids renumbered, the result-set EOFs of a
-//! classic-framing client added as the packet-by-packet path adds them. Anything unusual (an
+//! (a short reply arrives in one read), it is checked in place, then written to the client
+//! as it is when its sequence ids are the client's (from the read buffer, without a copy,
+//! for a read whose reply may go early; else copied to the client's buffer for the
+//! session's flush), or copied in runs of packets with their sequence ids renumbered, the
+//! result-set EOFs of a classic-framing client added as the packet-by-packet path adds
+//! them. Anything unusual (an
 //! error, LOCAL INFILE, a cursor, a long packet, a part still to come, a classic backend
 //! with a modern client) is left to the packet-by-packet path, which then finds the buffer
 //! untouched.
@@ -40,8 +43,9 @@ pub(super) enum Piece<'a> {
 }
 
 /// Responses at least this long whose sequence ids are the client's are written from the
-/// read buffer as they are (no copy); shorter ones are copied into the client's buffer,
-/// where pipelined replies share a write.
+/// read buffer as they are (no copy) by the awaited path; shorter ones are written the same
+/// way at once when they may go early and the client pipelines nothing, else copied into the
+/// client's buffer (pipelined replies share a write; a write's OK waits for the flush).
 pub(super) const PASS_THROUGH_MIN: usize = 4096;
 
 /// Responses of more pieces (many result sets) take the packet-by-packet path.
