@@ -8,9 +8,11 @@
 //! exact key: no hash collision can route one statement as another. Comments do not change
 //! a classification, so they are left out of the shape (a space in their place): the tags
 //! ORMs and tracing libraries add (`/* controller='users',traceparent='00-...' */`) share
-//! the bare statement's shape. Text the replacement could not keep equal (a comment that
-//! could hold a Sluice hint, an executable comment, an exponent glued to a word) has no
-//! shape and is classified in full each time.
+//! the bare statement's shape. A comment that could hold a Sluice hint does change it: it
+//! stays in the shape as written (literals in it included), so a hinted statement shares
+//! the shape of those with the same hint only. Text the replacement could not keep equal
+//! (an executable comment, an exponent glued to a word) has no shape and is classified in
+//! full each time.
 
 use super::lexer::{is_ident, number_end, quoted_end, run_end};
 use super::Intent;
@@ -128,8 +130,9 @@ fn line_comment(sql: &[u8], i: usize, out: &mut Vec<u8>, copied: &mut usize) -> 
 static HINT: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"sluice:"));
 
-/// `/* ... */`; `None` for one the lexer reads as code (`/*!`, `/*M!`), one that could hold
-/// a hint, or one never closed.
+/// `/* ... */`, left out, or kept as written when it could hold a hint (the hint is then
+/// part of the shape: statements with different hints have different shapes); `None` for
+/// one the lexer reads as code (`/*!`, `/*M!`) or one never closed.
 fn block_comment(sql: &[u8], i: usize, out: &mut Vec<u8>, copied: &mut usize) -> Option<usize> {
     let rest = &sql[i..];
     if rest.get(2) == Some(&b'!') || rest.starts_with(b"/*M!") {
@@ -139,7 +142,7 @@ fn block_comment(sql: &[u8], i: usize, out: &mut Vec<u8>, copied: &mut usize) ->
     let close = memchr::memchr_iter(b'*', body).find(|&k| body.get(k + 1) == Some(&b'/'))?;
     let len = close + 4;
     if HINT.find(&rest[..len]).is_some() {
-        return None;
+        return Some(i + len); // copied with the text around it
     }
     Some(leave_out(sql, (i, i + len), out, copied))
 }
@@ -253,10 +256,12 @@ mod tests {
     }
 
     #[test]
-    fn comments_with_hints_or_code_have_no_shape() {
+    fn comments_with_hints_are_kept_and_code_has_no_shape() {
+        assert_eq!(
+            sh("/* a */ /* sluice:primary, max_lag=250ms */ SELECT 1 /* sluice:x 7 */").unwrap(),
+            "  /* sluice:primary, max_lag=250ms */ SELECT 0 /* sluice:x 7 */"
+        );
         for s in [
-            "/* sluice:primary */ SELECT 1",
-            "SELECT 1 /* sluice:replica */",
             "/*!40101 SET NAMES utf8 */",
             "/*M!100500 SELECT 1 */",
             "SELECT 1 /* never closed",
@@ -352,5 +357,25 @@ mod tests {
         assert_ne!(a.1, 0);
         let w = cached(b"SELECT c FROM t WHERE id = 42 FOR UPDATE", full).0;
         assert!(w.has(super::super::flag::LOCKING));
+    }
+
+    #[test]
+    fn a_hinted_statement_is_cached_with_its_hint_only() {
+        use super::super::flag::HINT_PRIMARY;
+        let full = |sql: &[u8]| super::super::classify(sql);
+        let hinted = cached(b"/* sluice:primary */ SELECT c FROM h WHERE id = 1", full);
+        assert!(hinted.0.has(HINT_PRIMARY));
+        let bare = cached(b"SELECT c FROM h WHERE id = 2", full);
+        assert!(
+            !bare.0.has(HINT_PRIMARY),
+            "the hint is not the bare shape's"
+        );
+        assert_ne!(hinted.1, bare.1);
+        let again = cached(b"/* sluice:primary */ SELECT c FROM h WHERE id = 3", |_| {
+            unreachable!("cached")
+        });
+        assert_eq!(again, hinted);
+        let other = cached(b"/* sluice:replica */ SELECT c FROM h WHERE id = 4", full);
+        assert!(!other.0.has(HINT_PRIMARY), "another hint, another shape");
     }
 }
