@@ -379,15 +379,7 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
     /// `can_write_through`.
     pub fn write_now(&mut self, packets: &[u8]) {
         debug_assert!(self.can_write_through());
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        let mut at = 0;
-        while at < packets.len() {
-            match Pin::new(&mut self.inner).poll_write(&mut cx, &packets[at..]) {
-                Poll::Ready(Ok(n)) if n > 0 => at += n,
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                _ => break,
-            }
-        }
+        let (at, _) = write_what_fits(&mut self.inner, packets);
         self.buf.extend_from_slice(&packets[at..]);
     }
 
@@ -503,23 +495,14 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
     /// path's writes cost one poll each. `false`: the stream is full; what was written is gone
     /// from the buffer and `flush` writes the rest when there is room.
     pub fn flush_now(&mut self) -> io::Result<bool> {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        let mut inner = Pin::new(&mut self.inner);
-        let mut at = 0;
-        while at < self.buf.len() {
-            match inner.as_mut().poll_write(&mut cx, &self.buf[at..]) {
-                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-                Poll::Ready(Ok(n)) => at += n,
-                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => break,
-            }
-        }
+        let (at, r) = write_what_fits(&mut self.inner, &self.buf);
+        r?;
         self.buf.drain(..at);
         if !self.buf.is_empty() {
             return Ok(false);
         }
         shrink(&mut self.buf);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
         match Pin::new(&mut self.inner).poll_flush(&mut cx) {
             Poll::Ready(r) => r.map(|()| true),
             Poll::Pending => Ok(false),
@@ -546,6 +529,24 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
             self.buf = Vec::new();
         }
     }
+}
+
+/// Writes what `inner` takes of `bytes` at once (one `poll_write` after another with a no-op
+/// waker, until the stream is full): how many bytes went, and the error that stopped it if
+/// one did.
+fn write_what_fits<W: AsyncWrite + Unpin>(inner: &mut W, bytes: &[u8]) -> (usize, io::Result<()>) {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut at = 0;
+    while at < bytes.len() {
+        match Pin::new(&mut *inner).poll_write(&mut cx, &bytes[at..]) {
+            Poll::Ready(Ok(0)) => return (at, Err(io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => at += n,
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Poll::Ready(Err(e)) => return (at, Err(e)),
+            Poll::Pending => break,
+        }
+    }
+    (at, Ok(()))
 }
 
 #[cfg(test)]

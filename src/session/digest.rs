@@ -31,8 +31,22 @@ pub(super) struct Context {
 }
 
 impl Context {
-    fn same(&self, user: usize, database: Option<&str>, backend: &Arc<str>, route: &str) -> bool {
-        self.user == user
+    /// Whether it names the same row: names by pointer (kept alive here), the database by
+    /// value.
+    fn same(
+        &self,
+        (user, database): (usize, Option<&str>),
+        backend: &Arc<str>,
+        route: &str,
+        rule: Option<&Arc<str>>,
+    ) -> bool {
+        let same_rule = match (&self.rule, rule) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        same_rule
+            && self.user == user
             && Arc::ptr_eq(&self.backend, backend)
             && std::ptr::eq(self.route, route)
             && self.database.as_deref() == database
@@ -45,12 +59,7 @@ impl Session {
         let (user, database) = (self.login.user_index, self.state.database.as_deref());
         let rule = self.rule_note.as_ref().map(|n| &n.name);
         if let Some(c) = &self.digest_ctx {
-            let same_rule = match (&c.rule, rule) {
-                (None, None) => true,
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                _ => false,
-            };
-            if same_rule && c.same(user, database, backend, route) {
+            if c.same((user, database), backend, route, rule) {
                 return c.hash;
             }
         }

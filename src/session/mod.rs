@@ -15,6 +15,7 @@ pub mod explain;
 pub mod freshness;
 mod idle;
 mod inflight;
+mod live;
 mod local;
 mod mirror;
 mod pins;
@@ -56,22 +57,6 @@ pub enum Fatal {
     #[error("{0}")]
     Ended(&'static str),
 }
-
-/// A session's view of a value reloads replace: one atomic load per use sees the latest.
-type Live<T> = arc_swap::Cache<Arc<arc_swap::ArcSwap<T>>, Arc<T>>;
-
-/// An `ArcSwap` field of `Shared`, for a session's `arc_swap::Cache` of it (one atomic load
-/// per use instead of a guarded load).
-struct Field<T>(Arc<Shared>, fn(&Shared) -> &arc_swap::ArcSwap<T>);
-
-impl<T> std::ops::Deref for Field<T> {
-    type Target = arc_swap::ArcSwap<T>;
-    fn deref(&self) -> &Self::Target {
-        (self.1)(&self.0)
-    }
-}
-
-type Watched<T> = arc_swap::Cache<Field<T>, Arc<T>>;
 
 pub struct Session {
     shared: Arc<Shared>,
@@ -120,12 +105,12 @@ pub struct Session {
     /// The last statement's digest context (`digest::Context`).
     digest_ctx: Option<digest::Context>,
     /// Per-backend metrics (grown by reloads), checked with one atomic load per statement.
-    backend_metrics: Live<Vec<Arc<crate::metrics::BackendMetrics>>>,
+    backend_metrics: live::Live<Vec<Arc<crate::metrics::BackendMetrics>>>,
     /// The routing rules, checked for a reload with one atomic load per statement.
-    rules: Live<crate::rules::RuleSet>,
+    rules: live::Live<crate::rules::RuleSet>,
     /// The configuration and the backend list, for the statement path (`acquire_now`).
-    config: Watched<crate::config::Config>,
-    backends: Watched<Vec<Arc<crate::topology::Backend>>>,
+    config: live::Watched<crate::config::Config>,
+    backends: live::Watched<Vec<Arc<crate::topology::Backend>>>,
     /// Copies of statements for `mirror` rules, by group.
     mirrors: mirror::Mirrors,
     /// What this session's open transaction wrote: invalidated again at its end.
@@ -189,8 +174,9 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
     let mariadb_caps = login.mariadb_caps;
     let rules = arc_swap::Cache::new(shared.rules.clone());
     let backend_metrics = arc_swap::Cache::new(shared.metrics.backends.clone());
-    let config = arc_swap::Cache::new(Field(shared.clone(), |s| &s.config));
-    let backends = arc_swap::Cache::new(Field(shared.clone(), |s| s.topology.backends_swap()));
+    let config = arc_swap::Cache::new(live::Field(shared.clone(), |s| &s.config));
+    let backends =
+        arc_swap::Cache::new(live::Field(shared.clone(), |s| s.topology.backends_swap()));
     let mut s = Session {
         state: SessionState::new(
             login.database.clone(),

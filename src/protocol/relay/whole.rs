@@ -38,8 +38,8 @@ pub(super) enum Piece<'a> {
     /// The end of a result set's column definitions (where a classic client's EOF goes when
     /// the backend did not send one).
     DefinitionsEnd,
-    /// The rows' terminator packet (headers included) and its (status, warnings).
-    Terminator(&'a [u8], u16, u16),
+    /// The rows' terminator, by its (status, warnings): a classic client gets an EOF for it.
+    Terminator(u16, u16),
 }
 
 /// Responses at least this long whose sequence ids are the client's are written from the
@@ -138,7 +138,7 @@ pub(super) fn walk<'a>(
                 let (end, st, warnings) = rows(&mut p, deprecate_eof, &mut w.rows)?;
                 (w.status, w.warnings) = (st, warnings);
                 on(Piece::Packets(&bytes[rows_start..end]))?;
-                on(Piece::Terminator(p.since(end), st, warnings))?;
+                on(Piece::Terminator(st, warnings))?;
             }
         }
         if w.status & status::MORE_RESULTS == 0 {
@@ -240,7 +240,7 @@ fn copy_translated<CW: AsyncWrite + Unpin>(
                 client.push_physical(*seq, &reply::eof(hint, 0));
                 *seq = seq.wrapping_add(1);
             }
-            Piece::Terminator(_, st, warnings) => {
+            Piece::Terminator(st, warnings) => {
                 client.push_physical(*seq, &reply::eof(st, warnings));
                 *seq = seq.wrapping_add(1);
             }
