@@ -73,7 +73,7 @@ impl BackendRead {
         self.with_tcp(|tcp| {
             // `try_io` looks at the readiness without registering a waker; a peek that finds
             // nothing clears it
-            let peek = || crate::protocol::stream::peek_now(tcp.as_raw_fd());
+            let peek = || crate::protocol::sock::peek_now(tcp.as_raw_fd());
             let peeked = tcp.try_io(tokio::io::Interest::READABLE, peek);
             !matches!(peeked, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
         })
@@ -114,7 +114,7 @@ impl AsyncWrite for BackendWrite {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            BackendWrite::Tcp(w) => crate::protocol::stream::poll_send(w, cx, buf),
+            BackendWrite::Tcp(w) => crate::protocol::sock::poll_send(w, cx, buf),
             BackendWrite::Tls(s) => Pin::new(&mut *s.lock()).poll_write(cx, buf),
         }
     }

@@ -8,6 +8,7 @@ pub mod lenenc;
 pub mod packet;
 pub mod relay;
 pub mod reply;
+pub(crate) mod sock;
 pub mod stmt;
 pub mod stream;
 

@@ -45,7 +45,7 @@ impl Watch {
             let Ok(mut ready) = self.0.readable().await else {
                 return;
             };
-            match peek_now(self.0.get_ref().as_raw_fd()) {
+            match super::sock::peek_now(self.0.get_ref().as_raw_fd()) {
                 Ok(0) => return,
                 Ok(_) => std::future::pending::<()>().await,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
@@ -53,43 +53,6 @@ impl Watch {
                 Err(_) => return,
             }
         }
-    }
-}
-
-/// Peeks at one byte of socket `fd` without waiting: `Ok(0)` at end of stream.
-pub(crate) fn peek_now(fd: i32) -> io::Result<usize> {
-    let mut b = 0u8;
-    let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
-    // SAFETY: a one-byte receive into a local, on a descriptor the caller owns
-    let n = unsafe { libc::recv(fd, (&mut b as *mut u8).cast(), 1, flags) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-/// Writes to TCP half `w` what its socket takes now with one direct system call, falling
-/// back to tokio's `poll_write` (which waits for the socket, registering interest) only when
-/// it takes nothing. The usual case, a reply into a socket with room, then skips the event
-/// loop's readiness bookkeeping (about 250 instructions per write); a readiness tokio still
-/// believes in after a direct write is harmless for writing: its own attempt finds out.
-pub(crate) fn poll_send(
-    w: &mut OwnedWriteHalf,
-    cx: &mut Context<'_>,
-    buf: &[u8],
-) -> Poll<io::Result<usize>> {
-    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-    let fd = AsRef::<TcpStream>::as_ref(w).as_raw_fd();
-    // SAFETY: sends from a live slice on a descriptor the half keeps open
-    let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags) };
-    if n >= 0 {
-        return Poll::Ready(Ok(n as usize));
-    }
-    let e = io::Error::last_os_error();
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Pin::new(w).poll_write(cx, buf),
-        _ => Poll::Ready(Err(e)),
     }
 }
 
@@ -203,7 +166,7 @@ impl AsyncWrite for ClientWrite {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            ClientWrite::Tcp(w) => poll_send(w, cx, buf),
+            ClientWrite::Tcp(w) => super::sock::poll_send(w, cx, buf),
             ClientWrite::Tls(w) => Pin::new(w).poll_write(cx, buf),
             ClientWrite::Zlib(z) => Pin::new(&mut **z).poll_write(cx, buf),
             ClientWrite::Taken => Poll::Ready(Err(taken())),
