@@ -34,6 +34,30 @@ pub fn coarse_ms() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
+/// Monotonic nanoseconds from the precise clock (one `clock_gettime`, without `Instant`'s
+/// checks and `Duration` arithmetic): statement durations, read twice per statement.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn precise_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a clock read into a local
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn precise_ns() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64
+}
+
+/// The time from `since` (a `precise_ns` reading) to now.
+pub fn precise_since(since: u64) -> Duration {
+    Duration::from_nanos(precise_ns().saturating_sub(since))
+}
+
 thread_local! {
     /// The runtime whose timer driver serves this thread (set on worker threads).
     static HOST: RefCell<Option<Handle>> = const { RefCell::new(None) };

@@ -37,8 +37,8 @@ struct Stmt<'a> {
     intent: &'a Intent,
     target: Target,
     reason: Reason,
-    /// When its command arrived.
-    started: std::time::Instant,
+    /// When its command arrived (`timer::precise_ns`).
+    started: u64,
 }
 
 impl<'a> Stmt<'a> {
@@ -46,7 +46,7 @@ impl<'a> Stmt<'a> {
         payload: &'a [u8],
         intent: &'a Intent,
         (target, reason): (Target, Reason),
-        started: std::time::Instant,
+        started: u64,
     ) -> Self {
         Stmt {
             payload,
@@ -92,7 +92,7 @@ impl Session {
         on_ok: OnOk,
     ) -> Result<(), Fatal> {
         // the command's arrival: one clock read per statement for idleness and metrics
-        let started = self.idle.last_active.into_std();
+        let started = self.idle.last_active;
         let st = Stmt::new(payload, intent, (target, reason), started);
         let mut diagnosed = self.previous_connection(intent);
         let mut skip = None;
@@ -362,7 +362,7 @@ impl Session {
         } else {
             &m.query_duration_replica
         };
-        let took = started.elapsed();
+        let took = crate::timer::precise_since(started);
         h.observe(took.as_secs_f64());
         let stmt = super::digest::Statement {
             payload,

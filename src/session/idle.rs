@@ -13,8 +13,8 @@ pub(super) const KEEP_BUFFERS: Duration = Duration::from_secs(1);
 
 pub(super) struct Idle {
     pub(super) timer: Pin<Box<Sleep>>,
-    /// When the last command arrived (also the start time of its statement).
-    pub(super) last_active: Instant,
+    /// When the last command arrived (`timer::precise_ns`; also its statement's start).
+    pub(super) last_active: u64,
     limit: Duration,
     holds_buffers: bool,
     /// The timer was polled since it was last armed: it holds the session task's waker.
@@ -30,9 +30,15 @@ pub(super) enum Tick {
 
 impl Idle {
     pub(super) fn new(limit: Duration) -> Self {
-        let now = Instant::now();
+        Self::starting_at(limit, crate::timer::precise_ns())
+    }
+
+    /// `new`, the session starting at `now` (a `timer::precise_ns` reading).
+    fn starting_at(limit: Duration, now: u64) -> Self {
         Self {
-            timer: Box::pin(crate::timer::sleep_until(now + KEEP_BUFFERS.min(limit))),
+            timer: Box::pin(crate::timer::sleep_until(
+                Instant::now() + KEEP_BUFFERS.min(limit),
+            )),
             last_active: now,
             limit,
             holds_buffers: true,
@@ -40,15 +46,15 @@ impl Idle {
         }
     }
 
-    /// A command arrived at `now`.
-    pub(super) fn active(&mut self, now: Instant) {
+    /// A command arrived at `now` (a `timer::precise_ns` reading).
+    pub(super) fn active(&mut self, now: u64) {
         self.last_active = now;
         if !self.holds_buffers {
             // back from a quiet spell: the timer was armed for the idle limit
             self.holds_buffers = true;
             self.timer
                 .as_mut()
-                .reset(now + KEEP_BUFFERS.min(self.limit));
+                .reset(Instant::now() + KEEP_BUFFERS.min(self.limit));
             self.registered = false;
         }
     }
@@ -66,7 +72,12 @@ impl Idle {
 
     /// The timer fired: decides, then re-arms it for the next decision.
     pub(super) fn fired(&mut self) -> Tick {
-        let quiet = self.last_active.elapsed();
+        self.fired_at(crate::timer::precise_ns())
+    }
+
+    /// `fired`, at `now` (a `timer::precise_ns` reading).
+    fn fired_at(&mut self, now: u64) -> Tick {
+        let quiet = Duration::from_nanos(now.saturating_sub(self.last_active));
         if quiet >= self.limit {
             return Tick::Disconnect;
         }
@@ -79,7 +90,9 @@ impl Idle {
         } else {
             self.limit
         };
-        self.timer.as_mut().reset(self.last_active + wait);
+        self.timer
+            .as_mut()
+            .reset(Instant::now() + wait.saturating_sub(quiet));
         self.registered = false;
         if release {
             Tick::ReleaseBuffers
@@ -93,24 +106,32 @@ impl Idle {
 mod tests {
     use super::*;
 
+    /// Nanoseconds of tokio's paused clock since `base`, as `timer::precise_ns` would read.
+    fn ns(base: Instant) -> u64 {
+        base.elapsed().as_nanos() as u64
+    }
+
     #[tokio::test(start_paused = true)]
     async fn buffers_go_after_a_quiet_second_and_the_session_after_the_limit() {
-        let mut idle = Idle::new(Duration::from_secs(5));
+        let base = Instant::now();
+        let mut idle = Idle::starting_at(Duration::from_secs(5), ns(base));
         idle.timer.as_mut().await;
-        assert!(matches!(idle.fired(), Tick::ReleaseBuffers));
+        assert!(matches!(idle.fired_at(ns(base)), Tick::ReleaseBuffers));
         idle.timer.as_mut().await;
-        assert!(matches!(idle.fired(), Tick::Disconnect));
-        assert!(idle.last_active.elapsed() >= Duration::from_secs(5));
+        assert!(matches!(idle.fired_at(ns(base)), Tick::Disconnect));
+        assert!(base.elapsed() >= Duration::from_secs(5));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_busy_client_keeps_its_buffers() {
-        let mut idle = Idle::new(Duration::from_secs(5));
+        let base = Instant::now();
+        let mut idle = Idle::starting_at(Duration::from_secs(5), ns(base));
         crate::timer::sleep(Duration::from_millis(900)).await;
-        idle.active(Instant::now());
+        idle.active(ns(base));
         idle.timer.as_mut().await;
-        assert!(matches!(idle.fired(), Tick::Continue), "active 0.1 s ago");
+        assert!(matches!(idle.fired_at(ns(base)), Tick::Continue), "active 0.1 s ago");
         idle.timer.as_mut().await;
-        assert!(matches!(idle.fired(), Tick::ReleaseBuffers));
+        assert!(matches!(idle.fired_at(ns(base)), Tick::ReleaseBuffers));
+        assert!(base.elapsed() >= Duration::from_millis(1900));
     }
 }

@@ -342,8 +342,7 @@ impl Session {
             let Some(res) = res else {
                 return self.disconnect_idle().await;
             };
-            let now = tokio::time::Instant::now();
-            self.idle.active(now);
+            self.idle.active(crate::timer::precise_ns());
             self.handle.set_command(buf.first().copied().unwrap_or(0));
             let r = match res {
                 Ok(seq) => {
