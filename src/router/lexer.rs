@@ -63,19 +63,28 @@ pub(super) fn quoted_end(s: &[u8], start: usize) -> usize {
     let q = s[start];
     let mut pos = start + 1;
     while pos < s.len() {
-        let c = s[pos];
-        if c == b'\\' && q != b'`' {
+        // the next quote, or backslash outside back-quotes, by a vectorised search: the
+        // literals of writes (sysbench's 120-byte strings, JSON documents) are long
+        let rest = &s[pos..];
+        let found = if q == b'`' {
+            memchr::memchr(q, rest)
+        } else {
+            memchr::memchr2(q, b'\\', rest)
+        };
+        let Some(k) = found else {
+            return s.len();
+        };
+        pos += k;
+        if s[pos] == b'\\' {
             pos += 2;
             continue;
         }
         pos += 1;
-        if c == q {
-            if s.get(pos) == Some(&q) {
-                pos += 1; // doubled quote
-                continue;
-            }
-            return pos;
+        if s.get(pos) == Some(&q) {
+            pos += 1; // doubled quote
+            continue;
         }
+        return pos;
     }
     s.len()
 }
@@ -271,6 +280,24 @@ mod tests {
                 Tok::Word(b"t``x"),
             ]
         );
+    }
+
+    /// Where a quoted text ends, with escapes, doubled quotes and unclosed ends, short and
+    /// past the vectorised searches' block sizes.
+    #[test]
+    fn quoted_ends() {
+        let end = |s: &str| quoted_end(s.as_bytes(), 0);
+        assert_eq!(end("'' x"), 2);
+        assert_eq!(end("'a''b' x"), 6);
+        assert_eq!(end(r"'a\'b' x"), 6, "an escaped quote");
+        assert_eq!(end(r"'a\\' x"), 5, "an escaped backslash");
+        assert_eq!(end(r"`a\` x"), 4, "no escapes in back-quotes");
+        assert_eq!(end("`a``b` x"), 6);
+        assert_eq!(end(r#""a\"b" x"#), 6);
+        assert_eq!(end("'abc"), 4, "unclosed");
+        assert_eq!(end(r"'abc\"), 5, "unclosed after a backslash");
+        let long = format!("'{}\\'{}''' x", "7".repeat(100), "3".repeat(70));
+        assert_eq!(end(&long), long.len() - 2);
     }
 
     #[test]
