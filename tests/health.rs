@@ -282,6 +282,53 @@ async fn only_a_transaction_that_wrote_has_its_commit_tracked() {
     );
 }
 
+/// A write's GTID position is read when the session's next read may go to a replica, not at
+/// the write: five rounds of four writes (autocommit and in transactions) and one read cost
+/// five position reads, not twenty, and each read sees every write, never served by the
+/// replica that lacks them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_tracked_by_the_read_that_needs_it() {
+    let _g = SERIAL.lock().await;
+    let db = database("health_lazyryw").await;
+    let mut cfg = fast_config(200);
+    cfg.routing.max_replica_lag = Dur(Duration::from_secs(30)); // keep the delayed replica eligible
+    cfg.routing.gtid_wait = Dur(Duration::from_millis(20));
+    let p = proxy(cfg).await;
+    let mut c = client(&p, Some(&db)).await;
+    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    caught_up().await;
+    let reads = "sluice_gtid_position_reads_total";
+    topology().delay_replica(2, 3).await.unwrap();
+    let before = metric(&p, reads).await;
+    let mut on_delayed = 0;
+    for round in 0..5u32 {
+        for k in 0..4u32 {
+            let id = round * 4 + k;
+            if k % 2 == 0 {
+                c.exec_drop("INSERT INTO t VALUES (?)", (id,)).await.unwrap();
+            } else {
+                c.query_drop("BEGIN").await.unwrap();
+                c.exec_drop("INSERT INTO t VALUES (?)", (id,)).await.unwrap();
+                c.query_drop("COMMIT").await.unwrap();
+            }
+        }
+        let after_writes = metric(&p, reads).await - before;
+        assert_eq!(after_writes, f64::from(round), "writes alone read no position");
+        let (n, sid): (u32, u32) = c
+            .query_first("SELECT COUNT(*), @@server_id FROM t")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, (round + 1) * 4, "every write visible to its session");
+        on_delayed += usize::from(sid == 3);
+    }
+    topology().delay_replica(2, 0).await.unwrap();
+    assert_eq!(metric(&p, reads).await - before, 5.0, "one read per read after writes");
+    assert_eq!(on_delayed, 0, "the delayed replica never has the rows in time");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_reflects_a_killed_primary_and_a_restarted_replica_within_three_intervals() {
     let _g = SERIAL.lock().await;

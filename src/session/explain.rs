@@ -226,6 +226,8 @@ fn explain_rules(
 impl Session {
     /// Answers `EXPLAIN ROUTE <stmt>` with a two-column result set; nothing is executed.
     pub(super) async fn explain_route(&mut self, stmt: &[u8]) -> Result<(), Fatal> {
+        // the last write's GTID, as the next read would know it
+        self.resolve_write().await;
         let asker = Asker {
             user: &self.login.user,
             client: self.peer_ip,

@@ -29,6 +29,9 @@ impl Session {
         let mode = plan
             .read_your_writes
             .unwrap_or(cfg.routing.read_your_writes);
+        if matches!(mode, ReadYourWrites::Gtid | ReadYourWrites::Global) {
+            self.resolve_write().await;
+        }
         if mode == ReadYourWrites::Global {
             self.adopt_global_write();
         }
@@ -68,7 +71,7 @@ impl Session {
         &mut self,
         intent: &Intent,
     ) -> Option<Result<Option<(usize, Lease)>, SqlError>> {
-        if !self.plan.is_empty() {
+        if !self.plan.is_empty() || self.state.write_unresolved.is_some() {
             return None;
         }
         let cfg = self.config.load().clone();
@@ -168,54 +171,67 @@ impl Session {
 
     /// After a successful statement that may have written on the primary (outside a
     /// transaction, or its COMMIT; `may_have_committed`, checked by the caller): remember it
-    /// for read-your-writes.
+    /// for read-your-writes. Its GTID is read when a read needs it (`resolve_write`), at
+    /// once with `read_your_writes = "global"` (every session's next read needs it).
     /// `status`: the server status after the statement. What counts is whether a transaction
     /// is still open then, not the autocommit mode: with autocommit off, COMMIT (or DDL, or
     /// `SET autocommit=1`) commits and leaves the session "in a transaction" by mode only.
     pub(super) async fn track_write(&mut self, lease: &mut Lease, intent: &Intent, status: u16) {
         debug_assert!(may_have_committed(intent, status), "the caller checks");
         let mode = self.shared.config.load().routing.read_your_writes;
+        let now = Instant::now();
         match mode {
             ReadYourWrites::Off => {}
-            ReadYourWrites::Session => self.state.last_write_at = Some(Instant::now()),
+            ReadYourWrites::Session => self.state.last_write_at = Some(now),
             ReadYourWrites::Gtid | ReadYourWrites::Global => {
-                let now = Instant::now();
                 self.state.last_write_at = Some(now);
-                let idx = self.shared.topology.primary();
-                let pool = &self.shared.topology.backend(idx).pool;
-                // the [monitor] account, else this client's (any account may read it)
-                let opts = || match &self.shared.config.load().monitor {
-                    Some(m) => pool.monitor_opts(m),
-                    None => ConnectOpts {
-                        database: None,
-                        ..self.connect_opts(idx)
-                    },
-                };
-                let reads = &self.shared.metrics.gtid_position_reads_total;
-                match pool
-                    .position
-                    .after(now, opts, (is_mariadb(lease), reads))
-                    .await
-                {
-                    Ok(g) => {
-                        if !g.is_empty() && g != self.last_gtid_text {
-                            let set = Arc::new(GtidSet::parse(&g));
-                            if mode == ReadYourWrites::Global {
-                                self.publish_global_write(&set, &g);
-                            }
-                            self.state.last_write_gtid = Some(set);
-                            self.last_gtid_text = g;
-                            self.state.confirmed.clear();
-                        }
-                    }
-                    Err(e) => {
-                        tracing::debug!(parent: &self.span, error = %e, "cannot read the primary's GTID position; reads stay on the primary for a while");
-                        // without a GTID, play safe: the session reads from the primary
-                        self.state.last_write_gtid = Some(Arc::new(GtidSet::parse(
-                            "4294967295-0-18446744073709551615",
-                        )));
-                    }
+                self.state.write_unresolved = Some((now, is_mariadb(lease)));
+                if mode == ReadYourWrites::Global {
+                    // every session's next read needs this write: published before its OK
+                    self.resolve_write().await;
                 }
+            }
+        }
+    }
+
+    /// Reads the primary's GTID position for the session's last write if that is not done
+    /// yet (`write_unresolved`): the position as read after the write's reply arrived, one
+    /// read shared by the sessions waiting for it. Without an answer the session's reads go
+    /// to the primary for a while.
+    pub(super) async fn resolve_write(&mut self) {
+        let Some((since, mariadb)) = self.state.write_unresolved.take() else {
+            return;
+        };
+        let global = self.shared.config.load().routing.read_your_writes == ReadYourWrites::Global;
+        let idx = self.shared.topology.primary();
+        let pool = &self.shared.topology.backend(idx).pool;
+        // the [monitor] account, else this client's (any account may read it)
+        let opts = || match &self.shared.config.load().monitor {
+            Some(m) => pool.monitor_opts(m),
+            None => ConnectOpts {
+                database: None,
+                ..self.connect_opts(idx)
+            },
+        };
+        let reads = &self.shared.metrics.gtid_position_reads_total;
+        match pool.position.after(since, opts, (mariadb, reads)).await {
+            Ok(g) => {
+                if !g.is_empty() && g != self.last_gtid_text {
+                    let set = Arc::new(GtidSet::parse(&g));
+                    if global {
+                        self.publish_global_write(&set, &g);
+                    }
+                    self.state.last_write_gtid = Some(set);
+                    self.last_gtid_text = g;
+                    self.state.confirmed.clear();
+                }
+            }
+            Err(e) => {
+                tracing::debug!(parent: &self.span, error = %e, "cannot read the primary's GTID position; reads stay on the primary for a while");
+                // without a GTID, play safe: the session reads from the primary
+                self.state.last_write_gtid = Some(Arc::new(GtidSet::parse(
+                    "4294967295-0-18446744073709551615",
+                )));
             }
         }
     }
