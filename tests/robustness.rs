@@ -531,3 +531,57 @@ async fn idle_backend_connections_close_after_the_pool_idle_timeout() {
             .unwrap_or_default()
     );
 }
+
+/// Commands a client sends before the previous reply came (while the statement runs, and
+/// at once after it) are each answered in order: the wait for a next command never relies
+/// on a disconnect watch whose wake a pipelined command already took (it would stall until
+/// the session's idle tick). Plain TCP, the statement path's watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_commands_are_answered_in_order() {
+    let p = proxy(config()).await;
+    let (mut r, mut w) = raw_login(p.addr.port(), true).await;
+    let query = |sql: &str| {
+        let mut q = vec![0x03];
+        q.extend_from_slice(sql.as_bytes());
+        q
+    };
+    for round in 0..5u32 {
+        let started = Instant::now();
+        // the second command arrives while the first runs on the backend
+        w.write_packet(&mut 0, &query("SELECT SLEEP(0.1), 1"))
+            .await
+            .unwrap();
+        w.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        w.write_packet(&mut 0, &query(&format!("SELECT {round} + 100")))
+            .await
+            .unwrap();
+        w.flush().await.unwrap();
+        let first = read_until_terminator(&mut r).await;
+        let second = read_until_terminator(&mut r).await;
+        assert!(first.len() >= 3 && second.len() >= 3, "two result sets");
+        let value = second[2].clone(); // column count, definition, row, terminator
+        assert_eq!(&value[1..], format!("{}", round + 100).as_bytes());
+        // then one alone, and two sent together
+        assert_eq!(raw_query(&mut r, &mut w, "SELECT 7").await.len(), 4);
+        let mut both = Vec::new();
+        for sql in ["SELECT 1", "SELECT 2"] {
+            let q = query(sql);
+            both.extend_from_slice(&(q.len() as u32).to_le_bytes()[..3]);
+            both.push(0);
+            both.extend_from_slice(&q);
+        }
+        w.write_raw(&both).await.unwrap();
+        w.flush().await.unwrap();
+        for want in [b"1", b"2"] {
+            let got = read_until_terminator(&mut r).await;
+            assert_eq!(&got[2][1..], want);
+        }
+        // a wait that missed its wake-up would stall until the session's idle tick (1 s)
+        assert!(
+            started.elapsed() < Duration::from_millis(700),
+            "round {round} took {:?}",
+            started.elapsed()
+        );
+    }
+}

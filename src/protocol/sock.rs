@@ -106,13 +106,16 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(&got, b"hello");
-        assert_eq!(peek_now(s.as_raw_fd()).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(
+            peek_now(s.as_raw_fd()).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
         // a closed peer is an error, not a SIGPIPE (the flags reach the system call)
         drop(s);
         let mut failed = None;
         for _ in 0..100 {
             match std::future::poll_fn(|cx| poll_send(&mut w, cx, b"more")).await {
-                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+                Ok(_) => crate::timer::sleep(std::time::Duration::from_millis(5)).await,
                 Err(e) => {
                     failed = Some(e.kind());
                     break;
@@ -120,7 +123,10 @@ mod tests {
             }
         }
         assert!(
-            matches!(failed, Some(io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset)),
+            matches!(
+                failed,
+                Some(io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset)
+            ),
             "{failed:?}"
         );
     }

@@ -7,6 +7,7 @@ use super::compress::{FrameSeq, ZRead, ZWrite};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, ReadHalf, WriteHalf};
@@ -15,7 +16,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 pub enum ClientRead {
-    Tcp(OwnedReadHalf),
+    /// With whether the session task's waker stands on the socket's read readiness since the
+    /// disconnect watch left it there (`poll_closed`), no read having taken it since: the
+    /// wait for the next command may rely on it (`watch_armed`).
+    Tcp(OwnedReadHalf, AtomicBool),
     /// With the disconnect watch, when the descriptor could be duplicated.
     Tls(ReadHalf<TlsStream<TcpStream>>, Option<Watch>),
     /// The compressed protocol over one of the others.
@@ -91,7 +95,7 @@ impl ClientRead {
     /// socket's readiness was cleared by the read of the command.
     pub async fn closed(&self) {
         match self.base() {
-            ClientRead::Tcp(_) => {
+            ClientRead::Tcp(..) => {
                 let mut watching = true;
                 std::future::poll_fn(|cx| self.poll_closed(cx, &mut watching)).await
             }
@@ -104,7 +108,7 @@ impl ClientRead {
     /// has closed; `watching` turns false for good when bytes are waiting instead (pipelined
     /// commands are not a disconnect).
     pub fn poll_closed(&self, cx: &mut Context<'_>, watching: &mut bool) -> Poll<()> {
-        let ClientRead::Tcp(r) = self.base() else {
+        let ClientRead::Tcp(r, armed) = self.base() else {
             return Poll::Pending;
         };
         if !*watching {
@@ -118,20 +122,38 @@ impl ClientRead {
                 *watching = false;
                 Poll::Pending
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                // the waker now stands on the socket's read readiness
+                armed.store(true, Relaxed);
+                Poll::Pending
+            }
         }
+    }
+
+    /// Whether the wait for the client's next bytes may rely on the waker the disconnect
+    /// watch left on the socket instead of registering one again (tokio's registration takes
+    /// a lock, ~200 instructions per command): a plain (uncompressed) TCP client, the watch
+    /// pending since its last read, and no readiness recorded since (an event that took the
+    /// waker records one first, and only reads, which disarm, clear it). Disarms.
+    pub fn watch_armed(&self) -> bool {
+        let ClientRead::Tcp(r, armed) = self else {
+            return false;
+        };
+        // a readiness check that leaves the readiness as it is (the closure is called only
+        // when some is recorded, and does not fail)
+        armed.swap(false, Relaxed) && r.as_ref().try_io(Interest::READABLE, || Ok(())).is_err()
     }
 
     /// Whether `poll_closed` watches this client (plain TCP, compressed or not).
     pub fn is_tcp(&self) -> bool {
-        matches!(self.base(), ClientRead::Tcp(_))
+        matches!(self.base(), ClientRead::Tcp(..))
     }
 
     /// Clears a readiness left over from reads that ended exactly at the data's end (the
     /// login reads exact lengths), so that the next `readable` waits for new bytes. One
     /// `peek` system call; for the start of a session, not per command.
     pub fn clear_stale_readiness(&self) {
-        if let ClientRead::Tcp(r) = self.base() {
+        if let ClientRead::Tcp(r, _) = self.base() {
             let mut b = [0u8; 1];
             let mut rb = ReadBuf::new(&mut b);
             let mut cx = Context::from_waker(std::task::Waker::noop());
@@ -151,7 +173,11 @@ impl AsyncRead for ClientRead {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ClientRead::Tcp(r) => Pin::new(r).poll_read(cx, buf),
+            ClientRead::Tcp(r, armed) => {
+                // a read may take the waker the watch left (see `watch_armed`)
+                armed.store(false, Relaxed);
+                Pin::new(r).poll_read(cx, buf)
+            }
             ClientRead::Tls(r, _) => Pin::new(r).poll_read(cx, buf),
             ClientRead::Zlib(z) => Pin::new(&mut **z).poll_read(cx, buf),
             ClientRead::Taken => Poll::Ready(Err(taken())),
@@ -215,5 +241,55 @@ impl AsyncWrite for ClientWrite {
             ClientWrite::Tls(w) => w.is_write_vectored(),
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    async fn pair() -> (ClientRead, OwnedWriteHalf, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        let (r, w) = s.into_split();
+        (ClientRead::Tcp(r, AtomicBool::new(false)), w, peer)
+    }
+
+    /// The wait for a next command relies on the watch's waker only while it stands: armed
+    /// by a pending watch; not after bytes arrived (the event took the waker), not after a
+    /// read, and once only.
+    #[tokio::test]
+    async fn the_watch_arms_the_next_wait_only_while_its_waker_stands() {
+        let (client, _w, mut peer) = pair().await;
+        let watch = |client: &ClientRead| {
+            let mut watching = true;
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            client.poll_closed(&mut cx, &mut watching).is_pending() && watching
+        };
+        assert!(!client.watch_armed(), "never watched");
+        assert!(watch(&client));
+        assert!(client.watch_armed(), "a pending watch");
+        assert!(!client.watch_armed(), "once");
+        assert!(watch(&client));
+        peer.write_all(b"x").await.unwrap();
+        // the event reaches the socket's readiness once the runtime turns
+        crate::timer::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!client.watch_armed(), "bytes arrived since the watch");
+        let mut client = client;
+        let mut b = [0u8; 4];
+        let mut rb = ReadBuf::new(&mut b);
+        std::future::poll_fn(|cx| Pin::new(&mut client).poll_read(cx, &mut rb))
+            .await
+            .unwrap();
+        assert_eq!(rb.filled(), b"x");
+        assert!(watch(&client));
+        let mut rb = ReadBuf::new(&mut b);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(Pin::new(&mut client)
+            .poll_read(&mut cx, &mut rb)
+            .is_pending());
+        assert!(!client.watch_armed(), "a read since the watch");
     }
 }

@@ -288,10 +288,18 @@ impl Session {
         loop {
             // one poll function (no select): the statement path. It reads what arrives (one
             // readiness check and one read when the command comes, not a wait and a read)
+            // when the statement's disconnect watch left the task's waker on the socket, the
+            // first poll relies on it (`ClientRead::watch_armed`)
             let (client, idle) = (&mut self.client_r, &mut self.idle);
-            let ready = std::future::poll_fn(|cx| match client.poll_fill(cx) {
-                Poll::Ready(r) => Poll::Ready(r.map(|()| true)),
-                Poll::Pending => idle.poll_timer(cx).map(|()| Ok(false)),
+            let mut armed = client.get_ref().watch_armed();
+            let ready = std::future::poll_fn(|cx| {
+                if std::mem::take(&mut armed) {
+                    return idle.poll_timer(cx).map(|()| Ok(false));
+                }
+                match client.poll_fill(cx) {
+                    Poll::Ready(r) => Poll::Ready(r.map(|()| true)),
+                    Poll::Pending => idle.poll_timer(cx).map(|()| Ok(false)),
+                }
             });
             if ready.await? {
                 return Ok(true);
