@@ -261,10 +261,10 @@ impl BackendConn {
     /// nothing done (`send`).
     pub fn send_now(&mut self, payload: &[u8]) -> io::Result<Option<bool>> {
         self.busy = true;
-        if !self.state.prepared.pending_close.is_empty() || !self.w.push_physical(0, payload) {
+        if !self.state.prepared.pending_close.is_empty() {
             return Ok(None);
         }
-        self.w.flush_now().map(Some)
+        self.w.write_packet_now(0, payload)
     }
 
     async fn send_slow(&mut self, payload: &[u8]) -> Result<(), BackendError> {

@@ -139,7 +139,7 @@ impl AsyncWrite for BackendWrite {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            BackendWrite::Tcp(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+            BackendWrite::Tcp(w) => crate::protocol::sock::poll_send_vectored(w, cx, bufs),
             BackendWrite::Tls(s) => Pin::new(&mut *s.lock()).poll_write_vectored(cx, bufs),
         }
     }

@@ -416,6 +416,40 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
         Ok(())
     }
 
+    /// Writes one packet (`push_physical`'s size) without waiting: when nothing is buffered
+    /// or captured, straight from `payload` with its header in one vectored write (no copy
+    /// into the buffer), else buffered and flushed as far as the stream takes. `None`: too
+    /// large, nothing done; `Some(false)`: the rest is buffered for `flush`.
+    pub fn write_packet_now(&mut self, seq: u8, payload: &[u8]) -> io::Result<Option<bool>> {
+        if !self.can_write_through() || 4 + payload.len() >= FLUSH_AT {
+            if !self.push_physical(seq, payload) {
+                return Ok(None);
+            }
+            return self.flush_now().map(Some);
+        }
+        let h = (payload.len() as u32).to_le_bytes();
+        let header = [h[0], h[1], h[2], seq];
+        let parts = [io::IoSlice::new(&header), io::IoSlice::new(payload)];
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let n = match Pin::new(&mut self.inner).poll_write_vectored(&mut cx, &parts) {
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(e)) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
+            _ => 0,
+        };
+        if n < 4 + payload.len() {
+            // the rest for `flush`
+            self.buf.reserve(4 + payload.len() - n);
+            self.buf.extend_from_slice(&header[n.min(4)..]);
+            self.buf.extend_from_slice(&payload[n.saturating_sub(4)..]);
+            return Ok(Some(false));
+        }
+        // a TLS stream sends its records on flush (plain TCP: nothing to do)
+        match Pin::new(&mut self.inner).poll_flush(&mut cx) {
+            Poll::Ready(r) => r.map(|()| Some(true)),
+            Poll::Pending => Ok(Some(false)),
+        }
+    }
+
     /// Buffers one packet if that needs no I/O (it leaves the buffer under the flush mark);
     /// `false`: nothing done, use `write_physical`.
     pub fn push_physical(&mut self, seq: u8, payload: &[u8]) -> bool {

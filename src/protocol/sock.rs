@@ -59,6 +59,23 @@ fn send_raw(fd: i32, buf: &[u8], flags: i32) -> io::Result<usize> {
     }
 }
 
+/// `sendmsg(fd, bufs, flags)` to the connected peer (one vectored write), without the
+/// cancellation wrapper.
+fn send_vectored_raw(fd: i32, bufs: &[io::IoSlice<'_>], flags: i32) -> io::Result<usize> {
+    // SAFETY: a zeroed msghdr is valid (no address, no control data)
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // IoSlice is guaranteed ABI-compatible with iovec on Unix; sendmsg does not write to it
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len().min(1024) as _;
+    // SAFETY: the iovecs point into live slices for the call's duration
+    let n = unsafe { libc::syscall(libc::SYS_sendmsg, fd, &msg as *const libc::msghdr, flags) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// Peeks at one byte of socket `fd` without waiting: `Ok(0)` at end of stream.
 pub(crate) fn peek_now(fd: i32) -> io::Result<usize> {
     let mut b = 0u8;
@@ -87,6 +104,25 @@ pub(crate) fn poll_send(
     }
 }
 
+/// `poll_send` for several slices in one system call (a packet's header and payload without
+/// copying them together).
+pub(crate) fn poll_send_vectored(
+    w: &mut OwnedWriteHalf,
+    cx: &mut Context<'_>,
+    bufs: &[io::IoSlice<'_>],
+) -> Poll<io::Result<usize>> {
+    let fd = AsRef::<TcpStream>::as_ref(w).as_raw_fd();
+    match send_vectored_raw(fd, bufs, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) {
+        Ok(n) => Poll::Ready(Ok(n)),
+        Err(e) => match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => {
+                Pin::new(w).poll_write_vectored(cx, bufs)
+            }
+            _ => Poll::Ready(Err(e)),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +142,19 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(&got, b"hello");
+        let parts = [
+            io::IoSlice::new(b"he"),
+            io::IoSlice::new(b""),
+            io::IoSlice::new(b"llo"),
+        ];
+        let n = std::future::poll_fn(|cx| poll_send_vectored(&mut w, cx, &parts))
+            .await
+            .unwrap();
+        assert_eq!(n, 5);
+        tokio::io::AsyncReadExt::read_exact(&mut s, &mut got)
+            .await
+            .unwrap();
+        assert_eq!(&got, b"hello", "the slices in order");
         assert_eq!(
             peek_now(s.as_raw_fd()).unwrap_err().kind(),
             io::ErrorKind::WouldBlock

@@ -86,6 +86,40 @@ async fn write_now_writes_what_fits_and_buffers_the_rest_in_order() {
     assert!(w.flush().await.is_err());
 }
 
+/// One packet straight from the caller's payload: a stream that takes part of it (a pipe
+/// of 10 bytes; the duplex writes one slice at a time, as a short vectored write would) gets
+/// the rest, header or payload, in order on `flush`; one with room takes it all at once; a
+/// packet behind buffered bytes waits its turn.
+#[tokio::test]
+async fn write_packet_now_sends_header_and_payload_in_order() {
+    let payload: Vec<u8> = (0..30u8).collect();
+    let mut want = vec![30, 0, 0, 5];
+    want.extend_from_slice(&payload);
+    for room in [2, 10, 1024] {
+        let (a, mut b) = tokio::io::duplex(room);
+        let mut w = PacketWriter::new(a);
+        let done = w.write_packet_now(5, &payload).unwrap().unwrap();
+        assert_eq!(done, !w.has_pending(), "room {room}");
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; 34];
+            b.read_exact(&mut got).await.unwrap();
+            got
+        });
+        w.flush().await.unwrap();
+        assert_eq!(reader.await.unwrap(), want, "room {room}");
+    }
+    let (a, mut b) = tokio::io::duplex(1024);
+    let mut w = PacketWriter::new(a);
+    assert!(w.push_physical(4, b"first"));
+    assert!(w.write_packet_now(5, &payload).unwrap().unwrap());
+    let mut got = vec![0u8; 9 + 34];
+    b.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got[..9], b"\x05\0\0\x04first");
+    assert_eq!(&got[9..], &want[..]);
+    let big = vec![0u8; super::FLUSH_AT];
+    assert_eq!(w.write_packet_now(6, &big).unwrap(), None, "too large");
+}
+
 #[tokio::test]
 async fn exact_multiple_gets_empty_trailer() {
     let (a, b) = tokio::io::duplex(1 << 20);
