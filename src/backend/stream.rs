@@ -73,8 +73,14 @@ impl BackendRead {
         self.with_tcp(|tcp| {
             // `try_io` looks at the readiness without registering a waker; a peek that finds
             // nothing clears it
+            let readable = tokio::io::Interest::READABLE;
+            // no readiness recorded since the last read: quiet (the usual case, decided
+            // without building an error); the closure runs only when some is
+            if tcp.try_io(readable, || Ok(())).is_err() {
+                return false;
+            }
             let peek = || crate::protocol::sock::peek_now(tcp.as_raw_fd());
-            let peeked = tcp.try_io(tokio::io::Interest::READABLE, peek);
+            let peeked = tcp.try_io(readable, peek);
             !matches!(peeked, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
         })
     }
