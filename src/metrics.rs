@@ -58,8 +58,9 @@ pub struct Metrics {
     pub config_reloads_total: IntCounterVec,
     pub config_last_reload_success: Gauge,
     pub split_brain: IntGauge,
-    /// Reads of the primary's GTID position for read-your-writes (one per committed write,
-    /// or fewer when concurrent commits share one).
+    /// Reads of the primary's GTID position for read-your-writes (with `gtid`, one per read
+    /// that may go to a replica after a committed write; with `global`, one per committed
+    /// write; fewer when concurrent sessions share one).
     pub gtid_position_reads_total: IntCounter,
     queries_total: IntCounterVec,
     query_errors_total: IntCounterVec,
