@@ -50,7 +50,10 @@ pub fn precise_ns() -> u64 {
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub fn precise_ns() -> u64 {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
 }
 
 /// The time from `since` (a `precise_ns` reading) to now.

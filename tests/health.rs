@@ -307,15 +307,23 @@ async fn a_write_is_tracked_by_the_read_that_needs_it() {
         for k in 0..4u32 {
             let id = round * 4 + k;
             if k % 2 == 0 {
-                c.exec_drop("INSERT INTO t VALUES (?)", (id,)).await.unwrap();
+                c.exec_drop("INSERT INTO t VALUES (?)", (id,))
+                    .await
+                    .unwrap();
             } else {
                 c.query_drop("BEGIN").await.unwrap();
-                c.exec_drop("INSERT INTO t VALUES (?)", (id,)).await.unwrap();
+                c.exec_drop("INSERT INTO t VALUES (?)", (id,))
+                    .await
+                    .unwrap();
                 c.query_drop("COMMIT").await.unwrap();
             }
         }
         let after_writes = metric(&p, reads).await - before;
-        assert_eq!(after_writes, f64::from(round), "writes alone read no position");
+        assert_eq!(
+            after_writes,
+            f64::from(round),
+            "writes alone read no position"
+        );
         let (n, sid): (u32, u32) = c
             .query_first("SELECT COUNT(*), @@server_id FROM t")
             .await
@@ -325,8 +333,15 @@ async fn a_write_is_tracked_by_the_read_that_needs_it() {
         on_delayed += usize::from(sid == 3);
     }
     topology().delay_replica(2, 0).await.unwrap();
-    assert_eq!(metric(&p, reads).await - before, 5.0, "one read per read after writes");
-    assert_eq!(on_delayed, 0, "the delayed replica never has the rows in time");
+    assert_eq!(
+        metric(&p, reads).await - before,
+        5.0,
+        "one read per read after writes"
+    );
+    assert_eq!(
+        on_delayed, 0,
+        "the delayed replica never has the rows in time"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,7 +129,10 @@ mod tests {
         crate::timer::sleep(Duration::from_millis(900)).await;
         idle.active(ns(base));
         idle.timer.as_mut().await;
-        assert!(matches!(idle.fired_at(ns(base)), Tick::Continue), "active 0.1 s ago");
+        assert!(
+            matches!(idle.fired_at(ns(base)), Tick::Continue),
+            "active 0.1 s ago"
+        );
         idle.timer.as_mut().await;
         assert!(matches!(idle.fired_at(ns(base)), Tick::ReleaseBuffers));
         assert!(base.elapsed() >= Duration::from_millis(1900));
