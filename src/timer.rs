@@ -17,43 +17,39 @@ use tokio::time::{Instant, Sleep, Timeout};
 /// Monotonic milliseconds from the coarse clock: a few nanoseconds to read where a precise
 /// read costs ~17 ns, good to a few milliseconds: enough for idle ages (the pool's parked and
 /// idle connections) and the process list's command times, read per statement.
-#[cfg(any(target_os = "linux", target_os = "android"))]
 pub fn coarse_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a clock read into a local
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub fn coarse_ms() -> u64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return monotonic_ns(libc::CLOCK_MONOTONIC_COARSE) / 1_000_000;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    return since_start().as_millis() as u64;
 }
 
 /// Monotonic nanoseconds from the precise clock (one `clock_gettime`, without `Instant`'s
 /// checks and `Duration` arithmetic): statement durations, read twice per statement.
-#[cfg(any(target_os = "linux", target_os = "android"))]
 pub fn precise_ns() -> u64 {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return monotonic_ns(libc::CLOCK_MONOTONIC);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    return since_start().as_nanos() as u64;
+}
+
+/// Nanoseconds of monotonic clock `clock`, by one `clock_gettime`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn monotonic_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: a clock read into a local
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Elsewhere: the time since the first reading.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub fn precise_ns() -> u64 {
+fn since_start() -> Duration {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_nanos() as u64
+    START.get_or_init(std::time::Instant::now).elapsed()
 }
 
 /// The time from `since` (a `precise_ns` reading) to now.

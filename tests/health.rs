@@ -228,13 +228,10 @@ async fn gtid_read_your_writes_with_a_delayed_replica() {
     );
 }
 
-/// A transaction that only read (locking reads included) commits nothing: its COMMIT reads
-/// no GTID position of the primary. One that wrote is tracked at its COMMIT, and its row is
-/// read back right after, never from the delayed replica.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_a_transaction_that_wrote_has_its_commit_tracked() {
-    let _g = SERIAL.lock().await;
-    let db = database("health_txryw").await;
+/// A proxy for read-your-writes tests (the delayed replica stays eligible, a short GTID
+/// wait) and a client of it in a fresh database `name` with an empty table `t`, replicated.
+async fn ryw_session(name: &str) -> (sluice::app::Proxy, mysql_async::Conn) {
+    let db = database(name).await;
     let mut cfg = fast_config(200);
     cfg.routing.max_replica_lag = Dur(Duration::from_secs(30)); // keep the delayed replica eligible
     cfg.routing.gtid_wait = Dur(Duration::from_millis(20));
@@ -244,6 +241,16 @@ async fn only_a_transaction_that_wrote_has_its_commit_tracked() {
         .await
         .unwrap();
     caught_up().await;
+    (p, c)
+}
+
+/// A transaction that only read (locking reads included) commits nothing: its COMMIT reads
+/// no GTID position of the primary. One that wrote is tracked, its position read by the read
+/// right after it, which never comes from the delayed replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_transaction_that_wrote_has_its_commit_tracked() {
+    let _g = SERIAL.lock().await;
+    let (p, mut c) = ryw_session("health_txryw").await;
     let reads = "sluice_gtid_position_reads_total";
     let before = metric(&p, reads).await;
     for _ in 0..20 {
@@ -274,7 +281,7 @@ async fn only_a_transaction_that_wrote_has_its_commit_tracked() {
     let tracked = metric(&p, reads).await - before;
     assert_eq!(
         tracked, 20.0,
-        "one position read per writing transaction's COMMIT"
+        "one position read per writing transaction (by the read after it)"
     );
     assert_eq!(
         on_delayed, 0,
@@ -289,16 +296,7 @@ async fn only_a_transaction_that_wrote_has_its_commit_tracked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_is_tracked_by_the_read_that_needs_it() {
     let _g = SERIAL.lock().await;
-    let db = database("health_lazyryw").await;
-    let mut cfg = fast_config(200);
-    cfg.routing.max_replica_lag = Dur(Duration::from_secs(30)); // keep the delayed replica eligible
-    cfg.routing.gtid_wait = Dur(Duration::from_millis(20));
-    let p = proxy(cfg).await;
-    let mut c = client(&p, Some(&db)).await;
-    c.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
-        .await
-        .unwrap();
-    caught_up().await;
+    let (p, mut c) = ryw_session("health_lazyryw").await;
     let reads = "sluice_gtid_position_reads_total";
     topology().delay_replica(2, 3).await.unwrap();
     let before = metric(&p, reads).await;

@@ -71,16 +71,13 @@ impl BackendRead {
     /// readable since the last read.
     pub fn closed_by_peer(&self) -> bool {
         self.with_tcp(|tcp| {
-            // `try_io` looks at the readiness without registering a waker; a peek that finds
-            // nothing clears it
-            let readable = tokio::io::Interest::READABLE;
-            // no readiness recorded since the last read: quiet (the usual case, decided
-            // without building an error); the closure runs only when some is
-            if tcp.try_io(readable, || Ok(())).is_err() {
+            // no readiness recorded since the last read: quiet (the usual case)
+            if !crate::protocol::sock::readiness_recorded(tcp) {
                 return false;
             }
+            // `try_io` registers no waker; a peek that finds nothing clears the readiness
             let peek = || crate::protocol::sock::peek_now(tcp.as_raw_fd());
-            let peeked = tcp.try_io(readable, peek);
+            let peeked = tcp.try_io(tokio::io::Interest::READABLE, peek);
             !matches!(peeked, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
         })
     }

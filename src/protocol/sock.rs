@@ -16,6 +16,15 @@ use tokio::io::AsyncWrite;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 
+/// A system call's return as a count or the error it set.
+fn counted(n: libc::c_long) -> io::Result<usize> {
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// `recvfrom(fd, buf, len, flags)` without glibc's cancellation wrapper.
 fn recv_raw(fd: i32, buf: *mut u8, len: usize, flags: i32) -> io::Result<usize> {
     // SAFETY: the caller passes a writable region of `len` bytes and a descriptor it owns;
@@ -31,11 +40,7 @@ fn recv_raw(fd: i32, buf: *mut u8, len: usize, flags: i32) -> io::Result<usize> 
             std::ptr::null_mut::<libc::socklen_t>(),
         )
     };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+    counted(n)
 }
 
 /// `sendto(fd, buf, len, flags)` to the connected peer, without the cancellation wrapper.
@@ -52,11 +57,7 @@ fn send_raw(fd: i32, buf: &[u8], flags: i32) -> io::Result<usize> {
             0 as libc::socklen_t,
         )
     };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+    counted(n)
 }
 
 /// `sendmsg(fd, bufs, flags)` to the connected peer (one vectored write), without the
@@ -68,12 +69,7 @@ fn send_vectored_raw(fd: i32, bufs: &[io::IoSlice<'_>], flags: i32) -> io::Resul
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = bufs.len().min(1024) as _;
     // SAFETY: the iovecs point into live slices for the call's duration
-    let n = unsafe { libc::syscall(libc::SYS_sendmsg, fd, &msg as *const libc::msghdr, flags) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+    counted(unsafe { libc::syscall(libc::SYS_sendmsg, fd, &msg as *const libc::msghdr, flags) })
 }
 
 /// Peeks at one byte of socket `fd` without waiting: `Ok(0)` at end of stream.
@@ -81,6 +77,9 @@ pub(crate) fn peek_now(fd: i32) -> io::Result<usize> {
     let mut b = 0u8;
     recv_raw(fd, &mut b, 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
 }
+
+/// Not blocking, no SIGPIPE on a closed peer (an error instead).
+const SEND_FLAGS: i32 = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
 
 /// Writes to TCP half `w` what its socket takes now with one direct system call, falling
 /// back to tokio's `poll_write` (which waits for the socket, registering interest) only when
@@ -93,15 +92,8 @@ pub(crate) fn poll_send(
     buf: &[u8],
 ) -> Poll<io::Result<usize>> {
     let fd = AsRef::<TcpStream>::as_ref(w).as_raw_fd();
-    match send_raw(fd, buf, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) {
-        Ok(n) => Poll::Ready(Ok(n)),
-        Err(e) => match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => {
-                Pin::new(w).poll_write(cx, buf)
-            }
-            _ => Poll::Ready(Err(e)),
-        },
-    }
+    let sent = send_raw(fd, buf, SEND_FLAGS);
+    sent_or_wait(sent, || Pin::new(w).poll_write(cx, buf))
 }
 
 /// `poll_send` for several slices in one system call (a packet's header and payload without
@@ -112,15 +104,34 @@ pub(crate) fn poll_send_vectored(
     bufs: &[io::IoSlice<'_>],
 ) -> Poll<io::Result<usize>> {
     let fd = AsRef::<TcpStream>::as_ref(w).as_raw_fd();
-    match send_vectored_raw(fd, bufs, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) {
-        Ok(n) => Poll::Ready(Ok(n)),
-        Err(e) => match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => {
-                Pin::new(w).poll_write_vectored(cx, bufs)
-            }
-            _ => Poll::Ready(Err(e)),
-        },
+    let sent = send_vectored_raw(fd, bufs, SEND_FLAGS);
+    sent_or_wait(sent, || Pin::new(w).poll_write_vectored(cx, bufs))
+}
+
+/// A direct send's result, or, when the socket took nothing now, tokio's own write (`wait`),
+/// which waits for room with the task's waker registered.
+fn sent_or_wait(
+    sent: io::Result<usize>,
+    wait: impl FnOnce() -> Poll<io::Result<usize>>,
+) -> Poll<io::Result<usize>> {
+    match sent {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            wait()
+        }
+        r => Poll::Ready(r),
     }
+}
+
+/// Whether tokio has read readiness recorded for `tcp` since its last read took it: a look
+/// that neither registers a waker nor clears the readiness (`try_io`'s closure runs only
+/// when some is recorded, and does not fail).
+pub(crate) fn readiness_recorded(tcp: &TcpStream) -> bool {
+    tcp.try_io(tokio::io::Interest::READABLE, || Ok(())).is_ok()
 }
 
 #[cfg(test)]

@@ -139,9 +139,7 @@ impl ClientRead {
         let ClientRead::Tcp(r, armed) = self else {
             return false;
         };
-        // a readiness check that leaves the readiness as it is (the closure is called only
-        // when some is recorded, and does not fail)
-        armed.swap(false, Relaxed) && r.as_ref().try_io(Interest::READABLE, || Ok(())).is_err()
+        armed.swap(false, Relaxed) && !super::sock::readiness_recorded(r.as_ref())
     }
 
     /// Whether `poll_closed` watches this client (plain TCP, compressed or not).

@@ -179,11 +179,11 @@ impl Session {
     pub(super) async fn track_write(&mut self, lease: &mut Lease, intent: &Intent, status: u16) {
         debug_assert!(may_have_committed(intent, status), "the caller checks");
         let mode = self.shared.config.load().routing.read_your_writes;
-        let now = Instant::now();
         match mode {
             ReadYourWrites::Off => {}
-            ReadYourWrites::Session => self.state.last_write_at = Some(now),
+            ReadYourWrites::Session => self.state.last_write_at = Some(Instant::now()),
             ReadYourWrites::Gtid | ReadYourWrites::Global => {
+                let now = Instant::now();
                 self.state.last_write_at = Some(now);
                 self.state.write_unresolved = Some((now, is_mariadb(lease)));
                 if mode == ReadYourWrites::Global {
