@@ -48,7 +48,8 @@ HAPROXY=$(command -v haproxy || true)
 [ -n "$HAPROXY" ] || echo "bench: haproxy not installed: its column is skipped (apt-get install haproxy)"
 
 cargo build --release -q
-cargo build --release -q --example l4_forward
+# the bare tokio forwarder is measured only under callgrind (`--quick`, in CI, skips it)
+if [ "$CALLGRIND" = 1 ]; then cargo build --release -q --example l4_forward; fi
 BIN=$PWD/target/release/sluice
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
 OUT=$DIR/results.tsv
