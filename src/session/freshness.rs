@@ -183,9 +183,8 @@ impl Session {
             ReadYourWrites::Off => {}
             ReadYourWrites::Session => self.state.last_write_at = Some(Instant::now()),
             ReadYourWrites::Gtid | ReadYourWrites::Global => {
-                let now = Instant::now();
-                self.state.last_write_at = Some(now);
-                self.state.write_unresolved = Some((now, is_mariadb(lease)));
+                self.state.last_write_at = Some(Instant::now());
+                self.state.write_unresolved = Some(is_mariadb(lease));
                 if mode == ReadYourWrites::Global {
                     // every session's next read needs this write: published before its OK
                     self.resolve_write().await;
@@ -195,11 +194,13 @@ impl Session {
     }
 
     /// Reads the primary's GTID position for the session's last write if that is not done
-    /// yet (`write_unresolved`): the position as read after the write's reply arrived, one
-    /// read shared by the sessions waiting for it. Without an answer the session's reads go
-    /// to the primary for a while.
+    /// yet (`write_unresolved`): the position as read after the write's reply arrived
+    /// (`last_write_at`), one read shared by the sessions waiting for it. Without an answer
+    /// the session's reads go to the primary for a while.
     pub(super) async fn resolve_write(&mut self) {
-        let Some((since, mariadb)) = self.state.write_unresolved.take() else {
+        let (Some(mariadb), Some(since)) =
+            (self.state.write_unresolved.take(), self.state.last_write_at)
+        else {
             return;
         };
         let global = self.shared.config.load().routing.read_your_writes == ReadYourWrites::Global;

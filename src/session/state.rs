@@ -22,11 +22,11 @@ pub struct SessionState {
     /// Read-your-writes: when the session last wrote, and what (GTID) if known.
     pub last_write_at: Option<std::time::Instant>,
     pub last_write_gtid: Option<Arc<GtidSet>>,
-    /// A write whose GTID is not read yet (`read_your_writes = "gtid"`): when its reply
-    /// arrived, and whether the primary is MariaDB. The session's next read that may go to a
-    /// replica reads the primary's position first; writes and reads inside transactions
+    /// A write whose GTID is not read yet (`read_your_writes = "gtid"`; its reply arrived at
+    /// `last_write_at`): whether the primary is MariaDB. The session's next read that may go
+    /// to a replica reads the primary's position first; writes and reads inside transactions
     /// (primary-bound) never need it.
-    pub write_unresolved: Option<(std::time::Instant, bool)>,
+    pub write_unresolved: Option<bool>,
     /// Replicas confirmed to have applied `last_write_gtid`.
     pub confirmed: crate::topology::set::BackendSet,
     /// With autocommit off: the last statement was a COMMIT / ROLLBACK (or SET autocommit)
