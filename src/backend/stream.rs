@@ -16,7 +16,8 @@ use tokio_rustls::client::TlsStream;
 type Shared = Arc<Mutex<TlsStream<TcpStream>>>;
 
 pub enum BackendRead {
-    Tcp(OwnedReadHalf),
+    /// With whether the last read filled the buffer (`sock::poll_recv`).
+    Tcp(OwnedReadHalf, bool),
     Tls(Shared),
 }
 
@@ -28,7 +29,7 @@ pub enum BackendWrite {
 /// Splits a stream into halves.
 pub fn split_tcp(s: TcpStream) -> (BackendRead, BackendWrite) {
     let (r, w) = s.into_split();
-    (BackendRead::Tcp(r), BackendWrite::Tcp(w))
+    (BackendRead::Tcp(r, false), BackendWrite::Tcp(w))
 }
 
 pub fn split_tls(s: TlsStream<TcpStream>) -> (BackendRead, BackendWrite) {
@@ -51,7 +52,7 @@ impl BackendRead {
     /// Runs `f` on the TCP socket under the stream (TLS: under its lock).
     fn with_tcp<T>(&self, f: impl FnOnce(&tokio::net::TcpStream) -> T) -> T {
         match self {
-            BackendRead::Tcp(r) => f(r.as_ref()),
+            BackendRead::Tcp(r, _) => f(r.as_ref()),
             BackendRead::Tls(s) => f(s.lock().get_ref().0),
         }
     }
@@ -90,7 +91,7 @@ impl AsyncRead for BackendRead {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            BackendRead::Tcp(r) => Pin::new(r).poll_read(cx, buf),
+            BackendRead::Tcp(r, streak) => crate::protocol::sock::poll_recv(r, streak, cx, buf),
             BackendRead::Tls(s) => Pin::new(&mut *s.lock()).poll_read(cx, buf),
         }
     }
