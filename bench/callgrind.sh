@@ -10,8 +10,11 @@
 # Then, through Sluice with one worker, a point select bare and with a 128-byte sqlcommenter
 # tag (bench/comment.py; needs python3 with mysqlclient or PyMySQL).
 #
-# Settings: BENCH_CG_EVENTS (2000: sysbench events per run; a read_only event is 16
-# statements), BENCH_CG_CLIENTS ("1 4").
+# Settings: BENCH_CG_EVENTS (2000: sysbench events per run of a transaction workload; a
+# read_only event is 16 statements, so oltp_point_select runs 16 times as many events: each
+# row measures about as many statements, and the control plane's probes, which keep their
+# pace while valgrind slows statements ~50-fold, weigh as little in every row),
+# BENCH_CG_CLIENTS ("1 4").
 
 CG_TSV=$DIR/cg-table.tsv
 : >"$CG_TSV"
@@ -22,8 +25,10 @@ cg_statements() { awk '/queries performed:/ {q = 1} q && /total:/ {print $2; exi
 # Runs every workload against a target already under callgrind (pid $1, port $2), writing
 # "target workload ps clients instructions-per-statement" rows.
 cg_runs() {
-  local pid=$1 port=$2 name=$3 wl ps clients log n dump ir
+  local pid=$1 port=$2 name=$3 wl ps clients log n dump ir events
   for wl in $WORKLOADS; do
+    events=${BENCH_CG_EVENTS:-2000}
+    [ "$wl" = oltp_point_select ] && events=$((events * 16))
     for ps in $PS_MODES; do
       for clients in ${BENCH_CG_CLIENTS:-1 4}; do
         log=$DIR/cg-$name-$wl-$ps-$clients.log
@@ -32,7 +37,7 @@ cg_runs() {
           --time=0 --db-ps-mode="$ps" run >/dev/null 2>&1 || true
         callgrind_control -i on "$pid" >/dev/null 2>&1
         sysbench "$wl" "${SB[@]}" --mysql-port="$port" --threads="$clients" \
-          --events="${BENCH_CG_EVENTS:-2000}" --time=0 --db-ps-mode="$ps" run >"$log" 2>&1 ||
+          --events="$events" --time=0 --db-ps-mode="$ps" run >"$log" 2>&1 ||
           { echo "bench: sysbench failed under callgrind ($name):"; tail -3 "$log"; return 1; }
         callgrind_control -i off "$pid" >/dev/null 2>&1
         callgrind_control -d "$pid" >/dev/null 2>&1
