@@ -6,6 +6,7 @@ pub(crate) mod lexer;
 pub mod policy;
 mod server_state;
 mod shape;
+mod stops;
 
 pub use classify::{classify, flag, Intent, Kind};
 pub use lexer::{first_word, normalized};

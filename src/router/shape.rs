@@ -24,60 +24,44 @@ const MAX_SQL: usize = 1024;
 /// Past this many shapes a thread's cache starts over (bounded memory: ~0.5 MiB typical).
 const MAX_SHAPES: usize = 4096;
 
-/// What a byte at the start of a token begins, for `shape`.
-const PLAIN: u8 = 0; // space or punctuation: one byte
-const WORD: u8 = 1;
-const NUMBER: u8 = 2;
-const SPECIAL: u8 = 3; // quotes, variables, comment starts
-static STARTS: [u8; 256] = starts();
-
-const fn starts() -> [u8; 256] {
-    let mut t = [PLAIN; 256];
-    let mut b = 0usize;
-    while b < 256 {
-        let c = b as u8;
-        if c.is_ascii_digit() {
-            t[b] = NUMBER;
-        } else if c.is_ascii_alphabetic() || c == b'_' || c == b'$' || c >= 0x80 {
-            t[b] = WORD; // the lexer's identifier bytes
-        } else if matches!(c, b'\'' | b'"' | b'`' | b'@' | b'#' | b'/' | b'-') {
-            t[b] = SPECIAL;
-        }
-        b += 1;
-    }
-    t
-}
-
 /// Writes the shape of `sql` to `out`; `false` if it has none (see the module comment). It
-/// walks the text token by token as the lexer does (`lexer::Lexer::next_tok`), so that a
-/// literal is replaced only where the lexer reads one, with the lexer's own extents.
+/// reads the text token by token as the lexer does (`lexer::Lexer::next_tok`), so that a
+/// literal is replaced only where the lexer reads one, with the lexer's own extents; but it
+/// looks only at the bytes that may start a literal or a special token (`stops`): the
+/// words, spaces and punctuation between them stay as they are. A digit is a number's start
+/// unless an identifier byte comes before it (the lexer's words and numbers are maximal runs
+/// of identifier bytes, and every other token ends on a byte that is not one), in which case
+/// it is inside a word: the rest of the word is skipped.
 pub fn shape(sql: &[u8], out: &mut Vec<u8>) -> bool {
     let (mut i, mut copied, n) = (0, 0, sql.len());
-    while i < n {
-        let c = sql[i];
-        match STARTS[c as usize] {
-            PLAIN => i += 1,
-            WORD => i = run_end(sql, i + 1, false),
-            NUMBER => {
-                let end = number_end(sql, i);
-                if sql.get(end).is_some_and(|&b| is_ident(b) || b == b'.') {
-                    return false; // `1e+5x`: a `0` in its place would swallow the `x`
-                }
-                out.extend_from_slice(&sql[copied..i]);
-                out.push(b'0');
-                (i, copied) = (end, end);
-            }
-            _ => match special(sql, i, out, &mut copied) {
+    loop {
+        i = super::stops::next(sql, i);
+        if i >= n {
+            break;
+        }
+        if !sql[i].is_ascii_digit() {
+            match special(sql, i, out, &mut copied) {
                 Some(end) => i = end,
                 None => return false,
-            },
+            }
+        } else if i > 0 && is_ident(sql[i - 1]) {
+            i = run_end(sql, i + 1, false); // `sbtest1`
+        } else {
+            let end = number_end(sql, i);
+            if sql.get(end).is_some_and(|&b| is_ident(b) || b == b'.') {
+                return false; // `1e+5x`: a `0` in its place would swallow the `x`
+            }
+            out.extend_from_slice(&sql[copied..i]);
+            out.push(b'0');
+            (i, copied) = (end, end);
         }
     }
     out.extend_from_slice(&sql[copied..]);
     true
 }
 
-/// A token starting with a `SPECIAL` byte at `i`: where it ends (`None`: no shape).
+/// A token starting at `i` with a stop byte that is not a digit: where it ends (`None`: no
+/// shape).
 fn special(sql: &[u8], i: usize, out: &mut Vec<u8>, copied: &mut usize) -> Option<usize> {
     let c = sql[i];
     let next = sql.get(i + 1).copied();
