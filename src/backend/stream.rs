@@ -2,6 +2,7 @@
 //! mutex (held only inside one poll) so that the socket's state can still be looked at without
 //! reading (`is_quiet`, `closed_by_peer`).
 
+use crate::protocol::sock::TcpIn;
 use parking_lot::Mutex;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -9,15 +10,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 type Shared = Arc<Mutex<TlsStream<TcpStream>>>;
 
 pub enum BackendRead {
-    /// With whether the last read filled the buffer (`sock::poll_recv`).
-    Tcp(OwnedReadHalf, bool),
+    Tcp(TcpIn),
     Tls(Shared),
 }
 
@@ -29,7 +29,7 @@ pub enum BackendWrite {
 /// Splits a stream into halves.
 pub fn split_tcp(s: TcpStream) -> (BackendRead, BackendWrite) {
     let (r, w) = s.into_split();
-    (BackendRead::Tcp(r, false), BackendWrite::Tcp(w))
+    (BackendRead::Tcp(TcpIn::new(r)), BackendWrite::Tcp(w))
 }
 
 pub fn split_tls(s: TlsStream<TcpStream>) -> (BackendRead, BackendWrite) {
@@ -52,7 +52,7 @@ impl BackendRead {
     /// Runs `f` on the TCP socket under the stream (TLS: under its lock).
     fn with_tcp<T>(&self, f: impl FnOnce(&tokio::net::TcpStream) -> T) -> T {
         match self {
-            BackendRead::Tcp(r, _) => f(r.as_ref()),
+            BackendRead::Tcp(r) => f(r.as_ref()),
             BackendRead::Tls(s) => f(s.lock().get_ref().0),
         }
     }
@@ -91,7 +91,7 @@ impl AsyncRead for BackendRead {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            BackendRead::Tcp(r, streak) => crate::protocol::sock::poll_recv(r, streak, cx, buf),
+            BackendRead::Tcp(r) => Pin::new(r).poll_read(cx, buf),
             BackendRead::Tls(s) => Pin::new(&mut *s.lock()).poll_read(cx, buf),
         }
     }

@@ -223,7 +223,10 @@ impl Client {
     fn plain(stream: TcpStream) -> Client {
         let (r, w) = stream.into_split();
         Client {
-            r: PacketReader::new(ClientRead::Tcp(r, Default::default(), false)),
+            r: PacketReader::new(ClientRead::Tcp(
+                crate::protocol::sock::TcpIn::new(r),
+                Default::default(),
+            )),
             w: PacketWriter::new(ClientWrite::Tcp(w)),
             tls: None,
         }
@@ -235,12 +238,13 @@ impl Client {
 
     /// Replaces the plain connection with a TLS one (server side of the TLS handshake).
     async fn upgrade(self, acceptor: &tokio_rustls::TlsAcceptor) -> Result<Client, HandshakeError> {
-        let (ClientRead::Tcp(r, ..), ClientWrite::Tcp(w)) =
+        let (ClientRead::Tcp(r, _), ClientWrite::Tcp(w)) =
             (self.r.into_inner(), self.w.into_inner())
         else {
             return Err(HandshakeError::Io(std::io::ErrorKind::InvalidInput.into()));
         };
         let tcp = r
+            .into_inner()
             .reunite(w)
             .map_err(|_| HandshakeError::Io(std::io::ErrorKind::InvalidInput.into()))?;
         let watch = crate::protocol::stream::Watch::new(&tcp);

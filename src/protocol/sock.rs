@@ -4,7 +4,7 @@
 //! glibc's `recv` and `send` are thread cancellation points: in a multi-threaded process each
 //! call enables and disables asynchronous cancellation around the system call (about 90
 //! instructions). Sluice never cancels threads, so these go through `syscall(2)`. A read
-//! with readiness recorded goes straight to the socket too (`poll_recv`); only a read that
+//! with readiness recorded goes straight to the socket too (`TcpIn`); only a read that
 //! must wait goes through tokio's `poll_read`, which registers the waker. (An earlier
 //! version asked `poll_read_ready` first, which registers on every read, and cost more than
 //! the wrapper it saved: +47 instructions per text point select.)
@@ -128,58 +128,85 @@ fn sent_or_wait(
     }
 }
 
-/// Reads from TCP half `r` into `buf`: when tokio has read readiness recorded, with one
-/// direct system call (no waker registered: bytes were there); a short read means the
-/// socket is drained, and the readiness is cleared as tokio's own read would, so that the
-/// next wait registers at once instead of trying the socket first. Only when nothing is
-/// recorded, or the socket had nothing after all, tokio's `poll_read` waits with the
-/// task's waker (and takes from tokio's cooperative budget).
+/// A TCP read half whose reads go straight to the socket when they can: when tokio has
+/// read readiness recorded, a read is one direct system call (no waker registered: bytes
+/// were there); a short read means the socket is drained, and the readiness is cleared as
+/// tokio's own read would, so that the next wait registers at once instead of trying the
+/// socket first. Only when nothing is recorded, or the socket had nothing after all,
+/// tokio's `poll_read` waits with the task's waker (and takes from tokio's cooperative
+/// budget).
 ///
-/// `streak` is the reader's: whether its last read filled the buffer. Such reads (a long
-/// reply streaming in) take from the budget too, so that a socket that always has bytes
-/// still lets the worker's other sessions run; a read after a wait does not need to (the
-/// wait yielded), which saves two thread-local lookups on every request-reply turn.
-pub(crate) fn poll_recv(
-    r: &mut OwnedReadHalf,
-    streak: &mut bool,
-    cx: &mut Context<'_>,
-    buf: &mut ReadBuf<'_>,
-) -> Poll<io::Result<()>> {
-    if *streak {
-        std::task::ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
+/// With whether the last read filled the buffer: such reads (a long reply streaming in)
+/// take from the budget too, so that a socket that always has bytes still lets the
+/// worker's other sessions run; a read after a wait does not need to (the wait yielded),
+/// which saves two thread-local lookups on every request-reply turn.
+pub struct TcpIn {
+    half: OwnedReadHalf,
+    streak: bool,
+}
+
+impl TcpIn {
+    pub fn new(half: OwnedReadHalf) -> TcpIn {
+        TcpIn {
+            half,
+            streak: false,
+        }
     }
-    let tcp: &TcpStream = r.as_ref();
-    // SAFETY: recv writes only initialised bytes, and `assume_init` covers no more than it
-    // reports
-    let room = unsafe { buf.unfilled_mut() };
-    let (at, len) = (room.as_mut_ptr().cast::<u8>(), room.len());
-    let got = tcp.try_io(Interest::READABLE, || {
-        recv_raw(tcp.as_raw_fd(), at, len, libc::MSG_DONTWAIT)
-    });
-    match got {
-        Ok(n) => {
-            *streak = n == len;
-            if n > 0 && n < len {
-                // drained (a stream socket returns what it has): forget the readiness
-                let _ = tcp.try_io(Interest::READABLE, || -> io::Result<()> {
-                    Err(io::ErrorKind::WouldBlock.into())
-                });
+
+    pub fn into_inner(self) -> OwnedReadHalf {
+        self.half
+    }
+}
+
+impl AsRef<TcpStream> for TcpIn {
+    fn as_ref(&self) -> &TcpStream {
+        self.half.as_ref()
+    }
+}
+
+impl AsyncRead for TcpIn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let TcpIn { half, streak } = self.get_mut();
+        if *streak {
+            std::task::ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
+        }
+        let tcp: &TcpStream = half.as_ref();
+        // SAFETY: recv writes only initialised bytes, and `assume_init` covers no more than
+        // it reports
+        let room = unsafe { buf.unfilled_mut() };
+        let (at, len) = (room.as_mut_ptr().cast::<u8>(), room.len());
+        let got = tcp.try_io(Interest::READABLE, || {
+            recv_raw(tcp.as_raw_fd(), at, len, libc::MSG_DONTWAIT)
+        });
+        match got {
+            Ok(n) => {
+                *streak = n == len;
+                if n > 0 && n < len {
+                    // drained (a stream socket returns what it has): forget the readiness
+                    let _ = tcp.try_io(Interest::READABLE, || -> io::Result<()> {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    });
+                }
+                // SAFETY: the system call wrote `n` bytes into the unfilled part
+                unsafe { buf.assume_init(n) };
+                buf.advance(n);
+                Poll::Ready(Ok(()))
             }
-            // SAFETY: the system call wrote `n` bytes into the unfilled part
-            unsafe { buf.assume_init(n) };
-            buf.advance(n);
-            Poll::Ready(Ok(()))
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                *streak = false;
+                Pin::new(half).poll_read(cx, buf)
+            }
+            Err(e) => Poll::Ready(Err(e)),
         }
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ) =>
-        {
-            *streak = false;
-            Pin::new(r).poll_read(cx, buf)
-        }
-        Err(e) => Poll::Ready(Err(e)),
     }
 }
 
@@ -259,17 +286,18 @@ mod tests {
         tokio::io::AsyncWriteExt::write_all(&mut s, &vec![7u8; TOTAL])
             .await
             .unwrap();
-        let (mut r, _w) = c.into_split();
+        let (r, _w) = c.into_split();
+        let mut r = TcpIn::new(r);
         // the bytes are all in the socket before the reader starts
         crate::timer::sleep(std::time::Duration::from_millis(50)).await;
         let other_ran = std::sync::Arc::new(AtomicBool::new(false));
         let flag = other_ran.clone();
         tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
-        let (mut streak, mut got, mut ran_midway) = (false, 0, false);
+        let (mut got, mut ran_midway) = (0, false);
         let mut b = [0u8; 64];
         while got < TOTAL {
             let mut rb = ReadBuf::new(&mut b);
-            std::future::poll_fn(|cx| poll_recv(&mut r, &mut streak, cx, &mut rb))
+            std::future::poll_fn(|cx| Pin::new(&mut r).poll_read(cx, &mut rb))
                 .await
                 .unwrap();
             assert!(!rb.filled().is_empty(), "end of stream after {got}");

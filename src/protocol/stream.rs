@@ -4,6 +4,7 @@
 //! duplicate descriptor that is never read), since the TLS layer owns the socket.
 
 use super::compress::{FrameSeq, ZRead, ZWrite};
+use super::sock::TcpIn;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::pin::Pin;
@@ -11,16 +12,15 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, ReadHalf, WriteHalf};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 pub enum ClientRead {
     /// With whether the session task's waker stands on the socket's read readiness since the
     /// disconnect watch left it there (`poll_closed`), no read having taken it since: the
-    /// wait for the next command may rely on it (`watch_armed`); and whether the last read
-    /// filled the buffer (`sock::poll_recv`).
-    Tcp(OwnedReadHalf, AtomicBool, bool),
+    /// wait for the next command may rely on it (`watch_armed`).
+    Tcp(TcpIn, AtomicBool),
     /// With the disconnect watch, when the descriptor could be duplicated.
     Tls(ReadHalf<TlsStream<TcpStream>>, Option<Watch>),
     /// The compressed protocol over one of the others.
@@ -109,7 +109,7 @@ impl ClientRead {
     /// has closed; `watching` turns false for good when bytes are waiting instead (pipelined
     /// commands are not a disconnect).
     pub fn poll_closed(&self, cx: &mut Context<'_>, watching: &mut bool) -> Poll<()> {
-        let ClientRead::Tcp(r, armed, _) = self.base() else {
+        let ClientRead::Tcp(r, armed) = self.base() else {
             return Poll::Pending;
         };
         if !*watching {
@@ -137,7 +137,7 @@ impl ClientRead {
     /// pending since its last read, and no readiness recorded since (an event that took the
     /// waker records one first, and only reads, which disarm, clear it). Disarms.
     pub fn watch_armed(&self) -> bool {
-        let ClientRead::Tcp(r, armed, _) = self else {
+        let ClientRead::Tcp(r, armed) = self else {
             return false;
         };
         armed.swap(false, Relaxed) && !super::sock::readiness_recorded(r.as_ref())
@@ -152,7 +152,7 @@ impl ClientRead {
     /// login reads exact lengths), so that the next `readable` waits for new bytes. One
     /// `peek` system call; for the start of a session, not per command.
     pub fn clear_stale_readiness(&self) {
-        if let ClientRead::Tcp(r, ..) = self.base() {
+        if let ClientRead::Tcp(r, _) = self.base() {
             let mut b = [0u8; 1];
             let mut rb = ReadBuf::new(&mut b);
             let mut cx = Context::from_waker(std::task::Waker::noop());
@@ -172,10 +172,10 @@ impl AsyncRead for ClientRead {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ClientRead::Tcp(r, armed, streak) => {
+            ClientRead::Tcp(r, armed) => {
                 // a read may take the waker the watch left (see `watch_armed`)
                 armed.store(false, Relaxed);
-                super::sock::poll_recv(r, streak, cx, buf)
+                Pin::new(r).poll_read(cx, buf)
             }
             ClientRead::Tls(r, _) => Pin::new(r).poll_read(cx, buf),
             ClientRead::Zlib(z) => Pin::new(&mut **z).poll_read(cx, buf),
@@ -253,7 +253,11 @@ mod tests {
         let peer = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (s, _) = l.accept().await.unwrap();
         let (r, w) = s.into_split();
-        (ClientRead::Tcp(r, AtomicBool::new(false), false), w, peer)
+        (
+            ClientRead::Tcp(TcpIn::new(r), AtomicBool::new(false)),
+            w,
+            peer,
+        )
     }
 
     /// The wait for a next command relies on the watch's waker only while it stands: armed
