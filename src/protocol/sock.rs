@@ -179,18 +179,24 @@ impl AsyncRead for TcpIn {
         // it reports
         let room = unsafe { buf.unfilled_mut() };
         let (at, len) = (room.as_mut_ptr().cast::<u8>(), room.len());
+        // A short read means the socket is drained: the closure then reports `WouldBlock`
+        // so that `try_io` clears the readiness with the tick it read before the call, as
+        // tokio's own read does. (A tick read after the call could be that of bytes that
+        // arrived meanwhile, on another worker's driver, and clearing it would lose them.)
+        let mut read = None;
         let got = tcp.try_io(Interest::READABLE, || {
-            recv_raw(tcp.as_raw_fd(), at, len, libc::MSG_DONTWAIT)
+            let n = recv_raw(tcp.as_raw_fd(), at, len, libc::MSG_DONTWAIT)?;
+            read = Some(n);
+            if n > 0 && n < len {
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(n)
+            }
         });
-        match got {
+        // a short read's bytes, whatever `try_io` reported
+        match read.map_or(got, Ok) {
             Ok(n) => {
                 *streak = n == len;
-                if n > 0 && n < len {
-                    // drained (a stream socket returns what it has): forget the readiness
-                    let _ = tcp.try_io(Interest::READABLE, || -> io::Result<()> {
-                        Err(io::ErrorKind::WouldBlock.into())
-                    });
-                }
                 // SAFETY: the system call wrote `n` bytes into the unfilled part
                 unsafe { buf.assume_init(n) };
                 buf.advance(n);
@@ -305,5 +311,72 @@ mod tests {
             ran_midway |= got < TOTAL && other_ran.load(Ordering::SeqCst);
         }
         assert!(ran_midway, "the other task waited for the whole stream");
+    }
+
+    /// Bytes that arrive just after a short read, on a socket whose readiness another
+    /// thread's driver records (a pooled backend connection registered by another worker),
+    /// are not lost: the drained socket's readiness is cleared only if no event came since
+    /// the read began. Writes come in pairs with a varying gap, the second often landing
+    /// while the reader is inside its read of the first; a lost readiness leaves the reader
+    /// waiting for bytes that are already in the socket.
+    #[test]
+    fn bytes_arriving_during_a_short_read_are_not_lost() {
+        use std::io::Write;
+        use std::sync::mpsc;
+        let driver = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let (reader, mut peer) = driver.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let (s, _) = l.accept().await.unwrap();
+            (c, s.into_std().unwrap())
+        });
+        peer.set_nonblocking(false).unwrap();
+        peer.set_nodelay(true).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // the socket's events are turned by this thread's driver, not the reader's
+        let turning = std::thread::spawn(move || driver.block_on(async { stopped.await.ok() }));
+        let (ack, acked) = mpsc::channel::<()>();
+        const ROUNDS: usize = 20_000;
+        let writer = std::thread::spawn(move || {
+            for round in 0..ROUNDS {
+                peer.write_all(b"first").unwrap();
+                for _ in 0..round % 64 {
+                    std::hint::spin_loop();
+                }
+                peer.write_all(b"second").unwrap();
+                if acked.recv().is_err() {
+                    return;
+                }
+            }
+        });
+        let reading = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let lost = reading.block_on(async move {
+            let (r, _w) = reader.into_split();
+            let mut r = TcpIn::new(r);
+            let mut b = [0u8; 64];
+            for round in 0..ROUNDS {
+                let mut got = 0;
+                while got < 11 {
+                    let mut rb = ReadBuf::new(&mut b);
+                    let read = std::future::poll_fn(|cx| Pin::new(&mut r).poll_read(cx, &mut rb));
+                    match crate::timer::timeout(std::time::Duration::from_secs(2), read).await {
+                        Ok(res) => got += res.map(|()| rb.filled().len()).unwrap(),
+                        Err(_) => return Some(round),
+                    }
+                }
+                ack.send(()).unwrap();
+            }
+            None
+        });
+        let _ = stop.send(());
+        turning.join().unwrap();
+        writer.join().unwrap();
+        assert_eq!(lost, None, "a read waited for bytes already in the socket");
     }
 }
