@@ -16,6 +16,7 @@ use crate::pool::BackendPool;
 use arc_swap::ArcSwap;
 use gtid::GtidSet;
 use rand::Rng;
+use smallvec::SmallVec;
 use state::BackendState;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -274,34 +275,34 @@ impl Topology {
         needs: &ReadNeeds<'_>,
         check_gtid: bool,
     ) -> Option<usize> {
-        // each backend's eligibility is decided once (its state is an atomic load each time)
-        let (mut small, mut large) = ([0u64; 32], Vec::new());
-        let weights: &mut [u64] = if backends.len() <= small.len() {
-            &mut small[..backends.len()]
-        } else {
-            large.resize(backends.len(), 0);
-            &mut large
-        };
+        // each backend's eligibility and weight are read once (atomic loads each time); no
+        // random draw when at most one can serve
+        let mut candidates: SmallVec<[(usize, u64); 8]> = SmallVec::new();
         let mut total = 0;
         for (i, b) in backends.iter().enumerate() {
             if self.can_read(i, b, skip, needs, check_gtid) {
-                weights[i] = b.weight() as u64;
-                total += weights[i];
+                let w = b.weight() as u64;
+                if w > 0 {
+                    candidates.push((i, w));
+                    total += w;
+                }
             }
         }
-        if total == 0 {
-            return None;
+        match candidates[..] {
+            [] => return None,
+            [(only, _)] => return Some(only),
+            _ => {}
         }
         let mut rng = rand::rng();
         let mut draw = || {
             let mut x = rng.random_range(0..total);
-            for (i, &w) in weights.iter().enumerate() {
+            for &(i, w) in &candidates {
                 if x < w {
                     return i;
                 }
                 x -= w;
             }
-            0
+            candidates[0].0
         };
         let (a, b) = (draw(), draw());
         let load = |i: usize| {
