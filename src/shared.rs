@@ -61,11 +61,10 @@ impl SessionHandle {
         }
     }
 
-    /// A command (its `COM_*` byte) started now.
-    pub fn set_command(&self, command: u8) {
+    /// A command (its `COM_*` byte) started at `now_ms` (monotonic milliseconds).
+    pub fn set_command(&self, command: u8, now_ms: u64) {
         self.command.store(command, Ordering::Relaxed);
-        self.since_ms
-            .store(crate::timer::coarse_ms(), Ordering::Relaxed);
+        self.since_ms.store(now_ms, Ordering::Relaxed);
     }
     pub fn set_running(&self, backend: usize, thread_id: u32) {
         self.running

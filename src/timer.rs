@@ -52,11 +52,6 @@ fn since_start() -> Duration {
     START.get_or_init(std::time::Instant::now).elapsed()
 }
 
-/// The time from `since` (a `precise_ns` reading) to now.
-pub fn precise_since(since: u64) -> Duration {
-    Duration::from_nanos(precise_ns().saturating_sub(since))
-}
-
 thread_local! {
     /// The runtime whose timer driver serves this thread (set on worker threads).
     static HOST: RefCell<Option<Handle>> = const { RefCell::new(None) };

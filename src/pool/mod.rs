@@ -70,6 +70,9 @@ pub struct Lease {
     affinity: u32,
     /// Taken by the recycler when the connection needs a reset before it goes back.
     permit: Option<OwnedSemaphorePermit>,
+    /// When its last command finished (`coarse_ms` scale), if the holder said (`finished`):
+    /// the parked connection's age counts from it, without another clock read.
+    done_ms: Option<u64>,
 }
 
 impl std::ops::Deref for Lease {
@@ -106,6 +109,12 @@ impl Lease {
         Ok(())
     }
 
+    /// Its last command finished at `now_ms` (the holder's clock reading, monotonic
+    /// milliseconds): when the connection is parked, its idle age counts from then.
+    pub fn finished(&mut self, now_ms: u64) {
+        self.done_ms = Some(now_ms);
+    }
+
     /// Closes the connection instead of returning it (its socket failed: nothing to reset).
     pub fn discard(mut self) {
         self.conn = None;
@@ -117,15 +126,15 @@ impl Drop for Lease {
         self.pool.busy.fetch_sub(1, Ordering::Relaxed);
         if let Some(conn) = self.conn.take() {
             let key = (self.slot, self.affinity);
-            recycle::give_back(&self.pool, key, conn, self.permit.take());
+            recycle::give_back(&self.pool, (key, self.done_ms), conn, self.permit.take());
         }
     }
 }
 
 /// Whether a connection idle since `since` (`coarse_ms`) long enough to be checked turned
-/// out closed by the server.
-fn gone_stale(since: u64, conn: &mut BackendConn) -> bool {
-    let idle_ms = coarse_ms().saturating_sub(since);
+/// out closed by the server (`now_ms`: a monotonic reading in milliseconds).
+fn gone_stale(since: u64, now_ms: u64, conn: &mut BackendConn) -> bool {
+    let idle_ms = now_ms.saturating_sub(since);
     idle_ms > STALE_CHECK_AFTER.as_millis() as u64 && looks_closed(conn)
 }
 
@@ -329,7 +338,7 @@ impl BackendPool {
     /// when nobody waits for one, else to the idle list (the permit released after).
     fn put_back(
         &self,
-        (slot, affinity): (usize, u32),
+        ((slot, affinity), done_ms): ((usize, u32), Option<u64>),
         mut conn: Box<BackendConn>,
         permit: Option<OwnedSemaphorePermit>,
     ) {
@@ -338,7 +347,7 @@ impl BackendPool {
             (Some(at), Some(p)) if conn.lane == lane && !self.hot.contended() => (at, p),
             _ => return self.put_idle(slot, conn),
         };
-        let since = coarse_ms();
+        let since = done_ms.unwrap_or_else(coarse_ms);
         conn.parked = Some(Parked {
             permit,
             slot,
@@ -354,8 +363,13 @@ impl BackendPool {
     }
 
     /// Session `affinity`'s parked connection if it is of `slot` (and, parked a while, still
-    /// open): a lease without the idle list or the semaphore.
-    pub fn take_parked(self: &Arc<Self>, (slot, affinity): (usize, u32)) -> Option<Lease> {
+    /// open): a lease without the idle list or the semaphore. `now_ms`: the caller's reading
+    /// of the monotonic clock, in milliseconds (a session's, at its command's arrival).
+    pub fn take_parked(
+        self: &Arc<Self>,
+        (slot, affinity): (usize, u32),
+        now_ms: u64,
+    ) -> Option<Lease> {
         let at = hot::cell(crate::workers::current(), affinity)?;
         let mut conn = self.hot.swap(at, None)?;
         let parked = conn.parked.take()?;
@@ -364,7 +378,7 @@ impl BackendPool {
             self.unpark(conn);
             return None;
         }
-        if gone_stale(parked.since, &mut conn) {
+        if gone_stale(parked.since, now_ms, &mut conn) {
             return None; // closed, its permit released
         }
         self.busy.fetch_add(1, Ordering::Relaxed);
@@ -374,6 +388,7 @@ impl BackendPool {
             slot,
             affinity,
             permit: Some(parked.permit),
+            done_ms: None,
         })
     }
 
@@ -474,10 +489,11 @@ impl BackendPool {
             slot,
             affinity,
             permit: Some(permit),
+            done_ms: None,
         };
         let lane = crate::workers::current();
         while let Some(mut i) = self.pop_idle(slot, lane) {
-            if self.retired(&i.conn) || gone_stale(i.since, &mut i.conn) {
+            if self.retired(&i.conn) || gone_stale(i.since, coarse_ms(), &mut i.conn) {
                 continue;
             }
             lease.conn = Some(i.conn);

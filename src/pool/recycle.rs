@@ -16,7 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 pub(super) fn give_back(
     pool: &Arc<BackendPool>,
-    (slot, affinity): (usize, u32),
+    ((slot, affinity), done_ms): ((usize, u32), Option<u64>),
     conn: Box<BackendConn>,
     permit: Option<OwnedSemaphorePermit>,
 ) {
@@ -31,7 +31,7 @@ pub(super) fn give_back(
         return; // opened before a change of global defaults or privileges
     }
     if !conn.needs_reset() {
-        pool.put_back((slot, affinity), conn, permit);
+        pool.put_back(((slot, affinity), done_ms), conn, permit);
         return;
     }
     let pool = pool.clone();

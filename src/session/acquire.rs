@@ -40,14 +40,21 @@ impl Session {
         )
     }
 
-    /// The session's own connection to `backends[i]` parked in its pool, if it is there.
+    /// The session's own connection to `backends[i]` parked in its pool, if it is there
+    /// (at the command's start: its arrival is the clock reading).
     pub(super) fn parked_in(&self, backends: &[Arc<Backend>], i: usize) -> Option<Lease> {
-        backends[i].pool.take_parked(self.pool_key())
+        backends[i]
+            .pool
+            .take_parked(self.pool_key(), self.idle.arrived_ms())
     }
 
     pub(super) async fn checkout(&self, backend: usize) -> Result<Lease, SqlError> {
-        // the session's own parked connection: no reference to the backend kept
-        let parked = self.parked_in(&self.shared.topology.backends(), backend);
+        // the session's own parked connection: no reference to the backend kept (after
+        // possible waits: a clock reading of its own)
+        let now_ms = crate::timer::coarse_ms();
+        let parked = self.shared.topology.backends()[backend]
+            .pool
+            .take_parked(self.pool_key(), now_ms);
         if let Some(lease) = parked {
             return Ok(lease);
         }

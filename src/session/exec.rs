@@ -219,7 +219,10 @@ impl Session {
             failed: outcome.err.is_some(),
             rows: outcome.rows,
         };
-        self.count(idx, st, done);
+        let mut lease = lease;
+        if let Some(end) = self.count(idx, st, done) {
+            lease.finished(end / 1_000_000);
+        }
         self.after(idx, lease, st.target, st.intent, on_ok, outcome);
     }
 
@@ -334,8 +337,9 @@ impl Session {
         Ok(self.replay(intent).await)
     }
 
-    /// Metrics and digest statistics for one statement (pre-resolved handles only).
-    fn count(&mut self, idx: usize, st: &Stmt<'_>, Done { failed, rows }: Done) {
+    /// Metrics and digest statistics for one statement (pre-resolved handles only); the
+    /// statement's end (`timer::precise_ns`) when it read the clock.
+    fn count(&mut self, idx: usize, st: &Stmt<'_>, Done { failed, rows }: Done) -> Option<u64> {
         let Stmt {
             payload,
             intent,
@@ -344,9 +348,7 @@ impl Session {
             started,
         } = *st;
         let m = &self.shared.metrics;
-        let Some(b) = self.backend_metrics.load().get(idx).cloned() else {
-            return;
-        };
+        let b = self.backend_metrics.load().get(idx).cloned()?;
         let is_primary = idx == self.shared.topology.primary();
         let reason = if target == Target::Replica && is_primary {
             Reason::Fallback
@@ -362,7 +364,8 @@ impl Session {
         } else {
             &m.query_duration_replica
         };
-        let took = crate::timer::precise_since(started);
+        let end = crate::timer::precise_ns();
+        let took = std::time::Duration::from_nanos(end.saturating_sub(started));
         h.observe(took.as_secs_f64());
         let stmt = super::digest::Statement {
             payload,
@@ -374,6 +377,7 @@ impl Session {
             failed,
         };
         self.record_statement(&stmt);
+        Some(end)
     }
 
     /// The session's primary connection died: whatever lived on it (transaction, temporary

@@ -351,7 +351,8 @@ impl Session {
                 return self.disconnect_idle().await;
             };
             self.idle.active(crate::timer::precise_ns());
-            self.handle.set_command(buf.first().copied().unwrap_or(0));
+            let (command, now_ms) = (buf.first().copied().unwrap_or(0), self.idle.arrived_ms());
+            self.handle.set_command(command, now_ms);
             let r = match res {
                 Ok(seq) => {
                     self.seq = seq.wrapping_add(1);

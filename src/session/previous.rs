@@ -37,7 +37,10 @@ impl Session {
             self.handle.id,
         );
         let backends = self.shared.topology.backends();
-        let lease = backends.get(idx)?.pool.take_parked(key)?;
+        let lease = backends
+            .get(idx)?
+            .pool
+            .take_parked(key, self.idle.arrived_ms())?;
         Some((idx, lease))
     }
 }
