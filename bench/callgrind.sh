@@ -8,7 +8,8 @@
 # alone under valgrind; instrumentation is on only while sysbench runs its events.
 #
 # Then, through Sluice with one worker, a point select bare and with a 128-byte sqlcommenter
-# tag (bench/comment.py; needs python3 with mysqlclient or PyMySQL).
+# tag (bench/comment.py; needs python3 with mysqlclient or PyMySQL), as many statements each
+# as a point-select row.
 #
 # Settings: BENCH_CG_EVENTS (2000: sysbench events per run of a transaction workload; a
 # read_only event is 16 statements, so oltp_point_select runs 16 times as many events: each
@@ -99,16 +100,17 @@ cg_table() {
 # A point select bare and with a 128-byte sqlcommenter tag (bench/comment.py, one client, the
 # login not measured), through the target under callgrind (pid $1, port $2): one line.
 cg_comments() {
-  local pid=$1 port=$2 tagged dump ir bare=""
+  # as many statements as a point-select row: the control plane's probes weigh as little
+  local pid=$1 port=$2 tagged dump ir bare="" n=$((${BENCH_CG_EVENTS:-2000} * 16))
   python3 -c "import MySQLdb" 2>/dev/null || python3 -c "import pymysql" 2>/dev/null ||
     { echo "bench: no mysqlclient or PyMySQL for python3: the comment row is skipped" >"$DIR/cg-comment.txt"; return 0; }
   for tagged in 0 1; do
-    python3 bench/comment.py "$port" "$pid" "${BENCH_CG_EVENTS:-2000}" "$tagged" ||
+    python3 bench/comment.py "$port" "$pid" "$n" "$tagged" ||
       { echo "bench: bench/comment.py failed" >"$DIR/cg-comment.txt"; return 0; }
     callgrind_control -d "$pid" >/dev/null 2>&1
     sleep 1
     dump=$(ls -t "$DIR/cg-sluice-1w.out".* | head -1)
-    ir=$(awk -v n="${BENCH_CG_EVENTS:-2000}" '/^totals:/ {printf "%.0f", $2 / n; exit}' "$dump")
+    ir=$(awk -v n="$n" '/^totals:/ {printf "%.0f", $2 / n; exit}' "$dump")
     if [ "$tagged" = 0 ]; then bare=$ir; fi
   done
   awk -v b="$bare" -v t="$ir" 'BEGIN {printf "point select with a 128-byte sqlcommenter tag (Sluice, 1 worker, 1 client): %d instructions per statement, bare %d (%+.1f%%)\n", t, b, (t - b) * 100 / b}' >"$DIR/cg-comment.txt"
