@@ -50,16 +50,17 @@ pub fn layout(payload: &[u8], num_params: u16) -> Option<ExecuteLayout> {
     })
 }
 
-/// Rewrites `payload` for the backend: its statement id, and the parameter types (inserted
-/// from `known_types` when the client did not send them). Returns the types the packet carried,
-/// for the caller to remember. `None` if the packet is malformed.
+/// Rewrites `payload` for the backend into `out`: its statement id, and the parameter types
+/// (inserted from `types` when the client did not send them). The types the packet carried
+/// replace `types` (in place: no allocation per execution once they are known). `None` if
+/// the packet is malformed.
 pub fn rewrite(
     payload: &[u8],
     num_params: u16,
     backend_id: u32,
-    known_types: Option<&[u8]>,
+    types: &mut Option<Vec<u8>>,
     out: &mut Vec<u8>,
-) -> Option<Option<Vec<u8>>> {
+) -> Option<()> {
     let l = layout(payload, num_params)?;
     out.clear();
     out.extend_from_slice(&payload[..1]);
@@ -67,21 +68,26 @@ pub fn rewrite(
     match (l.bound_flag_at, l.types) {
         (Some(_), Some((s, e))) => {
             out.extend_from_slice(&payload[5..]);
-            Some(Some(payload[s..e].to_vec()))
+            let sent = &payload[s..e];
+            match types {
+                Some(known) if known[..] == *sent => {}
+                Some(known) => {
+                    known.clear();
+                    known.extend_from_slice(sent);
+                }
+                None => *types = Some(sent.to_vec()),
+            }
         }
         (Some(at), None) => {
-            let types = known_types?;
+            let known = types.as_deref()?;
             out.extend_from_slice(&payload[5..at]);
             out.push(1);
-            out.extend_from_slice(types);
+            out.extend_from_slice(known);
             out.extend_from_slice(&payload[at + 1..]);
-            Some(None)
         }
-        (None, _) => {
-            out.extend_from_slice(&payload[5..]);
-            Some(None)
-        }
+        (None, _) => out.extend_from_slice(&payload[5..]),
     }
+    Some(())
 }
 
 #[cfg(test)]
@@ -102,24 +108,32 @@ mod tests {
         // one param: null bitmap 0, bound 1, type LONGLONG (8,0), value 8 bytes
         let p = exec(7, &[0, 1, 8, 0, 5, 0, 0, 0, 0, 0, 0, 0]);
         let mut out = Vec::new();
-        let types = rewrite(&p, 1, 99, None, &mut out).unwrap();
+        let mut types = None;
+        assert_eq!(rewrite(&p, 1, 99, &mut types, &mut out), Some(()));
         assert_eq!(types, Some(vec![8, 0]));
         assert_eq!(statement_id(&out), Some(99));
         assert_eq!(&out[5..], &p[5..]);
+        // a rebind with other types replaces them (in the same buffer)
+        let p = exec(7, &[0, 1, 3, 0, 5, 0, 0, 0]);
+        let before = types.as_ref().unwrap().as_ptr();
+        assert_eq!(rewrite(&p, 1, 99, &mut types, &mut out), Some(()));
+        assert_eq!(types, Some(vec![3, 0]));
+        assert_eq!(types.as_ref().unwrap().as_ptr(), before);
     }
 
     #[test]
     fn inserts_remembered_types() {
         let p = exec(7, &[0, 0, 5, 0, 0, 0, 0, 0, 0, 0]);
         let mut out = Vec::new();
-        assert_eq!(rewrite(&p, 1, 3, Some(&[8, 0]), &mut out), Some(None));
+        let mut types = Some(vec![8, 0]);
+        assert_eq!(rewrite(&p, 1, 3, &mut types, &mut out), Some(()));
         assert_eq!(out, exec(3, &[0, 1, 8, 0, 5, 0, 0, 0, 0, 0, 0, 0]));
     }
 
     #[test]
     fn unbound_without_known_types_is_malformed() {
         let p = exec(7, &[0, 0]);
-        assert_eq!(rewrite(&p, 1, 3, None, &mut Vec::new()), None);
-        assert_eq!(rewrite(&p[..4], 0, 3, None, &mut Vec::new()), None);
+        assert_eq!(rewrite(&p, 1, 3, &mut None, &mut Vec::new()), None);
+        assert_eq!(rewrite(&p[..4], 0, 3, &mut None, &mut Vec::new()), None);
     }
 }

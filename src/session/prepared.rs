@@ -36,16 +36,12 @@ fn rewrite_execute(
     backend_id: u32,
     mut out: Vec<u8>,
 ) -> Result<Option<Vec<u8>>, SqlError> {
-    match stmt::rewrite(packet, params, backend_id, types.as_deref(), &mut out) {
-        Some(Some(t)) => *types = Some(t),
-        Some(None) => {}
-        None => {
-            return Err(SqlError::new(
-                1210,
-                "HY000",
-                "Incorrect arguments to mysqld_stmt_execute (malformed packet)",
-            ))
-        }
+    if stmt::rewrite(packet, params, backend_id, types, &mut out).is_none() {
+        return Err(SqlError::new(
+            1210,
+            "HY000",
+            "Incorrect arguments to mysqld_stmt_execute (malformed packet)",
+        ));
     }
     Ok(Some(out))
 }
