@@ -51,7 +51,7 @@ proptest! {
         let _ = reply::parse_eof(&bytes);
         let mut pos = 0;
         let _ = lenenc::read_str(&bytes, &mut pos);
-        let _ = stmt::rewrite(&bytes, params, 7, Some(&[8, 0]), &mut Vec::new());
+        let _ = stmt::rewrite(&bytes, params, 7, &mut Some(vec![8, 0]), &mut Vec::new());
     }
 
     #[test]
