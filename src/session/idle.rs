@@ -46,12 +46,12 @@ impl Idle {
         }
     }
 
-    /// A command arrived at `now` (a `timer::precise_ns` reading).
     /// The last command's arrival in milliseconds (`timer::coarse_ms`'s scale).
     pub(super) fn arrived_ms(&self) -> u64 {
         self.last_active / 1_000_000
     }
 
+    /// A command arrived at `now` (a `timer::precise_ns` reading).
     pub(super) fn active(&mut self, now: u64) {
         self.last_active = now;
         if !self.holds_buffers {
