@@ -190,7 +190,7 @@ impl Session {
     fn answered(
         &mut self,
         st: &Stmt<'_>,
-        (idx, lease): (usize, Lease),
+        (idx, mut lease): (usize, Lease),
         (on_ok, replay_on): (OnOk, bool),
         outcome: Outcome,
     ) {
@@ -219,7 +219,6 @@ impl Session {
             failed: outcome.err.is_some(),
             rows: outcome.rows,
         };
-        let mut lease = lease;
         if let Some(end) = self.count(idx, st, done) {
             lease.finished(end / 1_000_000);
         }
