@@ -6,6 +6,8 @@ use sluice::config::{Config, LogFormat};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod epoll;
+
 #[derive(Parser)]
 #[command(
     name = "sluice",
