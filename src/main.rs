@@ -6,6 +6,9 @@ use sluice::config::{Config, LogFormat};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+// glibc only: its epoll_wait is a cancellation point (and musl's static library defines it
+// beside epoll_ctl in one object, which a definition of our own would collide with)
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod epoll;
 
 #[derive(Parser)]
