@@ -2,13 +2,13 @@
 //! of the library: `main.rs` declares it).
 //!
 //! glibc's `epoll_wait` is a thread cancellation point: in a multi-threaded process each call
-//! enables and disables asynchronous cancellation around the system call (~30 instructions
-//! each way, and the wrapper's own ~25), and tokio's event loop (through mio) calls it twice
-//! per statement (the client's command, the backend's reply). Sluice never cancels threads,
+//! enables and disables asynchronous cancellation around the system call (~15 instructions
+//! each way, beside the wrapper's own ~25), and tokio's event loop (through mio) calls it
+//! twice per statement (the client's command, the backend's reply). Sluice never cancels threads,
 //! so the executable defines the symbol itself, as `epoll_pwait` with no signal mask (the
 //! same system call's documented equivalent) through `syscall(2)`, like the statement path's
 //! socket calls (`protocol::sock`). The executable's own definition is the one its calls
-//! bind to (tokio's included; whole-program LTO may inline it); errors come back the same
+//! bind to (tokio's included; whole-program LTO inlines it); errors come back the same
 //! way (-1 with `errno` set, `EINTR` included, which mio retries).
 
 /// `epoll_wait(2)`: waits for events on `epfd`.
