@@ -68,14 +68,10 @@ pub fn rewrite(
     match (l.bound_flag_at, l.types) {
         (Some(_), Some((s, e))) => {
             out.extend_from_slice(&payload[5..]);
-            let sent = &payload[s..e];
-            match types {
-                Some(known) if known[..] == *sent => {}
-                Some(known) => {
-                    known.clear();
-                    known.extend_from_slice(sent);
-                }
-                None => *types = Some(sent.to_vec()),
+            let (sent, known) = (&payload[s..e], types.get_or_insert_with(Vec::new));
+            if known[..] != *sent {
+                known.clear();
+                known.extend_from_slice(sent);
             }
         }
         (Some(at), None) => {

@@ -40,21 +40,23 @@ impl Session {
         )
     }
 
-    /// The session's own connection to `backends[i]` parked in its pool, if it is there
-    /// (at the command's start: its arrival is the clock reading).
-    pub(super) fn parked_in(&self, backends: &[Arc<Backend>], i: usize) -> Option<Lease> {
-        backends[i]
-            .pool
-            .take_parked(self.pool_key(), self.idle.arrived_ms())
+    /// The session's own connection to `backends[i]` parked in its pool, if it is there;
+    /// `now_ms`: a monotonic clock reading in milliseconds (at the command's start, its
+    /// arrival: `Idle::arrived_ms`).
+    pub(super) fn parked_in(
+        &self,
+        backends: &[Arc<Backend>],
+        i: usize,
+        now_ms: u64,
+    ) -> Option<Lease> {
+        backends[i].pool.take_parked(self.pool_key(), now_ms)
     }
 
     pub(super) async fn checkout(&self, backend: usize) -> Result<Lease, SqlError> {
         // the session's own parked connection: no reference to the backend kept (after
         // possible waits: a clock reading of its own)
         let now_ms = crate::timer::coarse_ms();
-        let parked = self.shared.topology.backends()[backend]
-            .pool
-            .take_parked(self.pool_key(), now_ms);
+        let parked = self.parked_in(&self.shared.topology.backends(), backend, now_ms);
         if let Some(lease) = parked {
             return Ok(lease);
         }
@@ -104,7 +106,8 @@ impl Session {
         }
         let p = self.shared.topology.primary();
         let backends = self.backends.load().clone();
-        self.parked_in(&backends, p).map(|l| Ok((p, l)))
+        self.parked_in(&backends, p, self.idle.arrived_ms())
+            .map(|l| Ok((p, l)))
     }
 
     /// A lease on a fresh-enough replica for reads, else on the primary (the session's own

@@ -88,7 +88,9 @@ impl Session {
             Err(e) => Some(Err(e)),
             Ok(None) => Some(Ok(None)),
             Ok(Some((_, true))) => None,
-            Ok(Some((r, false))) => self.parked_in(&backends, r).map(|l| Ok(Some((r, l)))),
+            Ok(Some((r, false))) => self
+                .parked_in(&backends, r, self.idle.arrived_ms())
+                .map(|l| Ok(Some((r, l)))),
         }
     }
 
