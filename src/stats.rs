@@ -3,13 +3,14 @@
 //! with the first text seen (literals as `?`). At most `stats.max_digests` rows: when full,
 //! a new shape replaces the least-used of a sample of its shard's rows, and the replaced
 //! row's figures go to an "others" row, so memory stays bounded whatever the workload. Sixteen shards, each a
-//! short critical section: recording costs a hash, an uncontended lock and a map lookup.
+//! short critical section: recording costs a hash, an uncontended lock and a map lookup; a
+//! session that keeps the row's `Spot` adds its next statements of that row with the lock
+//! alone (`add_at`).
 
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 const SHARDS: usize = 16;
 /// Upper bounds of the latency histogram, microseconds (the last bucket is open).
@@ -110,6 +111,15 @@ struct Shard {
     others: Figures,
 }
 
+/// Where a statement's row was: its key (which names the shard) and its position there. Rows
+/// move only when a full shard replaces one, the bound is lowered or the table is reset;
+/// `Digests::add_at` checks the key under the shard's lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spot {
+    key: u64,
+    at: usize,
+}
+
 pub struct Digests {
     shards: Vec<Mutex<Shard>>,
     /// Rows per shard; 0: statistics off.
@@ -167,26 +177,43 @@ impl Digests {
             .store(max_rows.div_ceil(SHARDS), Ordering::Relaxed);
     }
 
-    pub fn slow_query(&self) -> Option<Duration> {
-        let us = self.slow_us.load(Ordering::Relaxed);
-        (us != u64::MAX).then(|| Duration::from_micros(us))
+    /// The slow-query threshold in microseconds, `u64::MAX` when off.
+    pub fn slow_us(&self) -> u64 {
+        self.slow_us.load(Ordering::Relaxed)
     }
 
     pub fn log_values(&self) -> bool {
         self.log_values.load(Ordering::Relaxed)
     }
 
-    /// Records one statement; `text` is called only for a shape not seen before.
-    pub fn record(&self, s: &Sample<'_>, text: impl FnOnce() -> String) {
+    /// Adds one statement to the row at `spot` if it is still there (true), as `record`
+    /// would; false: it moved or went, `record` finds its row.
+    pub fn add_at(&self, spot: Spot, micros: u64, rows: u64, error: bool) -> bool {
+        if self.per_shard.load(Ordering::Relaxed) == 0 {
+            return true; // statistics off: `record` keeps nothing either
+        }
+        let mut shard = self.shards[(spot.key as usize) % SHARDS].lock();
+        match shard.rows.get_mut(spot.at) {
+            Some((key, row)) if *key == spot.key => {
+                row.figures.add(micros, rows, error);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Records one statement; `text` is called only for a shape not seen before. Returns
+    /// where its row is (`add_at`), `None` with statistics off.
+    pub fn record(&self, s: &Sample<'_>, text: impl FnOnce() -> String) -> Option<Spot> {
         let per = self.per_shard.load(Ordering::Relaxed);
         if per == 0 {
-            return;
+            return None;
         }
         let key = key_of(s);
         let mut shard = self.shards[(key as usize) % SHARDS].lock();
-        if let Some(&i) = shard.index.get(&key) {
-            shard.rows[i].1.figures.add(s.micros, s.rows, s.error);
-            return;
+        if let Some(&at) = shard.index.get(&key) {
+            shard.rows[at].1.figures.add(s.micros, s.rows, s.error);
+            return Some(Spot { key, at });
         }
         let mut figures = Figures::default();
         figures.add(s.micros, s.rows, s.error);
@@ -208,9 +235,10 @@ impl Digests {
             shard.others.merge(&r.figures);
         }
         if shard.rows.len() < per {
-            shard.index.insert(key, shard.rows.len());
+            let at = shard.rows.len();
+            shard.index.insert(key, at);
             shard.rows.push((key, row));
-            return;
+            return Some(Spot { key, at });
         }
         // full: the least-used of a sample of rows makes room (as Redis samples for its LFU:
         // a constant cost per new shape), its figures go to "others"
@@ -224,6 +252,7 @@ impl Digests {
         shard.index.remove(&old);
         shard.index.insert(key, i);
         shard.others.merge(&gone.figures);
+        Some(Spot { key, at: i })
     }
 
     /// All rows (copies) and the "others" figures.
@@ -363,6 +392,35 @@ mod tests {
             );
         }
         d.reset();
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn a_spot_adds_to_its_row_while_the_row_is_there() {
+        let d = Digests::new(SHARDS); // one row per shard
+        let spot = d.record(&sample(1, 10), || "a".into()).unwrap();
+        assert_eq!(d.record(&sample(1, 10), || "a".into()), Some(spot));
+        assert!(d.add_at(spot, 30, 2, true));
+        let (rows, _) = d.snapshot();
+        let f = &rows[0].figures;
+        assert_eq!((f.count, f.rows, f.errors, f.max_us), (3, 4, 1, 30));
+        // another shape of the same shard replaces the row: the spot is stale, nothing lost
+        let other =
+            (2..).find(|&g| key_of(&sample(g, 1)) % SHARDS as u64 == spot.key % SHARDS as u64);
+        let other = d.record(&sample(other.unwrap(), 5), || "b".into()).unwrap();
+        assert_eq!(other.at, spot.at);
+        assert!(!d.add_at(spot, 10, 1, false));
+        let (rows, others) = d.snapshot();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].figures.count, others.count), (1, 3));
+        d.reset();
+        assert!(!d.add_at(other, 10, 1, false), "a reset empties the shards");
+        d.set_max(0);
+        assert!(
+            d.add_at(spot, 10, 1, false),
+            "statistics off: nothing to find"
+        );
+        assert!(d.record(&sample(1, 10), || "a".into()).is_none());
         assert!(d.is_empty());
     }
 

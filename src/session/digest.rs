@@ -3,9 +3,8 @@
 use super::Session;
 use crate::protocol::cmd;
 use crate::router::Reason;
-use crate::stats::{Sample, MAX_TEXT};
+use crate::stats::{Sample, Spot, MAX_TEXT};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// One finished statement.
 pub(super) struct Statement<'a> {
@@ -13,7 +12,8 @@ pub(super) struct Statement<'a> {
     pub digest: u64,
     pub backend: &'a Arc<str>,
     pub reason: Reason,
-    pub took: Duration,
+    /// Nanoseconds from the command's arrival to its reply.
+    pub took_ns: u64,
     pub rows: u64,
     pub failed: bool,
 }
@@ -28,6 +28,17 @@ pub(super) struct Context {
     route: &'static str,
     rule: Option<Arc<str>>,
     hash: u64,
+}
+
+/// Recent rows of the session's statements, by (digest, context) hashed to a place: a
+/// statement of one of them is added with its row's lock alone (`Digests::add_at`).
+const SPOTS: usize = 4;
+
+/// The session's digest context and recent rows.
+#[derive(Default)]
+pub(super) struct Recorder {
+    context: Option<Context>,
+    spots: [Option<(u64, u64, Spot)>; SPOTS],
 }
 
 impl Context {
@@ -58,14 +69,14 @@ impl Session {
     fn digest_context(&mut self, backend: &Arc<str>, route: &'static str) -> u64 {
         let (user, database) = (self.login.user_index, self.state.database.as_deref());
         let rule = self.rule_note.as_ref().map(|n| &n.name);
-        if let Some(c) = &self.digest_ctx {
+        if let Some(c) = &self.digest_ctx.context {
             if c.same((user, database), backend, route, rule) {
                 return c.hash;
             }
         }
         let rule_name = rule.map(|r| &**r);
         let hash = crate::stats::context_of(&self.login.user, database, backend, route, rule_name);
-        self.digest_ctx = Some(Context {
+        self.digest_ctx.context = Some(Context {
             user,
             database: database.map(str::to_string),
             backend: backend.clone(),
@@ -94,26 +105,31 @@ impl Session {
     pub(super) fn record_statement(&mut self, s: &Statement<'_>) {
         let route = s.reason.as_str();
         let context = self.digest_context(s.backend, route);
+        let micros = s.took_ns / 1_000;
         let shared = &self.shared;
-        let sample = Sample {
-            digest: s.digest,
-            context,
-            user: &self.login.user,
-            database: self.state.database.as_deref(),
-            backend: s.backend,
-            route,
-            rule: self.rule_note.as_ref().map(|n| &*n.name),
-            micros: s.took.as_micros() as u64,
-            rows: s.rows,
-            error: s.failed,
-        };
-        shared
-            .digests
-            .record(&sample, || self.statement_text(s.payload));
-        if let Some(limit) = shared.digests.slow_query() {
-            if s.took >= limit {
-                self.log_slow(s);
-            }
+        let place = (s.digest ^ context) as usize % SPOTS;
+        let added = matches!(self.digest_ctx.spots[place], Some((d, c, spot))
+            if (d, c) == (s.digest, context) && shared.digests.add_at(spot, micros, s.rows, s.failed));
+        if !added {
+            let sample = Sample {
+                digest: s.digest,
+                context,
+                user: &self.login.user,
+                database: self.state.database.as_deref(),
+                backend: s.backend,
+                route,
+                rule: self.rule_note.as_ref().map(|n| &*n.name),
+                micros,
+                rows: s.rows,
+                error: s.failed,
+            };
+            let spot = shared
+                .digests
+                .record(&sample, || self.statement_text(s.payload));
+            self.digest_ctx.spots[place] = spot.map(|spot| (s.digest, context, spot));
+        }
+        if micros >= self.shared.digests.slow_us() {
+            self.log_slow(s);
         }
     }
 
@@ -133,7 +149,7 @@ impl Session {
             user = %self.login.user,
             backend = %s.backend,
             route = s.reason.as_str(),
-            duration_ms = s.took.as_secs_f64() * 1e3,
+            duration_ms = s.took_ns as f64 / 1e6,
             rows = s.rows,
             failed = s.failed,
             statement = %text,

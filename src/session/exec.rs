@@ -364,14 +364,14 @@ impl Session {
             &m.query_duration_replica
         };
         let end = crate::timer::precise_ns();
-        let took = std::time::Duration::from_nanos(end.saturating_sub(started));
-        h.observe(took.as_secs_f64());
+        let took_ns = end.saturating_sub(started);
+        h.observe(took_ns as f64 / 1e9);
         let stmt = super::digest::Statement {
             payload,
             digest: intent.digest,
             backend: &b.name,
             reason,
-            took,
+            took_ns,
             rows,
             failed,
         };

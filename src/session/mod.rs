@@ -102,8 +102,8 @@ pub struct Session {
     plan: freshness::ReadPlan,
     /// The routing rule behind the current statement.
     rule_note: Option<ruled::RuleNote>,
-    /// The last statement's digest context (`digest::Context`).
-    digest_ctx: Option<digest::Context>,
+    /// The last statement's digest context and recent rows (`digest::Recorder`).
+    digest_ctx: digest::Recorder,
     /// Per-backend metrics (grown by reloads), checked with one atomic load per statement.
     backend_metrics: live::Live<Vec<Arc<crate::metrics::BackendMetrics>>>,
     /// The routing rules, checked for a reload with one atomic load per statement.
@@ -207,7 +207,7 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, handle: Arc<SessionHa
         pinned_counted: false,
         plan: Default::default(),
         rule_note: None,
-        digest_ctx: None,
+        digest_ctx: Default::default(),
         rules,
         config,
         backends,
