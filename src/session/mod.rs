@@ -23,6 +23,7 @@ mod prepared;
 mod previous;
 mod processlist;
 mod processlist_view;
+mod query;
 mod refresh;
 mod replay;
 mod ruled;
@@ -36,7 +37,7 @@ use crate::protocol::packet::{PacketReader, PacketWriter, ReadError};
 use crate::protocol::relay::Expect;
 use crate::protocol::stream::{ClientRead, ClientWrite};
 use crate::protocol::{cmd, reply, CapabilityFlags};
-use crate::router::{Kind, Reason, Target};
+use crate::router::{Reason, Target};
 use crate::shared::{SessionHandle, Shared};
 pub use accept::accept_loop;
 use prepared::Prepared;
@@ -383,7 +384,20 @@ impl Session {
                 .await;
         };
         match command {
-            cmd::QUERY => self.query(packet).await,
+            cmd::QUERY => {
+                // the plain path awaits `execute` from here: one async layer less per statement
+                let sql = &packet[1..];
+                let (intent, shape) = self.shared.classifier.classify_shaped(sql);
+                match self.special(sql, &intent, shape) {
+                    None => {
+                        let on_ok = self.on_ok(&intent, sql);
+                        let route = self.plain_route(&intent);
+                        self.execute(packet, Expect::ResultSets, route, &intent, on_ok)
+                            .await
+                    }
+                    Some(special) => self.query_special(packet, intent, special).await,
+                }
+            }
             cmd::QUIT => Err(Fatal::Quit),
             cmd::PING => self.send_ok().await,
             cmd::INIT_DB => self.init_db(packet).await,
@@ -421,113 +435,9 @@ impl Session {
         }
     }
 
-    async fn query(&mut self, packet: &[u8]) -> Result<(), Fatal> {
-        let sql = &packet[1..];
-        let (intent, shape) = self.shared.classifier.classify_shaped(sql);
-        if self.tx_lost {
-            return self.after_lost_transaction(&intent, sql).await;
-        }
-        if intent.has(crate::router::flag::SESSION_FN) {
-            if let Some(name) = local::connection_id_column(sql) {
-                let id = self.handle.id as u64;
-                return self.send_single_int(name, id).await;
-            }
-        }
-        if intent.kind == Kind::Read {
-            if let Some(stmt) = explain::explain_route_target(sql) {
-                return self.explain_route(stmt).await;
-            }
-        }
-        if intent.has(crate::router::flag::SHOW_WARNINGS) {
-            if let Some(pattern) = local::ssl_status_like(sql) {
-                return self.ssl_status(pattern).await;
-            }
-            if intent.kind == Kind::Read {
-                let at = processlist_view::mentions_of(sql, b"session_status");
-                if !at.is_empty() {
-                    return self.session_status_view(sql, &at, &intent).await;
-                }
-            }
-        }
-        if intent.has(crate::router::flag::SERVER_STATE) {
-            if let Some(full) = processlist::show_processlist(sql) {
-                return self.processlist(sql, full).await;
-            }
-            if intent.kind == Kind::Read {
-                let at = processlist_view::mentions(sql);
-                if !at.is_empty() {
-                    return self.processlist_view(sql, &at, &intent).await;
-                }
-            }
-        }
-        if intent.kind == Kind::Kill {
-            if let Some((query_only, id)) = crate::router::classify::kill_target(sql) {
-                return self.kill(query_only, id).await;
-            }
-        }
-        if let Some((rules, outcome)) = self.match_rules(sql, &intent, shape) {
-            return self.ruled(packet, intent, &rules, outcome).await;
-        }
-        let on_ok = self.on_ok(&intent, sql);
-        let route = self.plain_route(&intent);
-        self.execute(packet, Expect::ResultSets, route, &intent, on_ok)
-            .await
-    }
-
-    /// The session bookkeeping a statement needs when it succeeds.
-    fn on_ok(&self, intent: &crate::router::Intent, sql: &[u8]) -> exec::OnOk {
-        match intent.kind {
-            Kind::SetSession => {
-                exec::OnOk::AddVar(Arc::from(String::from_utf8_lossy(sql).as_ref()))
-            }
-            Kind::Use => match crate::router::classify::use_target(sql) {
-                Some(db) => exec::OnOk::SetDb(db),
-                None => exec::OnOk::Nothing,
-            },
-            Kind::Write => match crate::router::classify::drop_database_target(sql) {
-                Some(db) => exec::OnOk::DropDb(db),
-                None => exec::OnOk::Nothing,
-            },
-            _ => exec::OnOk::Nothing,
-        }
-    }
-
-    /// Where the routing policy sends a statement (no rules).
-    fn plain_route(&self, intent: &crate::router::Intent) -> (Target, Reason) {
-        let route = crate::router::route(intent, &self.view());
-        if intent.has(crate::router::flag::SHOW_WARNINGS)
-            && !intent.has(crate::router::flag::SERVER_STATE)
-            && (self.warnings_on_primary || intent.has(crate::router::flag::STATUS))
-        {
-            return (Target::Primary, Reason::Session);
-        }
-        route
-    }
-
     /// The session's pool slot (its user and client flavour).
     fn pool_slot(&self) -> usize {
         crate::pool::BackendPool::slot(self.login.user_index, self.flavour)
-    }
-
-    /// While a lost transaction is unacknowledged: ROLLBACK clears it, anything else errors.
-    async fn after_lost_transaction(
-        &mut self,
-        intent: &crate::router::Intent,
-        sql: &[u8],
-    ) -> Result<(), Fatal> {
-        let is_rollback = intent.kind == Kind::EndTx
-            && sql
-                .trim_ascii_start()
-                .get(..8)
-                .is_some_and(|w| w.eq_ignore_ascii_case(b"ROLLBACK"));
-        if is_rollback {
-            self.tx_lost = false;
-            return self.send_ok().await;
-        }
-        if intent.kind == Kind::EndTx {
-            self.tx_lost = false;
-        }
-        self.send_err(&lost_transaction()).await
     }
 
     async fn init_db(&mut self, packet: &[u8]) -> Result<(), Fatal> {
