@@ -21,6 +21,28 @@ pub(super) struct Prepared {
     long_data: Vec<Vec<u8>>,
 }
 
+/// How a COM_STMT_EXECUTE runs (`Session::execute_plan`).
+pub(super) enum ExecPlan {
+    /// No statement of this id is prepared.
+    Unknown(u32),
+    /// On a backend by this route (statement id, intent, route, bookkeeping).
+    Run(u32, Intent, (Target, Reason), OnOk),
+    /// A caching rule applies: the result cache first.
+    Cached(Box<CachedExec>),
+}
+
+/// An execution a caching rule applies to.
+pub(super) struct CachedExec {
+    id: u32,
+    intent: Intent,
+    route: (Target, Reason),
+    on_ok: OnOk,
+    sql: Arc<str>,
+    /// The parameter types of an earlier execution, when this one binds none.
+    types: Option<Vec<u8>>,
+    rule: super::ruled::CacheRule,
+}
+
 impl Session {
     /// The SQL of client statement `id`, if prepared.
     pub(super) fn prepared_sql(&self, id: u32) -> Option<&str> {
@@ -100,10 +122,12 @@ impl Session {
         }
     }
 
-    pub(super) async fn stmt_execute(&mut self, packet: &[u8]) -> Result<(), Fatal> {
+    /// Decides how COM_STMT_EXECUTE `packet` runs (synchronously: the command loop places
+    /// the plain path's `execute` in the command slot itself, no async layer around it).
+    pub(super) fn execute_plan(&mut self, packet: &[u8]) -> ExecPlan {
         let id = stmt::statement_id(packet).unwrap_or(0);
         let Some(p) = self.stmts.get(&id) else {
-            return self.send_err(&unknown(id)).await;
+            return ExecPlan::Unknown(id);
         };
         let mut intent = p.intent;
         // USE and DROP DATABASE change the current database as their text forms do
@@ -119,31 +143,73 @@ impl Session {
         let changes_session = matches!(intent.kind, Kind::SetSession | Kind::SetOther);
         if cursor || changes_session {
             intent.flags |= flag::PIN;
+            return ExecPlan::Run(id, intent, (Target::Primary, Reason::Pinned), on_ok);
         }
-        let mut route = crate::router::route(&intent, &self.view());
-        let mut lookup = Lookup::Pass;
-        if cursor || changes_session {
-            route = (Target::Primary, Reason::Pinned);
-        } else {
-            // parameter types from an earlier execution apply unless this one binds its own
-            let bound_at = 10 + (p.params as usize).div_ceil(8);
-            let own_types = p.params == 0 || packet.get(bound_at) == Some(&1);
-            let (sql, plain) = (p.sql.clone(), p.long_data.is_empty());
-            let cache;
-            (route, cache) = self.rules_for_execute(&sql, &intent, route);
-            if let (Some(rule), true) = (cache, plain) {
+        let route = crate::router::route(&intent, &self.view());
+        // parameter types from an earlier execution apply unless this one binds its own
+        let bound_at = 10 + (p.params as usize).div_ceil(8);
+        let own_types = p.params == 0 || packet.get(bound_at) == Some(&1);
+        let (sql, plain) = (p.sql.clone(), p.long_data.is_empty());
+        match self.rules_for_execute(&sql, &intent, route) {
+            (route, Some(rule)) if plain => {
                 // (copied only for a cache lookup: no allocation per execution otherwise)
                 let types = match own_types {
                     true => None,
                     false => self.stmts.get(&id).and_then(|p| p.types.clone()),
                 };
-                let statement = (packet, &*sql, types.as_deref());
-                lookup = self.execute_lookup(statement, &intent, rule).await?;
+                ExecPlan::Cached(Box::new(CachedExec {
+                    id,
+                    intent,
+                    route,
+                    on_ok,
+                    sql,
+                    types,
+                    rule,
+                }))
             }
+            (route, _) => ExecPlan::Run(id, intent, route, on_ok),
         }
-        let r = match lookup {
-            Lookup::Hit => Ok(()),
-            Lookup::Miss(m) => {
+    }
+
+    /// COM_STMT_EXECUTE (from `dispatch`).
+    pub(super) async fn stmt_execute(&mut self, packet: &[u8]) -> Result<(), Fatal> {
+        let plan = self.execute_plan(packet);
+        self.stmt_execute_planned(packet, plan).await
+    }
+
+    /// Runs COM_STMT_EXECUTE `packet` as `plan` says.
+    pub(super) async fn stmt_execute_planned(
+        &mut self,
+        packet: &[u8],
+        plan: ExecPlan,
+    ) -> Result<(), Fatal> {
+        match plan {
+            ExecPlan::Unknown(id) => self.send_err(&unknown(id)).await,
+            ExecPlan::Run(id, intent, route, on_ok) => {
+                let r = self
+                    .execute(packet, Expect::ResultSets, route, &intent, on_ok)
+                    .await;
+                self.executed(id, r)
+            }
+            ExecPlan::Cached(c) => self.stmt_execute_cached(packet, *c).await,
+        }
+    }
+
+    /// An execution a caching rule applies to: from the cache, or run and kept.
+    async fn stmt_execute_cached(&mut self, packet: &[u8], c: CachedExec) -> Result<(), Fatal> {
+        let CachedExec {
+            id,
+            intent,
+            mut route,
+            on_ok,
+            sql,
+            types,
+            rule,
+        } = c;
+        let statement = (packet, &*sql, types.as_deref());
+        let r = match self.execute_lookup(statement, &intent, rule).await {
+            Ok(Lookup::Hit) => Ok(()),
+            Ok(Lookup::Miss(m)) => {
                 self.cache_miss_setup(&mut route);
                 let r = self
                     .execute(packet, Expect::ResultSets, route, &intent, OnOk::Nothing)
@@ -151,11 +217,18 @@ impl Session {
                 self.cache_store_if(m, r.is_ok());
                 r
             }
-            Lookup::Pass => {
+            Ok(Lookup::Pass) => {
                 self.execute(packet, Expect::ResultSets, route, &intent, on_ok)
                     .await
             }
+            Err(e) => Err(e),
         };
+        self.executed(id, r)
+    }
+
+    /// After an execution however it ended: the rules' notes go; when it succeeded, the
+    /// statement's long data is spent.
+    pub(super) fn executed(&mut self, id: u32, r: Result<(), Fatal>) -> Result<(), Fatal> {
         self.rule_note = None;
         self.plan = Default::default();
         r?;

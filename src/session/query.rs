@@ -1,6 +1,7 @@
 //! COM_QUERY: which statements Sluice answers or routes itself (decided synchronously, so
-//! that `dispatch` awaits the plain path's `execute` directly: one async layer less on every
-//! statement), and the bookkeeping and route of the plain path.
+//! that the command loop places the plain path's `execute` in the command slot directly: no
+//! async layer of `dispatch` or of a query function on every statement), and the bookkeeping
+//! and route of the plain path.
 
 use super::{exec, explain, local, processlist, processlist_view, Fatal, Session};
 use crate::router::{flag, Intent, Kind, Reason, Target};
@@ -30,15 +31,32 @@ pub(super) enum Special<'a> {
     Ruled(Arc<RuleSet>, Outcome),
 }
 
+/// How a COM_QUERY runs: the plain path (classified, its route and bookkeeping) or a special
+/// one. Decided synchronously, so that the caller places `execute` (or `query_special`) in the
+/// command slot itself, with no async layer of its own in between.
+pub(super) enum QueryPlan<'a> {
+    Plain(Intent, (Target, Reason), exec::OnOk),
+    Special(Intent, Special<'a>),
+}
+
 impl Session {
+    /// Classifies COM_QUERY `packet` and decides its path.
+    pub(super) fn query_plan<'a>(&mut self, packet: &'a [u8]) -> QueryPlan<'a> {
+        let sql = &packet[1..];
+        let (intent, shape) = self.shared.classifier.classify_shaped(sql);
+        match self.special(sql, &intent, shape) {
+            None => {
+                let on_ok = self.on_ok(&intent, sql);
+                let route = self.plain_route(&intent);
+                QueryPlan::Plain(intent, route, on_ok)
+            }
+            Some(special) => QueryPlan::Special(intent, special),
+        }
+    }
+
     /// The special path statement `sql` (classified as `intent`, shape `shape`) takes, `None`
     /// for the plain one. The checks run in this order; each is cheap when it does not apply.
-    pub(super) fn special<'a>(
-        &mut self,
-        sql: &'a [u8],
-        intent: &Intent,
-        shape: u64,
-    ) -> Option<Special<'a>> {
+    fn special<'a>(&mut self, sql: &'a [u8], intent: &Intent, shape: u64) -> Option<Special<'a>> {
         if self.tx_lost {
             return Some(Special::LostTransaction);
         }
