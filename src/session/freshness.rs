@@ -261,7 +261,7 @@ pub(super) struct ReadPlan {
 
 impl ReadPlan {
     /// No rule asked anything of this read.
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.group.is_none()
             && !self.fallback_error
             && self.lag_bound_us.is_none()

@@ -373,10 +373,10 @@ impl Session {
                             }
                         },
                         Some(cmd::STMT_EXECUTE) => match self.execute_plan(&buf) {
-                            ExecPlan::Run(id, intent, route, on_ok) => {
+                            ExecPlan::Run(spends, intent, route, on_ok) => {
                                 let run = || self.execute(&buf, expect, route, &intent, on_ok);
                                 let r = slot.place(run).await;
-                                self.executed(id, r)
+                                self.executed(spends, r)
                             }
                             plan => slot.place(|| self.stmt_execute_planned(&buf, plan)).await,
                         },

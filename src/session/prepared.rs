@@ -25,15 +25,15 @@ pub(super) struct Prepared {
 pub(super) enum ExecPlan {
     /// No statement of this id is prepared.
     Unknown(u32),
-    /// On a backend by this route (statement id, intent, route, bookkeeping).
-    Run(u32, Intent, (Target, Reason), OnOk),
+    /// On a backend by this route (the statement whose long data it spends, intent, route,
+    /// bookkeeping).
+    Run(Option<u32>, Intent, (Target, Reason), OnOk),
     /// A caching rule applies: the result cache first.
     Cached(Box<CachedExec>),
 }
 
 /// An execution a caching rule applies to.
 pub(super) struct CachedExec {
-    id: u32,
     intent: Intent,
     route: (Target, Reason),
     on_ok: OnOk,
@@ -130,6 +130,7 @@ impl Session {
             return ExecPlan::Unknown(id);
         };
         let mut intent = p.intent;
+        let spends = (!p.long_data.is_empty()).then_some(id);
         // USE and DROP DATABASE change the current database as their text forms do
         let on_ok = match intent.kind {
             Kind::Use | Kind::Write => self.on_ok(&intent, p.sql.as_bytes()),
@@ -143,7 +144,7 @@ impl Session {
         let changes_session = matches!(intent.kind, Kind::SetSession | Kind::SetOther);
         if cursor || changes_session {
             intent.flags |= flag::PIN;
-            return ExecPlan::Run(id, intent, (Target::Primary, Reason::Pinned), on_ok);
+            return ExecPlan::Run(spends, intent, (Target::Primary, Reason::Pinned), on_ok);
         }
         let route = crate::router::route(&intent, &self.view());
         // parameter types from an earlier execution apply unless this one binds its own
@@ -158,7 +159,6 @@ impl Session {
                     false => self.stmts.get(&id).and_then(|p| p.types.clone()),
                 };
                 ExecPlan::Cached(Box::new(CachedExec {
-                    id,
                     intent,
                     route,
                     on_ok,
@@ -167,7 +167,7 @@ impl Session {
                     rule,
                 }))
             }
-            (route, _) => ExecPlan::Run(id, intent, route, on_ok),
+            (route, _) => ExecPlan::Run(spends, intent, route, on_ok),
         }
     }
 
@@ -185,11 +185,11 @@ impl Session {
     ) -> Result<(), Fatal> {
         match plan {
             ExecPlan::Unknown(id) => self.send_err(&unknown(id)).await,
-            ExecPlan::Run(id, intent, route, on_ok) => {
+            ExecPlan::Run(spends, intent, route, on_ok) => {
                 let r = self
                     .execute(packet, Expect::ResultSets, route, &intent, on_ok)
                     .await;
-                self.executed(id, r)
+                self.executed(spends, r)
             }
             ExecPlan::Cached(c) => self.stmt_execute_cached(packet, *c).await,
         }
@@ -198,7 +198,6 @@ impl Session {
     /// An execution a caching rule applies to: from the cache, or run and kept.
     async fn stmt_execute_cached(&mut self, packet: &[u8], c: CachedExec) -> Result<(), Fatal> {
         let CachedExec {
-            id,
             intent,
             mut route,
             on_ok,
@@ -223,16 +222,24 @@ impl Session {
             }
             Err(e) => Err(e),
         };
-        self.executed(id, r)
+        self.executed(None, r) // (cached only without long data)
     }
 
-    /// After an execution however it ended: the rules' notes go; when it succeeded, the
-    /// statement's long data is spent.
-    pub(super) fn executed(&mut self, id: u32, r: Result<(), Fatal>) -> Result<(), Fatal> {
-        self.rule_note = None;
-        self.plan = Default::default();
+    /// After an execution however it ended: the rules' notes go (set only when rules
+    /// matched it); when it succeeded, the long data it sent is spent (`spends`).
+    pub(super) fn executed(
+        &mut self,
+        spends: Option<u32>,
+        r: Result<(), Fatal>,
+    ) -> Result<(), Fatal> {
+        if self.rule_note.is_some() {
+            self.rule_note = None;
+        }
+        if !self.plan.is_empty() {
+            self.plan = Default::default();
+        }
         r?;
-        if let Some(p) = self.stmts.get_mut(&id) {
+        if let Some(p) = spends.and_then(|id| self.stmts.get_mut(&id)) {
             p.long_data.clear();
         }
         Ok(())
