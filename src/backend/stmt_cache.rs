@@ -1,6 +1,7 @@
 //! Statements prepared on one backend connection, keyed by (database, SQL): one backend
 //! statement per key, the replaced or least recently used one closed on the server.
 
+use smallvec::SmallVec;
 use std::sync::Arc;
 
 pub type StmtKey = (Option<String>, Arc<str>);
@@ -8,17 +9,21 @@ pub type StmtKey = (Option<String>, Arc<str>);
 #[derive(Debug, Clone)]
 struct Entry {
     db: Option<String>,
+    sql: Arc<str>,
     id: u32,
     params: u16,
     used: u64,
 }
 
-/// Keyed by SQL, then the database, so that a lookup borrows both (executions look up
-/// their statement every time: no allocation for it).
+/// The statements in a vector, indexed by SQL (then the database), so that a lookup borrows
+/// both (executions look up their statement every time: no allocation for it). A caller
+/// that keeps where its statement was (`get_hinted`) has that position checked first, by
+/// comparing the entry's text and database: no hash and no probe when it is still there.
 #[derive(Debug, Default, Clone)]
 pub struct StmtCache {
-    map: ahash::AHashMap<Arc<str>, Vec<Entry>>,
-    len: usize,
+    entries: Vec<Entry>,
+    /// Positions in `entries` of each SQL's statements (one per database).
+    index: ahash::AHashMap<Arc<str>, SmallVec<[usize; 1]>>,
     tick: u64,
     /// Backend statement ids to close (COM_STMT_CLOSE, no reply) before the next command.
     pub pending_close: Vec<u32>,
@@ -28,14 +33,31 @@ impl StmtCache {
     /// The backend statement id and parameter count of `sql` prepared in `db`, marked as
     /// just used.
     pub fn get(&mut self, db: Option<&str>, sql: &str) -> Option<(u32, u16)> {
+        let mut no_hint = usize::MAX;
+        self.get_hinted(&mut no_hint, db, sql)
+    }
+
+    /// `get`, trying position `hint` first (any value: it is checked by content) and
+    /// leaving there where the statement was found.
+    pub fn get_hinted(
+        &mut self,
+        hint: &mut usize,
+        db: Option<&str>,
+        sql: &str,
+    ) -> Option<(u32, u16)> {
         self.tick += 1;
-        let tick = self.tick;
-        let e = self
-            .map
-            .get_mut(sql)?
-            .iter_mut()
-            .find(|e| e.db.as_deref() == db)?;
-        e.used = tick;
+        let at = match self.entries.get(*hint) {
+            Some(e) if *e.sql == *sql && e.db.as_deref() == db => *hint,
+            _ => {
+                let list = self.index.get(sql)?;
+                *list
+                    .iter()
+                    .find(|&&i| self.entries[i].db.as_deref() == db)?
+            }
+        };
+        *hint = at;
+        let e = &mut self.entries[at];
+        e.used = self.tick;
         Some((e.id, e.params))
     }
 
@@ -43,53 +65,74 @@ impl StmtCache {
     /// `cap` statements the least recently used one is closed.
     pub fn insert(&mut self, (db, sql): StmtKey, id: u32, params: u16, cap: usize) {
         self.tick += 1;
-        let entry = Entry {
-            db,
-            id,
-            params,
-            used: self.tick,
-        };
-        let list = self.map.entry(sql).or_default();
-        match list.iter_mut().find(|e| e.db == entry.db) {
-            Some(old) => {
+        let found = self
+            .index
+            .get(&sql)
+            .and_then(|list| list.iter().copied().find(|&i| self.entries[i].db == db));
+        match found {
+            Some(i) => {
+                let old = &mut self.entries[i];
                 if old.id != id {
                     self.pending_close.push(old.id);
                 }
-                *old = entry;
+                (old.id, old.params, old.used) = (id, params, self.tick);
             }
             None => {
-                list.push(entry);
-                self.len += 1;
+                self.index
+                    .entry(sql.clone())
+                    .or_default()
+                    .push(self.entries.len());
+                self.entries.push(Entry {
+                    db,
+                    sql,
+                    id,
+                    params,
+                    used: self.tick,
+                });
             }
         }
-        while self.len > cap.max(1) {
-            let Some((sql, at)) = self.least_recently_used() else {
+        while self.entries.len() > cap.max(1) {
+            let Some(at) = self.least_recently_used() else {
                 break;
             };
-            let list = self.map.get_mut(&sql).expect("found above");
-            let e = list.swap_remove(at);
-            if list.is_empty() {
-                self.map.remove(&sql);
-            }
-            self.len -= 1;
-            self.pending_close.push(e.id);
+            self.remove_at(at);
         }
     }
 
-    fn least_recently_used(&self) -> Option<(Arc<str>, usize)> {
-        self.map
+    /// Closes the statement at `at`; the last entry takes its place.
+    fn remove_at(&mut self, at: usize) {
+        let gone = self.entries.swap_remove(at);
+        if let Some(list) = self.index.get_mut(&gone.sql) {
+            list.retain(|i| *i != at);
+            if list.is_empty() {
+                self.index.remove(&gone.sql);
+            }
+        }
+        let moved_from = self.entries.len();
+        if let Some(moved) = self.entries.get(at) {
+            if let Some(list) = self.index.get_mut(&moved.sql) {
+                for i in list.iter_mut().filter(|i| **i == moved_from) {
+                    *i = at;
+                }
+            }
+        }
+        self.pending_close.push(gone.id);
+    }
+
+    fn least_recently_used(&self) -> Option<usize> {
+        self.entries
             .iter()
-            .flat_map(|(sql, list)| list.iter().enumerate().map(move |(i, e)| (sql, i, e.used)))
-            .min_by_key(|(_, _, used)| *used)
-            .map(|(sql, i, _)| (sql.clone(), i))
+            .enumerate()
+            .min_by_key(|(_, e)| e.used)
+            .map(|(i, _)| i)
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.entries.is_empty()
     }
 }
 
@@ -139,5 +182,37 @@ mod tests {
         assert_eq!(c.len(), 3);
         assert_eq!(c.get(Some("d1"), "a"), None);
         assert_eq!(c.pending_close, vec![1]);
+    }
+
+    #[test]
+    fn a_hint_never_answers_for_another_statement() {
+        let mut c = StmtCache::default();
+        for (i, s) in ["a", "b", "c"].into_iter().enumerate() {
+            c.insert(key(s), i as u32 + 1, i as u16, 3);
+        }
+        let mut ha = usize::MAX;
+        assert_eq!(c.get_hinted(&mut ha, None, "a"), Some((1, 0)));
+        assert_eq!(ha, 0);
+        let mut other_db = ha; // "a"'s position, for "a" in another database
+        assert_eq!(c.get_hinted(&mut other_db, Some("d"), "a"), None);
+        assert_eq!(c.get(None, "b"), Some((2, 1)));
+        assert_eq!(c.get(None, "c"), Some((3, 2)));
+        // "a" is the least recently used: it goes, the last entry ("d") takes its position
+        c.insert(key("d"), 4, 3, 3);
+        assert_eq!(c.get_hinted(&mut ha, None, "a"), None);
+        let mut hd = 0; // where "a" was: "d" now
+        assert_eq!(c.get_hinted(&mut hd, None, "d"), Some((4, 3)));
+        let mut hc = 0;
+        assert_eq!(
+            c.get_hinted(&mut hc, None, "c"),
+            Some((3, 2)),
+            "found by the index"
+        );
+        assert_eq!(hc, 2);
+        assert_eq!(c.get(None, "b"), Some((2, 1)));
+        // a replacement keeps the position and changes the id
+        c.insert(key("b"), 9, 1, 3);
+        assert_eq!(c.get(None, "b"), Some((9, 1)));
+        assert_eq!((c.len(), c.pending_close.clone()), (3, vec![1, 2]));
     }
 }

@@ -19,6 +19,9 @@ pub(super) struct Prepared {
     types: Option<Vec<u8>>,
     /// COM_STMT_SEND_LONG_DATA payloads since the last execution.
     long_data: Vec<Vec<u8>>,
+    /// Where the backend statement cache of the connection last used had it
+    /// (`StmtCache::get_hinted`: checked there by content).
+    cache_at: usize,
 }
 
 /// How a COM_STMT_EXECUTE runs (`Session::execute_plan`).
@@ -92,6 +95,7 @@ impl Session {
             params: 0,
             types: None,
             long_data: Vec::new(),
+            cache_at: usize::MAX,
         };
         self.stmts.insert(id, placeholder);
         self.execute(
@@ -356,7 +360,10 @@ impl Session {
         let id = stmt::statement_id(packet).unwrap_or(0);
         let p = self.stmts.get_mut(&id).filter(|p| p.long_data.is_empty())?;
         let db = self.state.database.as_deref();
-        let (backend_id, _) = lease.state.prepared.get(db, &p.sql)?;
+        let (backend_id, _) = lease
+            .state
+            .prepared
+            .get_hinted(&mut p.cache_at, db, &p.sql)?;
         let mut out = std::mem::take(&mut self.exec_buf);
         out.clear();
         out.reserve(packet.len() + 16);
