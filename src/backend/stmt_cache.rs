@@ -48,12 +48,7 @@ impl StmtCache {
         self.tick += 1;
         let at = match self.entries.get(*hint) {
             Some(e) if *e.sql == *sql && e.db.as_deref() == db => *hint,
-            _ => {
-                let list = self.index.get(sql)?;
-                *list
-                    .iter()
-                    .find(|&&i| self.entries[i].db.as_deref() == db)?
-            }
+            _ => self.position(db, sql)?,
         };
         *hint = at;
         let e = &mut self.entries[at];
@@ -65,11 +60,7 @@ impl StmtCache {
     /// `cap` statements the least recently used one is closed.
     pub fn insert(&mut self, (db, sql): StmtKey, id: u32, params: u16, cap: usize) {
         self.tick += 1;
-        let found = self
-            .index
-            .get(&sql)
-            .and_then(|list| list.iter().copied().find(|&i| self.entries[i].db == db));
-        match found {
+        match self.position(db.as_deref(), &sql) {
             Some(i) => {
                 let old = &mut self.entries[i];
                 if old.id != id {
@@ -97,6 +88,14 @@ impl StmtCache {
             };
             self.remove_at(at);
         }
+    }
+
+    /// Where `sql` prepared in `db` is in `entries`, by the index.
+    fn position(&self, db: Option<&str>, sql: &str) -> Option<usize> {
+        let list = self.index.get(sql)?;
+        list.iter()
+            .copied()
+            .find(|&i| self.entries[i].db.as_deref() == db)
     }
 
     /// Closes the statement at `at`; the last entry takes its place.
